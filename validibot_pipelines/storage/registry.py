@@ -28,7 +28,10 @@ def get_store(uri: str) -> ObjectStore:
     scheme, sep, _ = uri.partition("://")
     if not sep:
         raise ValueError(f"{uri!r} is not a URI: use file:///abs/path, gs://bucket/key or s3://bucket/key")
-    return _store_for(scheme)
+    try:
+        return _store_for(scheme)
+    except ValueError as exc:  # name the offending URI, not just its scheme
+        raise ValueError(f"{uri!r}: {exc}") from None
 
 
 def sha256_of_uri(uri: str) -> tuple[str, int]:

@@ -1,0 +1,73 @@
+"""Write an input envelope into a fresh execution bundle, launch it on a backend, read the output back.
+
+Whatever the backend does, the caller gets an :class:`OutputEnvelope`: a worker that died without writing
+one, or wrote garbage, becomes ``failed_runtime`` with a message saying so (the system's fault).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from validibot_pipelines.envelopes import (
+    ExecutionContext,
+    InputEnvelope,
+    InputFileItem,
+    OutputEnvelope,
+    Status,
+    ValidatorRef,
+    load_output_envelope,
+)
+from validibot_pipelines.envelopes.base import EnvelopeError, now
+from validibot_pipelines.orchestration.layout import bundle_uri
+from validibot_pipelines.resources.backends.base import LaunchRecord
+from validibot_pipelines.storage import get_store, join_uri
+
+
+class Backend(Protocol):
+    def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
+        ...
+
+
+def launch_step(
+    *,
+    store_uri: str,
+    run_id: str,
+    validator: ValidatorRef,
+    files: list[InputFileItem],
+    inputs: dict[str, Any],
+    backend: Backend,
+    timeout_seconds: int,
+    context: Any = None,
+    tags: dict[str, str] | None = None,
+) -> tuple[OutputEnvelope, LaunchRecord]:
+    bundle = bundle_uri(store_uri, run_id)
+    envelope = InputEnvelope(
+        run_id=run_id, validator=validator, input_files=files, inputs=inputs,
+        context=ExecutionContext(
+            callback_id=run_id, execution_bundle_uri=bundle, expected_output_uri=join_uri(bundle, "output.json"),
+            timeout_seconds=timeout_seconds, tags={"queued_at": now().isoformat(), **(tags or {})},
+        ),
+    )
+    input_uri = join_uri(bundle, "input.json")
+    get_store(input_uri).write_bytes(input_uri, envelope.model_dump_json(indent=2).encode(), "application/json")
+    record = backend.launch(input_uri, run_id=run_id, timeout_seconds=timeout_seconds, context=context)
+    return read_output(envelope, record), record
+
+
+def read_output(envelope: InputEnvelope, record: LaunchRecord) -> OutputEnvelope:
+    expected = envelope.context.expected_output_uri
+    store = get_store(expected)
+
+    def broken(code: str, text: str) -> OutputEnvelope:
+        out = OutputEnvelope(run_id=envelope.run_id, validator=envelope.validator, status=Status.FAILED_RUNTIME)
+        out.error(code, text)
+        return out
+
+    if not store.exists(expected):
+        why = "timed out and was killed" if record.timed_out else f"exited with code {record.returncode}"
+        return broken("WORKER_NO_OUTPUT", f"the {record.backend} worker ({record.launch_id}) {why} without writing "
+                      f"{expected}; worker log tail: {record.log_tail[-800:] or '(empty)'}")
+    try:
+        return load_output_envelope(store.read_bytes(expected), where=expected)
+    except EnvelopeError as exc:
+        return broken("WORKER_BAD_OUTPUT", f"{exc}; the worker image may not match this control plane version")

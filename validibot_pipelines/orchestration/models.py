@@ -1,0 +1,147 @@
+"""Intake in the control plane: check an upload, store it canonically by checksum, remember its spec.
+
+Only ZIP/XML/text parsing happens here (see :mod:`validibot_pipelines.intake`) — never native code.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from validibot_pipelines.envelopes import InputFileItem, Severity, Status, ValidationMessage
+from validibot_pipelines.envelopes.base import MIME_FMU, check_leaf_name
+from validibot_pipelines.intake.common import sha256_file
+from validibot_pipelines.intake.fmi import FmuLimits, check_fmu
+from validibot_pipelines.orchestration.layout import model_dir, model_manifest_uri, model_spec_uri
+from validibot_pipelines.spec import SpecError, ValidationSpec, load_spec
+from validibot_pipelines.storage import get_store, join_uri, leaf_name
+
+SPEC_SUFFIX = ".validation.yaml"
+KINDS = {".fmu": ("fmi", MIME_FMU)}
+
+
+def kind_of(file_name: str) -> tuple[str, str] | None:
+    """(validator kind, MIME type) for an upload's file name, or None when no validator handles it."""
+    suffix = Path(file_name).suffix.lower()
+    return KINDS.get(suffix)
+
+
+class ModelRecord(BaseModel):
+    """What intake decided about one upload; persisted as ``models/<sha256>/model.json``."""
+
+    sha256: str
+    file_name: str
+    kind: str
+    mime_type: str
+    size_bytes: int
+    source_uri: str
+    canonical_uri: str | None = None
+    status: Status
+    findings: list[ValidationMessage] = Field(default_factory=list)
+    facts: dict[str, Any] = Field(default_factory=dict)
+    spec: dict[str, Any] | None = None
+    spec_source: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == Status.SUCCESS
+
+    def validation_spec(self) -> ValidationSpec:
+        return ValidationSpec.model_validate(self.spec or {})
+
+    def input_file(self, role: str) -> InputFileItem:
+        assert self.canonical_uri, "only accepted models have a canonical copy"
+        return InputFileItem(name=self.file_name, mime_type=self.mime_type, role=role, uri=self.canonical_uri,
+                             size_bytes=self.size_bytes, sha256=self.sha256)
+
+
+def _check(kind: str, path: Path, name: str, limits: FmuLimits | None):  # noqa: ANN202 - IntakeReport
+    if kind == "fmi":
+        return check_fmu(path, name, limits or FmuLimits())
+    raise ValueError(f"no intake checks for kind {kind!r}")
+
+
+def intake(
+    source_uri: str,
+    *,
+    store_uri: str,
+    spec_uri: str | None = None,
+    expected_sha256: str | None = None,
+    limits: FmuLimits | None = None,
+) -> ModelRecord:
+    """Check ``source_uri`` and, if accepted, copy it to ``models/<sha256>/``. Never touches the source."""
+    name = leaf_name(source_uri)
+    check_leaf_name(name)
+    kind_mime = kind_of(name)
+    if kind_mime is None:
+        raise ValueError(f"{name}: no validator handles this file type; upload .fmu files")
+    kind, mime = kind_mime
+    with tempfile.TemporaryDirectory(prefix="validibot-intake-") as tmp:
+        local = Path(tmp) / name
+        get_store(source_uri).download_file(source_uri, local)
+        sha, size = sha256_file(local)
+        record = ModelRecord(sha256=sha, file_name=name, kind=kind, mime_type=mime, size_bytes=size,
+                             source_uri=source_uri, status=Status.SUCCESS)
+        if expected_sha256 and sha != expected_sha256:
+            record.status = Status.FAILED_RUNTIME
+            record.findings.append(ValidationMessage(
+                severity=Severity.ERROR, code="SOURCE_CHANGED",
+                text=f"{name}: the file at {source_uri} changed after it was registered (sha256 {sha[:12]}… "
+                     f"!= partition {expected_sha256[:12]}…); the new bytes get their own partition on the next "
+                     "sensor tick"))
+            return record
+        report = _check(kind, local, name, limits)
+        record.findings.extend(report.findings)
+        record.facts = report.facts
+        if not report.accepted:
+            record.status = Status.FAILED_VALIDATION
+        _attach_spec(record, spec_uri, store_uri)
+        store_root = model_dir(store_uri, sha)
+        if record.accepted:
+            record.canonical_uri = join_uri(store_root, name)
+            get_store(record.canonical_uri).upload_file(local, record.canonical_uri, content_type=mime)
+    save_record(record, store_uri)
+    return record
+
+
+def _attach_spec(record: ModelRecord, spec_uri: str | None, store_uri: str) -> None:
+    if not spec_uri:
+        return
+    spec_name = leaf_name(spec_uri)
+    try:
+        text = get_store(spec_uri).read_bytes(spec_uri)
+    except FileNotFoundError:
+        text = None
+        problem = f"{spec_name}: the spec file disappeared before it could be read; upload it again"
+    if text is not None:
+        try:
+            record.spec = load_spec(text, spec_name).model_dump(mode="json", exclude_none=True)
+            record.spec_source = spec_uri
+            canonical = model_spec_uri(store_uri, record.sha256)
+            get_store(canonical).write_bytes(canonical, text, content_type="application/yaml")
+            return
+        except SpecError as exc:
+            problem = str(exc)
+    record.status = Status.FAILED_VALIDATION
+    record.findings.append(ValidationMessage(severity=Severity.ERROR, code="SPEC_INVALID", text=problem,
+                                             location=spec_name))
+
+
+def save_record(record: ModelRecord, store_uri: str) -> None:
+    uri = model_manifest_uri(store_uri, record.sha256)
+    get_store(uri).write_bytes(uri, record.model_dump_json(indent=2).encode(), "application/json")
+
+
+def load_record(store_uri: str, sha256: str) -> ModelRecord:
+    """The record of an earlier intake (schedules and backfills re-validate from the canonical copy)."""
+    uri = model_manifest_uri(store_uri, sha256)
+    try:
+        return ModelRecord.model_validate_json(get_store(uri).read_bytes(uri))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"no intake record for model {sha256} at {uri}; the model was never uploaded to this store — "
+            "drop the file into the landing zone again"
+        ) from None

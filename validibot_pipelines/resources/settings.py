@@ -1,0 +1,25 @@
+"""Deployment settings as a Dagster resource (env-driven, so one code location serves every stage)."""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from validibot_pipelines.intake.fmi import FmuLimits
+from validibot_pipelines.settings import default_landing_uri, default_store_uri
+
+
+class ValidibotSettings(ConfigurableResource):
+    """Where uploads land and results are stored, and the intake limits."""
+
+    store_uri: str = Field(default_factory=default_store_uri, description="file://, gs:// or s3:// prefix")
+    landing_uri: str = Field(default_factory=default_landing_uri, description="where authors drop models")
+    fmu_max_bytes: int = Field(default=50 * 1024 * 1024, description="FMU size cap")
+    fmu_max_uncompressed_bytes: int = Field(default=500 * 1024 * 1024)
+    fmu_max_ratio: float = Field(default=100.0, description="zip-bomb guard: uncompressed / compressed")
+    simulation_timeout_seconds: int = Field(default=300, description="per FMU simulation")
+    worker_timeout_seconds: int = Field(default=3600, description="per worker launch")
+
+    def fmu_limits(self) -> FmuLimits:
+        return FmuLimits(max_bytes=self.fmu_max_bytes, max_uncompressed_bytes=self.fmu_max_uncompressed_bytes,
+                         max_ratio=self.fmu_max_ratio)

@@ -1,0 +1,154 @@
+"""The container contract, implemented once for every backend.
+
+``VALIDIBOT_INPUT_URI`` → input envelope → runner → output envelope at ``context.expected_output_uri``.
+Exit code 0 whenever the output envelope was written (whatever the verdict); non-zero only when the worker
+itself could not read its input or write its output. Replays: an existing output whose
+``input_envelope_sha256`` matches this envelope's bytes is returned without recomputing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from validibot_pipelines.envelopes import (
+    InputEnvelope,
+    OutputEnvelope,
+    Status,
+    envelope_sha256,
+    load_input_envelope,
+    load_output_envelope,
+)
+from validibot_pipelines.envelopes.base import EnvelopeError, now
+from validibot_pipelines.runtime.context import RunContext, file_sha256
+from validibot_pipelines.runtime.registry import runner_for
+from validibot_pipelines.storage import get_store
+
+ENV_INPUT = "VALIDIBOT_INPUT_URI"
+ENV_OUTPUT = "VALIDIBOT_OUTPUT_URI"
+ENV_RUN_ID = "VALIDIBOT_RUN_ID"
+
+
+class WorkerBroken(RuntimeError):
+    """The worker cannot honour the contract (input unreadable, output unwritable): exit non-zero."""
+
+
+@contextlib.contextmanager
+def _pipes_logger() -> Iterator[tuple[Callable[[str], None], object | None]]:
+    """Stream logs through Dagster Pipes when launched by a Pipes client, else to stderr."""
+    run_id = os.environ.get(ENV_RUN_ID, "-")
+
+    def to_stderr(msg: str) -> None:
+        print(f"[validibot-worker {run_id}] {msg}", file=sys.stderr, flush=True)
+
+    try:
+        from dagster_pipes import is_dagster_pipes_process, open_dagster_pipes
+    except ImportError:  # pragma: no cover - dagster-pipes is a hard dependency
+        yield to_stderr, None
+        return
+    if not is_dagster_pipes_process():
+        yield to_stderr, None
+        return
+    with open_dagster_pipes() as pipes:
+
+        def both(msg: str) -> None:
+            to_stderr(msg)
+            pipes.log.info(msg)
+
+        yield both, pipes
+
+
+def _stage_inputs(envelope: InputEnvelope, workdir: Path) -> dict[str, Path]:
+    """Download every input file and verify its checksum, so a worker never runs on bytes it didn't expect."""
+    staged: dict[str, Path] = {}
+    for item in [*envelope.input_files, *envelope.resource_files]:
+        local = workdir / "inputs" / item.name
+        get_store(item.uri).download_file(item.uri, local)
+        actual = file_sha256(local)
+        if actual != item.sha256:
+            raise WorkerBroken(
+                f"{item.name}: checksum mismatch ({actual} != {item.sha256}) downloading {item.uri}; "
+                "the stored copy changed after the envelope was written — re-run intake"
+            )
+        staged[item.role] = local
+    return staged
+
+
+def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: str | None = None) -> OutputEnvelope:
+    """Run one envelope end to end and return the output envelope that was written."""
+    try:
+        raw = get_store(input_uri).read_bytes(input_uri)
+    except FileNotFoundError:
+        raise WorkerBroken(f"input envelope {input_uri} does not exist; check {ENV_INPUT}") from None
+    try:
+        envelope = load_input_envelope(raw, where=input_uri)
+    except EnvelopeError as exc:
+        raise WorkerBroken(str(exc)) from None
+    identity = envelope_sha256(raw)
+    expected = envelope.context.expected_output_uri
+    if output_uri and output_uri != expected:
+        raise WorkerBroken(
+            f"{ENV_OUTPUT}={output_uri} differs from the envelope's expected_output_uri {expected}; "
+            f"unset {ENV_OUTPUT} or make them equal"
+        )
+    store = get_store(expected)
+    if store.exists(expected):
+        try:
+            previous = load_output_envelope(store.read_bytes(expected), where=expected)
+            if previous.input_envelope_sha256 == identity:
+                log(f"replay: {expected} already holds the result for this envelope; not recomputing")
+                return previous
+            log(f"{expected} exists for a different envelope; recomputing")
+        except EnvelopeError as exc:
+            log(f"existing output is unreadable ({exc}); recomputing")
+
+    output = OutputEnvelope(
+        run_id=envelope.run_id, validator=envelope.validator, status=Status.FAILED_RUNTIME,
+        input_envelope_sha256=identity,
+    )
+    output.timing.started_at = now()
+    queued = envelope.context.tags.get("queued_at")
+    if queued:
+        output.timing.queued_at = queued  # type: ignore[assignment]  # pydantic parses the ISO string
+    with tempfile.TemporaryDirectory(prefix="validibot-") as tmp:
+        workdir = Path(tmp)
+        try:
+            files = _stage_inputs(envelope, workdir)
+            runner = runner_for(envelope.validator.type)
+            log(f"running {envelope.validator.type} {envelope.validator.version} for run {envelope.run_id}")
+            runner(RunContext(envelope=envelope, workdir=workdir, files=files, output=output, log=log))
+        except WorkerBroken as exc:
+            output.status = Status.FAILED_RUNTIME
+            output.error("WORKER_INPUT", str(exc))
+        except Exception as exc:  # the system's fault: keep the traceback in the log, a sentence in the envelope
+            log(traceback.format_exc())
+            output.status = Status.FAILED_RUNTIME
+            output.error("WORKER_ERROR", f"{envelope.validator.type} worker failed: {type(exc).__name__}: {exc}")
+    output.timing.finished_at = now()
+    try:
+        store.write_bytes(expected, output.model_dump_json(indent=2).encode(), content_type="application/json")
+    except Exception as exc:
+        raise WorkerBroken(f"could not write output envelope to {expected}: {exc}") from exc
+    log(f"wrote {expected}: {output.status.value}")
+    return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    input_uri = os.environ.get(ENV_INPUT) or (argv or sys.argv[1:] or [None])[0]
+    if not input_uri:
+        print(f"validibot-worker: set {ENV_INPUT} to the input envelope URI", file=sys.stderr)
+        return 2
+    with _pipes_logger() as (log, pipes):
+        try:
+            result = execute(input_uri, log=log, output_uri=os.environ.get(ENV_OUTPUT))
+        except WorkerBroken as exc:
+            log(f"worker broken: {exc}")
+            return 3
+        if pipes is not None:
+            pipes.report_custom_message({"status": result.status.value, "run_id": result.run_id})
+    return 0

@@ -1,0 +1,80 @@
+"""Run a child process with a hard timeout: terminate, a grace period, then kill.
+
+Shared by every runner that executes untrusted native code (FMU binaries, EnergyPlus): one fresh process
+per run, because some FMUs corrupt or crash their host after many runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+GRACE_SECONDS = 5.0
+
+
+@dataclass
+class ChildResult:
+    returncode: int | None
+    timed_out: bool
+    pid: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def signal_name(self) -> str | None:
+        if self.returncode is not None and self.returncode < 0:
+            try:
+                return signal.Signals(-self.returncode).name
+            except ValueError:
+                return f"signal {-self.returncode}"
+        return None
+
+
+def tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def run_child(
+    cmd: list[str],
+    *,
+    timeout: float,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    grace: float = GRACE_SECONDS,
+) -> ChildResult:
+    """Run ``cmd`` in its own process group; on timeout SIGTERM the group, wait ``grace``, then SIGKILL."""
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            out, err = proc.communicate()
+    return ChildResult(proc.returncode, timed_out, proc.pid, out or "", err or "", time.monotonic() - start)
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,22 @@
+"""Where things live on the embedded default, overridable by environment variables.
+
+``VALIDIBOT_HOME`` (default ``./.validibot``) holds the local landing zone and object store; production sets
+``VALIDIBOT_LANDING_URI`` / ``VALIDIBOT_STORE_URI`` to ``gs://`` or ``s3://`` prefixes instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def validibot_home() -> Path:
+    return Path(os.environ.get("VALIDIBOT_HOME", ".validibot")).resolve()
+
+
+def default_store_uri() -> str:
+    return os.environ.get("VALIDIBOT_STORE_URI") or (validibot_home() / "store").as_uri()
+
+
+def default_landing_uri() -> str:
+    return os.environ.get("VALIDIBOT_LANDING_URI") or (validibot_home() / "landing").as_uri()
