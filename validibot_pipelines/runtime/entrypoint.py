@@ -14,6 +14,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 from validibot_pipelines.envelopes import (
@@ -114,7 +115,10 @@ def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: s
     output.timing.started_at = now()
     queued = envelope.context.tags.get("queued_at")
     if queued:
-        output.timing.queued_at = queued  # type: ignore[assignment]  # pydantic parses the ISO string
+        try:
+            output.timing.queued_at = datetime.fromisoformat(queued)
+        except ValueError:
+            log(f"ignoring unparseable queued_at tag {queued!r}")
     with tempfile.TemporaryDirectory(prefix="validibot-") as tmp:
         workdir = Path(tmp)
         try:

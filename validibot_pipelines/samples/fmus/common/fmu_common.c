@@ -88,6 +88,15 @@ static fmi2Status check_settable(const FmuInstance *inst, const char *name, FmuC
     return fmi2OK;
 }
 
+/* Maps a value reference to an index into the table of one type, whose references start at `base`. */
+static int lookup(fmi2ValueReference vr, size_t base, size_t count, size_t *index) {
+    if (vr < base || vr - base >= count) {
+        return 0;
+    }
+    *index = vr - base;
+    return 1;
+}
+
 static fmi2Status unknown_vr(const FmuInstance *inst, const char *type, fmi2ValueReference vr) {
     fmu_log(inst, fmi2Error, "logStatusError", "unknown %s value reference %u", type, vr);
     return fmi2Error;
@@ -263,10 +272,12 @@ fmi2Status fmi2GetReal(fmi2Component c, const fmi2ValueReference vr[], size_t nv
         return fmi2Error;
     }
     for (size_t i = 0; i < nvr; ++i) {
-        if (vr[i] >= fmu_model.n_reals) {
+        size_t k;
+
+        if (!lookup(vr[i], 0, fmu_model.n_reals, &k)) {
             return unknown_vr(inst, "Real", vr[i]);
         }
-        value[i] = inst->reals[vr[i]];
+        value[i] = inst->reals[k];
     }
     return fmi2OK;
 }
@@ -278,10 +289,12 @@ fmi2Status fmi2GetInteger(fmi2Component c, const fmi2ValueReference vr[], size_t
         return fmi2Error;
     }
     for (size_t i = 0; i < nvr; ++i) {
-        if (vr[i] >= fmu_model.n_integers) {
+        size_t k;
+
+        if (!lookup(vr[i], fmu_model.n_reals, fmu_model.n_integers, &k)) {
             return unknown_vr(inst, "Integer", vr[i]);
         }
-        value[i] = inst->integers[vr[i]];
+        value[i] = inst->integers[k];
     }
     return fmi2OK;
 }
@@ -293,10 +306,12 @@ fmi2Status fmi2GetBoolean(fmi2Component c, const fmi2ValueReference vr[], size_t
         return fmi2Error;
     }
     for (size_t i = 0; i < nvr; ++i) {
-        if (vr[i] >= fmu_model.n_booleans) {
+        size_t k;
+
+        if (!lookup(vr[i], fmu_model.n_reals + fmu_model.n_integers, fmu_model.n_booleans, &k)) {
             return unknown_vr(inst, "Boolean", vr[i]);
         }
-        value[i] = inst->booleans[vr[i]];
+        value[i] = inst->booleans[k];
     }
     return fmi2OK;
 }
@@ -318,13 +333,15 @@ fmi2Status fmi2SetReal(fmi2Component c, const fmi2ValueReference vr[], size_t nv
         return fmi2Error;
     }
     for (size_t i = 0; i < nvr; ++i) {
-        if (vr[i] >= fmu_model.n_reals) {
+        size_t k;
+
+        if (!lookup(vr[i], 0, fmu_model.n_reals, &k)) {
             return unknown_vr(inst, "Real", vr[i]);
         }
-        if (check_settable(inst, fmu_model.reals[vr[i]].name, fmu_model.reals[vr[i]].causality) != fmi2OK) {
+        if (check_settable(inst, fmu_model.reals[k].name, fmu_model.reals[k].causality) != fmi2OK) {
             return fmi2Error;
         }
-        inst->reals[vr[i]] = value[i];
+        inst->reals[k] = value[i];
     }
     return fmi2OK;
 }
@@ -336,13 +353,15 @@ fmi2Status fmi2SetInteger(fmi2Component c, const fmi2ValueReference vr[], size_t
         return fmi2Error;
     }
     for (size_t i = 0; i < nvr; ++i) {
-        if (vr[i] >= fmu_model.n_integers) {
+        size_t k;
+
+        if (!lookup(vr[i], fmu_model.n_reals, fmu_model.n_integers, &k)) {
             return unknown_vr(inst, "Integer", vr[i]);
         }
-        if (check_settable(inst, fmu_model.integers[vr[i]].name, fmu_model.integers[vr[i]].causality) != fmi2OK) {
+        if (check_settable(inst, fmu_model.integers[k].name, fmu_model.integers[k].causality) != fmi2OK) {
             return fmi2Error;
         }
-        inst->integers[vr[i]] = value[i];
+        inst->integers[k] = value[i];
     }
     return fmi2OK;
 }
@@ -354,13 +373,15 @@ fmi2Status fmi2SetBoolean(fmi2Component c, const fmi2ValueReference vr[], size_t
         return fmi2Error;
     }
     for (size_t i = 0; i < nvr; ++i) {
-        if (vr[i] >= fmu_model.n_booleans) {
+        size_t k;
+
+        if (!lookup(vr[i], fmu_model.n_reals + fmu_model.n_integers, fmu_model.n_booleans, &k)) {
             return unknown_vr(inst, "Boolean", vr[i]);
         }
-        if (check_settable(inst, fmu_model.booleans[vr[i]].name, fmu_model.booleans[vr[i]].causality) != fmi2OK) {
+        if (check_settable(inst, fmu_model.booleans[k].name, fmu_model.booleans[k].causality) != fmi2OK) {
             return fmi2Error;
         }
-        inst->booleans[vr[i]] = value[i] ? fmi2True : fmi2False;
+        inst->booleans[k] = value[i] ? fmi2True : fmi2False;
     }
     return fmi2OK;
 }

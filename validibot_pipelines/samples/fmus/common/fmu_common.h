@@ -7,8 +7,9 @@
  * `fmu_model` definition below.
  *
  * Conventions a model must follow:
- *   - Value references are per type and dense: Real variable i has valueReference i, likewise for Integer and
- *     Boolean. The modelDescription.xml must use the same numbering.
+ *   - Value references are dense and unique across types (FMI 2.0 would allow per-type numbering, but
+ *     importers that key on the reference alone then mix variables up): Real i has valueReference i,
+ *     Integer i has n_reals + i, Boolean i has n_reals + n_integers + i. modelDescription.xml must match.
  *   - Start values in the variable tables must match the start attributes in modelDescription.xml
  *     (outputs have no start in the XML; their table value is just the internal initial value).
  *   - Parameters may be set only before fmi2ExitInitializationMode, inputs at any time, outputs never.

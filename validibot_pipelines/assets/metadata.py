@@ -1,0 +1,62 @@
+"""Turn envelopes into the metadata an analyst reads in the Dagster UI (shared by every validator)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pandas as pd
+from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
+
+from validibot_pipelines.envelopes import OutputEnvelope, ValidationMessage
+from validibot_pipelines.resources.backends.base import LaunchRecord
+
+
+def frame_table(frame: pd.DataFrame) -> MetadataValue:
+    """A pandas DataFrame as Dagster table metadata (types mapped so the UI sorts numbers as numbers)."""
+    kinds = {"i": "int", "u": "int", "f": "float", "b": "bool"}
+    columns = [TableColumn(name=str(c), type=kinds.get(frame[c].dtype.kind, "string")) for c in frame.columns]
+    records = [
+        TableRecord({str(k): (None if pd.isna(v) else v.item() if hasattr(v, "item") else v)
+                     for k, v in row.items()})
+        for row in frame.astype(object).to_dict(orient="records")
+    ]
+    return MetadataValue.table(records=records, schema=TableSchema(columns=columns))
+
+
+def messages_markdown(messages: list[ValidationMessage]) -> MetadataValue:
+    if not messages:
+        return MetadataValue.md("_no findings_")
+    lines = ["| severity | code | text | location |", "|---|---|---|---|"]
+    for m in messages:
+        text = m.text.replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {m.severity.value} | `{m.code}` | {text} | {m.location or ''} |")
+    return MetadataValue.md("\n".join(lines))
+
+
+def launch_metadata(record: LaunchRecord) -> dict[str, Any]:
+    return {
+        "backend": record.backend,
+        "launch_id": record.launch_id,
+        "worker_seconds": MetadataValue.float(record.seconds),
+        "worker_exit_code": record.returncode if record.returncode is not None else -1,
+    }
+
+
+def envelope_metadata(out: OutputEnvelope, bundle_input_uri: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "status": out.status.value,
+        "run_id": out.run_id,
+        "findings": messages_markdown(out.messages),
+    }
+    if out.timing.started_at and out.timing.finished_at:
+        meta["execution_seconds"] = MetadataValue.float(
+            (out.timing.finished_at - out.timing.started_at).total_seconds())
+    for artifact in out.artifacts:
+        meta[f"artifact_{artifact.name}"] = MetadataValue.url(artifact.uri)
+    return meta
+
+
+def png_markdown(png: bytes, title: str) -> MetadataValue:
+    """Embed a small PNG in markdown metadata so the plot shows in the UI without a file server."""
+    return MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")

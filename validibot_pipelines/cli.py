@@ -1,0 +1,99 @@
+"""``validibot`` command line: ``validate`` one file in-process, ``demo`` the whole pipeline, ``build-samples``.
+
+Exit codes of ``validate``: 0 success, 1 failed_validation, 2 failed_runtime / cancelled / bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from pathlib import Path
+
+from validibot_pipelines.envelopes import OutputEnvelope, Status
+
+EXIT_CODES = {Status.SUCCESS: 0, Status.FAILED_VALIDATION: 1, Status.FAILED_RUNTIME: 2, Status.CANCELLED: 2}
+
+
+def human_summary(out: OutputEnvelope) -> str:
+    lines = [f"{out.outputs.get('file_name', out.run_id)}: {out.status.value}",
+             f"  sha256: {out.outputs.get('sha256', '?')}"]
+    probe = out.outputs.get("probe")
+    if probe:
+        lines.append(f"  model: {probe.get('model_name')} (FMI {probe.get('fmi_version')}), counts {probe.get('counts')}")
+    values = out.outputs.get("output_values")
+    if values:
+        lines.append("  outputs: " + ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                                                 for k, v in values.items()))
+    for result in out.outputs.get("assertions", []):
+        mark = "PASS" if result["passed"] else "FAIL"
+        lines.append(f"  [{mark}] {result['name']} ({result['severity']}): {result['expr']}"
+                     + (f" — {result['error']}" if result.get("error") else ""))
+    for msg in out.messages:
+        lines.append(f"  {msg.severity.value} {msg.code}: {msg.text}")
+    return "\n".join(lines)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from validibot_pipelines.orchestration.single import validate_file
+    from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
+    from validibot_pipelines.settings import default_store_uri
+
+    model = Path(args.model)
+    if not model.is_file():
+        print(f"validibot: {model}: no such file; pass the path of an .fmu", file=sys.stderr)
+        return 2
+    if args.spec and not Path(args.spec).is_file():
+        print(f"validibot: {args.spec}: no such spec file; pass a YAML spec or drop --spec", file=sys.stderr)
+        return 2
+    try:
+        out = validate_file(model, Path(args.spec) if args.spec else None, store_uri=args.store or default_store_uri(),
+                            backend=LocalSubprocessBackend(), attempt=uuid.uuid4().hex[:8],
+                            simulation_timeout_seconds=args.timeout)
+    except ValueError as exc:  # e.g. a file type no validator handles
+        print(f"validibot: {exc}", file=sys.stderr)
+        return 2
+    print(out.model_dump_json(indent=2) if args.json else human_summary(out))
+    return EXIT_CODES[out.status]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from validibot_pipelines.demo import run_demo
+
+    return run_demo(copies=args.copies)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from validibot_pipelines.samples.build import SAMPLE_FMUS, build_fmu
+
+    for name in args.names or SAMPLE_FMUS:
+        print(build_fmu(name, Path(args.out)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="validibot", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="validate one model file in-process and print the output envelope")
+    v.add_argument("model")
+    v.add_argument("--spec", help="validation spec YAML (default: DefaultExperiment, all outputs, no assertions)")
+    v.add_argument("--json", action="store_true", help="print the output envelope as JSON")
+    v.add_argument("--store", help="object store URI for results (default: $VALIDIBOT_STORE_URI or .validibot/store)")
+    v.add_argument("--timeout", type=float, default=300, help="simulation timeout in seconds (default 300)")
+    v.set_defaults(func=_validate)
+    d = sub.add_parser("demo", help="build the sample FMUs, drop them in the landing zone, run the pipeline")
+    d.add_argument("--copies", type=int, default=1, help="byte-distinct copies of each sample to validate")
+    d.set_defaults(func=_demo)
+    b = sub.add_parser("build-samples", help="compile the sample FMUs from their C sources")
+    b.add_argument("out")
+    b.add_argument("names", nargs="*")
+    b.set_defaults(func=_build)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 2 if exc.code else 0
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""One validation job per validator kind, each over its asset group and checks."""
+
+from dagster import AssetSelection, define_asset_job
+
+from validibot_pipelines.partitions import fmu_partitions
+
+fmi_validation_job = define_asset_job(
+    "fmi_validation", selection=AssetSelection.groups("fmi"), partitions_def=fmu_partitions,
+    description="Intake → probe → simulation → CEL checks for one FMU (partition = its SHA-256)",
+)
+
+JOBS_BY_KIND = {"fmi": fmi_validation_job}
+
+# The asset whose run config carries the upload's URIs (see FmuIntakeConfig).
+INTAKE_ASSET_BY_KIND = {"fmi": "fmu_intake"}

@@ -1,0 +1,72 @@
+"""Drive the real sensor and jobs in-process against a real Dagster instance (no daemon needed).
+
+``validibot demo`` and the tests use this: it evaluates ``upload_sensor`` exactly as the daemon would
+(cursor kept in the instance's key-value store, dynamic partitions added, run keys deduplicated) and runs
+each requested partition with ``execute_in_process``. With ``dagster dev`` running, the daemon does the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dagster import DagsterInstance, Definitions, RunsFilter, build_sensor_context
+
+RUN_KEY_TAG = "dagster/run_key"
+
+
+@dataclass
+class RunOutcome:
+    partition_key: str
+    source_uri: str
+    run_id: str
+    success: bool
+    outputs: dict[str, Any]  # asset name -> output value (dict), for those that materialized
+    checks: dict[str, tuple[bool, str]]  # check name -> (passed, description)
+
+
+def _cursor_key(sensor_name: str) -> str:
+    return f"validibot/local_runner/{sensor_name}/cursor"
+
+
+def tick(defs: Definitions, instance: DagsterInstance, sensor_name: str = "upload_sensor") -> list[RunOutcome]:
+    sensor_def = defs.get_sensor_def(sensor_name)
+    key = _cursor_key(sensor_name)
+    cursor = instance.run_storage.get_cursor_values({key}).get(key)
+    with build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources, definitions=defs,
+                              sensor_name=sensor_name) as context:
+        result = sensor_def(context)
+    if result is None or not hasattr(result, "run_requests"):
+        return []
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    if result.cursor is not None:
+        instance.run_storage.set_cursor_values({key: result.cursor})
+    outcomes = []
+    for request in result.run_requests or []:
+        if request.run_key and instance.get_runs(RunsFilter(tags={RUN_KEY_TAG: request.run_key}), limit=1):
+            continue  # the daemon skips a run key it has seen: identical upload, nothing to redo
+        outcomes.append(run_partition(defs, instance, request.job_name, request.partition_key,
+                                      run_config=request.run_config,
+                                      tags={**request.tags, RUN_KEY_TAG: request.run_key,
+                                            "dagster/sensor_name": sensor_name}))
+    return outcomes
+
+
+def run_partition(defs: Definitions, instance: DagsterInstance, job_name: str, partition_key: str,
+                  run_config: dict | None = None, tags: dict | None = None) -> RunOutcome:
+    job = defs.get_job_def(job_name)
+    result = job.execute_in_process(run_config=run_config or {}, instance=instance, partition_key=partition_key,
+                                    tags=tags or {}, raise_on_error=False)
+    outputs: dict[str, Any] = {}
+    for node in job.graph.node_names():
+        try:
+            outputs[node] = result.output_for_node(node)
+        except Exception:  # noqa: BLE001 - the step did not run or produced no output
+            continue
+    checks = {
+        evaluation.check_name: (evaluation.passed, evaluation.description or "")
+        for evaluation in result.get_asset_check_evaluations()
+    }
+    return RunOutcome(partition_key=partition_key, source_uri=(tags or {}).get("validibot/source_uri", ""),
+                      run_id=result.run_id, success=result.success, outputs=outputs, checks=checks)

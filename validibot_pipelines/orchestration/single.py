@@ -1,0 +1,71 @@
+"""Validate one file in-process, without a daemon: intake → probe → simulate → assertions.
+
+Used by ``validibot validate``. The same orchestration functions back the Dagster assets; native code still
+only runs in the worker launched by the backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from validibot_pipelines.assertions import AssertionResult
+from validibot_pipelines.envelopes import OutputEnvelope, Severity, Status, ValidationMessage
+from validibot_pipelines.orchestration import fmi
+from validibot_pipelines.orchestration.launch import Backend
+from validibot_pipelines.orchestration.models import ModelRecord, intake
+from validibot_pipelines.storage import get_store, join_uri
+
+
+def _stage_spec(spec: Path, store_uri: str, sha_hint: str) -> str:
+    """Copy a --spec file into the store under the model's file name, as a sidecar upload would be."""
+    uri = join_uri(store_uri, "cli-specs", sha_hint, spec.name)
+    get_store(uri).upload_file(spec, uri, content_type="application/yaml")
+    return uri
+
+
+def validate_file(model: Path, spec: Path | None, *, store_uri: str, backend: Backend, attempt: str,
+                  simulation_timeout_seconds: float = 300) -> OutputEnvelope:
+    source_uri = model.resolve().as_uri()
+    spec_uri = _stage_spec(spec, store_uri, attempt) if spec else None
+    record = intake(source_uri, store_uri=store_uri, spec_uri=spec_uri)
+    if not record.accepted:
+        return _from_record(record)
+    probe_out, _ = fmi.probe(record, store_uri=store_uri, backend=backend, attempt=attempt)
+    if probe_out.status != Status.SUCCESS:
+        return _merge(record, probe_out)
+    sim_out, _ = fmi.simulate(record, store_uri=store_uri, backend=backend, attempt=attempt,
+                              simulation_timeout_seconds=simulation_timeout_seconds)
+    result = _merge(record, sim_out, probe_out)
+    if sim_out.status == Status.SUCCESS:
+        apply_assertions(result, fmi.check(record, sim_out, probe_out))
+    return result
+
+
+def _from_record(record: ModelRecord) -> OutputEnvelope:
+    out = OutputEnvelope(run_id=f"{record.sha256[:16]}-intake", validator=fmi.PROBE_VALIDATOR,
+                         status=record.status, messages=list(record.findings))
+    out.outputs = {"sha256": record.sha256, "file_name": record.file_name}
+    return out
+
+
+def _merge(record: ModelRecord, out: OutputEnvelope, probe_out: OutputEnvelope | None = None) -> OutputEnvelope:
+    merged = out.model_copy(deep=True)
+    merged.messages = [*record.findings, *(probe_out.messages if probe_out else []), *out.messages]
+    merged.outputs = {"sha256": record.sha256, "file_name": record.file_name, **out.outputs}
+    if probe_out is not None:
+        merged.outputs["probe"] = {k: v for k, v in probe_out.outputs.items() if k != "variables"}
+    return merged
+
+
+def apply_assertions(out: OutputEnvelope, results: list[AssertionResult]) -> None:
+    """Record each assertion on the envelope; a failed ERROR assertion makes it failed_validation."""
+    out.outputs["assertions"] = [r.model_dump(mode="json") for r in results]
+    for r in results:
+        if r.passed:
+            continue
+        severity = Severity(str(r.severity).split(".")[-1].upper())
+        detail = r.error or r.message or f"'{r.expr}' is false"
+        out.messages.append(ValidationMessage(severity=severity, code="ASSERTION_FAILED",
+                                              text=f"assertion '{r.name}' failed: {detail}", location=r.expr))
+    if fmi.assertion_status(results) != Status.SUCCESS:
+        out.status = Status.FAILED_VALIDATION

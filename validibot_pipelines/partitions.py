@@ -1,0 +1,7 @@
+"""Dynamic partitions: one per uploaded model, keyed by the SHA-256 of its bytes (hex, no commas)."""
+
+from dagster import DynamicPartitionsDefinition
+
+fmu_partitions = DynamicPartitionsDefinition(name="fmu_models")
+
+PARTITIONS_BY_KIND = {"fmi": fmu_partitions}

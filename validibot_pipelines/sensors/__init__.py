@@ -1,0 +1,1 @@
+"""Dagster sensors, one module per trigger."""
