@@ -20,7 +20,8 @@ def human_summary(out: OutputEnvelope) -> str:
              f"  sha256: {out.outputs.get('sha256', '?')}"]
     probe = out.outputs.get("probe")
     if probe:
-        lines.append(f"  model: {probe.get('model_name')} (FMI {probe.get('fmi_version')}), counts {probe.get('counts')}")
+        lines.append(f"  model: {probe.get('model_name')} (FMI {probe.get('fmi_version')}), "
+                     f"counts {probe.get('counts')}")
     values = out.outputs.get("output_values")
     if values:
         lines.append("  outputs: " + ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"

@@ -1,5 +1,7 @@
 """The single Definitions object for the code location (loaded by ``dagster dev`` via workspace.yaml)."""
 
+from __future__ import annotations
+
 from dagster import Definitions
 
 from validibot_pipelines.assets.fmi import fmu_intake, fmu_probe, fmu_simulation
@@ -7,9 +9,15 @@ from validibot_pipelines.jobs import fmi_validation_job
 from validibot_pipelines.resources import LocalSubprocessBackend, ValidibotSettings
 from validibot_pipelines.sensors.uploads import upload_sensor
 
-defs = Definitions(
-    assets=[fmu_intake, fmu_probe, fmu_simulation],
-    jobs=[fmi_validation_job],
-    sensors=[upload_sensor],
-    resources={"settings": ValidibotSettings(), "fmi_backend": LocalSubprocessBackend()},
-)
+
+def build_defs(settings: ValidibotSettings | None = None, fmi_backend: object | None = None) -> Definitions:
+    """Definitions with explicit settings/backends (tests and the demo point them at their own folders)."""
+    return Definitions(
+        assets=[fmu_intake, fmu_probe, fmu_simulation],
+        jobs=[fmi_validation_job],
+        sensors=[upload_sensor],
+        resources={"settings": settings or ValidibotSettings(), "fmi_backend": fmi_backend or LocalSubprocessBackend()},
+    )
+
+
+defs = build_defs()

@@ -77,13 +77,14 @@ def run_demo(copies: int = 1) -> int:
     home = prepare_home()
     from dagster import DagsterInstance
 
-    from validibot_pipelines.definitions import defs
+    from validibot_pipelines.definitions import build_defs
     from validibot_pipelines.local_runner import tick
 
     landing = home / "landing"
     dropped = drop_samples(landing, copies)
     print(f"dropped {len(dropped)} sample FMU(s) into {landing}")
     instance = DagsterInstance.get()
+    defs = build_defs()
     outcomes: list[RunOutcome] = []
     while True:  # one tick handles a bounded batch; keep ticking until the landing zone is drained
         batch = tick(defs, instance)

@@ -130,13 +130,6 @@ class Findings:
     def warning(self, code: str, text: str, location: str | None = None) -> None:
         self.add(Severity.WARNING, code, text, location)
 
-    def has(self, code: str) -> bool:
-        return self._seen[str(code)] > 0
-
-    @property
-    def has_errors(self) -> bool:
-        return any(f.severity == Severity.ERROR for f in self._items)
-
     def items(self) -> list[ValidationMessage]:
         """All findings in the order found, plus one summary per code whose repeats were capped."""
         summaries = [

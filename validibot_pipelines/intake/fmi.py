@@ -25,6 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 from xml.etree.ElementTree import Element, ParseError
+from xml.parsers.expat import ErrorString
 
 import defusedxml.ElementTree as SafeET
 from defusedxml.common import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
@@ -145,14 +146,14 @@ def _check_archive(fh: BinaryIO, size: int, limits: FmuLimits, findings: Finding
     """Open the ZIP and run the archive checks, turning any parser failure into a finding, never an exception."""
     try:
         archive = zipfile.ZipFile(fh)
-    except zipfile.BadZipFile as exc:
+    except zipfile.BadZipFile:
         fh.seek(0)
         if fh.read(len(_ZIP_LOCAL_HEADER)) == _ZIP_LOCAL_HEADER:
             # Starts like a ZIP but the central directory (stored at the end) is gone: a cut-short upload.
             findings.error(
                 FmuCode.TRUNCATED,
-                f"starts like a ZIP archive but its central directory is missing or damaged ({exc}), so the upload "
-                f"was probably cut short; upload the complete file again",
+                "starts like a ZIP archive but its central directory is missing or damaged, so the upload was "
+                "probably cut short; upload the complete file again",
             )
         else:
             findings.error(
@@ -494,8 +495,8 @@ def _parse_safely(data: bytes, findings: Findings) -> Element | None:
         line, column = exc.position
         findings.error(
             FmuCode.XML_INVALID,
-            f"{MODEL_DESCRIPTION} is not well-formed XML (line {line}, column {column}: {exc.msg}); fix the XML or "
-            f"re-export the FMU",
+            f"{MODEL_DESCRIPTION} is not well-formed XML ({ErrorString(exc.code)} at line {line}, column "
+            f"{column + 1}); fix the XML or re-export the FMU",
             location=MODEL_DESCRIPTION,
         )
     return None

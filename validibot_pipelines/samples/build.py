@@ -159,7 +159,8 @@ def _compile(name: str, guid: str) -> bytes:
     gcc = shutil.which("gcc")
     if gcc is None:
         raise RuntimeError(
-            "building sample FMUs needs the C compiler gcc, which is not on PATH; install it (e.g. `apt-get install gcc`)"
+            "building sample FMUs needs the C compiler gcc, which is not on PATH; "
+            "install it (e.g. `apt-get install gcc`)"
         )
     sources = [f"{name}/model.c", *(f"{COMMON_DIR.name}/{p.name}" for p in sorted(COMMON_DIR.glob("*.c")))]
     with tempfile.TemporaryDirectory(prefix="validibot-fmu-build-") as tmp:
