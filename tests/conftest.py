@@ -104,3 +104,62 @@ _ROOT_FIXTURES = {"file": "local_root", "gs": "gcs_bucket", "s3": "s3_bucket"}
 def store_root(request: pytest.FixtureRequest) -> str:
     """Base URI of an empty store, once per scheme; servers start only when a gs/s3 case actually runs."""
     return request.getfixturevalue(_ROOT_FIXTURES[request.param])
+
+
+# --- pipeline fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sample_fmus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every sample FMU, compiled once per session from the committed C sources."""
+    from validibot_pipelines.samples.build import SAMPLE_FMUS, build_fmu
+
+    out = tmp_path_factory.mktemp("sample-fmus")
+    return {name: build_fmu(name, out) for name in SAMPLE_FMUS}
+
+
+@pytest.fixture(scope="session")
+def sample_specs() -> Path:
+    return Path(__file__).resolve().parents[1] / "validibot_pipelines" / "samples" / "specs"
+
+
+class Pipeline:
+    """A real Dagster instance (SQLite in a temp DAGSTER_HOME) with its own landing zone and store."""
+
+    def __init__(self, instance, landing_uri: str, store_uri: str, **settings) -> None:  # noqa: ANN001
+        from validibot_pipelines.definitions import build_defs
+        from validibot_pipelines.resources import ValidibotSettings
+
+        self.instance = instance
+        self.landing_uri = landing_uri
+        self.store_uri = store_uri
+        self.settings = ValidibotSettings(store_uri=store_uri, landing_uri=landing_uri, **settings)
+        self.defs = build_defs(self.settings)
+
+    def drop(self, path: Path, name: str | None = None, spec: str | Path | None = None) -> str:
+        """Upload a file into the landing zone (optionally with a sidecar spec), as an author would."""
+        from validibot_pipelines.storage import get_store, join_uri
+
+        uri = join_uri(self.landing_uri, name or path.name)
+        get_store(uri).upload_file(path, uri)
+        if spec is not None:
+            text = spec.read_bytes() if isinstance(spec, Path) else spec.encode()
+            get_store(uri).write_bytes(uri + ".validation.yaml", text)
+        return uri
+
+    def tick(self):  # noqa: ANN201
+        from validibot_pipelines.local_runner import tick
+
+        return tick(self.defs, self.instance)
+
+    def partitions(self) -> list[str]:
+        return list(self.instance.get_dynamic_partitions("fmu_models"))
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    from dagster import instance_for_test
+
+    with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        yield Pipeline(instance, (tmp_path / "landing").as_uri(), (tmp_path / "store").as_uri(),
+                       simulation_timeout_seconds=3)
