@@ -160,6 +160,8 @@ class Pipeline:
 def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     from dagster import instance_for_test
 
-    with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with instance_for_test(temp_dir=str(home)) as instance:
         yield Pipeline(instance, (tmp_path / "landing").as_uri(), (tmp_path / "store").as_uri(),
                        simulation_timeout_seconds=3)

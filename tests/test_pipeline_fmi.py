@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pandas as pd
-from dagster import AssetKey
+from dagster import AssetKey, AssetRecordsFilter
 
 from validibot_pipelines.local_runner import run_partition
 from validibot_pipelines.storage import get_store
@@ -21,11 +21,10 @@ def _lag(t: float, k: float = 2.0, u: float = 3.0, tau: float = 0.5) -> float:
 
 
 def _materialization(pipeline, asset: str, partition: str):  # noqa: ANN001, ANN202
-    event = pipeline.instance.get_latest_materialization_event(AssetKey(asset))
-    assert event is not None, f"{asset} was not materialized"
-    mat = event.asset_materialization
-    assert mat.partition == partition
-    return mat
+    records = pipeline.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1).records
+    assert records, f"{asset} was not materialized for {partition}"
+    return records[0].asset_materialization
 
 
 def test_sensor_runs_assets_and_checks(pipeline, sample_fmus, sample_specs):  # noqa: ANN001
@@ -57,7 +56,6 @@ def test_sensor_runs_assets_and_checks(pipeline, sample_fmus, sample_specs):  # 
     probe = _materialization(pipeline, "fmu_probe", lag.partition_key)
     names = [r.data["name"] for r in probe.metadata["variables"].records]
     assert names == ["u", "k", "tau", "y"]
-    simmat = _materialization(pipeline, "fmu_simulation", lag.partition_key) if False else None  # noqa: F841
     multi = by_name["multi_output.fmu"]
     assert multi.success and all(passed for passed, _ in multi.checks.values())
     values = multi.outputs["fmu_simulation"]["outputs"]["output_values"]

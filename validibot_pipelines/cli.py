@@ -72,6 +72,14 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schemas(args: argparse.Namespace) -> int:
+    from validibot_pipelines.envelopes.schema import export_schemas
+
+    for path in export_schemas(Path(args.out)):
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="validibot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("out")
     b.add_argument("names", nargs="*")
     b.set_defaults(func=_build)
+    s = sub.add_parser("schemas", help="write the envelopes' JSON Schemas into a folder")
+    s.add_argument("out")
+    s.set_defaults(func=_schemas)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

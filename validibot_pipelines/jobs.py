@@ -2,10 +2,8 @@
 
 from dagster import AssetSelection, define_asset_job
 
-from validibot_pipelines.partitions import fmu_partitions
-
 fmi_validation_job = define_asset_job(
-    "fmi_validation", selection=AssetSelection.groups("fmi"), partitions_def=fmu_partitions,
+    "fmi_validation", selection=AssetSelection.groups("fmi"),
     description="Intake → probe → simulation → CEL checks for one FMU (partition = its SHA-256)",
 )
 

@@ -30,7 +30,7 @@ def _cursor_key(sensor_name: str) -> str:
 
 
 def tick(defs: Definitions, instance: DagsterInstance, sensor_name: str = "upload_sensor") -> list[RunOutcome]:
-    sensor_def = defs.get_sensor_def(sensor_name)
+    sensor_def = defs.resolve_sensor_def(sensor_name)
     key = _cursor_key(sensor_name)
     cursor = instance.run_storage.get_cursor_values({key}).get(key)
     with build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources, definitions=defs,
@@ -55,7 +55,7 @@ def tick(defs: Definitions, instance: DagsterInstance, sensor_name: str = "uploa
 
 def run_partition(defs: Definitions, instance: DagsterInstance, job_name: str, partition_key: str,
                   run_config: dict | None = None, tags: dict | None = None) -> RunOutcome:
-    job = defs.get_job_def(job_name)
+    job = defs.resolve_job_def(job_name)
     result = job.execute_in_process(run_config=run_config or {}, instance=instance, partition_key=partition_key,
                                     tags=tags or {}, raise_on_error=False)
     outputs: dict[str, Any] = {}

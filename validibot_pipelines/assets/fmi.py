@@ -7,7 +7,6 @@
   ``cel_assertions`` (the spec's CEL assertions, one row per assertion in the check's metadata).
 """
 
-from __future__ import annotations
 
 import tempfile
 from pathlib import Path
@@ -47,7 +46,7 @@ class FmuIntakeConfig(Config):
 
 
 def _attempt(context: AssetExecutionContext) -> str:
-    return context.run_id.split("-")[0]
+    return context.run.run_id.split("-")[0]
 
 
 @asset(

@@ -1,6 +1,5 @@
 """The upload sensor: new files in the landing zone → dynamic partitions (by checksum) → runs."""
 
-from __future__ import annotations
 
 from dagster import (
     DefaultSensorStatus,

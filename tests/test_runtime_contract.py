@@ -1,0 +1,96 @@
+"""The container contract the worker honours for every backend (here through the local subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from validibot_pipelines.envelopes import InputFileItem, load_output_envelope
+from validibot_pipelines.intake.common import sha256_file
+from validibot_pipelines.orchestration.fmi import PROBE_VALIDATOR, SIMULATION_VALIDATOR
+from validibot_pipelines.orchestration.launch import launch_step
+from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
+from validibot_pipelines.storage import get_store, join_uri
+
+
+def _item(path, role="fmu"):  # noqa: ANN001, ANN202
+    sha, size = sha256_file(path)
+    return InputFileItem(name=path.name, mime_type="application/vnd.fmi.fmu", role=role, uri=path.as_uri(),
+                         size_bytes=size, sha256=sha)
+
+
+def _launch(store_root, fmu, run_id, validator=SIMULATION_VALIDATOR, inputs=None):  # noqa: ANN001, ANN202
+    return launch_step(store_uri=store_root, run_id=run_id, validator=validator, files=[_item(fmu)],
+                       inputs=inputs or {}, backend=LocalSubprocessBackend(), timeout_seconds=60)
+
+
+def test_probe_reports_catalog_and_counts(local_root, sample_fmus):  # noqa: ANN001
+    out, record = _launch(local_root, sample_fmus["multi_output"], "p1", PROBE_VALIDATOR)
+    assert out.status == "success" and record.returncode == 0 and record.backend == "local"
+    assert out.outputs["counts"] == {"variables": 6, "inputs": 0, "outputs": 4, "parameters": 2}
+    types = {v["name"]: v["value_type"] for v in out.outputs["variables"]}
+    assert types == {"slope": "Real", "omega": "Real", "ramp": "Real", "wave": "Real", "steps": "Integer",
+                     "positive": "Boolean"}
+    assert out.outputs["default_experiment"]["stop_time"] == 2.0
+    assert out.input_envelope_sha256
+
+
+def test_envelopes_and_artifacts_land_in_the_bundle_on_gcs(gcs_bucket, sample_fmus):  # noqa: ANN001
+    out, _ = _launch(gcs_bucket, sample_fmus["first_order_lag"], "gcs1", inputs={"input_values": {"u": 2.0}})
+    assert out.status == "success"
+    assert abs(out.outputs["output_values"]["y"] - 4 * (1 - 2.718281828459045 ** -6)) < 1e-9
+    bundle = join_uri(gcs_bucket, "runs", "gcs1")
+    names = sorted(o.uri.removeprefix(bundle + "/") for o in get_store(bundle).list(bundle))
+    assert names == ["artifacts/timeseries.parquet", "input.json", "output.json"]
+
+
+def test_s3_store_works_for_the_worker(s3_bucket, sample_fmus):  # noqa: ANN001
+    out, _ = _launch(s3_bucket, sample_fmus["multi_output"], "s3run")
+    assert out.status == "success" and out.outputs["output_values"]["steps"] == 200
+
+
+def test_replay_does_not_recompute(local_root, sample_fmus):  # noqa: ANN001
+    out, _ = _launch(local_root, sample_fmus["first_order_lag"], "r1")
+    input_uri = join_uri(local_root, "runs", "r1", "input.json")
+    env = {**os.environ, "VALIDIBOT_INPUT_URI": input_uri}
+    proc = subprocess.run([sys.executable, "-m", "validibot_pipelines.runtime"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0
+    assert "replay" in proc.stderr
+    again = load_output_envelope(get_store(input_uri).read_bytes(join_uri(local_root, "runs", "r1", "output.json")))
+    assert again.timing.started_at == out.timing.started_at  # the stored result, not a new computation
+
+
+def test_output_uri_must_match_and_bad_envelopes_exit_nonzero(local_root, sample_fmus, tmp_path):  # noqa: ANN001
+    _launch(local_root, sample_fmus["first_order_lag"], "o1")
+    input_uri = join_uri(local_root, "runs", "o1", "input.json")
+    base = [sys.executable, "-m", "validibot_pipelines.runtime"]
+    env = {**os.environ, "VALIDIBOT_INPUT_URI": input_uri, "VALIDIBOT_OUTPUT_URI": "file:///elsewhere/out.json"}
+    proc = subprocess.run(base, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "differs from the envelope's expected_output_uri" in proc.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"run_id": "x"}))
+    proc = subprocess.run(base, env={**os.environ, "VALIDIBOT_INPUT_URI": bad.as_uri()}, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode != 0 and "invalid InputEnvelope" in proc.stderr and "validator" in proc.stderr
+
+
+def test_checksum_mismatch_is_failed_runtime(local_root, sample_fmus, tmp_path):  # noqa: ANN001
+    fmu = tmp_path / "m.fmu"
+    fmu.write_bytes(sample_fmus["first_order_lag"].read_bytes())
+    item = _item(fmu)
+    fmu.write_bytes(sample_fmus["multi_output"].read_bytes())  # the bytes change after the envelope was written
+    out, _ = launch_step(store_uri=local_root, run_id="c1", validator=SIMULATION_VALIDATOR, files=[item], inputs={},
+                         backend=LocalSubprocessBackend(), timeout_seconds=60)
+    assert out.status == "failed_runtime" and "checksum mismatch" in out.messages[0].text
+
+
+def test_worker_killed_without_output_is_failed_runtime(local_root, sample_fmus):  # noqa: ANN001
+    out, record = launch_step(store_uri=local_root, run_id="k1", validator=SIMULATION_VALIDATOR,
+                              files=[_item(sample_fmus["hang"])], inputs={"simulation_timeout_seconds": 30},
+                              backend=LocalSubprocessBackend(grace_seconds=1), timeout_seconds=2)
+    assert record.timed_out
+    assert out.status == "failed_runtime" and out.messages[0].code == "WORKER_NO_OUTPUT"
+    assert "timed out" in out.messages[0].text

@@ -1,0 +1,683 @@
+"""Evaluate a spec's CEL assertions against a run's inputs, outputs and probe facts.
+
+Each expression sees three variables: ``i`` (inputs), ``o`` (outputs and metrics) and ``p`` (facts the
+probe found in the model). Names that are not CEL identifiers use index syntax: ``o["der(x)"]``.
+
+Numbers (the coercion rule)
+    cel-python follows the CEL spec strictly: ``3 > 1.0`` is a "no matching overload" error, and so
+    is ``size(o.values) == 3.0``. Engineering users do not think in int vs double, so:
+
+    1. every number in the context (Python ``int``/``float``, numpy scalars) becomes a CEL ``double``,
+       because model values are measurements and ``p.counts.outputs / p.counts.variables`` must not
+       silently truncate to ``0``;
+    2. literals in the expression keep their CEL type (``1`` is an int), so list indexing ``o.xs[0]``,
+       ``size(...)`` and integer arithmetic between literals behave exactly as in CEL;
+    3. whenever two *different* numeric types meet in ``== != < <= > >= + - * / %`` or ``in``, both
+       sides are promoted to double (``o.y > 1``, ``1 < o.y``, ``size(o.xs) == p.n`` all work);
+       list/map equality applies the same rule element by element;
+    4. a double with a whole value may index a list (``o.xs[p.n - 1]``) and ``%`` on doubles is
+       C ``fmod``. Booleans are never numbers.
+
+    We chose operator overloading over rewriting integer literals into double literals in the source
+    text because rewriting must re-lex CEL (string escapes, raw strings, ``1u``, ``0x10``), breaks
+    ``o.xs[0]`` and ``size(x) == 3``, and shifts the columns quoted in error messages.
+
+Errors
+    Nothing raises: every problem becomes ``passed=False`` with ``error`` naming the assertion and,
+    where known, the line/column. Unknown fields list the names that do exist. A non-boolean result is
+    a failure ("expression must evaluate to true/false"). CEL's logical operators are commutative
+    about errors, so ``o.missing > 1 || true`` is ``true``; that is the language, not a silent pass.
+
+Limits and isolation
+    Expressions are at most 2000 characters and the context at most 32 levels deep (deeper, or
+    cyclic, context fails every assertion with one clear message instead of recursing). cel-python is
+    pure Python, so a runaway expression (nested ``map`` over long lists) would pin a CPU for minutes.
+    A thread cannot be stopped, and a SIGALRM timer only works on the main thread and only between
+    bytecodes, so assertions are evaluated in one ``os.fork()``-ed child per call: compiled ASTs and
+    the converted context are inherited for free, results stream back one JSON line per assertion,
+    and the parent gives each assertion ``timeout_s`` of wall time before it SIGKILLs the child, marks
+    that assertion as timed out and forks a fresh child for the rest. The child also isolates the
+    caller from crashes (``RecursionError``, segfaults, memory blow-ups). Overhead is one fork per
+    call (about 1-3 ms, measured in tests/test_assertions.py), not one per assertion. Platforms without
+    ``fork`` (Windows) evaluate in-process and cannot enforce the timeout.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gc
+import json
+import math
+import numbers
+import operator
+import os
+import re
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import celpy
+import lark
+from celpy import celtypes
+from celpy.evaluation import Activation, CELEvalError, Evaluator, base_functions, operator_in
+from pydantic import BaseModel
+
+from validibot_pipelines.envelopes.base import Severity
+from validibot_pipelines.spec import MAX_EXPR_CHARS, Assertion
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "MAX_CONTEXT_DEPTH",
+    "MAX_EXPR_CHARS",
+    "AssertionResult",
+    "evaluate_assertions",
+]
+
+DEFAULT_TIMEOUT_S = 2.0
+MAX_CONTEXT_DEPTH = 32
+NAMESPACES = {"i": "inputs", "o": "outputs", "p": "probe facts"}
+
+_MAX_VALUE_CHARS = 4000  # a non-boolean result is reported, but a 1e6-element list is not worth keeping
+_MAX_LISTED_NAMES = 25
+_RECURSION_LIMIT = 2500  # what celpy.Environment asks for; deep expressions need it
+
+
+class AssertionResult(BaseModel):
+    """Outcome of one assertion; ``error`` is set when the expression could not be evaluated at all."""
+
+    name: str
+    expr: str
+    severity: Severity
+    message: str | None = None
+    passed: bool
+    error: str | None = None
+    value: Any = None
+
+
+# --- public entry point ------------------------------------------------------------------------
+
+
+def evaluate_assertions(
+    assertions: Sequence[Assertion],
+    *,
+    inputs: Mapping[str, Any] | None,
+    outputs: Mapping[str, Any] | None,
+    probe: Mapping[str, Any] | BaseModel | None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> list[AssertionResult]:
+    """Evaluate every assertion against ``i``/``o``/``p``; one result per assertion, in order, never raising."""
+    outcomes: list[dict[str, Any] | None] = [None] * len(assertions)
+    try:
+        context = {
+            "i": _to_cel(inputs or {}, "i", 1),
+            "o": _to_cel(outputs or {}, "o", 1),
+            "p": _to_cel(probe or {}, "p", 1),
+        }
+    except _ContextError as exc:
+        return [
+            _result(a, {"passed": False, "error": f"assertion {a.name!r}: cannot evaluate: {exc}"}) for a in assertions
+        ]
+
+    jobs: list[_Job] = []
+    for index, assertion in enumerate(assertions):
+        expr = assertion.expr
+        if len(expr) > MAX_EXPR_CHARS:
+            outcomes[index] = _failure(
+                f"assertion {assertion.name!r}: expression is {len(expr)} characters, the limit is {MAX_EXPR_CHARS};"
+                " split it into several assertions"
+            )
+            continue
+        try:
+            ast = _compile(expr)
+        except celpy.CELParseError as exc:
+            outcomes[index] = _failure(f"assertion {assertion.name!r}: {_describe_parse_error(exc)}")
+            continue
+        except Exception as exc:  # lark can raise odd errors on odd input; never let them escape
+            outcomes[index] = _failure(f"assertion {assertion.name!r}: cannot parse expression: {exc}")
+            continue
+        jobs.append(_Job(index, assertion.name, expr, ast))
+
+    if jobs:
+        for index, outcome in _evaluate_jobs(jobs, context, timeout_s).items():
+            outcomes[index] = outcome
+    return [
+        _result(a, o or _failure(f"assertion {a.name!r}: not evaluated"))
+        for a, o in zip(assertions, outcomes, strict=True)
+    ]
+
+
+def _result(assertion: Assertion, outcome: dict[str, Any]) -> AssertionResult:
+    return AssertionResult(
+        name=assertion.name,
+        expr=assertion.expr,
+        severity=assertion.severity,
+        message=assertion.message,
+        passed=bool(outcome.get("passed")),
+        error=outcome.get("error"),
+        value=outcome.get("value"),
+    )
+
+
+def _failure(error: str) -> dict[str, Any]:
+    return {"passed": False, "error": error, "value": None}
+
+
+# --- context conversion ------------------------------------------------------------------------
+
+
+class _ContextError(ValueError):
+    """The context cannot be given to CEL (too deep, cyclic or an unsupported value type)."""
+
+
+def _to_cel(value: Any, path: str, depth: int) -> Any:
+    """Convert plain Python data to CEL values, numbers to double (rule 1 in the module docstring)."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return celtypes.BoolType(value)
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return _to_cel(value.item(), path, depth)
+    if isinstance(value, numbers.Real):
+        return celtypes.DoubleType(float(value))
+    if isinstance(value, str):
+        return celtypes.StringType(value)
+    if isinstance(value, bytes | bytearray):
+        return celtypes.BytesType(bytes(value))
+    if isinstance(value, datetime):
+        return celtypes.TimestampType(value)
+    if isinstance(value, timedelta):
+        return celtypes.DurationType(value)
+    if isinstance(value, Mapping | list | tuple) or hasattr(value, "tolist"):
+        if depth > MAX_CONTEXT_DEPTH:
+            raise _ContextError(
+                f"context is nested more than {MAX_CONTEXT_DEPTH} levels deep at {_short(path)} (or is cyclic);"
+                " flatten the inputs/outputs/probe data"
+            )
+        if isinstance(value, Mapping):
+            return celtypes.MapType(
+                {celtypes.StringType(str(k)): _to_cel(v, _join(path, str(k)), depth + 1) for k, v in value.items()}
+            )
+        items = value.tolist() if hasattr(value, "tolist") else value
+        return celtypes.ListType([_to_cel(v, f"{path}[{n}]", depth + 1) for n, v in enumerate(items)])
+    raise _ContextError(f"{_short(path)} has unsupported type {type(value).__name__}; pass JSON-like data")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) else f"{path}[{key!r}]"
+
+
+def _short(path: str, limit: int = 120) -> str:
+    return path if len(path) <= limit else path[: limit // 2] + "..." + path[-limit // 2 :]
+
+
+# --- numeric promotion (rules 3 and 4) ---------------------------------------------------------
+
+_NUMBERS = (celtypes.IntType, celtypes.UintType, celtypes.DoubleType)
+
+
+def _promote(a: Any, b: Any) -> tuple[Any, Any]:
+    # celpy's double arithmetic returns plain Python floats (1.5 + 1.0 is a float, not a DoubleType);
+    # treat those as doubles so later comparisons and error messages stay in CEL terms.
+    a = _as_double(a) if type(a) is float else a
+    b = _as_double(b) if type(b) is float else b
+    if type(a) is not type(b) and isinstance(a, _NUMBERS) and isinstance(b, _NUMBERS):
+        return _as_double(a), _as_double(b)
+    return a, b
+
+
+def _as_double(value: Any) -> celtypes.DoubleType:
+    return value if isinstance(value, celtypes.DoubleType) else celtypes.DoubleType(float(value))
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """CEL equality with numeric promotion, also inside lists and maps. Raises TypeError on a type mismatch."""
+    if isinstance(a, celtypes.ListType) and isinstance(b, celtypes.ListType):
+        return len(a) == len(b) and all(_loose_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, celtypes.MapType) and isinstance(b, celtypes.MapType):
+        return a.keys() == b.keys() and all(_loose_equal(a[k], b[k]) for k in a)
+    a, b = _promote(a, b)
+    return bool(a == b)
+
+
+def _loose_equal(a: Any, b: Any) -> bool:
+    # Inside containers CEL (and celpy) treat a type mismatch as "not equal", not as an error.
+    try:
+        return _equal(a, b)
+    except TypeError:
+        return False
+
+
+def _comparison(base: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def compare(a: Any, b: Any) -> Any:
+        return base(*_promote(a, b))
+
+    compare.__name__ = getattr(base, "__name__", "compare")
+    return compare
+
+
+def _arithmetic(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def apply(a: Any, b: Any) -> Any:
+        result = op(*_promote(a, b))
+        return _as_double(result) if type(result) is float else result
+
+    apply.__name__ = getattr(op, "__name__", "apply")
+    return apply
+
+
+def _eq(a: Any, b: Any) -> Any:
+    for side in (a, b):
+        if isinstance(side, CELEvalError):
+            return side
+    return celtypes.BoolType(_equal(a, b))
+
+
+def _ne(a: Any, b: Any) -> Any:
+    result = _eq(a, b)
+    return result if isinstance(result, CELEvalError) else celtypes.BoolType(not result)
+
+
+def _mod(a: Any, b: Any) -> Any:
+    a, b = _promote(a, b)
+    if isinstance(a, celtypes.DoubleType) and isinstance(b, celtypes.DoubleType):
+        if float(b) == 0.0:
+            raise ZeroDivisionError("modulus by zero")
+        return celtypes.DoubleType(math.fmod(float(a), float(b)))
+    return operator.mod(a, b)
+
+
+def _in(item: Any, container: Any) -> Any:
+    if isinstance(item, CELEvalError):
+        return item
+    if isinstance(container, celtypes.ListType):
+        return celtypes.BoolType(any(_loose_equal(item, c) for c in container))
+    return operator_in(item, container)
+
+
+_FUNCTIONS: dict[str, Any] = {
+    "_<_": _comparison(base_functions["_<_"]),
+    "_<=_": _comparison(base_functions["_<=_"]),
+    "_>_": _comparison(base_functions["_>_"]),
+    "_>=_": _comparison(base_functions["_>=_"]),
+    "_==_": _eq,
+    "_!=_": _ne,
+    "_+_": _arithmetic(operator.add),
+    "_-_": _arithmetic(operator.sub),
+    "_*_": _arithmetic(operator.mul),
+    "_/_": _arithmetic(operator.truediv),
+    "_%_": _mod,
+    "_in_": _in,
+}
+_MACROS = {"has", "dyn", "map", "filter", "all", "exists", "exists_one", "reduce"}
+
+
+# --- evaluator with readable errors ------------------------------------------------------------
+
+
+class _Evaluator(Evaluator):
+    """celpy's interpreter, with errors that say which name is missing and what exists instead.
+
+    The stock messages embed ``repr(activation)`` (the whole context, possibly megabytes) or say only
+    "no such member in mapping"; users need the path they wrote and the alternatives.
+    """
+
+    def __init__(self, ast: lark.Tree, activation: Activation, source: str) -> None:
+        super().__init__(ast, activation)
+        self.source = source
+
+    def sub_evaluator(self, ast: lark.Tree) -> Evaluator:
+        return _Evaluator(ast, self.activation, self.source)
+
+    def _text(self, tree: Any) -> str:
+        meta = getattr(tree, "meta", None)
+        if meta is not None and not getattr(meta, "empty", True):
+            return " ".join(self.source[meta.start_pos : meta.end_pos].split()) or "value"
+        return "value"
+
+    def primary(self, tree: lark.Tree) -> Any:
+        child = tree.children[0] if len(tree.children) == 1 else None
+        if isinstance(child, lark.Tree) and child.data in ("ident", "ident_arg"):
+            token = child.children[0]
+            name = str(token)
+            if child.data == "ident":
+                try:
+                    return self.ident_value(name)
+                except KeyError:
+                    return CELEvalError(self._unknown_name(name), KeyError, (name,), tree=tree)
+            if name not in _MACROS and name not in self.activation.functions:
+                return CELEvalError(f"unknown function {name!r}", KeyError, (name,), tree=tree)
+        return super().primary(tree)
+
+    def method_eval(self, object: Any, method_ident: lark.Token, exprlist: Any = None) -> Any:
+        if method_ident.value not in self.activation.functions:
+            return CELEvalError(f"unknown function {method_ident.value!r}", KeyError, None, token=method_ident)
+        return super().method_eval(object, method_ident, exprlist)
+
+    def _unknown_name(self, name: str) -> str:
+        names = ", ".join(f"{k} ({v})" for k, v in NAMESPACES.items())
+        hints = []
+        for ns in NAMESPACES:
+            try:
+                value = self.ident_value(ns)
+            except KeyError:
+                continue
+            if isinstance(value, celtypes.MapType) and name in value:
+                hints.append(f"{ns}.{name}")
+        hint = f"; did you mean {' or '.join(hints)}?" if hints else ""
+        return f"unknown name {name!r}; the variables are {names}{hint}"
+
+    def member_dot(self, tree: lark.Tree) -> Any:
+        member_tree, name_token = tree.children
+        member = self.visit(member_tree)
+        name = str(name_token)
+        if isinstance(member, CELEvalError):
+            return member
+        if isinstance(member, celtypes.MapType):
+            try:
+                return member[celtypes.StringType(name)]
+            except KeyError:
+                return CELEvalError(
+                    _missing(self._text(member_tree), "field", name, member), KeyError, None, token=name_token
+                )
+        if isinstance(member, celtypes.MessageType) or type(member).__name__ == "NameContainer":
+            return super().member_dot(tree)  # re-visits member_tree; only reachable for protobuf-style names
+        return CELEvalError(
+            f"{self._text(member_tree)} is a {_cel_type(member)}, not a map; it has no field {name!r}",
+            TypeError,
+            None,
+            token=name_token,
+        )
+
+    def member_index(self, tree: lark.Tree) -> Any:
+        member, index = self.visit_children(tree)
+        for value in (member, index):
+            if isinstance(value, CELEvalError):
+                return value
+        where = self._text(tree.children[0])
+        if isinstance(member, celtypes.ListType):
+            if isinstance(index, float):
+                if not index.is_integer():
+                    return CELEvalError(
+                        f"list index must be a whole number, got {float(index)}", TypeError, None, tree=tree
+                    )
+                index = celtypes.IntType(int(index))
+            if isinstance(index, celtypes.IntType | celtypes.UintType):
+                if not 0 <= int(index) < len(member):
+                    return CELEvalError(
+                        f"index {int(index)} is out of range for {where} (size {len(member)})", IndexError, None,
+                        tree=tree,
+                    )
+                return member[int(index)]
+        if isinstance(member, celtypes.MapType):
+            candidates = [index]
+            if isinstance(index, float) and index.is_integer():
+                # a double key from the context may address an int/uint key written as a literal
+                candidates += [celtypes.IntType(int(index))] + ([celtypes.UintType(int(index))] if index >= 0 else [])
+            for key in candidates:
+                try:
+                    if key in member:
+                        return member[key]
+                except TypeError:  # equal hashes, incomparable CEL types
+                    continue
+            return CELEvalError(_missing(where, "key", index, member), KeyError, None, tree=tree)
+        try:
+            return self.activation.resolve_function("_[_]")(member, index)
+        except (TypeError, KeyError, IndexError) as exc:
+            return CELEvalError(
+                f"cannot index {where} ({_cel_type(member)}) with {_cel_type(index)}: {exc}", type(exc), None,
+                tree=tree,
+            )
+
+
+def _missing(where: str, kind: str, name: Any, mapping: celtypes.MapType) -> str:
+    keys = sorted(str(k) for k in mapping)
+    if not keys:
+        return f"{where} has no {kind} {str(name)!r}; {where} is empty"
+    listed = ", ".join(keys[:_MAX_LISTED_NAMES]) + (f", ... ({len(keys) - _MAX_LISTED_NAMES} more)"
+                                                     if len(keys) > _MAX_LISTED_NAMES else "")
+    guess = difflib.get_close_matches(str(name), keys, n=1)
+    hint = f"; did you mean {guess[0]!r}?" if guess else ""
+    return f"{where} has no {kind} {str(name)!r}{hint}; available: {listed}"
+
+
+# --- compile and evaluate one expression -------------------------------------------------------
+
+_ENVIRONMENT: celpy.Environment | None = None
+
+
+def _compile(expr: str) -> lark.Tree:
+    global _ENVIRONMENT
+    if _ENVIRONMENT is None:
+        # celpy.Environment() raises the interpreter-wide recursion limit as a side effect; keep the
+        # caller's process as it was (the evaluating child sets its own limit).
+        limit = sys.getrecursionlimit()
+        try:
+            _ENVIRONMENT = celpy.Environment()
+        finally:
+            sys.setrecursionlimit(limit)
+    return _ENVIRONMENT.compile(expr)
+
+
+def _describe_parse_error(exc: celpy.CELParseError) -> str:
+    where = f"line {exc.line}, column {exc.column}" if exc.line else "unknown position"
+    cause = exc.__context__
+    if isinstance(cause, lark.exceptions.UnexpectedToken):
+        token = cause.token
+        if token.type == "$END":
+            problem = "the expression ends too early (missing operand or closing bracket?)"
+        else:
+            problem = f"unexpected {str(token)!r}"
+    elif isinstance(cause, lark.exceptions.UnexpectedCharacters):
+        char = getattr(cause, "char", "?")
+        problem = f"unexpected character {char!r}" + (" (unterminated string?)" if char in "'\"" else "")
+    else:
+        problem = str(exc.args[0]).splitlines()[0] if exc.args else "invalid syntax"
+    pointer = str(exc.args[0]).rstrip("\n") if exc.args else ""
+    return f"syntax error at {where}: {problem}\n{pointer}"
+
+
+def _evaluate_one(ast: lark.Tree, source: str, name: str, context: dict[str, Any]) -> dict[str, Any]:
+    """Run one compiled expression; returns the JSON-able outcome, never raises (except BaseException)."""
+    try:
+        assert _ENVIRONMENT is not None
+        activation = Activation(annotations=_ENVIRONMENT.annotations, functions=_FUNCTIONS, package=None)
+        value = _Evaluator(ast, activation, source).evaluate(context)
+    except CELEvalError as exc:
+        where = f" at line {exc.line}, column {exc.column}" if exc.line else ""
+        return _failure(f"assertion {name!r}: evaluation error{where}: {_tidy(exc)}")
+    except RecursionError:
+        return _failure(f"assertion {name!r}: expression is nested too deeply to evaluate; simplify it")
+    except MemoryError:
+        return _failure(f"assertion {name!r}: evaluation ran out of memory")
+    except Exception as exc:
+        return _failure(f"assertion {name!r}: evaluation failed: {type(exc).__name__}: {exc}")
+    if isinstance(value, celtypes.BoolType | bool):
+        return {"passed": bool(value), "error": None, "value": bool(value)}
+    plain = _plain(value)
+    shown = json.dumps(plain, default=str)
+    shown = shown if len(shown) <= 200 else shown[:200] + "..."
+    return {
+        "passed": False,
+        "error": f"assertion {name!r}: expression must evaluate to true/false, got {_cel_type(value)} {shown}",
+        "value": plain,
+    }
+
+
+def _tidy(exc: CELEvalError) -> str:
+    message = str(exc.args[0]) if exc.args else "evaluation error"
+    message = re.sub(r"<class 'celpy\.celtypes\.(\w+?)Type'>", lambda m: m.group(1).lower(), message)
+    ops = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "in": "in", "add": "+",
+           "sub": "-", "mul": "*", "div": "/", "mod": "%"}
+    message = re.sub(r"Token\('RULE', '\w+?_(\w+)'\)", lambda m: repr(ops.get(m.group(1), m.group(1))), message)
+    if message in ("no such overload", "return error for overflow", "divide by zero") and len(exc.args) > 2:
+        detail = exc.args[2]
+        if detail:
+            message += f" ({', '.join(str(d) for d in detail)})"
+    return message
+
+
+def _cel_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    for cls in type(value).__mro__:
+        if cls.__module__ == "celpy.celtypes" and cls.__name__.endswith("Type"):
+            return cls.__name__[:-4].lower()
+    return type(value).__name__
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """A CEL value as JSON-able Python data (bounded, because it ends up in reports)."""
+    if depth > MAX_CONTEXT_DEPTH:
+        return "..."
+    if value is None or isinstance(value, celtypes.BoolType | bool):
+        return None if value is None else bool(value)
+    if isinstance(value, celtypes.DoubleType | float):
+        return float(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_plain(v, depth + 1) for v in value[:1000]]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, depth + 1) for k, v in list(value.items())[:1000]}
+    return str(value)
+
+
+# --- isolation: one forked child per call, per-assertion wall-clock limit ----------------------
+
+
+class _Job:
+    __slots__ = ("index", "name", "source", "ast")
+
+    def __init__(self, index: int, name: str, source: str, ast: lark.Tree) -> None:
+        self.index, self.name, self.source, self.ast = index, name, source, ast
+
+
+def _evaluate_jobs(jobs: list[_Job], context: dict[str, Any], timeout_s: float) -> dict[int, dict[str, Any]]:
+    if not hasattr(os, "fork"):
+        return {job.index: _evaluate_one(job.ast, job.source, job.name, context) for job in jobs}
+    outcomes: dict[int, dict[str, Any]] = {}
+    pending = list(jobs)
+    while pending:  # each round finishes at least one job, so this terminates
+        pending = _run_child(pending, context, timeout_s, outcomes)
+    return outcomes
+
+
+def _run_child(
+    jobs: list[_Job], context: dict[str, Any], timeout_s: float, outcomes: dict[int, dict[str, Any]]
+) -> list[_Job]:
+    """Evaluate ``jobs`` in a forked child; return the jobs still to do after a timeout or crash."""
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError as exc:
+        for job in jobs:
+            outcomes[job.index] = _failure(f"assertion {job.name!r}: cannot start the evaluator: {exc}")
+        return []
+    gc.freeze()  # the child's GC then ignores the parent's objects, so it does not copy their pages
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        gc.unfreeze()
+        os.close(read_fd)
+        os.close(write_fd)
+        for job in jobs:
+            outcomes[job.index] = _failure(f"assertion {job.name!r}: cannot start the evaluator: {exc}")
+        return []
+    if pid == 0:  # child: never return into the caller's code
+        code = 0
+        try:
+            os.close(read_fd)
+            sys.setrecursionlimit(max(sys.getrecursionlimit(), _RECURSION_LIMIT))
+            for job in jobs:
+                outcome = _evaluate_one(job.ast, job.source, job.name, context)
+                line = json.dumps({"index": job.index, **outcome}, default=str)
+                if len(line) > _MAX_VALUE_CHARS * 2:
+                    outcome["value"] = json.dumps(outcome["value"], default=str)[:_MAX_VALUE_CHARS] + "..."
+                    line = json.dumps({"index": job.index, **outcome}, default=str)
+                _write_all(write_fd, line.encode() + b"\n")
+        except BaseException:
+            code = 70
+        finally:
+            os._exit(code)
+    gc.unfreeze()
+    os.close(write_fd)
+    crashed: _Job | None = None
+    try:
+        rest, crashed = _collect(read_fd, jobs, timeout_s, outcomes)
+    finally:
+        os.close(read_fd)
+        if crashed is None:
+            _kill(pid)  # a no-op when the child already exited; stops it on timeout or KeyboardInterrupt
+        status = _wait(pid)
+    if crashed is not None:
+        outcomes[crashed.index] = _failure(f"assertion {crashed.name!r}: evaluation crashed ({status})")
+    return rest
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _collect(
+    read_fd: int, jobs: list[_Job], timeout_s: float, outcomes: dict[int, dict[str, Any]]
+) -> tuple[list[_Job], _Job | None]:
+    """Read one result line per job; returns (jobs left to do, the job the child died on)."""
+    poller = select.poll()  # not select.select: it breaks on descriptors above 1024
+    poller.register(read_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    buffer = b""
+    for position, job in enumerate(jobs):
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                outcomes[job.index] = _failure(
+                    f"assertion {job.name!r}: evaluation timed out after {timeout_s:g} s; the expression does too much"
+                    " work (nested map/filter over long lists?)"
+                )
+                return jobs[position + 1 :], None
+            if not poller.poll(math.ceil(remaining * 1000)):
+                continue
+            chunk = os.read(read_fd, 1 << 16)
+            if not chunk:  # EOF without a result: the child died (segfault, OOM killer, ...)
+                return jobs[position + 1 :], job
+            buffer += chunk
+        line, buffer = buffer.split(b"\n", 1)
+        try:
+            outcome = json.loads(line)
+            outcome.pop("index", None)
+        except ValueError as exc:
+            outcome = _failure(f"assertion {job.name!r}: unreadable evaluator output ({exc})")
+        outcomes[job.index] = outcome
+    return [], None
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _wait(pid: int) -> str:
+    """Reap the child (no zombies) and describe how it ended."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return "evaluator process vanished"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            return f"killed by signal {signal.Signals(sig).name}"
+        except ValueError:
+            return f"killed by signal {sig}"
+    return f"exit code {os.WEXITSTATUS(status)}"
