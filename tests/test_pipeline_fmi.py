@@ -137,7 +137,8 @@ def test_bad_inputs_fail_clearly_and_block_nothing(pipeline, sample_fmus, tmp_pa
 
     assert outcomes[good].success and outcomes[good].checks["cel_assertions"][0]
     assert outcomes[crash].outputs["fmu_simulation"]["status"] == "failed_validation"
-    assert "crashed" in errors(outcomes[crash], "fmu_simulation") and "SIGSEGV" in errors(outcomes[crash], "fmu_simulation")
+    crash_text = errors(outcomes[crash], "fmu_simulation")
+    assert "crashed" in crash_text and "SIGSEGV" in crash_text
     assert outcomes[hang].outputs["fmu_simulation"]["status"] == "failed_validation"
     assert "did not finish within 3 s" in errors(outcomes[hang], "fmu_simulation")
     for uri, needle in [(exe, "setup.exe"), (notzip, "notzip.fmu"), (bad_spec, "bs.fmu.validation.yaml")]:

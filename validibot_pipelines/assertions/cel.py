@@ -45,6 +45,7 @@ Limits and isolation
 from __future__ import annotations
 
 import difflib
+import functools
 import gc
 import json
 import math
@@ -55,6 +56,7 @@ import re
 import select
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -109,7 +111,12 @@ def evaluate_assertions(
     probe: Mapping[str, Any] | BaseModel | None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> list[AssertionResult]:
-    """Evaluate every assertion against ``i``/``o``/``p``; one result per assertion, in order, never raising."""
+    """Evaluate every assertion against ``i``/``o``/``p``; one result per assertion, in order, never raising.
+
+    ``timeout_s`` is the wall-clock budget of each assertion (not of the whole call), so one runaway
+    expression cannot starve the others.
+    """
+    timeout_s = timeout_s if timeout_s > 0 else DEFAULT_TIMEOUT_S  # also catches NaN
     outcomes: list[dict[str, Any] | None] = [None] * len(assertions)
     try:
         context = {
@@ -237,10 +244,14 @@ def _as_double(value: Any) -> celtypes.DoubleType:
 
 def _equal(a: Any, b: Any) -> bool:
     """CEL equality with numeric promotion, also inside lists and maps. Raises TypeError on a type mismatch."""
+    if a is None or b is None:
+        return a is None and b is None  # CEL: x == null is simply false for any non-null x
     if isinstance(a, celtypes.ListType) and isinstance(b, celtypes.ListType):
         return len(a) == len(b) and all(_loose_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, celtypes.MapType) and isinstance(b, celtypes.MapType):
         return a.keys() == b.keys() and all(_loose_equal(a[k], b[k]) for k in a)
+    if isinstance(a, celtypes.BoolType) != isinstance(b, celtypes.BoolType):
+        raise TypeError("booleans are not numbers")  # Python would say True == 1
     a, b = _promote(a, b)
     return bool(a == b)
 
@@ -291,6 +302,17 @@ def _mod(a: Any, b: Any) -> Any:
     return operator.mod(a, b)
 
 
+def _logical(base: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    # celpy raises "no such overload" for error && error, burying the real cause; CEL says the result is an error.
+    def combine(x: Any, y: Any) -> Any:
+        if isinstance(x, CELEvalError) and isinstance(y, CELEvalError):
+            return x
+        return base(x, y)
+
+    combine.__name__ = getattr(base, "__name__", "combine")
+    return combine
+
+
 def _in(item: Any, container: Any) -> Any:
     if isinstance(item, CELEvalError):
         return item
@@ -312,6 +334,8 @@ _FUNCTIONS: dict[str, Any] = {
     "_/_": _arithmetic(operator.truediv),
     "_%_": _mod,
     "_in_": _in,
+    "_&&_": _logical(celtypes.logical_and),
+    "_||_": _logical(celtypes.logical_or),
 }
 _MACROS = {"has", "dyn", "map", "filter", "all", "exists", "exists_one", "reduce"}
 
@@ -326,12 +350,18 @@ class _Evaluator(Evaluator):
     "no such member in mapping"; users need the path they wrote and the alternatives.
     """
 
-    def __init__(self, ast: lark.Tree, activation: Activation, source: str) -> None:
+    def __init__(self, ast: lark.Tree, activation: Activation, source: str, raised: list[CELEvalError]) -> None:
         super().__init__(ast, activation)
         self.source = source
+        self.raised = raised  # shared with sub-evaluators: the first error we made is the likely root cause
 
     def sub_evaluator(self, ast: lark.Tree) -> Evaluator:
-        return _Evaluator(ast, self.activation, self.source)
+        return _Evaluator(ast, self.activation, self.source, self.raised)
+
+    def _error(self, message: str, kind: type[Exception], **where: Any) -> CELEvalError:
+        error = CELEvalError(message, kind, None, **where)
+        self.raised.append(error)
+        return error
 
     def _text(self, tree: Any) -> str:
         meta = getattr(tree, "meta", None)
@@ -348,14 +378,14 @@ class _Evaluator(Evaluator):
                 try:
                     return self.ident_value(name)
                 except KeyError:
-                    return CELEvalError(self._unknown_name(name), KeyError, (name,), tree=tree)
+                    return self._error(self._unknown_name(name), KeyError, tree=tree)
             if name not in _MACROS and name not in self.activation.functions:
-                return CELEvalError(f"unknown function {name!r}", KeyError, (name,), tree=tree)
+                return self._error(f"unknown function {name!r}", KeyError, tree=tree)
         return super().primary(tree)
 
     def method_eval(self, object: Any, method_ident: lark.Token, exprlist: Any = None) -> Any:
         if method_ident.value not in self.activation.functions:
-            return CELEvalError(f"unknown function {method_ident.value!r}", KeyError, None, token=method_ident)
+            return self._error(f"unknown function {method_ident.value!r}", KeyError, token=method_ident)
         return super().method_eval(object, method_ident, exprlist)
 
     def _unknown_name(self, name: str) -> str:
@@ -381,15 +411,14 @@ class _Evaluator(Evaluator):
             try:
                 return member[celtypes.StringType(name)]
             except KeyError:
-                return CELEvalError(
-                    _missing(self._text(member_tree), "field", name, member), KeyError, None, token=name_token
+                return self._error(
+                    _missing(self._text(member_tree), "field", name, member), KeyError, token=name_token
                 )
         if isinstance(member, celtypes.MessageType) or type(member).__name__ == "NameContainer":
             return super().member_dot(tree)  # re-visits member_tree; only reachable for protobuf-style names
-        return CELEvalError(
+        return self._error(
             f"{self._text(member_tree)} is a {_cel_type(member)}, not a map; it has no field {name!r}",
             TypeError,
-            None,
             token=name_token,
         )
 
@@ -402,14 +431,14 @@ class _Evaluator(Evaluator):
         if isinstance(member, celtypes.ListType):
             if isinstance(index, float):
                 if not index.is_integer():
-                    return CELEvalError(
-                        f"list index must be a whole number, got {float(index)}", TypeError, None, tree=tree
+                    return self._error(
+                        f"list index must be a whole number, got {float(index)}", TypeError, tree=tree
                     )
                 index = celtypes.IntType(int(index))
             if isinstance(index, celtypes.IntType | celtypes.UintType):
                 if not 0 <= int(index) < len(member):
-                    return CELEvalError(
-                        f"index {int(index)} is out of range for {where} (size {len(member)})", IndexError, None,
+                    return self._error(
+                        f"index {int(index)} is out of range for {where} (size {len(member)})", IndexError,
                         tree=tree,
                     )
                 return member[int(index)]
@@ -424,13 +453,12 @@ class _Evaluator(Evaluator):
                         return member[key]
                 except TypeError:  # equal hashes, incomparable CEL types
                     continue
-            return CELEvalError(_missing(where, "key", index, member), KeyError, None, tree=tree)
+            return self._error(_missing(where, "key", index, member), KeyError, tree=tree)
         try:
             return self.activation.resolve_function("_[_]")(member, index)
         except (TypeError, KeyError, IndexError) as exc:
-            return CELEvalError(
-                f"cannot index {where} ({_cel_type(member)}) with {_cel_type(index)}: {exc}", type(exc), None,
-                tree=tree,
+            return self._error(
+                f"cannot index {where} ({_cel_type(member)}) with {_cel_type(index)}: {exc}", type(exc), tree=tree
             )
 
 
@@ -448,19 +476,23 @@ def _missing(where: str, kind: str, name: Any, mapping: celtypes.MapType) -> str
 # --- compile and evaluate one expression -------------------------------------------------------
 
 _ENVIRONMENT: celpy.Environment | None = None
+_COMPILE_LOCK = threading.Lock()  # celpy's parser is a shared singleton that keeps per-parse state
 
 
+@functools.lru_cache(maxsize=512)
 def _compile(expr: str) -> lark.Tree:
+    """Parse once per distinct expression (ASTs are never mutated by evaluation, so caching is safe)."""
     global _ENVIRONMENT
-    if _ENVIRONMENT is None:
-        # celpy.Environment() raises the interpreter-wide recursion limit as a side effect; keep the
-        # caller's process as it was (the evaluating child sets its own limit).
-        limit = sys.getrecursionlimit()
-        try:
-            _ENVIRONMENT = celpy.Environment()
-        finally:
-            sys.setrecursionlimit(limit)
-    return _ENVIRONMENT.compile(expr)
+    with _COMPILE_LOCK:
+        if _ENVIRONMENT is None:
+            # celpy.Environment() raises the interpreter-wide recursion limit as a side effect; keep the
+            # caller's process as it was (the evaluating child sets its own limit).
+            limit = sys.getrecursionlimit()
+            try:
+                _ENVIRONMENT = celpy.Environment()
+            finally:
+                sys.setrecursionlimit(limit)
+        return _ENVIRONMENT.compile(expr)
 
 
 def _describe_parse_error(exc: celpy.CELParseError) -> str:
@@ -483,11 +515,14 @@ def _describe_parse_error(exc: celpy.CELParseError) -> str:
 
 def _evaluate_one(ast: lark.Tree, source: str, name: str, context: dict[str, Any]) -> dict[str, Any]:
     """Run one compiled expression; returns the JSON-able outcome, never raises (except BaseException)."""
+    raised: list[CELEvalError] = []
     try:
         assert _ENVIRONMENT is not None
         activation = Activation(annotations=_ENVIRONMENT.annotations, functions=_FUNCTIONS, package=None)
-        value = _Evaluator(ast, activation, source).evaluate(context)
+        value = _Evaluator(ast, activation, source, raised).evaluate(context)
     except CELEvalError as exc:
+        if raised and "CELEvalError" in repr(exc.args):
+            exc = raised[0]  # celpy wrapped our error in a generic "no such overload"; report the cause
         where = f" at line {exc.line}, column {exc.column}" if exc.line else ""
         return _failure(f"assertion {name!r}: evaluation error{where}: {_tidy(exc)}")
     except RecursionError:
@@ -511,6 +546,7 @@ def _evaluate_one(ast: lark.Tree, source: str, name: str, context: dict[str, Any
 def _tidy(exc: CELEvalError) -> str:
     message = str(exc.args[0]) if exc.args else "evaluation error"
     message = re.sub(r"<class 'celpy\.celtypes\.(\w+?)Type'>", lambda m: m.group(1).lower(), message)
+    message = message.replace("<class 'NoneType'>", "null")
     ops = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "in": "in", "add": "+",
            "sub": "-", "mul": "*", "div": "/", "mod": "%"}
     message = re.sub(r"Token\('RULE', '\w+?_(\w+)'\)", lambda m: repr(ops.get(m.group(1), m.group(1))), message)
@@ -594,7 +630,10 @@ def _run_child(
     if pid == 0:  # child: never return into the caller's code
         code = 0
         try:
-            os.close(read_fd)
+            # Keep only stdio and our pipe: inherited descriptors (sockets, other evaluators' pipes) must
+            # not be held open by this child, or another call would miss its own child's EOF.
+            os.closerange(3, write_fd)
+            os.closerange(write_fd + 1, _max_fd())
             sys.setrecursionlimit(max(sys.getrecursionlimit(), _RECURSION_LIMIT))
             for job in jobs:
                 outcome = _evaluate_one(job.ast, job.source, job.name, context)
@@ -620,6 +659,13 @@ def _run_child(
     if crashed is not None:
         outcomes[crashed.index] = _failure(f"assertion {crashed.name!r}: evaluation crashed ({status})")
     return rest
+
+
+def _max_fd() -> int:
+    try:
+        return max(os.sysconf("SC_OPEN_MAX"), 1024)
+    except (ValueError, OSError):
+        return 65536
 
 
 def _write_all(fd: int, data: bytes) -> None:

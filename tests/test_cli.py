@@ -1,0 +1,74 @@
+"""``validibot validate``: in-process, prints the envelope or a summary, exit codes 0 / 1 / 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _validibot(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "validibot_pipelines.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_success_json(sample_fmus, sample_specs, tmp_path):  # noqa: ANN001
+    proc = _validibot("validate", str(sample_fmus["first_order_lag"]), "--spec",
+                      str(sample_specs / "first_order_lag.validation.yaml"), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["status"] == "success"
+    assert abs(out["outputs"]["output_values"]["y"] - 6 * (1 - 2.718281828459045 ** -6)) < 1e-9
+    assert [a["passed"] for a in out["outputs"]["assertions"]] == [True, True]
+    assert (tmp_path / ".validibot" / "store").is_dir()  # results went to the local default store
+
+
+def test_failed_assertion_exits_1_with_summary(sample_fmus, tmp_path):  # noqa: ANN001
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("inputs: {u: 1.0}\nassertions:\n  - name: too_high\n    expr: 'o.y > 10'\n"
+                    "    message: y should exceed 10\n")
+    proc = _validibot("validate", str(sample_fmus["first_order_lag"]), "--spec", str(spec), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "failed_validation" in proc.stdout and "[FAIL] too_high" in proc.stdout
+    assert "y should exceed 10" in proc.stdout
+
+
+def test_bad_fmu_exits_1_and_names_the_problem(tmp_path):  # noqa: ANN001
+    bad = tmp_path / "broken.fmu"
+    bad.write_bytes(b"not a zip")
+    proc = _validibot("validate", str(bad), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "FMU_NOT_ZIP" in proc.stdout and "broken.fmu" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_malformed_spec_exits_1(sample_fmus, tmp_path):  # noqa: ANN001
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("simulation: {stop_time: [\n")
+    proc = _validibot("validate", str(sample_fmus["first_order_lag"]), "--spec", str(spec), "--json", cwd=tmp_path)
+    assert proc.returncode == 1
+    out = json.loads(proc.stdout)
+    assert out["messages"][0]["code"] == "SPEC_INVALID" and "spec.yaml" in out["messages"][0]["text"]
+
+
+@pytest.mark.parametrize("args", [["validate", "missing.fmu"], ["validate"], ["nonsense"]])
+def test_bad_arguments_exit_2(args, tmp_path):  # noqa: ANN001
+    proc = _validibot(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+
+
+def test_unsupported_file_type_exits_2(tmp_path):  # noqa: ANN001
+    (tmp_path / "model.xyz").write_text("x")
+    proc = _validibot("validate", str(tmp_path / "model.xyz"), cwd=tmp_path)
+    assert proc.returncode == 2 and "no validator handles" in proc.stderr
+
+
+def test_timeout_is_failed_validation(sample_fmus, tmp_path):  # noqa: ANN001
+    proc = _validibot("validate", str(sample_fmus["hang"]), "--timeout", "2", "--json", cwd=tmp_path)
+    assert proc.returncode == 1
+    out = json.loads(proc.stdout)
+    assert out["messages"][-1]["code"] == "FMU_TIMEOUT"
