@@ -74,6 +74,10 @@ def test_simulation_metadata_has_table_uri_and_plot(pipeline, sample_fmus):  # n
     rows = {r.data["variable"]: r.data["value"] for r in mat.metadata["output_values"].records}
     assert abs(float(rows["y"]) - _lag(3.0, u=1.0)) < 1e-9  # default u = 1, stop 3 s from DefaultExperiment
     assert outcome.checks["cel_assertions"] == (True, "no assertions in the spec")
+    # The worker's log lines reached the Dagster run log through Dagster Pipes.
+    messages = [e.user_message for e in pipeline.instance.all_logs(outcome.run_id)]
+    assert any("probe first_order_lag.fmu: FMI 2.0" in m for m in messages)
+    assert any("simulated first_order_lag.fmu to t=3.0" in m for m in messages)
 
 
 def test_identical_reupload_adds_no_partition_and_no_run(pipeline, sample_fmus):  # noqa: ANN001

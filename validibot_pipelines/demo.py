@@ -75,7 +75,11 @@ def summarize(outcome: RunOutcome) -> str:
 
 def run_demo(copies: int = 1) -> int:
     home = prepare_home()
-    from dagster import DagsterInstance
+    import warnings
+
+    from dagster import DagsterInstance, PreviewWarning
+
+    warnings.filterwarnings("ignore", category=PreviewWarning)
 
     from validibot_pipelines.definitions import build_defs
     from validibot_pipelines.local_runner import tick
@@ -87,7 +91,7 @@ def run_demo(copies: int = 1) -> int:
     defs = build_defs()
     outcomes: list[RunOutcome] = []
     while True:  # one tick handles a bounded batch; keep ticking until the landing zone is drained
-        batch = tick(defs, instance)
+        batch = tick(defs, instance, log_level="WARNING")
         outcomes.extend(batch)
         if not batch:
             break

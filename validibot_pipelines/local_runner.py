@@ -29,7 +29,8 @@ def _cursor_key(sensor_name: str) -> str:
     return f"validibot/local_runner/{sensor_name}/cursor"
 
 
-def tick(defs: Definitions, instance: DagsterInstance, sensor_name: str = "upload_sensor") -> list[RunOutcome]:
+def tick(defs: Definitions, instance: DagsterInstance, sensor_name: str = "upload_sensor",
+         log_level: str = "DEBUG") -> list[RunOutcome]:
     sensor_def = defs.resolve_sensor_def(sensor_name)
     key = _cursor_key(sensor_name)
     cursor = instance.run_storage.get_cursor_values({key}).get(key)
@@ -49,14 +50,15 @@ def tick(defs: Definitions, instance: DagsterInstance, sensor_name: str = "uploa
         outcomes.append(run_partition(defs, instance, request.job_name, request.partition_key,
                                       run_config=request.run_config,
                                       tags={**request.tags, RUN_KEY_TAG: request.run_key,
-                                            "dagster/sensor_name": sensor_name}))
+                                            "dagster/sensor_name": sensor_name}, log_level=log_level))
     return outcomes
 
 
 def run_partition(defs: Definitions, instance: DagsterInstance, job_name: str, partition_key: str,
-                  run_config: dict | None = None, tags: dict | None = None) -> RunOutcome:
+                  run_config: dict | None = None, tags: dict | None = None, log_level: str = "DEBUG") -> RunOutcome:
     job = defs.resolve_job_def(job_name)
-    result = job.execute_in_process(run_config=run_config or {}, instance=instance, partition_key=partition_key,
+    config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}}
+    result = job.execute_in_process(run_config=config, instance=instance, partition_key=partition_key,
                                     tags=tags or {}, raise_on_error=False)
     outputs: dict[str, Any] = {}
     for node in job.graph.node_names():

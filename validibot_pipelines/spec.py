@@ -310,6 +310,16 @@ def _line_of(data: Any, loc: tuple[int | str, ...], lines: dict[int, dict[Any, i
     return line
 
 
+def _value_at(data: Any, loc: tuple[int | str, ...], default: Any) -> Any:
+    node = data
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return default
+    return node
+
+
 def _allowed_keys(data: Any, loc: tuple[int | str, ...]) -> list[str]:
     model: type[BaseModel] = ValidationSpec
     for part in loc[:-1]:
@@ -366,7 +376,8 @@ def _describe_pydantic_error(err: Any, data: Any, lines: dict[int, dict[Any, int
         hint = f"; did you mean {guess[0]!r}?" if guess else ""
         msg = f"unknown key (allowed: {', '.join(allowed)}){hint}"
     elif err["type"] == "enum" and loc and loc[-1] == "severity":
-        msg = f"severity must be one of {', '.join(s.value for s in Severity)} (any case), got {err['input']!r}"
+        written = _value_at(data, loc, err["input"])  # err["input"] is already upper-cased
+        msg = f"severity must be one of {', '.join(s.value for s in Severity)} (any case), got {written!r}"
     elif msg.startswith("Value error, "):
         msg = msg.removeprefix("Value error, ")
     return f"{prefix}{path}: {msg}"

@@ -47,12 +47,9 @@ def _pipes_logger() -> Iterator[tuple[Callable[[str], None], object | None]]:
     def to_stderr(msg: str) -> None:
         print(f"[validibot-worker {run_id}] {msg}", file=sys.stderr, flush=True)
 
-    try:
-        from dagster_pipes import is_dagster_pipes_process, open_dagster_pipes
-    except ImportError:  # pragma: no cover - dagster-pipes is a hard dependency
-        yield to_stderr, None
-        return
-    if not is_dagster_pipes_process():
+    from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
+
+    if not PipesEnvVarParamsLoader().is_dagster_pipes_process():
         yield to_stderr, None
         return
     with open_dagster_pipes() as pipes:

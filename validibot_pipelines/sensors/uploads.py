@@ -1,5 +1,6 @@
 """The upload sensor: new files in the landing zone → dynamic partitions (by checksum) → runs."""
 
+import os
 
 from dagster import (
     DefaultSensorStatus,
@@ -16,10 +17,12 @@ from validibot_pipelines.resources.settings import ValidibotSettings
 from validibot_pipelines.sensors.landing import scan
 
 MAX_NEW_PER_TICK = 50
+# How often the daemon evaluates the sensor; tests shorten it.
+INTERVAL_SECONDS = int(os.environ.get("VALIDIBOT_SENSOR_INTERVAL_SECONDS", "15"))
 
 
 @sensor(
-    name="upload_sensor", jobs=[fmi_validation_job], minimum_interval_seconds=15,
+    name="upload_sensor", jobs=[fmi_validation_job], minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
     description="Registers each new upload in the landing zone as a partition (its SHA-256) and validates it.",
 )

@@ -1,0 +1,113 @@
+"""`dagster dev` on workspace.yaml: the UI's GraphQL shows the asset graph, and the real daemon runs the
+upload sensor, which launches runs (DefaultRunLauncher subprocesses) that materialize assets and checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(port: int, query: str) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())["data"]
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    root = tmp_path_factory.mktemp("dagster-dev")
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "VALIDIBOT_HOME": str(root / "validibot"),
+           "VALIDIBOT_SENSOR_INTERVAL_SECONDS": "2"}
+    log = open(root / "dagster-dev.log", "w")  # noqa: SIM115 - closed below
+    # Own session: dagster dev maps SIGTERM to SIGINT, which a background shell would ignore.
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
+                             "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, (root / "dagster-dev.log").read_text()[-3000:]
+                time.sleep(1)
+        else:
+            pytest.fail("dagster dev did not start within 120 s")
+        yield {"port": port, "home": home, "landing": root / "validibot" / "landing", "log": root / "dagster-dev.log"}
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_ui_shows_partitioned_asset_graph_with_checks(dagster_dev):  # noqa: ANN001
+    data = _graphql(dagster_dev["port"], """{ assetNodes { assetKey { path } groupName dependencyKeys { path }
+        partitionDefinition { type name } assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }""")
+    nodes = {n["assetKey"]["path"][-1]: n for n in data["assetNodes"]}
+    assert [d["path"][-1] for d in nodes["fmu_probe"]["dependencyKeys"]] == ["fmu_intake"]
+    assert sorted(d["path"][-1] for d in nodes["fmu_simulation"]["dependencyKeys"]) == ["fmu_intake", "fmu_probe"]
+    for node in nodes.values():
+        assert node["groupName"] == "fmi"
+        assert node["partitionDefinition"] == {"type": "DYNAMIC", "name": "fmu_models"}
+    checks = {c["name"]: c["blocking"] for n in nodes.values() for c in n["assetChecksOrError"]["checks"]}
+    assert checks == {"intake_accepted": True, "probe_approved": True, "simulation_succeeded": False,
+                      "cel_assertions": False}
+
+
+def test_daemon_sensor_launches_a_run_that_passes_its_checks(dagster_dev, sample_fmus, sample_specs):  # noqa: ANN001
+    from dagster import DagsterInstance, DagsterRunStatus
+
+    landing = dagster_dev["landing"]
+    landing.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(sample_specs / "first_order_lag.validation.yaml", landing / "lag.fmu.validation.yaml")
+    shutil.copyfile(sample_fmus["first_order_lag"], landing / "lag.fmu")
+    instance = DagsterInstance.from_config(str(dagster_dev["home"]))
+    deadline = time.time() + 240
+    run = None
+    while time.time() < deadline:
+        runs = instance.get_runs(limit=5)
+        done = [r for r in runs if r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)]
+        if done:
+            run = done[0]
+            break
+        time.sleep(2)
+    assert run is not None, dagster_dev["log"].read_text()[-3000:]
+    assert run.status == DagsterRunStatus.SUCCESS
+    assert run.tags["dagster/sensor_name"] == "upload_sensor"
+    partition = run.tags["dagster/partition"]
+    assert instance.has_dynamic_partition("fmu_models", partition)
+    data = _graphql(dagster_dev["port"], """{ assetNodes { assetKey { path }
+        assetChecksOrError { ... on AssetChecks { checks { name executionForLatestMaterialization {
+        status evaluation { success description } } } } } } }""")
+    results = {c["name"]: c["executionForLatestMaterialization"] for n in data["assetNodes"]
+               for c in n["assetChecksOrError"]["checks"]}
+    assert results["cel_assertions"]["evaluation"] == {"success": True, "description": "2/2 assertions passed"}
+    assert results["probe_approved"]["status"] == "SUCCEEDED"
