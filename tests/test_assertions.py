@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from validibot_pipelines.assertions import AssertionResult, cel, evaluate_assertions
 from validibot_pipelines.envelopes.base import Severity
@@ -109,6 +110,17 @@ def test_results_keep_order_and_count() -> None:
     assert evaluate_assertions([], inputs={}, outputs={}, probe={}) == []
 
 
+def test_pydantic_models_and_tuples_are_accepted_as_context() -> None:
+    class Probe(BaseModel):
+        fmi_version: str
+        counts: dict[str, int]
+
+    probe = Probe(fmi_version="2.0", counts={"outputs": 1})
+    result = one("p.fmi_version == '2.0' && p.counts.outputs == 1 && o.pair[1] == 2", probe=probe,
+                 outputs={"pair": (1, 2)})
+    assert result.passed, result.error
+
+
 def test_index_syntax_reaches_names_that_are_not_identifiers() -> None:
     assert one("o['der(x)'] == 0.5").passed
 
@@ -205,6 +217,12 @@ def test_missing_name_inside_macro_reports_the_root_cause() -> None:
     # cel-python would bury this under "no such overload ... CELEvalError(...)".
     error = one("o.xs.all(x, x > o.limit)").error or ""
     assert "o has no field 'limit'" in error and "CELEvalError" not in error
+
+
+def test_type_mismatch_inside_macro_is_readable() -> None:
+    error = one("o.xs.all(x, x < 'a')").error or ""
+    assert "line 1, column 13" in error and "'<' applied to '(double, string)'" in error
+    assert "CELEvalError" not in error
 
 
 def test_field_of_a_number_is_explained() -> None:

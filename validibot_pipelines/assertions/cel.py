@@ -40,11 +40,11 @@ Limits and isolation
     caller from crashes (segfaults, ``RecursionError``) and from memory blow-ups: its address space is
     capped at what it inherited plus :data:`MEMORY_BUDGET_BYTES`.
 
-    Cost, measured on a 2-vCPU VM: ~7 ms per call for a small process (fork ~1 ms, first evaluation
-    in the child ~3 ms because of copy-on-write faults, reaping ~1 ms) plus ~0.5 ms per assertion;
-    ~30-60 ms per call when the parent holds ~500 MB (page tables are copied). In-process evaluation
-    would be ~0.2 ms per assertion, but assertions run once per validation run, after a simulation
-    that takes seconds, so a hard bound is worth a few milliseconds. Platforms without ``fork``
+    Cost, measured on a 2-vCPU VM: ~6-8 ms per call from a small process (fork ~1 ms, the child's
+    first evaluation ~4 ms because of copy-on-write faults, reaping ~1 ms) plus ~0.3 ms per extra
+    assertion; ~70 ms per call when the parent holds ~600 MB (fork copies page tables). In-process
+    evaluation would be ~0.2 ms per assertion, but assertions run once per validation run, after a
+    simulation that takes seconds, so a hard bound is worth those milliseconds. Platforms without ``fork``
     (Windows) evaluate in-process and cannot enforce the timeout.
 """
 
@@ -132,10 +132,9 @@ def evaluate_assertions(
             "o": _to_cel(outputs or {}, "o", 1),
             "p": _to_cel(probe or {}, "p", 1),
         }
-    except _ContextError as exc:
-        return [
-            _result(a, {"passed": False, "error": f"assertion {a.name!r}: cannot evaluate: {exc}"}) for a in assertions
-        ]
+    except Exception as exc:  # _ContextError, or a caller's Mapping that fails while being read
+        problem = exc if isinstance(exc, _ContextError) else f"cannot read the context ({type(exc).__name__}: {exc})"
+        return [_result(a, _failure(f"assertion {a.name!r}: cannot evaluate: {problem}")) for a in assertions]
 
     jobs: list[_Job] = []
     for index, assertion in enumerate(assertions):
@@ -544,8 +543,8 @@ def _evaluate_one(ast: lark.Tree, source: str, name: str, context: dict[str, Any
         activation = Activation(annotations=_ENVIRONMENT.annotations, functions=_FUNCTIONS, package=None)
         value = _Evaluator(ast, activation, source, raised).evaluate(context)
     except CELEvalError as exc:
-        if "CELEvalError" in repr(exc.args):  # a wrapper around earlier errors: report the first inner one
-            text = repr(exc.args)
+        text = _flatten(exc.args)
+        if "CELEvalError" in text:  # a wrapper around earlier errors: report the first one it contains
             exc = next((e for e in raised if e.args and str(e.args[0]) in text), raised[0] if raised else exc)
         where = f" at line {exc.line}, column {exc.column}" if exc.line else ""
         return _failure(f"assertion {name!r}: evaluation error{where}: {_tidy(exc)}")
@@ -568,6 +567,12 @@ def _evaluate_one(ast: lark.Tree, source: str, name: str, context: dict[str, Any
         "error": f"assertion {name!r}: expression must evaluate to true/false, got {_cel_type(value)} {shown}",
         "value": plain,
     }
+
+
+def _flatten(args: Any) -> str:
+    if isinstance(args, tuple | list):
+        return " ".join(_flatten(a) for a in args)
+    return str(args)
 
 
 def _tidy(exc: CELEvalError) -> str:
