@@ -162,3 +162,75 @@ def test_bad_inputs_fail_clearly_and_block_nothing(pipeline, sample_fmus, tmp_pa
     # Nothing in the landing zone was lost.
     landing = {o.uri for o in get_store(pipeline.landing_uri).list(pipeline.landing_uri)}
     assert {good, crash, hang, exe, notzip, bad_spec, unknown_out, cel_bad} <= landing
+
+
+def _rewrite(src: Path, out: Path, *, drop: str | None = None, md=None, extra=None) -> Path:  # noqa: ANN001
+    """Copy an FMU, optionally dropping a member, transforming modelDescription.xml or adding members."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            if info.filename == drop:
+                continue
+            data = zin.read(info)
+            if md and info.filename == "modelDescription.xml":
+                data = md(data)
+            zout.writestr(info.filename, data)
+        for name, data in (extra or {}).items():
+            zout.writestr(name, data)
+    return out
+
+
+def _bomb(src: Path, out: Path) -> Path:
+    _rewrite(src, out)
+    with zipfile.ZipFile(out, "a", zipfile.ZIP_DEFLATED) as z:
+        with z.open("resources/zeros.bin", "w", force_zip64=True) as f:
+            for _ in range(200):
+                f.write(bytes(1 << 20))
+    return out
+
+
+def test_every_intake_rejection_lands_as_failed_validation(pipeline, sample_fmus, tmp_path):  # noqa: ANN001
+    lag = sample_fmus["first_order_lag"]
+    truncated = tmp_path / "truncated.fmu"
+    truncated.write_bytes(lag.read_bytes()[: lag.stat().st_size // 2])
+    cases = {
+        "truncated.fmu": (truncated, "FMU_TRUNCATED"),
+        "nomd.fmu": (_rewrite(lag, tmp_path / "nomd.fmu", drop="modelDescription.xml"), "FMU_NO_MODEL_DESCRIPTION"),
+        "latin1.fmu": (_rewrite(lag, tmp_path / "latin1.fmu", md=lambda d: d.replace(
+            b'encoding="UTF-8"', b'encoding="ISO-8859-1"').replace(b'description="', b'description="\xe9')),
+            "FMU_XML_NOT_UTF8"),
+        "xxe.fmu": (_rewrite(lag, tmp_path / "xxe.fmu", md=lambda d: d.replace(
+            b"<fmiModelDescription", b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>\n<fmiModelDescription',
+            1)), "FMU_XML_UNSAFE"),
+        "slip.fmu": (_rewrite(lag, tmp_path / "slip.fmu", extra={"../evil.txt": b"x"}), "FMU_UNSAFE_PATH"),
+        "bomb.fmu": (_bomb(lag, tmp_path / "bomb.fmu"), "FMU_ZIP_BOMB"),
+    }
+    uris = {name: pipeline.drop(path, name=name) for name, (path, _) in cases.items()}
+    outcomes = {o.source_uri: o for o in pipeline.tick()}
+    assert len(outcomes) == len(cases)
+    for name, (_, code) in cases.items():
+        o = outcomes[uris[name]]
+        intake = o.outputs["fmu_intake"]
+        assert intake["status"] == "failed_validation", name
+        findings = [f for f in intake["findings"] if f["code"] == code]
+        assert findings and findings[0]["text"].startswith(f"{name}: "), (name, intake["findings"])
+        assert o.checks["intake_accepted"][0] is False and "fmu_probe" not in o.outputs
+        assert not get_store(pipeline.store_uri).exists(f"{pipeline.store_uri}/models/{o.partition_key}/{name}")
+
+
+def test_oversize_upload_is_rejected_without_blocking_others(tmp_path, sample_fmus):  # noqa: ANN001
+    from dagster import instance_for_test
+
+    from tests.conftest import Pipeline
+
+    (tmp_path / "home").mkdir()
+    with instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        small = Pipeline(instance, (tmp_path / "landing").as_uri(), (tmp_path / "store").as_uri(),
+                         fmu_max_bytes=sample_fmus["multi_output"].stat().st_size + 1)
+        big = tmp_path / "big.fmu"
+        _rewrite(sample_fmus["first_order_lag"], big, extra={"resources/pad.bin": __import__("os").urandom(20000)})
+        big_uri, ok_uri = small.drop(big), small.drop(sample_fmus["multi_output"])
+        outcomes = {o.source_uri: o for o in small.tick()}
+        rejected = outcomes[big_uri].outputs["fmu_intake"]
+        assert rejected["status"] == "failed_validation"
+        assert rejected["findings"][0]["code"] == "FMU_TOO_LARGE" and "big.fmu" in rejected["findings"][0]["text"]
+        assert outcomes[ok_uri].success

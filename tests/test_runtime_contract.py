@@ -94,3 +94,19 @@ def test_worker_killed_without_output_is_failed_runtime(local_root, sample_fmus)
     assert record.timed_out
     assert out.status == "failed_runtime" and out.messages[0].code == "WORKER_NO_OUTPUT"
     assert "timed out" in out.messages[0].text
+
+
+def test_stopping_the_worker_leaves_no_fmu_process_behind(local_root, sample_fmus):  # noqa: ANN001
+    import time
+
+    def fmu_children() -> list[str]:
+        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        return [line for line in ps.splitlines() if "runtime.fmi.child" in line and "ps -eo" not in line]
+
+    launch_step(store_uri=local_root, run_id="k2", validator=SIMULATION_VALIDATOR, files=[_item(sample_fmus["hang"])],
+                inputs={"simulation_timeout_seconds": 60}, backend=LocalSubprocessBackend(grace_seconds=1),
+                timeout_seconds=3)
+    deadline = time.time() + 5
+    while fmu_children() and time.time() < deadline:
+        time.sleep(0.2)
+    assert fmu_children() == []

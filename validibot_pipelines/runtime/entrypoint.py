@@ -27,6 +27,7 @@ from validibot_pipelines.envelopes import (
 )
 from validibot_pipelines.envelopes.base import EnvelopeError, now
 from validibot_pipelines.runtime.context import RunContext, file_sha256
+from validibot_pipelines.runtime.process import install_sigterm_exit
 from validibot_pipelines.runtime.registry import runner_for
 from validibot_pipelines.storage import get_store
 
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if not input_uri:
         print(f"validibot-worker: set {ENV_INPUT} to the input envelope URI", file=sys.stderr)
         return 2
+    install_sigterm_exit()
     with _pipes_logger() as (log, pipes):
         try:
             result = execute(input_uri, log=log, output_uri=os.environ.get(ENV_OUTPUT))

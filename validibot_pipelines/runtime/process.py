@@ -58,6 +58,7 @@ def run_child(
         text=True,
         errors="replace",
         start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
     timed_out = False
     try:
@@ -70,7 +71,31 @@ def run_child(
         except subprocess.TimeoutExpired:
             _signal_group(proc, signal.SIGKILL)
             out, err = proc.communicate()
+    except BaseException:
+        # We are being stopped (SIGTERM → SystemExit, Ctrl-C): never leave the child running on its own.
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+        raise
     return ChildResult(proc.returncode, timed_out, proc.pid, out or "", err or "", time.monotonic() - start)
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL the child if its parent dies, even by SIGKILL (no orphaned FMU loops)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
+def install_sigterm_exit() -> None:
+    """Turn SIGTERM into SystemExit so ``run_child``'s cleanup runs when a backend stops the worker."""
+
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
