@@ -26,6 +26,11 @@ def human_summary(out: OutputEnvelope) -> str:
     if values:
         lines.append("  outputs: " + ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
                                                  for k, v in values.items()))
+    metrics = out.outputs.get("metrics")
+    if metrics:
+        lines.append(f"  EnergyPlus {out.outputs.get('energyplus_version')} (model Version "
+                     f"{out.outputs.get('model_version')}), weather {out.outputs.get('weather_file')}")
+        lines.append("  metrics: " + ", ".join(f"{k}={v:.6g}" for k, v in metrics.items() if isinstance(v, float)))
     for result in out.outputs.get("assertions", []):
         mark = "PASS" if result["passed"] else "FAIL"
         lines.append(f"  [{mark}] {result['name']} ({result['severity']}): {result['expr']}"
@@ -42,7 +47,7 @@ def _validate(args: argparse.Namespace) -> int:
 
     model = Path(args.model)
     if not model.is_file():
-        print(f"validibot: {model}: no such file; pass the path of an .fmu", file=sys.stderr)
+        print(f"validibot: {model}: no such file; pass the path of an .fmu, .idf or .epJSON", file=sys.stderr)
         return 2
     if args.spec and not Path(args.spec).is_file():
         print(f"validibot: {args.spec}: no such spec file; pass a YAML spec or drop --spec", file=sys.stderr)

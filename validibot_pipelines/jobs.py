@@ -7,7 +7,12 @@ fmi_validation_job = define_asset_job(
     description="Intake → probe → simulation → CEL checks for one FMU (partition = its SHA-256)",
 )
 
-JOBS_BY_KIND = {"fmi": fmi_validation_job}
+energyplus_validation_job = define_asset_job(
+    "energyplus_validation", selection=AssetSelection.groups("energyplus"),
+    description="Intake → EnergyPlus simulation → CEL checks for one IDF/epJSON model (partition = its SHA-256)",
+)
+
+JOBS_BY_KIND = {"fmi": fmi_validation_job, "energyplus": energyplus_validation_job}
 
 # The asset whose run config carries the upload's URIs (see FmuIntakeConfig).
-INTAKE_ASSET_BY_KIND = {"fmi": "fmu_intake"}
+INTAKE_ASSET_BY_KIND = {"fmi": "fmu_intake", "energyplus": "energyplus_model"}

@@ -3,5 +3,6 @@
 from dagster import DynamicPartitionsDefinition
 
 fmu_partitions = DynamicPartitionsDefinition(name="fmu_models")
+energyplus_partitions = DynamicPartitionsDefinition(name="energyplus_models")
 
-PARTITIONS_BY_KIND = {"fmi": fmu_partitions}
+PARTITIONS_BY_KIND = {"fmi": fmu_partitions, "energyplus": energyplus_partitions}

@@ -10,5 +10,14 @@ from validibot_pipelines.assertions.cel import (
     AssertionResult,
     evaluate_assertions,
 )
+from validibot_pipelines.envelopes import Severity, Status
 
-__all__ = ["DEFAULT_TIMEOUT_S", "MAX_CONTEXT_DEPTH", "MAX_EXPR_CHARS", "AssertionResult", "evaluate_assertions"]
+
+def verdict(results: list[AssertionResult]) -> Status:
+    """failed_validation when any ERROR-severity assertion failed; WARNING/INFO failures are reported only."""
+    failed = [r for r in results if not r.passed and r.severity == Severity.ERROR]
+    return Status.FAILED_VALIDATION if failed else Status.SUCCESS
+
+
+__all__ = ["DEFAULT_TIMEOUT_S", "MAX_CONTEXT_DEPTH", "MAX_EXPR_CHARS", "AssertionResult", "evaluate_assertions",
+           "verdict"]

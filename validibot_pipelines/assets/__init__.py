@@ -1,1 +1,1 @@
-"""Dagster assets, one module per validator."""
+"""Dagster assets, one module per validator; checks.py holds what their checks share."""

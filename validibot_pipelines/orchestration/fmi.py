@@ -6,7 +6,7 @@ from typing import Any
 
 from validibot_pipelines import __version__
 from validibot_pipelines.assertions import AssertionResult, evaluate_assertions
-from validibot_pipelines.envelopes import FMISimulationInputs, OutputEnvelope, Status, ValidatorRef
+from validibot_pipelines.envelopes import FMISimulationInputs, OutputEnvelope, ValidatorRef
 from validibot_pipelines.orchestration.launch import Backend, launch_step
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
@@ -61,8 +61,3 @@ def check(record: ModelRecord, simulation: OutputEnvelope, probe_out: OutputEnve
     probe_facts = {k: v for k, v in probe_out.outputs.items() if k != "variables"}
     probe_facts["variables"] = {v["name"]: v for v in probe_out.outputs.get("variables", [])}
     return evaluate_assertions(spec.assertions, inputs=dict(spec.inputs), outputs=outputs, probe=probe_facts)
-
-
-def assertion_status(results: list[AssertionResult]) -> Status:
-    failed = [r for r in results if not r.passed and str(r.severity).upper().endswith("ERROR")]
-    return Status.FAILED_VALIDATION if failed else Status.SUCCESS

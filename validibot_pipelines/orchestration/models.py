@@ -12,15 +12,22 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from validibot_pipelines.envelopes import InputFileItem, Severity, Status, ValidationMessage
-from validibot_pipelines.envelopes.base import MIME_FMU, check_leaf_name
-from validibot_pipelines.intake.common import sha256_file
+from validibot_pipelines.envelopes.base import MIME_EPJSON, MIME_EPW, MIME_FMU, MIME_IDF, check_leaf_name
+from validibot_pipelines.intake.common import IntakeReport, sha256_file
+from validibot_pipelines.intake.energyplus import EnergyPlusLimits, check_energyplus
 from validibot_pipelines.intake.fmi import FmuLimits, check_fmu
 from validibot_pipelines.orchestration.layout import model_dir, model_manifest_uri, model_spec_uri
 from validibot_pipelines.spec import SpecError, ValidationSpec, load_spec
 from validibot_pipelines.storage import get_store, join_uri, leaf_name
 
 SPEC_SUFFIX = ".validation.yaml"
-KINDS = {".fmu": ("fmi", MIME_FMU)}
+KINDS = {
+    ".fmu": ("fmi", MIME_FMU),
+    ".idf": ("energyplus", MIME_IDF),
+    ".epjson": ("energyplus", MIME_EPJSON),
+}
+# Files that accompany models (referenced from a spec) but are not validated on their own.
+RESOURCE_SUFFIXES = {".epw": MIME_EPW}
 
 
 def kind_of(file_name: str) -> tuple[str, str] | None:
@@ -44,6 +51,8 @@ class ModelRecord(BaseModel):
     facts: dict[str, Any] = Field(default_factory=dict)
     spec: dict[str, Any] | None = None
     spec_source: str | None = None
+    resources: list[InputFileItem] = Field(default_factory=list)  # e.g. an uploaded weather file
+    weather_name: str | None = None  # a weather file shipped with EnergyPlus
 
     @property
     def accepted(self) -> bool:
@@ -58,10 +67,17 @@ class ModelRecord(BaseModel):
                              size_bytes=self.size_bytes, sha256=self.sha256)
 
 
-def _check(kind: str, path: Path, name: str, limits: FmuLimits | None):  # noqa: ANN202 - IntakeReport
+def _check(kind: str, path: Path, name: str, limits: IntakeLimits) -> IntakeReport:
     if kind == "fmi":
-        return check_fmu(path, name, limits or FmuLimits())
+        return check_fmu(path, name, limits.fmu)
+    if kind == "energyplus":
+        return check_energyplus(path, name, limits.energyplus)
     raise ValueError(f"no intake checks for kind {kind!r}")
+
+
+class IntakeLimits(BaseModel):
+    fmu: FmuLimits = Field(default_factory=FmuLimits)
+    energyplus: EnergyPlusLimits = Field(default_factory=EnergyPlusLimits)
 
 
 def intake(
@@ -70,14 +86,14 @@ def intake(
     store_uri: str,
     spec_uri: str | None = None,
     expected_sha256: str | None = None,
-    limits: FmuLimits | None = None,
+    limits: IntakeLimits | None = None,
 ) -> ModelRecord:
     """Check ``source_uri`` and, if accepted, copy it to ``models/<sha256>/``. Never touches the source."""
     name = leaf_name(source_uri)
     check_leaf_name(name)
     kind_mime = kind_of(name)
     if kind_mime is None:
-        raise ValueError(f"{name}: no validator handles this file type; upload .fmu files")
+        raise ValueError(f"{name}: no validator handles this file type; upload {', '.join(sorted(KINDS))} files")
     kind, mime = kind_mime
     with tempfile.TemporaryDirectory(prefix="validibot-intake-") as tmp:
         local = Path(tmp) / name
@@ -93,12 +109,14 @@ def intake(
                      f"!= partition {expected_sha256[:12]}…); the new bytes get their own partition on the next "
                      "sensor tick"))
             return record
-        report = _check(kind, local, name, limits)
+        report = _check(kind, local, name, limits or IntakeLimits())
         record.findings.extend(report.findings)
         record.facts = report.facts
         if not report.accepted:
             record.status = Status.FAILED_VALIDATION
         _attach_spec(record, spec_uri, store_uri)
+        if kind == "energyplus" and record.accepted:
+            _attach_weather(record, store_uri)
         store_root = model_dir(store_uri, sha)
         if record.accepted:
             record.canonical_uri = join_uri(store_root, name)
@@ -128,6 +146,43 @@ def _attach_spec(record: ModelRecord, spec_uri: str | None, store_uri: str) -> N
     record.status = Status.FAILED_VALIDATION
     record.findings.append(ValidationMessage(severity=Severity.ERROR, code="SPEC_INVALID", text=problem,
                                              location=spec_name))
+
+
+def _attach_weather(record: ModelRecord, store_uri: str) -> None:
+    """Resolve the spec's ``weather:`` to a shipped file or an .epw uploaded next to the model."""
+    from validibot_pipelines.runtime.energyplus.install import find_shipped_weather, shipped_weather_files
+
+    wanted = record.validation_spec().weather
+    shipped = ", ".join(shipped_weather_files())
+    if not wanted:
+        record.status = Status.FAILED_VALIDATION
+        record.findings.append(ValidationMessage(
+            severity=Severity.ERROR, code="WEATHER_MISSING", location="validation spec",
+            text=f"{record.file_name}: no weather file; add `weather:` to {record.file_name}{SPEC_SUFFIX} naming a "
+                 f"shipped file ({shipped}) or an .epw uploaded next to the model"))
+        return
+    found = find_shipped_weather(wanted)
+    if found is not None:
+        record.weather_name = found.name
+        return
+    uploaded = record.source_uri.rsplit("/", 1)[0] + "/" + wanted
+    try:
+        check_leaf_name(wanted)
+        store = get_store(uploaded)
+        if not store.exists(uploaded):
+            raise FileNotFoundError(uploaded)
+    except (ValueError, FileNotFoundError):
+        record.status = Status.FAILED_VALIDATION
+        record.findings.append(ValidationMessage(
+            severity=Severity.ERROR, code="WEATHER_NOT_FOUND", location="validation spec",
+            text=f"{record.file_name}: weather file '{wanted}' is neither shipped with EnergyPlus nor uploaded next "
+                 f"to the model; upload it to the landing zone or use one of: {shipped}"))
+        return
+    sha, size = store.sha256_and_size(uploaded)
+    canonical = join_uri(store_uri, "resources", sha, wanted)
+    store.copy_to(uploaded, canonical, get_store(canonical))
+    record.resources.append(InputFileItem(name=wanted, mime_type=MIME_EPW, role="weather", uri=canonical,
+                                          size_bytes=size, sha256=sha))
 
 
 def save_record(record: ModelRecord, store_uri: str) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from validibot_pipelines.assertions import AssertionResult
+from validibot_pipelines.assertions import AssertionResult, verdict
 from validibot_pipelines.envelopes import OutputEnvelope, Severity, Status, ValidationMessage
-from validibot_pipelines.orchestration import fmi
+from validibot_pipelines.orchestration import energyplus, fmi
 from validibot_pipelines.orchestration.launch import Backend
 from validibot_pipelines.orchestration.models import ModelRecord, intake
 from validibot_pipelines.storage import get_store, join_uri
@@ -25,11 +25,22 @@ def _stage_spec(spec: Path, store_uri: str, sha_hint: str) -> str:
 
 def validate_file(model: Path, spec: Path | None, *, store_uri: str, backend: Backend, attempt: str,
                   simulation_timeout_seconds: float = 300) -> OutputEnvelope:
+    """Validate one local file of any supported kind and return one output envelope for the whole run.
+
+    With ``--spec`` and no sidecar, a spec next to the model (``<name>.validation.yaml``) is not read: the
+    command line says exactly which spec applies. Weather files named by the spec resolve next to the model.
+    """
     source_uri = model.resolve().as_uri()
     spec_uri = _stage_spec(spec, store_uri, attempt) if spec else None
     record = intake(source_uri, store_uri=store_uri, spec_uri=spec_uri)
     if not record.accepted:
         return _from_record(record)
+    if record.kind == "energyplus":
+        ep_out, _ = energyplus.simulate(record, store_uri=store_uri, backend=backend, attempt=attempt)
+        result = _merge(record, ep_out)
+        if ep_out.status == Status.SUCCESS:
+            apply_assertions(result, energyplus.check(record, ep_out))
+        return result
     probe_out, _ = fmi.probe(record, store_uri=store_uri, backend=backend, attempt=attempt)
     if probe_out.status != Status.SUCCESS:
         return _merge(record, probe_out)
@@ -42,7 +53,8 @@ def validate_file(model: Path, spec: Path | None, *, store_uri: str, backend: Ba
 
 
 def _from_record(record: ModelRecord) -> OutputEnvelope:
-    out = OutputEnvelope(run_id=f"{record.sha256[:16]}-intake", validator=fmi.PROBE_VALIDATOR,
+    validator = energyplus.VALIDATOR if record.kind == "energyplus" else fmi.PROBE_VALIDATOR
+    out = OutputEnvelope(run_id=f"{record.sha256[:16]}-intake", validator=validator,
                          status=record.status, messages=list(record.findings))
     out.outputs = {"sha256": record.sha256, "file_name": record.file_name}
     return out
@@ -67,5 +79,5 @@ def apply_assertions(out: OutputEnvelope, results: list[AssertionResult]) -> Non
         detail = r.error or r.message or f"'{r.expr}' is false"
         out.messages.append(ValidationMessage(severity=severity, code="ASSERTION_FAILED",
                                               text=f"assertion '{r.name}' failed: {detail}", location=r.expr))
-    if fmi.assertion_status(results) != Status.SUCCESS:
+    if verdict(results) != Status.SUCCESS:
         out.status = Status.FAILED_VALIDATION

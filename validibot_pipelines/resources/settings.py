@@ -5,7 +5,9 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from validibot_pipelines.intake.energyplus import EnergyPlusLimits
 from validibot_pipelines.intake.fmi import FmuLimits
+from validibot_pipelines.orchestration.models import IntakeLimits
 from validibot_pipelines.settings import default_landing_uri, default_store_uri
 
 
@@ -18,8 +20,13 @@ class ValidibotSettings(ConfigurableResource):
     fmu_max_uncompressed_bytes: int = Field(default=500 * 1024 * 1024)
     fmu_max_ratio: float = Field(default=100.0, description="zip-bomb guard: uncompressed / compressed")
     simulation_timeout_seconds: int = Field(default=300, description="per FMU simulation")
+    energyplus_max_bytes: int = Field(default=20 * 1024 * 1024, description="IDF / epJSON size cap")
+    energyplus_timeout_seconds: int = Field(default=1800, description="per EnergyPlus simulation")
     worker_timeout_seconds: int = Field(default=3600, description="per worker launch")
 
-    def fmu_limits(self) -> FmuLimits:
-        return FmuLimits(max_bytes=self.fmu_max_bytes, max_uncompressed_bytes=self.fmu_max_uncompressed_bytes,
-                         max_ratio=self.fmu_max_ratio)
+    def intake_limits(self) -> IntakeLimits:
+        return IntakeLimits(
+            fmu=FmuLimits(max_bytes=self.fmu_max_bytes, max_uncompressed_bytes=self.fmu_max_uncompressed_bytes,
+                          max_ratio=self.fmu_max_ratio),
+            energyplus=EnergyPlusLimits(max_bytes=self.energyplus_max_bytes),
+        )

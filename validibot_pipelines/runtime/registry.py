@@ -10,6 +10,7 @@ from validibot_pipelines.runtime.context import RunContext
 RUNNERS: dict[str, str] = {
     "fmi-probe": "validibot_pipelines.runtime.fmi.probe:run",
     "fmi-simulation": "validibot_pipelines.runtime.fmi.simulate:run",
+    "energyplus": "validibot_pipelines.runtime.energyplus.simulate:run",
 }
 
 

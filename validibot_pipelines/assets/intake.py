@@ -1,0 +1,46 @@
+"""The intake step every validator shares: check the upload, store it by checksum, report, gate downstream."""
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from dagster import AssetExecutionContext, Config, Failure, MetadataValue, Output
+
+from validibot_pipelines.assets.checks import intake_check
+from validibot_pipelines.orchestration.models import intake, load_record
+from validibot_pipelines.resources.settings import ValidibotSettings
+
+
+class IntakeConfig(Config):
+    """Set by the upload sensor. Left empty (schedules, backfills) the stored canonical copy is re-used."""
+
+    source_uri: str = ""
+    spec_uri: str = ""
+
+
+def attempt_of(context: AssetExecutionContext) -> str:
+    """Execution bundles are named per Dagster run, so retries of a run replay and new runs recompute."""
+    return context.run.run_id.split("-")[0]
+
+
+def run_intake(context: AssetExecutionContext, config: IntakeConfig, settings: ValidibotSettings,
+               fact_keys: Iterable[str]) -> Iterator[Any]:
+    sha = context.partition_key
+    if config.source_uri:
+        record = intake(config.source_uri, store_uri=settings.store_uri, spec_uri=config.spec_uri or None,
+                        expected_sha256=sha, limits=settings.intake_limits())
+    else:
+        try:
+            record = load_record(settings.store_uri, sha)
+        except FileNotFoundError as exc:
+            raise Failure(description=str(exc)) from None
+    yield Output(record.model_dump(mode="json"), metadata={
+        "status": record.status.value,
+        "file_name": record.file_name,
+        "sha256": record.sha256,
+        "size_bytes": record.size_bytes,
+        "source_uri": MetadataValue.url(record.source_uri),
+        "canonical_uri": MetadataValue.url(record.canonical_uri) if record.canonical_uri else "not stored",
+        "assertions": len((record.spec or {}).get("assertions", [])),
+        **{key: str(record.facts.get(key, "")) for key in fact_keys},
+    })
+    yield intake_check(record)
