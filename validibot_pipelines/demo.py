@@ -35,8 +35,9 @@ def prepare_home() -> Path:
 
 
 def drop_samples(landing: Path, copies: int = 1) -> list[Path]:
-    """Build the good sample FMUs into the landing zone, each with its sidecar spec."""
+    """Build the good sample FMUs and copy the sample IDF into the landing zone, each with its sidecar spec."""
     from validibot_pipelines.samples.build import GOOD_SAMPLES, build_fmu
+    from validibot_pipelines.samples.energyplus import sample_idf
 
     specs = resources.files("validibot_pipelines.samples") / "specs"
     landing.mkdir(parents=True, exist_ok=True)
@@ -47,19 +48,28 @@ def drop_samples(landing: Path, copies: int = 1) -> list[Path]:
                 fmu = build_fmu(name, landing, variant=f"copy{i}" if copies > 1 else None)
                 shutil.copyfile(spec_dir / f"{name}.validation.yaml", fmu.with_name(fmu.name + ".validation.yaml"))
                 dropped.append(fmu)
+        idf = landing / "one_zone_box.idf"
+        if not idf.exists():  # rewriting identical bytes would only re-announce an already validated model
+            shutil.copyfile(sample_idf("one_zone_box"), idf)
+            shutil.copyfile(spec_dir / "one_zone_box.validation.yaml", landing / "one_zone_box.idf.validation.yaml")
+        dropped.append(idf)
     return dropped
 
 
 def summarize(outcome: RunOutcome) -> str:
-    intake = outcome.outputs.get("fmu_intake") or {}
+    intake = outcome.outputs.get("fmu_intake") or outcome.outputs.get("energyplus_model") or {}
     probe = outcome.outputs.get("fmu_probe") or {}
-    sim = outcome.outputs.get("fmu_simulation") or {}
+    sim = outcome.outputs.get("fmu_simulation") or outcome.outputs.get("energyplus_simulation") or {}
     status = sim.get("status") or probe.get("status") or intake.get("status") or "not run"
     lines = [f"{intake.get('file_name', outcome.source_uri)}  [{status}]  (Dagster run {outcome.run_id[:8]})",
              f"  sha256   {outcome.partition_key}"]
     counts = (probe.get("outputs") or {}).get("counts")
     if counts:
         lines.append("  probe    " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    metrics = (sim.get("outputs") or {}).get("metrics")
+    if metrics:
+        shown = ("site_eui_kwh_m2", "site_electricity_kwh", "heating_kwh", "cooling_kwh", "peak_electric_demand_w")
+        lines.append("  metrics  " + ", ".join(f"{k}={metrics[k]:.6g}" for k in shown if metrics.get(k) is not None))
     values = (sim.get("outputs") or {}).get("output_values")
     if values:
         lines.append("  outputs  " + ", ".join(
@@ -86,7 +96,7 @@ def run_demo(copies: int = 1) -> int:
 
     landing = home / "landing"
     dropped = drop_samples(landing, copies)
-    print(f"dropped {len(dropped)} sample FMU(s) into {landing}")
+    print(f"dropped {len(dropped)} sample model(s) into {landing}")
     instance = DagsterInstance.get()
     defs = build_defs()
     outcomes: list[RunOutcome] = []

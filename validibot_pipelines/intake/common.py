@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,6 +34,14 @@ CHUNK_BYTES = 1 * MiB
 #: Past this many findings with the same code the rest are summarised in one message, so a crafted archive with
 #: 10,000 bad members yields a readable report instead of a 10,000-line one.
 MAX_FINDINGS_PER_CODE = 20
+#: ``C:`` at the start of a name: absolute on Windows, so it escapes any folder the worker extracts or resolves into.
+DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
+#: Above this share of control characters a decoded "text" file is really binary (an image, a zip, an .exe
+#: renamed to .idf). Real text files have none apart from tab/CR/LF and the odd form feed or DOS EOF marker.
+MAX_CONTROL_RATIO = 0.01
+#: Control characters that real text files legitimately contain (tab, LF, VT, FF, CR and DOS EOF ``^Z``).
+_TEXT_CONTROLS = frozenset("\t\n\x0b\x0c\r\x1a")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 class IntakeError(RuntimeError):
@@ -201,3 +211,78 @@ def sha256_file(path: Path | str, chunk_bytes: int = CHUNK_BYTES) -> tuple[str, 
     """
     with open(path, "rb") as fh:
         return sha256_stream(fh, chunk_bytes)
+
+
+def read_capped(stream: BinaryIO, cap: int, chunk_bytes: int = CHUNK_BYTES) -> bytes | None:
+    """Read ``stream`` to EOF, or return ``None`` as soon as more than ``cap`` bytes came out.
+
+    Never trusts a declared size: a ZIP entry can claim 1 KiB and inflate to gigabytes, and a staged file can
+    grow between ``stat`` and ``read``, so the bytes themselves are counted and at most ``cap + 1`` are ever held
+    in memory.
+    """
+    chunks: list[bytes] = []
+    read = 0
+    while chunk := stream.read(min(chunk_bytes, cap + 1 - read)):
+        read += len(chunk)
+        if read > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_file_capped(path: Path | str, cap: int) -> bytes | None:
+    """All bytes of a staged local file, or ``None`` if it holds more than ``cap`` (it grew after ``stat``).
+
+    For the text kinds (IDF, epJSON, EPW, ...) that intake parses in memory. The caller hashes the returned bytes,
+    so the digest describes exactly what was checked. I/O failure is the control plane's fault: :class:`IntakeError`.
+    """
+    try:
+        with open(path, "rb") as fh:
+            return read_capped(fh, cap)
+    except OSError as exc:
+        raise IntakeError(f"cannot read staged file {path}: {exc.strerror or exc}") from exc
+
+
+@dataclass(frozen=True)
+class DecodedText:
+    """Result of :func:`decode_text`: either ``text`` and the ``encoding`` that produced it, or a ``problem``."""
+
+    text: str | None
+    encoding: str | None
+    problem: str | None = None
+
+
+def decode_text(data: bytes, max_control_ratio: float = MAX_CONTROL_RATIO) -> DecodedText:
+    """Decode an uploaded text file, or say (user-facing, without the fix) why it is not text.
+
+    UTF-8 is tried first (a UTF-8 BOM is dropped), then Windows-1252 and finally Latin-1, because text-based
+    engineering formats (IDF, EPW, ...) predate UTF-8 and Latin-1/Windows-1252 files are common in the wild.
+    Latin-1 decodes *any* byte string, so binary files are recognised by their bytes instead: a NUL byte, or more
+    than ``max_control_ratio`` control characters. UTF-16 (Windows "Unicode") is named explicitly, as its NUL
+    bytes would otherwise be reported as "binary" to a user who just saved a text file the wrong way.
+    """
+    if data.startswith(_UTF16_BOMS):
+        return DecodedText(None, None, "is UTF-16 encoded text, which the tools cannot read")
+    if b"\x00" in data:
+        offset = data.index(b"\x00")
+        return DecodedText(None, None, f"contains a NUL byte (at byte {offset:,}), so it is a binary file, not text")
+    text: str | None = None
+    encoding = "latin-1"
+    for candidate in ("utf-8-sig", "cp1252"):
+        try:
+            text = data.decode(candidate)
+            encoding = "utf-8" if candidate == "utf-8-sig" else candidate
+            break
+        except UnicodeDecodeError:
+            continue
+    if text is None:
+        text = data.decode("latin-1")
+    if text:
+        controls = sum(1 for ch in text if (ch < " " or ch == "\x7f") and ch not in _TEXT_CONTROLS)
+        if controls / len(text) > max_control_ratio:
+            return DecodedText(
+                None,
+                None,
+                f"is mostly binary ({controls:,} control characters in {len(text):,}), so it is not a text file",
+            )
+    return DecodedText(text, encoding)

@@ -33,11 +33,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from validibot_pipelines.intake.common import (
     CHUNK_BYTES,
+    DRIVE_LETTER,
     Findings,
     IntakeError,
     IntakeReport,
     MiB,
     format_bytes,
+    read_capped,
     regular_file_size,
     sha256_stream,
     size_cap_finding,
@@ -51,7 +53,6 @@ LINUX_PLATFORMS = ("linux64", "x86_64-linux")
 BANNED_SUFFIXES = frozenset({".exe", ".bat", ".sh", ".cmd"})
 
 _ZIP_LOCAL_HEADER = b"PK\x03\x04"
-_DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 _XML_DECL_ENCODING = re.compile(rb"""\A\s*<\?xml\s[^>]*?\bencoding\s*=\s*["']([^"']*)["']""")
 _C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -295,7 +296,7 @@ def _check_member_path(info: zipfile.ZipInfo, findings: Findings) -> None:
         reason = "has an empty name"
     elif name.startswith("/"):
         reason = "is an absolute path, which extracts outside the archive"
-    elif _DRIVE_LETTER.match(name):
+    elif DRIVE_LETTER.match(name):
         reason = "starts with a drive letter, which extracts outside the archive on Windows"
     elif "\\" in name:
         reason = "contains a backslash, which Windows tools treat as a folder separator (a zip-slip vector)"
@@ -340,22 +341,6 @@ def _find_model_description(infos: list[zipfile.ZipInfo], findings: Findings) ->
         location=MODEL_DESCRIPTION,
     )
     return None
-
-
-def read_capped(stream: BinaryIO, cap: int, chunk_bytes: int = CHUNK_BYTES) -> bytes | None:
-    """Read ``stream`` to EOF, or return ``None`` as soon as more than ``cap`` bytes came out.
-
-    Never trusts a declared size: a ZIP entry can claim 1 KiB and inflate to gigabytes, so the decompressed
-    output itself is counted, and at most ``cap + 1`` bytes are ever held in memory.
-    """
-    chunks: list[bytes] = []
-    read = 0
-    while chunk := stream.read(min(chunk_bytes, cap + 1 - read)):
-        read += len(chunk)
-        if read > cap:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _read_model_description(
