@@ -39,8 +39,10 @@ DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 #: Above this share of control characters a decoded "text" file is really binary (an image, a zip, an .exe
 #: renamed to .idf). Real text files have none apart from tab/CR/LF and the odd form feed or DOS EOF marker.
 MAX_CONTROL_RATIO = 0.01
-#: Control characters that real text files legitimately contain (tab, LF, VT, FF, CR and DOS EOF ``^Z``).
-_TEXT_CONTROLS = frozenset("\t\n\x0b\x0c\r\x1a")
+#: Every byte except the C0 controls and DEL that text files never contain (tab, LF, VT, FF, CR and the DOS EOF
+#: marker ``^Z`` are fine). Deleting these with ``bytes.translate`` counts the rest in C, fast even at 20 MiB;
+#: counting bytes is exact for UTF-8 too, whose multi-byte sequences never use the ASCII range.
+_NON_CONTROL_BYTES = bytes(b for b in range(256) if not ((b < 0x20 or b == 0x7F) and b not in b"\t\n\x0b\x0c\r\x1a"))
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
@@ -266,6 +268,13 @@ def decode_text(data: bytes, max_control_ratio: float = MAX_CONTROL_RATIO) -> De
     if b"\x00" in data:
         offset = data.index(b"\x00")
         return DecodedText(None, None, f"contains a NUL byte (at byte {offset:,}), so it is a binary file, not text")
+    controls = len(data.translate(None, _NON_CONTROL_BYTES))
+    if data and controls / len(data) > max_control_ratio:
+        return DecodedText(
+            None,
+            None,
+            f"is binary ({controls:,} control characters in {len(data):,} bytes), so it is not a text file",
+        )
     text: str | None = None
     encoding = "latin-1"
     for candidate in ("utf-8-sig", "cp1252"):
@@ -277,12 +286,4 @@ def decode_text(data: bytes, max_control_ratio: float = MAX_CONTROL_RATIO) -> De
             continue
     if text is None:
         text = data.decode("latin-1")
-    if text:
-        controls = sum(1 for ch in text if (ch < " " or ch == "\x7f") and ch not in _TEXT_CONTROLS)
-        if controls / len(text) > max_control_ratio:
-            return DecodedText(
-                None,
-                None,
-                f"is mostly binary ({controls:,} control characters in {len(text):,}), so it is not a text file",
-            )
     return DecodedText(text, encoding)

@@ -30,7 +30,7 @@ def _unit(name: str) -> str | None:
 def _read_text(path: Path) -> str:
     raw = path.read_bytes()
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         return raw.decode("latin-1")  # older IDFs are latin-1; intake already rejected binary files
 
@@ -122,6 +122,7 @@ def run(ctx: RunContext) -> None:
 
 def _timeseries(ctx: RunContext, sql: Path, variables: list[str]) -> str | None:
     import pyarrow.parquet as pq
+
     from validibot_pipelines.runtime.energyplus.metrics import read_timeseries
 
     table = read_timeseries(sql, variables)
