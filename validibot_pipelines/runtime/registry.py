@@ -11,6 +11,8 @@ RUNNERS: dict[str, str] = {
     "fmi-probe": "validibot_pipelines.runtime.fmi.probe:run",
     "fmi-simulation": "validibot_pipelines.runtime.fmi.simulate:run",
     "energyplus": "validibot_pipelines.runtime.energyplus.simulate:run",
+    "mesh-preview": "validibot_pipelines.runtime.mesh.preview:run",
+    "mesh": "validibot_pipelines.runtime.mesh.volume:run",
 }
 
 

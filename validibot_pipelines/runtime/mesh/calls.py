@@ -1,0 +1,59 @@
+"""Parent side of the Gmsh children: one request file, one child process under a timeout, one answer.
+
+Also defines :class:`MeshFailure`, the one way the meshing code reports a problem: a stable code, a sentence
+naming the file, the problem and the fix, and whose fault it is (the part's → failed_validation, the system's
+→ failed_runtime). The envelope runners and the Modal functions both turn it into their own result format.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from validibot_pipelines.runtime.process import ChildResult, run_child, tail
+
+CHILD_MODULE = "validibot_pipelines.runtime.mesh.child"
+_counter = itertools.count()
+
+
+class MeshFailure(Exception):
+    def __init__(self, code: str, text: str, *, system_fault: bool = False) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+        self.system_fault = system_fault
+
+
+@dataclass
+class ChildAnswer:
+    ok: bool
+    data: dict[str, Any]
+    child: ChildResult
+
+    @property
+    def problem(self) -> str:
+        """Why the child did not answer ok, in words a user can act on."""
+        if self.child.timed_out:
+            return f"timed out after {self.child.seconds:.1f} s"
+        if self.child.signal_name:
+            return f"the Gmsh process crashed ({self.child.signal_name})"
+        if self.data.get("error"):
+            return str(self.data["error"])
+        return f"the Gmsh process exited with code {self.child.returncode}: {tail(self.child.stderr, 3) or 'no output'}"
+
+
+def call(mode: str, request: dict[str, Any], workdir: Path, timeout: float) -> ChildAnswer:
+    """Run one Gmsh child; thread-safe (every call gets its own request file), so volumes can fan out."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"{mode}-{next(_counter)}.json"
+    path.write_text(json.dumps({**request, "mode": mode}))
+    child = run_child([sys.executable, "-m", CHILD_MODULE, str(path)], timeout=timeout, cwd=workdir)
+    result_path = path.with_name(path.name + ".result.json")
+    data: dict[str, Any] = {}
+    if result_path.exists() and not child.timed_out:
+        data = json.loads(result_path.read_text())
+    return ChildAnswer(ok=bool(data.get("ok")) and child.returncode == 0, data=data, child=child)
