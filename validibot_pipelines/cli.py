@@ -31,6 +31,11 @@ def human_summary(out: OutputEnvelope) -> str:
         lines.append(f"  EnergyPlus {out.outputs.get('energyplus_version')} (model Version "
                      f"{out.outputs.get('model_version')}), weather {out.outputs.get('weather_file')}")
         lines.append("  metrics: " + ", ".join(f"{k}={v:.6g}" for k, v in metrics.items() if isinstance(v, float)))
+    if "sicn_min" in out.outputs:
+        o = out.outputs
+        lines.append(f"  mesh: {o['total_elements']} elements, {o['total_nodes']} nodes, strategy {o['strategy']}, "
+                     f"SICN min/avg {o['sicn_min']:.3f}/{o['sicn_avg']:.3f}, gamma min/avg "
+                     f"{o['gamma_min']:.3f}/{o['gamma_avg']:.3f}, targets met: {o['targets_met']}")
     for result in out.outputs.get("assertions", []):
         mark = "PASS" if result["passed"] else "FAIL"
         lines.append(f"  [{mark}] {result['name']} ({result['severity']}): {result['expr']}"
@@ -47,7 +52,8 @@ def _validate(args: argparse.Namespace) -> int:
 
     model = Path(args.model)
     if not model.is_file():
-        print(f"validibot: {model}: no such file; pass the path of an .fmu, .idf or .epJSON", file=sys.stderr)
+        print(f"validibot: {model}: no such file; pass the path of an .fmu, .idf, .epJSON, .step/.stp or .stl",
+              file=sys.stderr)
         return 2
     if args.spec and not Path(args.spec).is_file():
         print(f"validibot: {args.spec}: no such spec file; pass a YAML spec or drop --spec", file=sys.stderr)

@@ -6,22 +6,25 @@ from dagster import Definitions
 
 from validibot_pipelines.assets.energyplus import energyplus_model, energyplus_simulation
 from validibot_pipelines.assets.fmi import fmu_intake, fmu_probe, fmu_simulation
-from validibot_pipelines.jobs import energyplus_validation_job, fmi_validation_job
+from validibot_pipelines.assets.mesh import cad_file, preview_mesh, volume_mesh
+from validibot_pipelines.jobs import energyplus_validation_job, fmi_validation_job, mesh_validation_job
 from validibot_pipelines.resources import LocalSubprocessBackend, ValidibotSettings
 from validibot_pipelines.sensors.uploads import upload_sensor
 
 
 def build_defs(settings: ValidibotSettings | None = None, fmi_backend: object | None = None,
-               energyplus_backend: object | None = None) -> Definitions:
+               energyplus_backend: object | None = None, mesh_backend: object | None = None) -> Definitions:
     """Definitions with explicit settings/backends (tests and the demo point them at their own folders)."""
     return Definitions(
-        assets=[fmu_intake, fmu_probe, fmu_simulation, energyplus_model, energyplus_simulation],
-        jobs=[fmi_validation_job, energyplus_validation_job],
+        assets=[fmu_intake, fmu_probe, fmu_simulation, energyplus_model, energyplus_simulation,
+                cad_file, preview_mesh, volume_mesh],
+        jobs=[fmi_validation_job, energyplus_validation_job, mesh_validation_job],
         sensors=[upload_sensor],
         resources={
             "settings": settings or ValidibotSettings(),
             "fmi_backend": fmi_backend or LocalSubprocessBackend(),
             "energyplus_backend": energyplus_backend or LocalSubprocessBackend(),
+            "mesh_backend": mesh_backend or LocalSubprocessBackend(),
         },
     )
 

@@ -4,5 +4,6 @@ from dagster import DynamicPartitionsDefinition
 
 fmu_partitions = DynamicPartitionsDefinition(name="fmu_models")
 energyplus_partitions = DynamicPartitionsDefinition(name="energyplus_models")
+mesh_partitions = DynamicPartitionsDefinition(name="cad_parts")
 
-PARTITIONS_BY_KIND = {"fmi": fmu_partitions, "energyplus": energyplus_partitions}
+PARTITIONS_BY_KIND = {"fmi": fmu_partitions, "energyplus": energyplus_partitions, "mesh": mesh_partitions}

@@ -9,6 +9,8 @@ explicitly with ``--spec``::
     outputs: [y]                      # optional; default: every causality=output variable
     weather: USA_IL_Chicago-OHare.Intl.AP.725300_TMY3.epw   # optional (EnergyPlus)
     timestep_per_hour: 4              # optional, divides 60 (EnergyPlus)
+    quality: {sicn_min: 0.2, gamma_avg: 0.6}   # optional mesh quality targets (meshing)
+    meshing: {max_elements: 200000, strategy_timeout_seconds: 60}   # optional meshing limits / strategies
     assertions:
       - name: settles_near_gain
         expr: "o.y > 5.5 && o.y < 6.1"
@@ -42,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from validibot_pipelines.envelopes.base import Severity
 from validibot_pipelines.envelopes.fmi import SimulationSettings
+from validibot_pipelines.envelopes.mesh import MeshingOptions, QualityTargets
 
 __all__ = [
     "MAX_EXPR_CHARS",
@@ -102,6 +105,8 @@ class ValidationSpec(_Strict):
     outputs: list[str] | None = None
     weather: str | None = Field(default=None, min_length=1)
     timestep_per_hour: int | None = Field(default=None, ge=1, le=60)
+    quality: QualityTargets | None = None
+    meshing: MeshingOptions | None = None
     assertions: list[Assertion] = Field(default_factory=list)
 
     @field_validator("outputs")

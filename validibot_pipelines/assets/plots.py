@@ -26,3 +26,31 @@ def timeseries_png(frame: pd.DataFrame, title: str, max_series: int = 8) -> byte
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def surface_png(document: dict, title: str, max_triangles: int = 20000) -> bytes:
+    """Render a preview surface mesh (``{vertices, triangles}``) as a shaded 3D view, for the asset's metadata."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    vertices = np.asarray(document["vertices"], dtype=float)
+    triangles = np.asarray(document["triangles"], dtype=int)[:max_triangles]
+    fig = plt.figure(figsize=(4, 4), dpi=80)
+    ax = fig.add_subplot(projection="3d")
+    if len(triangles):
+        ax.add_collection3d(Poly3DCollection(vertices[triangles], facecolor="#8fb3d9", edgecolor="#31557a",
+                                             linewidths=0.2))
+        low, high = vertices.min(axis=0), vertices.max(axis=0)
+        centre, half = (low + high) / 2, (high - low).max() / 2 or 1.0
+        for setter, mid in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre, strict=True):
+            setter(mid - half, mid + half)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

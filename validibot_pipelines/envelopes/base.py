@@ -22,6 +22,7 @@ MIME_IDF = "application/vnd.energyplus.idf"
 MIME_EPJSON = "application/vnd.energyplus.epjson"
 MIME_EPW = "application/vnd.energyplus.epw"
 MIME_STEP = "model/step"
+MIME_STL = "model/stl"
 
 
 class EnvelopeError(ValueError):

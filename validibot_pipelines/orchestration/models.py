@@ -12,10 +12,19 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from validibot_pipelines.envelopes import InputFileItem, Severity, Status, ValidationMessage
-from validibot_pipelines.envelopes.base import MIME_EPJSON, MIME_EPW, MIME_FMU, MIME_IDF, check_leaf_name
+from validibot_pipelines.envelopes.base import (
+    MIME_EPJSON,
+    MIME_EPW,
+    MIME_FMU,
+    MIME_IDF,
+    MIME_STEP,
+    MIME_STL,
+    check_leaf_name,
+)
 from validibot_pipelines.intake.common import IntakeReport, sha256_file
 from validibot_pipelines.intake.energyplus import EnergyPlusLimits, check_energyplus
 from validibot_pipelines.intake.fmi import FmuLimits, check_fmu
+from validibot_pipelines.intake.mesh import MeshLimits, check_cad
 from validibot_pipelines.orchestration.layout import model_dir, model_manifest_uri, model_spec_uri
 from validibot_pipelines.spec import SpecError, ValidationSpec, load_spec
 from validibot_pipelines.storage import get_store, join_uri, leaf_name
@@ -25,6 +34,9 @@ KINDS = {
     ".fmu": ("fmi", MIME_FMU),
     ".idf": ("energyplus", MIME_IDF),
     ".epjson": ("energyplus", MIME_EPJSON),
+    ".step": ("mesh", MIME_STEP),
+    ".stp": ("mesh", MIME_STEP),
+    ".stl": ("mesh", MIME_STL),
 }
 # Files that accompany models (referenced from a spec) but are not validated on their own.
 RESOURCE_SUFFIXES = {".epw": MIME_EPW}
@@ -72,12 +84,15 @@ def _check(kind: str, path: Path, name: str, limits: IntakeLimits) -> IntakeRepo
         return check_fmu(path, name, limits.fmu)
     if kind == "energyplus":
         return check_energyplus(path, name, limits.energyplus)
+    if kind == "mesh":
+        return check_cad(path, name, limits.mesh)
     raise ValueError(f"no intake checks for kind {kind!r}")
 
 
 class IntakeLimits(BaseModel):
     fmu: FmuLimits = Field(default_factory=FmuLimits)
     energyplus: EnergyPlusLimits = Field(default_factory=EnergyPlusLimits)
+    mesh: MeshLimits = Field(default_factory=MeshLimits)
 
 
 def intake(

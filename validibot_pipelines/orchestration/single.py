@@ -10,7 +10,7 @@ from pathlib import Path
 
 from validibot_pipelines.assertions import AssertionResult, verdict
 from validibot_pipelines.envelopes import OutputEnvelope, Severity, Status, ValidationMessage
-from validibot_pipelines.orchestration import energyplus, fmi
+from validibot_pipelines.orchestration import energyplus, fmi, mesh
 from validibot_pipelines.orchestration.launch import Backend
 from validibot_pipelines.orchestration.models import ModelRecord, intake
 from validibot_pipelines.storage import get_store, join_uri
@@ -41,6 +41,8 @@ def validate_file(model: Path, spec: Path | None, *, store_uri: str, backend: Ba
         if ep_out.status == Status.SUCCESS:
             apply_assertions(result, energyplus.check(record, ep_out))
         return result
+    if record.kind == "mesh":
+        return _mesh(record, store_uri=store_uri, backend=backend, attempt=attempt)
     probe_out, _ = fmi.probe(record, store_uri=store_uri, backend=backend, attempt=attempt)
     if probe_out.status != Status.SUCCESS:
         return _merge(record, probe_out)
@@ -52,8 +54,25 @@ def validate_file(model: Path, spec: Path | None, *, store_uri: str, backend: Ba
     return result
 
 
+def _mesh(record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str) -> OutputEnvelope:
+    """Preview, then (if Gmsh could read the part) the volume mesh; assertions whenever a mesh exists."""
+    preview_out, _ = mesh.preview(record, store_uri=store_uri, backend=backend, attempt=attempt)
+    if preview_out.status != Status.SUCCESS:
+        return _merge(record, preview_out)
+    mesh_out, _ = mesh.mesh(record, store_uri=store_uri, backend=backend, attempt=attempt)
+    result = _merge(record, mesh_out)
+    result.messages = [*record.findings, *preview_out.messages, *mesh_out.messages]
+    result.outputs["preview"] = preview_out.outputs
+    if mesh_out.outputs.get("msh_uri"):
+        apply_assertions(result, mesh.check(record, mesh_out, preview_out))
+    return result
+
+
+_INTAKE_VALIDATORS = {"energyplus": energyplus.VALIDATOR, "mesh": mesh.PREVIEW_VALIDATOR}
+
+
 def _from_record(record: ModelRecord) -> OutputEnvelope:
-    validator = energyplus.VALIDATOR if record.kind == "energyplus" else fmi.PROBE_VALIDATOR
+    validator = _INTAKE_VALIDATORS.get(record.kind, fmi.PROBE_VALIDATOR)
     out = OutputEnvelope(run_id=f"{record.sha256[:16]}-intake", validator=validator,
                          status=record.status, messages=list(record.findings))
     out.outputs = {"sha256": record.sha256, "file_name": record.file_name}

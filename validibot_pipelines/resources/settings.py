@@ -7,6 +7,7 @@ from pydantic import Field
 
 from validibot_pipelines.intake.energyplus import EnergyPlusLimits
 from validibot_pipelines.intake.fmi import FmuLimits
+from validibot_pipelines.intake.mesh import MeshLimits
 from validibot_pipelines.orchestration.models import IntakeLimits
 from validibot_pipelines.settings import default_landing_uri, default_store_uri
 
@@ -22,6 +23,8 @@ class ValidibotSettings(ConfigurableResource):
     simulation_timeout_seconds: int = Field(default=300, description="per FMU simulation")
     energyplus_max_bytes: int = Field(default=20 * 1024 * 1024, description="IDF / epJSON size cap")
     energyplus_timeout_seconds: int = Field(default=1800, description="per EnergyPlus simulation")
+    mesh_max_bytes: int = Field(default=100 * 1024 * 1024, description="STEP / STL size cap")
+    mesh_strategy_timeout_seconds: int = Field(default=120, description="per meshing strategy candidate")
     worker_timeout_seconds: int = Field(default=3600, description="per worker launch")
 
     def intake_limits(self) -> IntakeLimits:
@@ -29,4 +32,5 @@ class ValidibotSettings(ConfigurableResource):
             fmu=FmuLimits(max_bytes=self.fmu_max_bytes, max_uncompressed_bytes=self.fmu_max_uncompressed_bytes,
                           max_ratio=self.fmu_max_ratio),
             energyplus=EnergyPlusLimits(max_bytes=self.energyplus_max_bytes),
+            mesh=MeshLimits(max_bytes=self.mesh_max_bytes),
         )

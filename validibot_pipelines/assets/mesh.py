@@ -1,0 +1,145 @@
+"""Meshing validator assets: cad_file → preview_mesh → volume_mesh, with asset checks.
+
+* ``cad_file``: control-plane intake (ISO 10303-21 header/trailer, size cap; STL size/structure), canonical copy
+  by checksum. Blocking check ``intake_accepted``.
+* ``preview_mesh``: MeshAdapt surface mesh on the isolated worker → ``<name>.preview.json`` {vertices,
+  triangles, bbox}, rendered in the metadata. Blocking check ``preview_succeeded``: a part Gmsh cannot read or
+  that holds no geometry is never volume-meshed.
+* ``volume_mesh``: the strategy search (early stop, fall-through, per-volume fan-out, merge) on the worker →
+  ``.msh``, ``<name>_result.json``, ``<name>.quality.json``. Checks ``mesh_produced``, ``quality_targets_met``
+  and ``cel_assertions``.
+"""
+
+import json
+from typing import Any
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from validibot_pipelines.assets.checks import assertions_check, status_check
+from validibot_pipelines.assets.intake import IntakeConfig, attempt_of, run_intake
+from validibot_pipelines.assets.metadata import envelope_metadata, frame_table, launch_metadata, png_markdown
+from validibot_pipelines.assets.plots import surface_png
+from validibot_pipelines.envelopes import OutputEnvelope, Status
+from validibot_pipelines.orchestration import mesh
+from validibot_pipelines.orchestration.models import ModelRecord
+from validibot_pipelines.partitions import mesh_partitions
+from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
+from validibot_pipelines.resources.settings import ValidibotSettings
+from validibot_pipelines.storage import get_store
+
+GROUP = "mesh"
+
+
+@asset(
+    partitions_def=mesh_partitions, group_name=GROUP, kinds={"gmsh"},
+    check_specs=[AssetCheckSpec("intake_accepted", asset="cad_file", blocking=True,
+                                description="STEP header/trailer (or STL structure) and size checks passed")],
+)
+def cad_file(context: AssetExecutionContext, config: IntakeConfig, settings: ValidibotSettings):
+    """The uploaded STEP / STL part, checked as text in the control plane and stored once by checksum."""
+    yield from run_intake(context, config, settings,
+                          fact_keys=("format", "schema", "originating_system", "solid_count", "face_count"))
+
+
+@asset(
+    partitions_def=mesh_partitions, group_name=GROUP, kinds={"gmsh"},
+    check_specs=[AssetCheckSpec("preview_succeeded", asset="preview_mesh", blocking=True,
+                                description="Gmsh read the part and surface-meshed its geometry")],
+)
+def preview_mesh(context: AssetExecutionContext, cad_file: dict[str, Any], settings: ValidibotSettings,
+                 mesh_backend: LocalSubprocessBackend):
+    """A coarse MeshAdapt surface mesh (sizes diagonal/100 … diagonal/20) as JSON, and a picture of it."""
+    record = ModelRecord.model_validate(cad_file)
+    out, launch = mesh.preview(
+        record, store_uri=settings.store_uri, backend=mesh_backend, attempt=attempt_of(context),
+        preview_timeout_seconds=settings.mesh_strategy_timeout_seconds,
+        timeout_seconds=settings.worker_timeout_seconds, context=context,
+    )
+    meta = {**envelope_metadata(out), **launch_metadata(launch)}
+    facts = out.outputs
+    if facts:
+        meta.update({"volumes": facts["volumes"], "surfaces": facts["surfaces"],
+                     "vertex_count": facts["vertex_count"], "triangle_count": facts["triangle_count"],
+                     "bbox": MetadataValue.json(facts["bbox"]), "preview_uri": MetadataValue.url(facts["preview_uri"])})
+        document = json.loads(get_store(facts["preview_uri"]).read_bytes(facts["preview_uri"]))
+        meta["preview"] = png_markdown(surface_png(document, record.file_name), record.file_name)
+    yield Output(out.model_dump(mode="json"), metadata=meta)
+    yield status_check("preview_succeeded", out)
+
+
+@asset(
+    partitions_def=mesh_partitions, group_name=GROUP, kinds={"gmsh"},
+    check_specs=[
+        AssetCheckSpec("mesh_produced", asset="volume_mesh",
+                       description="some strategy meshed every volume within its time and element limits"),
+        AssetCheckSpec("quality_targets_met", asset="volume_mesh",
+                       description="the chosen mesh meets the spec's quality targets (SICN / gamma)"),
+        AssetCheckSpec("cel_assertions", asset="volume_mesh",
+                       description="the spec's CEL assertions over o (mesh metrics), i (targets), p (part facts)"),
+    ],
+)
+def volume_mesh(context: AssetExecutionContext, cad_file: dict[str, Any], preview_mesh: dict[str, Any],
+                settings: ValidibotSettings, mesh_backend: LocalSubprocessBackend):
+    """The quality-scored volume mesh: .msh, result and quality JSON in the store; metrics and attempts tables."""
+    record = ModelRecord.model_validate(cad_file)
+    preview_out = OutputEnvelope.model_validate(preview_mesh)
+    out, launch = mesh.mesh(record, store_uri=settings.store_uri, backend=mesh_backend, attempt=attempt_of(context),
+                            strategy_timeout_seconds=settings.mesh_strategy_timeout_seconds,
+                            timeout_seconds=settings.worker_timeout_seconds, context=context)
+    meta = {**envelope_metadata(out), **launch_metadata(launch)}
+    result = out.outputs
+    if result:
+        meta.update(_mesh_metadata(out))
+    produced = bool(result.get("msh_uri"))
+    results = mesh.check(record, out, preview_out) if produced else []
+    yield Output({**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]},
+                 metadata=meta)
+    yield status_check("mesh_produced", out) if not produced else AssetCheckResult(
+        check_name="mesh_produced", passed=True, description=f"{result['total_elements']} elements "
+        f"({result['strategy']})", metadata={"msh_uri": MetadataValue.url(result["msh_uri"])})
+    yield _targets_check(record, out)
+    # Assertions are evaluated whenever a mesh exists, even below target, so users see every verdict at once.
+    yield assertions_check(results, out if not produced else out.model_copy(update={"status": Status.SUCCESS}))
+
+
+def _mesh_metadata(out: OutputEnvelope) -> dict[str, Any]:
+    result = out.outputs
+    metrics = pd.DataFrame([{"metric": m.name, "value": str(m.value), "unit": m.unit or ""} for m in out.metrics],
+                           columns=["metric", "value", "unit"])
+    attempts = pd.DataFrame([
+        {"volume": a["volume"], "strategy": a["strategy"], "outcome": a["outcome"], "seconds": a["seconds"],
+         "score": a["score"], "sicn_min": (a["quality"] or {}).get("sicn_min"),
+         "elements": (a["quality"] or {}).get("elements"), "detail": a["detail"]} for a in result["attempts"]],
+        columns=["volume", "strategy", "outcome", "seconds", "score", "sicn_min", "elements", "detail"])
+    return {
+        "metrics": frame_table(metrics), "attempts": frame_table(attempts), "strategy": result["strategy"],
+        "score": MetadataValue.float(result["score"]), "total_elements": result["total_elements"],
+        "total_nodes": result["total_nodes"], "sicn_min": MetadataValue.float(result["sicn_min"]),
+        "gamma_min": MetadataValue.float(result["gamma_min"]), "volume_count": len(result["volumes"]),
+        "msh_uri": MetadataValue.url(result["msh_uri"]), "result_uri": MetadataValue.url(result["result_uri"]),
+        "quality_uri": MetadataValue.url(result["quality_uri"]),
+    }
+
+
+def _targets_check(record: ModelRecord, out: OutputEnvelope) -> AssetCheckResult:
+    result = out.outputs
+    if not result.get("msh_uri"):
+        return AssetCheckResult(check_name="quality_targets_met", passed=False, severity=AssetCheckSeverity.ERROR,
+                                description=f"not evaluated: no mesh was produced ({out.status.value})")
+    targets = mesh.mesh_inputs(record).targets.model_dump(exclude_none=True)
+    rows = pd.DataFrame([{"target": k, "required": v, "achieved": result[k], "met": result[k] >= v}
+                         for k, v in targets.items()], columns=["target", "required", "achieved", "met"])
+    text = (", ".join(f"{k} {result[k]:.3f} (≥ {v:g})" for k, v in targets.items())
+            or f"no targets in the spec; sicn_min {result['sicn_min']:.3f} > 0 (no inverted elements)")
+    return AssetCheckResult(check_name="quality_targets_met", passed=bool(result["targets_met"]),
+                            severity=AssetCheckSeverity.ERROR, description=text,
+                            metadata={"targets": frame_table(rows), "strategy": result["strategy"]})
