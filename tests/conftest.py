@@ -165,3 +165,15 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     with instance_for_test(temp_dir=str(home)) as instance:
         yield Pipeline(instance, (tmp_path / "landing").as_uri(), (tmp_path / "store").as_uri(),
                        simulation_timeout_seconds=3)
+
+
+@pytest.fixture(scope="session")
+def cad_parts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The sample CAD parts (box, cylinder with a hole, two-volume assembly, empty model) as STEP, plus the box
+    as STL, generated once per session with Gmsh's OpenCASCADE kernel."""
+    from validibot_pipelines.samples.mesh import make_all, make_part
+
+    out = tmp_path_factory.mktemp("cad-parts")
+    parts = make_all(out)
+    parts["box_stl"] = make_part("box", out, ".stl")
+    return parts
