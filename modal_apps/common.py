@@ -15,10 +15,13 @@ import modal
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def worker_image(*extra_pip: str) -> modal.Image:
-    """Debian slim + Python 3.11 + the project's runtime dependencies + the project source."""
+def worker_image(*extra_pip: str, apt: tuple[str, ...] = ()) -> modal.Image:
+    """Debian slim + Python 3.11 (+ ``apt`` system libraries) + the runtime dependencies + the project source."""
+    base = modal.Image.debian_slim(python_version="3.11")
+    if apt:
+        base = base.apt_install(*apt)
     return (
-        modal.Image.debian_slim(python_version="3.11")
+        base
         .pip_install("pydantic==2.14.3", "dagster-pipes==1.13.27", "google-cloud-storage==3.17.1",
                      "boto3==1.44.5", "PyYAML==6.0.3", "numpy==2.4.6", "pyarrow==26.0.1", *extra_pip)
         .add_local_python_source("validibot_pipelines")

@@ -1,0 +1,122 @@
+"""Modal app for the meshing validator: ``modal deploy -m modal_apps.mesh``.
+
+``generate_preview_mesh(bucket, key)`` and ``generate_mesh(bucket, key, quality_params)`` read the part from
+S3 with boto3 and write their results next to it under ``<key>.mesh/`` (``<name>.preview.json``; ``<name>.msh``,
+``<name>_result.json``, ``<name>.quality.json``). They call the same runtime code as every other backend
+(:func:`~validibot_pipelines.runtime.mesh.preview.preview_part`, :func:`~validibot_pipelines.runtime.mesh.volume.
+mesh_part`), so a part meshes identically on Modal, Docker, Cloud Run or a laptop.
+
+GPU: ``VALIDIBOT_MESH_GPU`` at deploy time (default ``T4``, as in the seed; ``none`` for CPU-only — Gmsh itself
+meshes on CPUs, so ``none`` is the cheaper choice unless the image later gains GPU post-processing). Timeout
+600 s per call. The Modal cloud is unreachable from the test machine: the bodies are tested with ``.local()``
+against a moto S3 server (``tests/test_modal_mesh.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import modal
+
+from modal_apps.common import worker_image
+
+APP_NAME = "validibot-mesh"
+TIMEOUT_SECONDS = 600
+_gpu = os.environ.get("VALIDIBOT_MESH_GPU", "T4").strip()
+GPU = None if _gpu.lower() in {"", "none", "cpu"} else _gpu
+#: Shared libraries the Gmsh wheel links against (its FLTK/OpenGL bits), absent from debian-slim.
+GMSH_APT = ("libglu1-mesa", "libxrender1", "libxcursor1", "libxft2", "libxinerama1", "libgl1")
+
+app = modal.App(APP_NAME)
+image = worker_image("gmsh==4.15.2", apt=GMSH_APT)
+
+
+def _s3() -> Any:
+    import boto3
+
+    return boto3.client("s3")  # honours AWS_ENDPOINT_URL (moto in tests); IAM role / secret on Modal
+
+
+def _result_prefix(key: str) -> str:
+    return f"{key}.mesh"
+
+
+def _upload(client: Any, bucket: str, prefix: str, path: Path, content_type: str) -> str:
+    key = f"{prefix}/{path.name}"
+    client.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
+    return f"s3://{bucket}/{key}"
+
+
+def _download(client: Any, bucket: str, key: str, workdir: Path) -> Path:
+    name = PurePosixPath(key).name
+    if not name.lower().endswith((".step", ".stp", ".stl")):
+        raise ValueError(f"s3://{bucket}/{key}: not a .step, .stp or .stl part")
+    local = workdir / name
+    client.download_file(bucket, key, str(local))
+    return local
+
+
+def _failure(exc: Exception) -> dict[str, Any]:
+    from validibot_pipelines.runtime.mesh.calls import MeshFailure
+
+    if isinstance(exc, MeshFailure):
+        status = "failed_runtime" if exc.system_fault else "failed_validation"
+        return {"status": status, "code": exc.code, "message": exc.text}
+    return {"status": "failed_validation", "code": "MESH_BAD_REQUEST", "message": str(exc)}
+
+
+@app.function(image=image, gpu=GPU, timeout=TIMEOUT_SECONDS, cpu=2.0, memory=4096)
+def generate_preview_mesh(bucket: str, key: str) -> dict[str, Any]:
+    """Surface preview of ``s3://bucket/key`` → ``{vertices, triangles, bbox}`` JSON in S3; returns its facts."""
+    from validibot_pipelines.envelopes.mesh import MeshPreviewInputs
+    from validibot_pipelines.runtime.mesh.calls import MeshFailure
+    from validibot_pipelines.runtime.mesh.preview import preview_part
+
+    client = _s3()
+    with tempfile.TemporaryDirectory(prefix="validibot-mesh-") as tmp:
+        workdir = Path(tmp)
+        try:
+            part = _download(client, bucket, key, workdir)
+            result = preview_part(part, part.name, workdir / "preview", MeshPreviewInputs())
+        except (MeshFailure, ValueError) as exc:
+            return _failure(exc)
+        result.outputs.preview_uri = _upload(client, bucket, _result_prefix(key), result.preview_json,
+                                             "application/json")
+        return {"status": "success", "warnings": result.warnings, **result.outputs.model_dump(mode="json")}
+
+
+@app.function(image=image, gpu=GPU, timeout=TIMEOUT_SECONDS, cpu=2.0, memory=4096)
+def generate_mesh(bucket: str, key: str, quality_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Quality-scored volume mesh of ``s3://bucket/key``; ``quality_params`` holds the targets (``sicn_min``,
+    ``sicn_avg``, ``gamma_min``, ``gamma_avg``) and optionally ``meshing`` (the spec's meshing options)."""
+    from pydantic import ValidationError
+
+    from validibot_pipelines.envelopes.mesh import MeshInputs
+    from validibot_pipelines.runtime.mesh.calls import MeshFailure
+    from validibot_pipelines.runtime.mesh.volume import mesh_part
+
+    params = dict(quality_params or {})
+    meshing = params.pop("meshing", None)
+    try:
+        inputs = MeshInputs(targets=params, **({"meshing": meshing} if meshing is not None else {}))
+    except ValidationError as exc:
+        return {"status": "failed_validation", "code": "MESH_BAD_REQUEST",
+                "message": f"quality_params: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"}
+    client = _s3()
+    with tempfile.TemporaryDirectory(prefix="validibot-mesh-") as tmp:
+        workdir = Path(tmp)
+        try:
+            part = _download(client, bucket, key, workdir)
+            result = mesh_part(part, part.name, workdir / "mesh", inputs)
+        except (MeshFailure, ValueError) as exc:
+            return _failure(exc)
+        prefix = _result_prefix(key)
+        out = result.outputs
+        out.msh_uri = _upload(client, bucket, prefix, result.msh, "model/x-gmsh-msh")
+        out.result_uri = _upload(client, bucket, prefix, result.result_json, "application/json")
+        out.quality_uri = _upload(client, bucket, prefix, result.quality_json, "application/json")
+        status = "success" if out.targets_met else "failed_validation"
+        return {"status": status, **out.model_dump(mode="json")}
