@@ -1,0 +1,66 @@
+"""Meshing worker pieces without Dagster: scoring, targets, the exhaustive search, and the spec blocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from validibot_pipelines.envelopes.mesh import MeshingOptions, MeshInputs, MeshQuality, MeshStrategy, QualityTargets
+from validibot_pipelines.runtime.mesh.calls import MeshFailure
+from validibot_pipelines.runtime.mesh.quality import score
+from validibot_pipelines.runtime.mesh.volume import mesh_part
+from validibot_pipelines.spec import SpecError, load_spec
+
+
+def _quality(**kw) -> MeshQuality:  # noqa: ANN003
+    base = {"sicn_min": 0.3, "sicn_avg": 0.8, "sicn_max": 1.0, "gamma_min": 0.3, "gamma_avg": 0.75,
+            "elements": 100, "nodes": 40}
+    return MeshQuality(**{**base, **kw})
+
+
+def test_score_and_targets():
+    assert score(_quality().model_dump()) == pytest.approx(0.4 * 0.3 + 0.3 * 0.8 + 0.1 * 0.3 + 0.2 * 0.75)
+    assert score(_quality(sicn_min=-0.1).model_dump()) == 0.0  # inverted elements are worthless
+    assert score(_quality(sicn_min=0.4).model_dump()) > score(_quality().model_dump())
+    targets = QualityTargets(sicn_min=0.35, gamma_avg=0.7)
+    assert targets.unmet(_quality()) == ["sicn_min 0.300 < 0.35"]
+    assert targets.unmet(_quality(sicn_min=0.4)) == []
+    assert QualityTargets().unmet(_quality(sicn_min=0.0))  # no targets still means "no flat elements"
+
+
+def test_exhaustive_without_early_stop_tries_all_and_keeps_the_best(cad_parts, tmp_path):  # noqa: ANN001
+    strategies = [MeshStrategy(name="delaunay", algorithm_3d=1), MeshStrategy(name="frontal", algorithm_3d=4),
+                  MeshStrategy(name="hxt", algorithm_3d=10)]
+    inputs = MeshInputs(targets=QualityTargets(sicn_min=0.1),
+                        meshing=MeshingOptions(strategies=strategies, early_stop=False))
+    result = mesh_part(cad_parts["cylinder_with_hole"], "cyl.step", tmp_path, inputs, log=lambda _m: None)
+    attempts = result.outputs.attempts
+    assert [a.strategy for a in attempts] == ["delaunay", "frontal", "hxt"]
+    assert all(a.outcome == "met_targets" for a in attempts)
+    best = max(attempts, key=lambda a: a.score or 0)
+    assert result.outputs.strategy == best.strategy
+    assert result.outputs.volumes[0].score == best.score
+    assert result.msh.is_file() and result.result_json.is_file() and result.quality_json.is_file()
+
+
+def test_step_without_shapes_is_reported_not_crashed(tmp_path):  # noqa: ANN001
+    part = tmp_path / "nonsense.step"
+    part.write_text("ISO-10303-21;\nHEADER;\nFILE_SCHEMA(('AUTOMOTIVE_DESIGN'));\nENDSEC;\nDATA;\n"
+                    "#1 = NOT_A_REAL_ENTITY(#99, 'x');\nENDSEC;\nEND-ISO-10303-21;\n")
+    with pytest.raises(MeshFailure) as info:
+        mesh_part(part, "nonsense.step", tmp_path / "w", MeshInputs(), log=lambda _m: None)
+    assert info.value.code in {"MESH_NO_SOLIDS", "MESH_CAD_UNREADABLE"}
+    assert info.value.text.startswith("nonsense.step: ") and not info.value.system_fault
+
+
+def test_spec_quality_and_meshing_blocks():
+    spec = load_spec("quality: {sicn_min: 0.2, gamma_avg: 0.6}\nmeshing:\n  max_elements: 5000\n"
+                     "  strategies: [{name: a, algorithm_3d: 10, size_factor: 0.05}]\n", "p.step.validation.yaml")
+    assert spec.quality.sicn_min == 0.2 and spec.meshing.max_elements == 5000
+    assert spec.meshing.strategies[0].algorithm_3d == 10
+    assert load_spec(spec.to_yaml(), "again").model_dump() == spec.model_dump()
+    with pytest.raises(SpecError, match=r"line 1: quality.sicn_mn: unknown key .*did you mean 'sicn_min'"):
+        load_spec("quality: {sicn_mn: 0.2}\n", "p.yaml")
+    with pytest.raises(SpecError, match="duplicate strategy names"):
+        load_spec("meshing:\n  strategies: [{name: a}, {name: a}]\n", "p.yaml")
+    with pytest.raises(SpecError, match="algorithm_3d"):
+        load_spec("meshing:\n  strategies: [{name: a, algorithm_3d: 99}]\n", "p.yaml")
