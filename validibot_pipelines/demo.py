@@ -38,6 +38,7 @@ def drop_samples(landing: Path, copies: int = 1) -> list[Path]:
     """Build the good sample FMUs and copy the sample IDF into the landing zone, each with its sidecar spec."""
     from validibot_pipelines.samples.build import GOOD_SAMPLES, build_fmu
     from validibot_pipelines.samples.energyplus import sample_idf
+    from validibot_pipelines.samples.mesh import make_part
 
     specs = resources.files("validibot_pipelines.samples") / "specs"
     landing.mkdir(parents=True, exist_ok=True)
@@ -53,13 +54,20 @@ def drop_samples(landing: Path, copies: int = 1) -> list[Path]:
             shutil.copyfile(sample_idf("one_zone_box"), idf)
             shutil.copyfile(spec_dir / "one_zone_box.validation.yaml", landing / "one_zone_box.idf.validation.yaml")
         dropped.append(idf)
+        step = landing / "cylinder_with_hole.step"
+        if not step.exists():  # STEP files carry a timestamp: regenerating would make new bytes every time
+            make_part("cylinder_with_hole", landing)
+            shutil.copyfile(spec_dir / "cylinder_with_hole.validation.yaml", landing / f"{step.name}.validation.yaml")
+        dropped.append(step)
     return dropped
 
 
 def summarize(outcome: RunOutcome) -> str:
-    intake = outcome.outputs.get("fmu_intake") or outcome.outputs.get("energyplus_model") or {}
+    intake = (outcome.outputs.get("fmu_intake") or outcome.outputs.get("energyplus_model")
+              or outcome.outputs.get("cad_file") or {})
     probe = outcome.outputs.get("fmu_probe") or {}
-    sim = outcome.outputs.get("fmu_simulation") or outcome.outputs.get("energyplus_simulation") or {}
+    sim = (outcome.outputs.get("fmu_simulation") or outcome.outputs.get("energyplus_simulation")
+           or outcome.outputs.get("volume_mesh") or {})
     status = sim.get("status") or probe.get("status") or intake.get("status") or "not run"
     lines = [f"{intake.get('file_name', outcome.source_uri)}  [{status}]  (Dagster run {outcome.run_id[:8]})",
              f"  sha256   {outcome.partition_key}"]
@@ -70,6 +78,10 @@ def summarize(outcome: RunOutcome) -> str:
     if metrics:
         shown = ("site_eui_kwh_m2", "site_electricity_kwh", "heating_kwh", "cooling_kwh", "peak_electric_demand_w")
         lines.append("  metrics  " + ", ".join(f"{k}={metrics[k]:.6g}" for k in shown if metrics.get(k) is not None))
+    mesh = sim.get("outputs") or {}
+    if "sicn_min" in mesh:
+        lines.append(f"  mesh     {mesh['total_elements']} elements, strategy {mesh['strategy']}, "
+                     f"sicn_min={mesh['sicn_min']:.3f}, gamma_avg={mesh['gamma_avg']:.3f}")
     values = (sim.get("outputs") or {}).get("output_values")
     if values:
         lines.append("  outputs  " + ", ".join(
