@@ -82,7 +82,12 @@ def test_ui_shows_partitioned_asset_graph_with_checks(dagster_dev):  # noqa: ANN
         "energyplus_model": ("energyplus", "energyplus_models", {"intake_accepted": True}),
         "energyplus_simulation": ("energyplus", "energyplus_models",
                                   {"simulation_succeeded": False, "cel_assertions": False}),
+        "cad_file": ("mesh", "cad_parts", {"intake_accepted": True}),
+        "preview_mesh": ("mesh", "cad_parts", {"preview_succeeded": True}),
+        "volume_mesh": ("mesh", "cad_parts",
+                        {"mesh_produced": False, "quality_targets_met": False, "cel_assertions": False}),
     }
+    assert sorted(d["path"][-1] for d in nodes["volume_mesh"]["dependencyKeys"]) == ["cad_file", "preview_mesh"]
     assert expected.keys() <= nodes.keys()
     for name, (group, partitions, checks) in expected.items():
         node = nodes[name]
