@@ -166,8 +166,8 @@ def test_bad_cad_inputs(pipeline, cad_parts, tmp_path):  # noqa: ANN001
     assert by_code["MESH_EMPTY_GEOMETRY"].checks["preview_succeeded"][0] is False
     unmeshable = by_code["MESH_NO_STRATEGY_SUCCEEDED"]
     assert unmeshable.checks["mesh_produced"][0] is False
-    assert "too many elements" in _errors(unmeshable, "volume_mesh") or "max_elements" in _errors(
-        unmeshable, "volume_mesh")
+    assert "too_many_elements" in _errors(unmeshable, "volume_mesh")
+    assert "> max_elements 50" in _errors(unmeshable, "volume_mesh")
     demanding = by_code["MESH_QUALITY_TARGETS_NOT_MET"]
     assert demanding.checks["mesh_produced"][0] is True  # the best mesh is still there to inspect
     assert demanding.checks["quality_targets_met"][0] is False

@@ -14,6 +14,7 @@ from validibot_pipelines.envelopes.fmi import (
     FMISimulationInputs,
     FMISimulationOutputs,
 )
+from validibot_pipelines.envelopes.mesh import MeshInputs, MeshOutputs, MeshPreviewInputs, MeshPreviewOutputs
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     INPUT_SCHEMA: InputEnvelope,
@@ -22,6 +23,10 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "validibot.fmi.probe.outputs": FMIProbeOutputs,
     "validibot.fmi.simulation.inputs": FMISimulationInputs,
     "validibot.fmi.simulation.outputs": FMISimulationOutputs,
+    "validibot.mesh.preview.inputs": MeshPreviewInputs,
+    "validibot.mesh.preview.outputs": MeshPreviewOutputs,
+    "validibot.mesh.inputs": MeshInputs,
+    "validibot.mesh.outputs": MeshOutputs,
 }
 
 

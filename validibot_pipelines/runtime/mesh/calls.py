@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from validibot_pipelines.envelopes import Status
+from validibot_pipelines.runtime.context import RunContext
 from validibot_pipelines.runtime.process import ChildResult, run_child, tail
 
 CHILD_MODULE = "validibot_pipelines.runtime.mesh.child"
@@ -26,6 +28,12 @@ class MeshFailure(Exception):
         self.code = code
         self.text = text
         self.system_fault = system_fault
+
+
+def fail(ctx: RunContext, exc: MeshFailure) -> None:
+    """Record a :class:`MeshFailure` on the output envelope being built."""
+    ctx.output.status = Status.FAILED_RUNTIME if exc.system_fault else Status.FAILED_VALIDATION
+    ctx.output.error(exc.code, exc.text)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 from validibot_pipelines.envelopes import Severity, Status, ValidationMessage
 from validibot_pipelines.envelopes.mesh import BoundingBox, MeshPreviewInputs, MeshPreviewOutputs
 from validibot_pipelines.runtime.context import RunContext
-from validibot_pipelines.runtime.mesh.calls import MeshFailure, call
+from validibot_pipelines.runtime.mesh.calls import MeshFailure, call, fail
 
 
 @dataclass
@@ -57,11 +57,6 @@ def preview_part(part: Path, name: str, workdir: Path, inputs: MeshPreviewInputs
     log(f"preview of {name}: {outputs.triangle_count} triangles, {outputs.volumes} volume(s), "
         f"diagonal {outputs.bbox.diagonal:.4g}")
     return PreviewResult(outputs=outputs, preview_json=target, warnings=warnings)
-
-
-def fail(ctx: RunContext, exc: MeshFailure) -> None:
-    ctx.output.status = Status.FAILED_RUNTIME if exc.system_fault else Status.FAILED_VALIDATION
-    ctx.output.error(exc.code, exc.text)
 
 
 def run(ctx: RunContext) -> None:

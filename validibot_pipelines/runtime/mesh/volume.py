@@ -28,8 +28,8 @@ from validibot_pipelines.envelopes.mesh import (
     VolumeResult,
 )
 from validibot_pipelines.runtime.context import RunContext
-from validibot_pipelines.runtime.mesh.calls import MeshFailure, call
-from validibot_pipelines.runtime.mesh.preview import fail, unreadable
+from validibot_pipelines.runtime.mesh.calls import MeshFailure, call, fail
+from validibot_pipelines.runtime.mesh.preview import unreadable
 from validibot_pipelines.runtime.mesh.quality import score
 
 
@@ -192,9 +192,8 @@ def run(ctx: RunContext) -> None:
     ctx.output.metrics.append(ValidationMetric(name="score", value=out.score))
     ctx.output.metrics.append(ValidationMetric(name="execution_seconds", value=out.execution_seconds, unit="s"))
     if not out.targets_met:
-        misses = "; ".join(f"volume {a.volume} {a.strategy}: {a.detail}" for a in out.attempts
-                           if a.outcome == "below_targets" and any(v.volume == a.volume and v.strategy == a.strategy
-                                                                   for v in out.volumes))
+        misses = "; ".join(f"volume {v.volume} ({v.strategy}): {', '.join(inputs.targets.unmet(v.quality))}"
+                           for v in out.volumes if not v.targets_met)
         ctx.output.status = Status.FAILED_VALIDATION
         ctx.output.error("MESH_QUALITY_TARGETS_NOT_MET", f"{item.name}: no strategy met the quality targets; the best "
                          f"mesh ({out.strategy}, score {out.score}) has {misses}; refine the part's small features, "
