@@ -189,3 +189,21 @@ def test_cli_validates_a_step_part(cad_parts, tmp_path: Path):
     assert out["outputs"]["preview"]["volumes"] == 1
     assert out["outputs"]["total_elements"] > 10
     assert any(m["code"] == "ASSERTION_FAILED" for m in out["messages"])
+
+
+def test_step_dropped_into_an_s3_landing_zone(s3_bucket, cad_parts, tmp_path):  # noqa: ANN001
+    """Landing zone and store on S3 (moto): the sensor lists the bucket, the worker reads and writes s3://."""
+    from dagster import instance_for_test
+
+    from tests.conftest import Pipeline
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with instance_for_test(temp_dir=str(home)) as instance:
+        s3 = Pipeline(instance, f"{s3_bucket}/landing", f"{s3_bucket}/store")
+        uri = s3.drop(cad_parts["box"], spec="quality: {sicn_min: 0.2}\n")
+        (o,) = s3.tick()
+    assert o.source_uri == uri and o.success, _errors(o, "volume_mesh")
+    result = o.outputs["volume_mesh"]["outputs"]
+    assert result["msh_uri"].startswith(f"{s3_bucket}/store/runs/")
+    assert _msh_counts(result["msh_uri"]) == (result["total_nodes"], result["total_elements"])
