@@ -64,3 +64,47 @@ def test_spec_quality_and_meshing_blocks():
         load_spec("meshing:\n  strategies: [{name: a}, {name: a}]\n", "p.yaml")
     with pytest.raises(SpecError, match="algorithm_3d"):
         load_spec("meshing:\n  strategies: [{name: a, algorithm_3d: 99}]\n", "p.yaml")
+
+
+def test_stopping_the_worker_leaves_no_gmsh_process_behind(local_root, cad_parts):  # noqa: ANN001
+    """The backend stops a worker mid-search (SIGTERM, then SIGKILL): no Gmsh child may survive it."""
+    import subprocess
+    import threading
+    import time
+
+    from validibot_pipelines.envelopes import InputFileItem
+    from validibot_pipelines.intake.common import sha256_file
+    from validibot_pipelines.orchestration.launch import launch_step
+    from validibot_pipelines.orchestration.mesh import MESH_VALIDATOR
+    from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
+    from validibot_pipelines.storage import get_store, join_uri
+
+    def gmsh_children() -> list[str]:
+        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        return [line for line in ps.splitlines() if "runtime.mesh.child" in line and "ps -eo" not in line]
+
+    part = cad_parts["two_volume_assembly"]
+    uri = join_uri(local_root, "in", part.name)
+    get_store(uri).upload_file(part, uri)
+    sha, size = sha256_file(part)
+    item = InputFileItem(name=part.name, mime_type="model/step", role="primary-model", uri=uri, size_bytes=size,
+                         sha256=sha)
+    slow = MeshInputs(meshing=MeshingOptions(strategies=[MeshStrategy(name="far_too_fine", size_factor=0.002)],
+                                             strategy_timeout_seconds=300))
+    launched: list = []
+    runner = threading.Thread(target=lambda: launched.append(launch_step(
+        store_uri=local_root, run_id="stop1", validator=MESH_VALIDATOR, files=[item],
+        inputs=slow.model_dump(mode="json"), backend=LocalSubprocessBackend(grace_seconds=2), timeout_seconds=4)))
+    runner.start()
+    seen: list[str] = []
+    while runner.is_alive() and not seen:
+        seen = gmsh_children()
+        time.sleep(0.1)
+    runner.join()
+    assert seen, "the worker never started a Gmsh child; the test proves nothing"
+    out, record = launched[0]
+    assert record.timed_out and out.status == "failed_runtime"
+    deadline = time.time() + 10
+    while gmsh_children() and time.time() < deadline:
+        time.sleep(0.2)
+    assert gmsh_children() == []

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +47,13 @@ def run_child(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     grace: float = GRACE_SECONDS,
+    on_start: Callable[[subprocess.Popen], None] | None = None,
 ) -> ChildResult:
-    """Run ``cmd`` in its own process group; on timeout SIGTERM the group, wait ``grace``, then SIGKILL."""
+    """Run ``cmd`` in its own process group; on timeout SIGTERM the group, wait ``grace``, then SIGKILL.
+
+    ``on_start`` receives the process as soon as it exists, for callers that run several children from threads
+    and must be able to stop them all at once (see :func:`kill_group`).
+    """
     start = time.monotonic()
     proc = subprocess.Popen(
         cmd,
@@ -60,6 +66,8 @@ def run_child(
         start_new_session=True,
         preexec_fn=_die_with_parent,
     )
+    if on_start is not None:
+        on_start(proc)
     timed_out = False
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -96,6 +104,11 @@ def install_sigterm_exit() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _exit)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a child started by :func:`run_child` together with its process group."""
+    _signal_group(proc, signal.SIGKILL)
 
 
 def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from validibot_pipelines.envelopes import Status
 from validibot_pipelines.runtime.context import RunContext
-from validibot_pipelines.runtime.process import ChildResult, run_child, tail
+from validibot_pipelines.runtime.process import ChildResult, kill_group, run_child, tail
 
 CHILD_MODULE = "validibot_pipelines.runtime.mesh.child"
 _counter = itertools.count()
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
 
 
 class MeshFailure(Exception):
@@ -59,9 +63,29 @@ def call(mode: str, request: dict[str, Any], workdir: Path, timeout: float) -> C
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"{mode}-{next(_counter)}.json"
     path.write_text(json.dumps({**request, "mode": mode}))
-    child = run_child([sys.executable, "-m", CHILD_MODULE, str(path)], timeout=timeout, cwd=workdir)
+    proc_seen: list[subprocess.Popen] = []
+
+    def track(proc: subprocess.Popen) -> None:
+        proc_seen.append(proc)
+        with _live_lock:
+            _live.add(proc)
+
+    try:
+        child = run_child([sys.executable, "-m", CHILD_MODULE, str(path)], timeout=timeout, cwd=workdir,
+                          on_start=track)
+    finally:
+        with _live_lock:
+            _live.difference_update(proc_seen)
     result_path = path.with_name(path.name + ".result.json")
     data: dict[str, Any] = {}
     if result_path.exists() and not child.timed_out:
         data = json.loads(result_path.read_text())
     return ChildAnswer(ok=bool(data.get("ok")) and child.returncode == 0, data=data, child=child)
+
+
+def kill_all() -> None:
+    """Stop every Gmsh child still running (from any thread): used when the worker itself is being stopped."""
+    with _live_lock:
+        running = list(_live)
+    for proc in running:
+        kill_group(proc)

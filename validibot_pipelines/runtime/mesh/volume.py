@@ -10,6 +10,7 @@ merged into one ``.msh``; ``<name>_result.json`` and ``<name>.quality.json`` des
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ from validibot_pipelines.envelopes.mesh import (
     VolumeResult,
 )
 from validibot_pipelines.runtime.context import RunContext
-from validibot_pipelines.runtime.mesh.calls import MeshFailure, call, fail
+from validibot_pipelines.runtime.mesh.calls import MeshFailure, call, fail, kill_all
 from validibot_pipelines.runtime.mesh.preview import unreadable
 from validibot_pipelines.runtime.mesh.quality import score
 
@@ -73,12 +74,20 @@ def _try(part: Path, volume: int, strategy: MeshStrategy, diagonal: float, input
 
 
 def search_volume(part: Path, volume: int, diagonal: float, inputs: MeshInputs, workdir: Path,
-                  log: Callable[[str], None]) -> tuple[list[StrategyAttempt], _Winner | None]:
-    """Try the strategies on one volume; return every attempt and the chosen candidate (None: all failed)."""
+                  log: Callable[[str], None], cancel: threading.Event | None = None,
+                  ) -> tuple[list[StrategyAttempt], _Winner | None]:
+    """Try the strategies on one volume; return every attempt and the chosen candidate (None: all failed).
+
+    ``cancel`` is set when the worker is being stopped: no new candidate starts, and the running ones are
+    killed (:func:`~validibot_pipelines.runtime.mesh.calls.kill_all`); a worker killed outright takes its
+    children with it through PDEATHSIG.
+    """
     attempts: list[StrategyAttempt] = []
     candidates: list[tuple[StrategyAttempt, Path]] = []
     strategies = inputs.meshing.strategies
     for index, strategy in enumerate(strategies):
+        if cancel is not None and cancel.is_set():
+            break
         attempt, msh = _try(part, volume, strategy, diagonal, inputs, workdir)
         attempts.append(attempt)
         log(f"volume {volume}: {strategy.name} -> {attempt.outcome} in {attempt.seconds:.2f} s"
@@ -119,8 +128,15 @@ def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs,
     log(f"meshing {name}: {len(volumes)} volume(s), {len(inputs.meshing.strategies)} strategies, "
         f"targets {inputs.targets.model_dump(exclude_none=True) or 'none (first valid mesh)'}")
     workers = min(inputs.meshing.parallel_volumes, len(volumes))
+    cancel = threading.Event()
     with ThreadPoolExecutor(max_workers=workers) as pool:  # threads only wait: each candidate is a process
-        results = list(pool.map(lambda v: search_volume(part, v, diagonal, inputs, workdir, log), volumes))
+        try:
+            futures = [pool.submit(search_volume, part, v, diagonal, inputs, workdir, log, cancel) for v in volumes]
+            results = [future.result() for future in futures]
+        except BaseException:  # SIGTERM (SystemExit) or an error: start nothing new, stop what runs, drain
+            cancel.set()
+            kill_all()
+            raise
     attempts = [a for volume_attempts, _ in results for a in volume_attempts]
     failed = [v for v, (_, winner) in zip(volumes, results, strict=True) if winner is None]
     if failed:
