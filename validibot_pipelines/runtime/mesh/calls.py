@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -21,6 +22,9 @@ from validibot_pipelines.runtime.context import RunContext
 from validibot_pipelines.runtime.process import ChildResult, kill_group, run_child, tail
 
 CHILD_MODULE = "validibot_pipelines.runtime.mesh.child"
+#: The folder holding the ``validibot_pipelines`` package: children run in a scratch cwd, so images that ship
+#: the source tree rather than an installed package (Modal's ``add_local_python_source``) still import it.
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 _counter = itertools.count()
 _live: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
@@ -72,7 +76,7 @@ def call(mode: str, request: dict[str, Any], workdir: Path, timeout: float) -> C
 
     try:
         child = run_child([sys.executable, "-m", CHILD_MODULE, str(path)], timeout=timeout, cwd=workdir,
-                          on_start=track)
+                          env=_child_env(), on_start=track)
     finally:
         with _live_lock:
             _live.difference_update(proc_seen)
@@ -81,6 +85,11 @@ def call(mode: str, request: dict[str, Any], workdir: Path, timeout: float) -> C
     if result_path.exists() and not child.timed_out:
         data = json.loads(result_path.read_text())
     return ChildAnswer(ok=bool(data.get("ok")) and child.returncode == 0, data=data, child=child)
+
+
+def _child_env() -> dict[str, str]:
+    paths = [PACKAGE_ROOT, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
 
 
 def kill_all() -> None:
