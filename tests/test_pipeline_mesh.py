@@ -148,6 +148,7 @@ def test_bad_cad_inputs(pipeline, cad_parts, tmp_path):  # noqa: ANN001
         pipeline.drop(not_step): ("cad_file", "MESH_NOT_STEP"),
         pipeline.drop(truncated): ("cad_file", "MESH_STEP_TRUNCATED"),
         pipeline.drop(cad_parts["empty"]): ("preview_mesh", "MESH_EMPTY_GEOMETRY"),
+        pipeline.drop(cad_parts["surface_only"]): ("volume_mesh", "MESH_NO_SOLIDS"),
         pipeline.drop(cad_parts["cylinder_with_hole"], name="unmeshable.step",
                       spec="meshing: {max_elements: 50}\n"): ("volume_mesh", "MESH_NO_STRATEGY_SUCCEEDED"),
         pipeline.drop(cad_parts["box"], name="too_demanding.step",
@@ -168,6 +169,10 @@ def test_bad_cad_inputs(pipeline, cad_parts, tmp_path):  # noqa: ANN001
     assert unmeshable.checks["mesh_produced"][0] is False
     assert "too_many_elements" in _errors(unmeshable, "volume_mesh")
     assert "> max_elements 50" in _errors(unmeshable, "volume_mesh")
+    sheet = by_code["MESH_NO_SOLIDS"]
+    assert sheet.checks["preview_succeeded"][0] is True  # the sheet itself previews fine…
+    assert [m["code"] for m in sheet.outputs["preview_mesh"]["messages"]] == ["MESH_NO_SOLIDS"]  # …with a warning
+    assert sheet.outputs["preview_mesh"]["outputs"]["volumes"] == 0
     demanding = by_code["MESH_QUALITY_TARGETS_NOT_MET"]
     assert demanding.checks["mesh_produced"][0] is True  # the best mesh is still there to inspect
     assert demanding.checks["quality_targets_met"][0] is False

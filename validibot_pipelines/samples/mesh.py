@@ -1,5 +1,6 @@
 """Sample CAD parts for the meshing validator, generated with Gmsh's OpenCASCADE kernel (nothing committed
-but this code): a box, a cylinder with a hole, a two-volume assembly, an empty model, and an STL of the box.
+but this code): a box, a cylinder with a hole, a two-volume assembly, a surface without a solid, an empty model,
+and an STL of the box.
 
 ``python -m validibot_pipelines.samples.mesh OUT_DIR`` writes them all. Generation runs Gmsh, so it belongs in
 tests, the demo and the benchmark — never in the Dagster control plane.
@@ -44,6 +45,11 @@ def _two_volume_assembly(gmsh: Any) -> None:
     gmsh.model.occ.addCylinder(40, 10, 0, 0, 0, 20, 8)
 
 
+def _surface_only(gmsh: Any) -> None:
+    """A flat sheet: valid geometry for a preview, but no solid to fill with a volume mesh."""
+    gmsh.model.occ.addRectangle(0, 0, 0, 30, 10)
+
+
 def _empty(gmsh: Any) -> None:
     """A model with no shapes: the STEP file is well formed but holds no geometry."""
 
@@ -52,6 +58,7 @@ PARTS: dict[str, Callable[[Any], None]] = {
     "box": _box,
     "cylinder_with_hole": _cylinder_with_hole,
     "two_volume_assembly": _two_volume_assembly,
+    "surface_only": _surface_only,
     "empty": _empty,
 }
 
