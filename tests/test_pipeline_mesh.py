@@ -4,7 +4,6 @@ worker subprocesses) → quality checks and CEL assertions; the bad inputs of is
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,13 +31,18 @@ def _read_json(uri: str) -> dict:
     return json.loads(get_store(uri).read_bytes(uri))
 
 
-def _msh_counts(uri: str) -> tuple[int, int]:
-    """(nodes, elements) from the section headers of a Gmsh 4.1 ASCII file, read as text."""
-    text = get_store(uri).read_bytes(uri).decode()
-    nodes = re.search(r"\$Nodes\n\d+ (\d+)", text)
-    elements = re.search(r"\$Elements\n\d+ (\d+)", text)
-    assert nodes and elements, text[:500]
-    return int(nodes.group(1)), int(elements.group(1))
+def _msh_counts(uri: str) -> tuple[int, int, int]:
+    """(nodes, tetrahedra, boundary triangles) counted in the blocks of a Gmsh 4.1 ASCII file, read as text."""
+    lines = get_store(uri).read_bytes(uri).decode().splitlines()
+    nodes = int(lines[lines.index("$Nodes") + 1].split()[1])
+    at = lines.index("$Elements") + 2
+    counts = {2: 0, 3: 0}
+    while lines[at] != "$EndElements":
+        dim, _tag, etype, n = map(int, lines[at].split())
+        assert (dim, etype) in {(2, 2), (3, 4)}, lines[at]  # 3-node triangles and 4-node tetrahedra only
+        counts[dim] += n
+        at += n + 1
+    return nodes, counts[3], counts[2]
 
 
 CHECKS = ("intake_accepted", "preview_succeeded", "mesh_produced", "quality_targets_met", "cel_assertions")
@@ -59,8 +63,9 @@ def test_parts_are_meshed_through_dagster(pipeline, cad_parts):  # noqa: ANN001
         for check in CHECKS:
             assert o.checks[check][0], (uri, check, o.checks[check])
         result = o.outputs["volume_mesh"]["outputs"]
-        # The merged .msh holds exactly the elements and nodes the metrics report.
-        assert _msh_counts(result["msh_uri"]) == (result["total_nodes"], result["total_elements"])
+        # The merged .msh holds exactly the nodes and tetrahedra the metrics report, plus a boundary surface.
+        nodes, tets, triangles = _msh_counts(result["msh_uri"])
+        assert (nodes, tets) == (result["total_nodes"], result["total_elements"]) and triangles > 0
         quality = _read_json(result["quality_uri"])
         assert sum(quality["histograms"]["sicn"]) == result["total_elements"]
         assert quality["sicn"]["min"] == result["sicn_min"] > 0
@@ -211,4 +216,4 @@ def test_step_dropped_into_an_s3_landing_zone(s3_bucket, cad_parts, tmp_path):  
     assert o.source_uri == uri and o.success, _errors(o, "volume_mesh")
     result = o.outputs["volume_mesh"]["outputs"]
     assert result["msh_uri"].startswith(f"{s3_bucket}/store/runs/")
-    assert _msh_counts(result["msh_uri"]) == (result["total_nodes"], result["total_elements"])
+    assert _msh_counts(result["msh_uri"])[:2] == (result["total_nodes"], result["total_elements"])

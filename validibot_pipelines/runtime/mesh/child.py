@@ -6,8 +6,8 @@ Modes (``request["mode"]``):
 * ``preview``: MeshAdapt surface mesh, sizes between diagonal/100 and diagonal/20 → ``{vertices, triangles,
   bbox}`` JSON at ``request["preview"]``.
 * ``volume``: one candidate: one volume with one strategy → ``.msh`` at ``request["msh"]`` and its quality.
-* ``merge``: the chosen per-volume ``.msh`` files → one ``.msh`` (node and element tags offset so volumes never
-  collide) with the quality of the whole mesh and histograms.
+* ``merge``: the chosen per-volume ``.msh`` files → one ``.msh`` (tetrahedra and boundary triangles per volume,
+  node and element tags offset so volumes never collide) with the quality of the whole mesh and histograms.
 
 The answer is written to ``<request>.result.json``: ``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``
 (Gmsh's own words, which is what the user needs to fix the part). A crash or hang is seen by the parent.
@@ -78,7 +78,12 @@ def volume(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
-    """Copy each volume's nodes and 3D elements into one discrete model with non-overlapping tags."""
+    """Copy each volume's nodes, 3D elements and boundary triangles into one discrete model.
+
+    Per volume ``i``: a discrete volume entity ``i`` bounded by a discrete surface entity ``i`` holding its
+    boundary triangles (what a solver needs to apply boundary conditions). Node and element tags are offset so
+    volumes meshed in separate processes never collide.
+    """
     import numpy as np
 
     pieces = []
@@ -86,20 +91,24 @@ def merge(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
         gmsh.clear()
         gmsh.merge(path)
         node_tags, coords, _ = gmsh.model.mesh.getNodes()
-        types, elem_tags, elem_nodes = gmsh.model.mesh.getElements(3)
-        pieces.append((np.asarray(node_tags), np.asarray(coords), types, elem_nodes))
+        blocks = {dim: gmsh.model.mesh.getElements(dim) for dim in (2, 3)}
+        pieces.append((np.asarray(node_tags), np.asarray(coords), blocks))
     gmsh.clear()
     gmsh.model.add(request["name"])
     node_offset = 0
     element_offset = 0
-    for index, (node_tags, coords, types, elem_nodes) in enumerate(pieces, start=1):
-        entity = gmsh.model.addDiscreteEntity(3, index)
-        gmsh.model.mesh.addNodes(3, entity, (node_tags + node_offset).tolist(), coords.tolist())
-        for etype, nodes in zip(types, elem_nodes, strict=True):
-            count = len(nodes) // gmsh.model.mesh.getElementProperties(etype)[3]
-            tags = np.arange(element_offset + 1, element_offset + count + 1)
-            gmsh.model.mesh.addElementsByType(entity, etype, tags.tolist(), (np.asarray(nodes) + node_offset).tolist())
-            element_offset += count
+    for index, (node_tags, coords, blocks) in enumerate(pieces, start=1):
+        surface = gmsh.model.addDiscreteEntity(2, index)
+        volume = gmsh.model.addDiscreteEntity(3, index, [surface])
+        gmsh.model.mesh.addNodes(3, volume, (node_tags + node_offset).tolist(), coords.tolist())
+        for dim, entity in ((3, volume), (2, surface)):
+            types, _tags, elem_nodes = blocks[dim]
+            for etype, nodes in zip(types, elem_nodes, strict=True):
+                count = len(nodes) // gmsh.model.mesh.getElementProperties(etype)[3]
+                tags = np.arange(element_offset + 1, element_offset + count + 1)
+                gmsh.model.mesh.addElementsByType(entity, etype, tags.tolist(),
+                                                  (np.asarray(nodes) + node_offset).tolist())
+                element_offset += count
         node_offset += int(node_tags.max()) if len(node_tags) else 0
     gmsh.option.setNumber("Mesh.MshFileVersion", 4.1)
     gmsh.write(request["msh"])
