@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from validibot_pipelines.envelopes.mesh import MeshingOptions, MeshInputs, MeshQuality, MeshStrategy, QualityTargets
@@ -40,6 +43,16 @@ def test_exhaustive_without_early_stop_tries_all_and_keeps_the_best(cad_parts, t
     assert result.outputs.strategy == best.strategy
     assert result.outputs.volumes[0].score == best.score
     assert result.msh.is_file() and result.result_json.is_file() and result.quality_json.is_file()
+    # Gmsh reads the merged file back: the same tetrahedra, every SICN as reported.
+    script = ("import gmsh, sys, numpy as np; gmsh.initialize(interruptible=False); "
+              "gmsh.option.setNumber('General.Terminal', 0); gmsh.merge(sys.argv[1]); "
+              "_, tags, _ = gmsh.model.mesh.getElements(3); tags = np.concatenate(tags); "
+              "q = gmsh.model.mesh.getElementQualities(tags, 'minSICN'); print(len(tags), min(q))")
+    read = subprocess.run([sys.executable, "-c", script, str(result.msh)], capture_output=True, text=True,
+                          timeout=60)
+    count, sicn_min = read.stdout.split()
+    assert int(count) == result.outputs.total_elements
+    assert float(sicn_min) == pytest.approx(result.outputs.sicn_min, abs=1e-6)
 
 
 def test_step_without_shapes_is_reported_not_crashed(tmp_path):  # noqa: ANN001
@@ -68,7 +81,6 @@ def test_spec_quality_and_meshing_blocks():
 
 def test_stopping_the_worker_leaves_no_gmsh_process_behind(local_root, cad_parts):  # noqa: ANN001
     """The backend stops a worker mid-search (SIGTERM, then SIGKILL): no Gmsh child may survive it."""
-    import subprocess
     import threading
     import time
 
