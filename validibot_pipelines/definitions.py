@@ -8,6 +8,7 @@ from validibot_pipelines.assets.energyplus import energyplus_model, energyplus_s
 from validibot_pipelines.assets.fmi import fmu_intake, fmu_probe, fmu_simulation
 from validibot_pipelines.jobs import energyplus_validation_job, fmi_validation_job
 from validibot_pipelines.resources import LocalSubprocessBackend, ValidibotSettings
+from validibot_pipelines.sensors.docker_sweep import docker_orphan_sweep
 from validibot_pipelines.sensors.uploads import upload_sensor
 
 
@@ -17,7 +18,7 @@ def build_defs(settings: ValidibotSettings | None = None, fmi_backend: object | 
     return Definitions(
         assets=[fmu_intake, fmu_probe, fmu_simulation, energyplus_model, energyplus_simulation],
         jobs=[fmi_validation_job, energyplus_validation_job],
-        sensors=[upload_sensor],
+        sensors=[upload_sensor, docker_orphan_sweep],
         resources={
             "settings": settings or ValidibotSettings(),
             "fmi_backend": fmi_backend or LocalSubprocessBackend(),
