@@ -97,11 +97,18 @@ def build_worker_image(client, context_dir: Path, *, base: str = BASE_IMAGE, tag
     subprocess.run([str(context_dir / "fetch-wheels"), "fmi"], check=True, env=env, capture_output=True)
     fetched = time.monotonic() - start
     try:
-        client.images.build(path=str(context_dir), tag=tag, buildargs={"BASE_IMAGE": base, "VALIDATOR": "fmi"},
-                            rm=True)
+        previous = client.images.get(tag).id
+    except docker.errors.ImageNotFound:
+        previous = None
+    try:
+        image, _ = client.images.build(path=str(context_dir), tag=tag, rm=True,
+                                       buildargs={"BASE_IMAGE": base, "VALIDATOR": "fmi"})
     except docker.errors.BuildError as exc:
         log = "".join(str(line.get("stream", line)) for line in exc.build_log)
         raise RuntimeError(f"worker image build failed: {exc}\n{log[-4000:]}") from None
+    if previous and previous != image.id:  # the superseded image's venv layer would pile up run after run
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(previous)
     seconds = time.monotonic() - start
     print(f"\n[docker tests] worker image {tag}: wheels {fetched:.1f} s, total with build {seconds:.1f} s",
           file=sys.stderr)

@@ -381,3 +381,57 @@ def test_launch_reports_an_unreachable_engine(sample_fmus, tmp_path):  # noqa: A
     assert out.status == Status.FAILED_RUNTIME
     assert "cannot reach the container engine" in out.messages[0].text and "DOCKER_HOST" in out.messages[0].text
 
+
+
+# --- a store behind the network -----------------------------------------------------------------------------
+
+
+def test_s3_store_gets_network_and_endpoint_settings_and_no_mounts(docker_url, worker_image, docker_client,  # noqa: ANN001
+                                                                    s3_bucket, sample_fmus, tmp_path):
+    from validibot_pipelines.envelopes import load_input_envelope
+    from validibot_pipelines.storage import get_store
+
+    record = _accepted(sample_fmus["first_order_lag"], s3_bucket)
+    # moto listens on the host's loopback, so the worker joins the host network here; the default for a
+    # cloud store is the engine's bridge network.
+    backend = DockerBackend(image=worker_image, docker_host=docker_url, network="host")
+    out, launch = fmi.simulate(record, store_uri=s3_bucket, backend=backend, attempt="s3",
+                               simulation_timeout_seconds=60)
+    assert out.status == Status.SUCCESS, out.messages
+    assert out.outputs["timeseries_uri"].startswith(f"{s3_bucket}/runs/")
+    assert get_store(out.outputs["timeseries_uri"]).exists(out.outputs["timeseries_uri"])
+    assert launch.details["network"] == "host"
+
+    input_uri = f"{s3_bucket}/runs/{out.run_id}/input.json"
+    envelope = load_input_envelope(get_store(input_uri).read_bytes(input_uri), where=input_uri)
+    spec = DockerBackend(image=worker_image).container_spec(envelope, input_uri, out.run_id, 60)
+    assert spec["network_mode"] == "bridge" and spec["mounts"] == []
+    assert spec["environment"]["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+    assert spec["environment"]["AWS_ACCESS_KEY_ID"] == "testing"
+
+
+def test_file_store_gets_no_network_and_no_credentials(worker_image, sample_fmus, tmp_path, monkeypatch):  # noqa: ANN001
+    from validibot_pipelines.envelopes import load_input_envelope
+    from validibot_pipelines.orchestration.launch import launch_step
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "must-not-leak")
+    store = (tmp_path / "store").as_uri()
+    record = _accepted(sample_fmus["first_order_lag"], store)
+    seen = {}
+
+    class Capture:
+        def launch(self, input_uri, *, run_id, timeout_seconds, context=None):  # noqa: ANN001, ANN202
+            envelope = load_input_envelope(Path(input_uri.removeprefix("file://")).read_bytes())
+            seen.update(DockerBackend(image=worker_image).container_spec(envelope, input_uri, run_id, 60))
+            raise RuntimeError("captured")
+
+    with pytest.raises(RuntimeError, match="captured"):
+        launch_step(store_uri=store, run_id="spec-only", validator=fmi.PROBE_VALIDATOR,
+                    files=[record.input_file("fmu")], inputs={"kind": "fmi_probe"}, backend=Capture(),
+                    timeout_seconds=60)
+    assert seen["network_mode"] == "none"
+    assert set(seen["environment"]) == {"VALIDIBOT_INPUT_URI", "VALIDIBOT_RUN_ID"}
+    input_uri = seen["environment"]["VALIDIBOT_INPUT_URI"]
+    envelope = load_input_envelope(Path(input_uri.removeprefix("file://")).read_bytes())
+    with pytest.raises(ValueError, match="never runs as root"):
+        DockerBackend(user="0:0").container_spec(envelope, input_uri, "x", 60)

@@ -108,6 +108,8 @@ class DockerBackend(ConfigurableResource):
             sweep_orphans(client, grace_seconds=self.sweep_grace_seconds)
         envelope = load_input_envelope(get_store(input_uri).read_bytes(input_uri), where=input_uri)
         spec = self.container_spec(envelope, input_uri, run_id, timeout_seconds)
+        if spec["mounts"]:
+            _prepare_bundle(envelope, spec["user"])
         with _pipes_session(context) as (bootstrap_env, reader):
             spec["environment"].update(bootstrap_env)
             try:
@@ -153,7 +155,7 @@ class DockerBackend(ConfigurableResource):
             "tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={self.tmpfs_size}"},
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
-            "mounts": _bind_mounts(envelope, input_uri, user) if local else [],
+            "mounts": _bind_mounts(envelope, input_uri) if local else [],
         }
 
     def _run(self, container: Any, reader: TeeDockerLogsReader | None,
@@ -228,28 +230,35 @@ def _split_lines(raw: bytes | str) -> list[str]:
     return text.splitlines()
 
 
-def _bind_mounts(envelope: InputEnvelope, input_uri: str, user: str) -> list[Any]:
-    """Bind only what the envelope names, at the same paths: inputs read-only, the bundle read-write.
+def _writable_dirs(envelope: InputEnvelope) -> set[Path]:
+    return {uri_to_path(envelope.context.execution_bundle_uri),
+            uri_to_path(envelope.context.expected_output_uri).parent}
 
-    The worker user must be able to write the bundle: when the control plane is root (the usual Docker
-    host setup) the bundle directory is handed to the worker's uid; otherwise the worker runs as the control
-    plane's own uid and already owns it.
-    """
+
+def _bind_mounts(envelope: InputEnvelope, input_uri: str) -> list[Any]:
+    """Bind only what the envelope names, at the same paths: inputs read-only, the bundle read-write."""
     from docker.types import Mount
 
-    bundle = uri_to_path(envelope.context.execution_bundle_uri)
-    writable = {bundle, uri_to_path(envelope.context.expected_output_uri).parent}
-    for path in writable:
-        path.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            uid, _, gid = user.partition(":")
-            _chown_tree(path, int(uid), int(gid or uid))
+    writable = _writable_dirs(envelope)
     readable = {uri_to_path(input_uri).parent}
     readable |= {uri_to_path(item.uri).parent for item in [*envelope.input_files, *envelope.resource_files]}
     readable -= writable
     mounts = [Mount(target=str(p), source=str(p), type="bind", read_only=True) for p in sorted(readable)]
     mounts += [Mount(target=str(p), source=str(p), type="bind", read_only=False) for p in sorted(writable)]
     return mounts
+
+
+def _prepare_bundle(envelope: InputEnvelope, user: str) -> None:
+    """Let the worker user write the execution bundle.
+
+    When the control plane is root (the usual Docker host setup) the bundle directory is handed to the
+    worker's uid; otherwise the worker runs as the control plane's own uid and already owns it.
+    """
+    for path in _writable_dirs(envelope):
+        path.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            uid, _, gid = user.partition(":")
+            _chown_tree(path, int(uid), int(gid or uid))
 
 
 def _chown_tree(path: Path, uid: int, gid: int) -> None:
