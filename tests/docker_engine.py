@@ -6,8 +6,9 @@
   --include=python3 bookworm`` (no image registry is reachable here) ONCE: an existing image with that tag is
   reused, so only the first run on a machine pays for it (~40-70 s).
 * :func:`build_worker_image` copies ``containers/`` to a temp build context, fetches the wheels into it with
-  ``containers/fetch-wheels`` and builds the image through the engine's build API with
-  ``BASE_IMAGE=<local base>`` — the same Dockerfile production builds with the official Python image.
+  ``containers/fetch-wheels <validator>`` and builds the image through the engine's build API with
+  ``BASE_IMAGE=<local base>`` and ``VALIDATOR=fmi|energyplus`` — the same Dockerfile production builds with
+  the official Python image. (The EnergyPlus variant installs ``libx11-6`` from Debian's mirror in the build.)
 
 The timings of both builds are printed (``pytest -s`` shows them).
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BASE_IMAGE = os.environ.get("VALIDIBOT_TEST_BASE_IMAGE", "localhost/validibot-base:bookworm")
 WORKER_IMAGE = "localhost/validibot-worker-fmi:test"
+ENERGYPLUS_IMAGE = "localhost/validibot-worker-energyplus:test"
 # What a minbase root needs no more of once it is an image (keeps the base ~100 MB smaller).
 TRIM = ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale", "usr/share/info")
 
@@ -87,14 +89,15 @@ def ensure_base_image(client, tag: str = BASE_IMAGE) -> float:  # noqa: ANN001
     return seconds
 
 
-def build_worker_image(client, context_dir: Path, *, base: str = BASE_IMAGE, tag: str = WORKER_IMAGE) -> float:  # noqa: ANN001
+def build_worker_image(client, context_dir: Path, *, base: str = BASE_IMAGE, tag: str = WORKER_IMAGE,  # noqa: ANN001
+                       validator: str = "fmi") -> float:
     """fetch-wheels + ``docker build`` of containers/ on the local base; returns the seconds spent."""
     import docker.errors
 
     start = time.monotonic()
     shutil.copytree(REPO / "containers", context_dir, ignore=shutil.ignore_patterns("wheels"))
     env = {**os.environ, "PYTHON": sys.executable, "VALIDIBOT_PROJECT_DIR": str(REPO)}
-    subprocess.run([str(context_dir / "fetch-wheels"), "fmi"], check=True, env=env, capture_output=True)
+    subprocess.run([str(context_dir / "fetch-wheels"), validator], check=True, env=env, capture_output=True)
     fetched = time.monotonic() - start
     try:
         previous = client.images.get(tag).id
@@ -102,7 +105,7 @@ def build_worker_image(client, context_dir: Path, *, base: str = BASE_IMAGE, tag
         previous = None
     try:
         image, _ = client.images.build(path=str(context_dir), tag=tag, rm=True,
-                                       buildargs={"BASE_IMAGE": base, "VALIDATOR": "fmi"})
+                                       buildargs={"BASE_IMAGE": base, "VALIDATOR": validator})
     except docker.errors.BuildError as exc:
         log = "".join(str(line.get("stream", line)) for line in exc.build_log)
         raise RuntimeError(f"worker image build failed: {exc}\n{log[-4000:]}") from None

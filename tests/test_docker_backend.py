@@ -19,7 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.docker_engine import REPO, WORKER_IMAGE, build_worker_image, ensure_base_image, podman_service
+from tests.docker_engine import (
+    ENERGYPLUS_IMAGE,
+    REPO,
+    WORKER_IMAGE,
+    build_worker_image,
+    ensure_base_image,
+    podman_service,
+)
 from validibot_pipelines.envelopes import Status
 from validibot_pipelines.orchestration import fmi
 from validibot_pipelines.orchestration.models import ModelRecord, intake
@@ -435,3 +442,31 @@ def test_file_store_gets_no_network_and_no_credentials(worker_image, sample_fmus
     envelope = load_input_envelope(Path(input_uri.removeprefix("file://")).read_bytes())
     with pytest.raises(ValueError, match="never runs as root"):
         DockerBackend(user="0:0").container_spec(envelope, input_uri, "x", 60)
+
+
+# --- the EnergyPlus variant of the image --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def energyplus_image(docker_client, worker_image, tmp_path_factory: pytest.TempPathFactory) -> str:  # noqa: ANN001
+    build_worker_image(docker_client, tmp_path_factory.mktemp("build-ep") / "context", tag=ENERGYPLUS_IMAGE,
+                       validator="energyplus")
+    return ENERGYPLUS_IMAGE
+
+
+def test_energyplus_image_runs_the_annual_box_like_the_local_backend(docker_url, docker_client,  # noqa: ANN001
+                                                                     energyplus_image, tmp_path):
+    from validibot_pipelines.orchestration import energyplus
+    from validibot_pipelines.samples.energyplus import sample_idf
+
+    store = (tmp_path / "store").as_uri()
+    spec = tmp_path / "box.validation.yaml"
+    spec.write_text("weather: Chicago\noutputs: [Zone Mean Air Temperature]\n")
+    record = _accepted(sample_idf("one_zone_box"), store, spec)
+    backend = DockerBackend(image=energyplus_image, docker_host=docker_url)
+    out, launch = energyplus.simulate(record, store_uri=store, backend=backend, attempt="docker")
+    ref, _ = energyplus.simulate(record, store_uri=store, backend=LocalSubprocessBackend(), attempt="local")
+    assert out.status == Status.SUCCESS, out.messages
+    assert launch.backend == "docker" and launch.image == ENERGYPLUS_IMAGE and not _ours(docker_client, out.run_id)
+    assert out.outputs["metrics"] == ref.outputs["metrics"]
+    assert out.outputs["energyplus_version"] == ref.outputs["energyplus_version"]
