@@ -41,6 +41,7 @@ from dagster_docker.pipes import PipesDockerLogsMessageReader
 from pydantic import Field
 
 from validibot_pipelines.envelopes import InputEnvelope, load_input_envelope
+from validibot_pipelines.envelopes.base import EnvelopeError
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.docker_sweep import (
     SweptContainer,
@@ -58,6 +59,10 @@ DEFAULT_FORWARD_ENV = (
 )
 PIPES_MARKER = '"__dagster_pipes_version"'
 LOG_LINES_KEPT = 200
+
+
+class EngineLost(RuntimeError):
+    """The engine connection broke while a container ran (not a timeout)."""
 
 
 class DockerBackend(ConfigurableResource):
@@ -106,10 +111,13 @@ class DockerBackend(ConfigurableResource):
                                 "DOCKER_HOST / docker_host to a Docker-API socket (podman system service works)")
         if self.sweep_on_launch:
             sweep_orphans(client, grace_seconds=self.sweep_grace_seconds)
-        envelope = load_input_envelope(get_store(input_uri).read_bytes(input_uri), where=input_uri)
-        spec = self.container_spec(envelope, input_uri, run_id, timeout_seconds)
-        if spec["mounts"]:
-            _prepare_bundle(envelope, spec["user"])
+        try:
+            envelope = load_input_envelope(get_store(input_uri).read_bytes(input_uri), where=input_uri)
+            spec = self.container_spec(envelope, input_uri, run_id, timeout_seconds)
+            if spec["mounts"]:
+                _prepare_bundle(envelope, spec["user"])
+        except (EnvelopeError, OSError, ValueError) as exc:
+            return self._failed(run_id, start, f"cannot prepare the container for {input_uri}: {exc}")
         with _pipes_session(context) as (bootstrap_env, reader):
             spec["environment"].update(bootstrap_env)
             try:
@@ -123,6 +131,9 @@ class DockerBackend(ConfigurableResource):
                 returncode, timed_out, lines = self._run(container, reader, timeout_seconds)
                 container.reload()
                 return self._record(container, spec, lines, returncode, timed_out, run_id, timeout_seconds, start)
+            except (docker.errors.APIError, EngineLost) as exc:
+                return self._failed(run_id, start, f"the engine failed running container {container.short_id}: "
+                                    f"{exc}; check the engine's health (docker info) and re-run")
             finally:
                 try:
                     container.remove(force=True)
@@ -169,9 +180,13 @@ class DockerBackend(ConfigurableResource):
             follower = threading.Thread(target=reader.consume_docker_logs, args=(container,), daemon=True)
             follower.start()
         timed_out = False
+        waiting_since = time.monotonic()
         try:
             returncode: int | None = container.wait(timeout=timeout_seconds)["StatusCode"]
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
+            # docker-py reports its read timeout as either; an error well before the deadline is the engine.
+            if time.monotonic() - waiting_since < timeout_seconds * 0.95:
+                raise EngineLost(f"lost the connection while waiting: {exc}") from exc
             timed_out = True
             returncode = self._stop_then_kill(container)
         if follower is not None:
