@@ -1,4 +1,5 @@
-"""``validibot`` command line: ``validate`` one file in-process, ``demo`` the whole pipeline, ``build-samples``.
+"""``validibot`` command line: ``validate`` one file in-process, ``demo`` the whole pipeline, ``build-samples``,
+``docker-cleanup`` (remove orphaned worker containers).
 
 Exit codes of ``validate``: 0 success, 1 failed_validation, 2 failed_runtime / cancelled / bad arguments.
 """
@@ -91,6 +92,25 @@ def _schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _docker_cleanup(args: argparse.Namespace) -> int:
+    import docker.errors
+
+    from validibot_pipelines.resources.backends.docker import DockerBackend
+
+    backend = DockerBackend(docker_host=args.docker_host)
+    try:
+        removed = backend.sweep(remove_all=args.all, grace_seconds=args.grace)
+    except docker.errors.DockerException as exc:
+        print(f"validibot: cannot reach the container engine ({exc}); start Docker or pass --docker-host / set "
+              "DOCKER_HOST", file=sys.stderr)
+        return 2
+    for item in removed:
+        print(f"removed {item.name} {item.container_id[:12]} run={item.run_id} validator={item.validator} "
+              f"status={item.status} age={item.age_seconds:.0f}s timeout={item.timeout_seconds:.0f}s")
+    print(f"{len(removed)} container(s) removed")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="validibot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("schemas", help="write the envelopes' JSON Schemas into a folder")
     s.add_argument("out")
     s.set_defaults(func=_schemas)
+    c = sub.add_parser("docker-cleanup", help="remove worker containers (label org.validibot.managed) left "
+                       "behind past their timeout + grace")
+    c.add_argument("--docker-host", help="engine URL (default: $DOCKER_HOST or the local socket)")
+    c.add_argument("--grace", type=float, default=300, help="seconds past a container's timeout (default 300)")
+    c.add_argument("--all", action="store_true", help="remove every managed container, whatever its age")
+    c.set_defaults(func=_docker_cleanup)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

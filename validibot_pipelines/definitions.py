@@ -9,6 +9,7 @@ from validibot_pipelines.assets.fmi import fmu_intake, fmu_probe, fmu_simulation
 from validibot_pipelines.assets.mesh import cad_file, preview_mesh, volume_mesh
 from validibot_pipelines.jobs import energyplus_validation_job, fmi_validation_job, mesh_validation_job
 from validibot_pipelines.resources import LocalSubprocessBackend, ValidibotSettings
+from validibot_pipelines.sensors.docker_sweep import docker_orphan_sweep
 from validibot_pipelines.sensors.uploads import upload_sensor
 
 
@@ -19,7 +20,7 @@ def build_defs(settings: ValidibotSettings | None = None, fmi_backend: object | 
         assets=[fmu_intake, fmu_probe, fmu_simulation, energyplus_model, energyplus_simulation,
                 cad_file, preview_mesh, volume_mesh],
         jobs=[fmi_validation_job, energyplus_validation_job, mesh_validation_job],
-        sensors=[upload_sensor],
+        sensors=[upload_sensor, docker_orphan_sweep],
         resources={
             "settings": settings or ValidibotSettings(),
             "fmi_backend": fmi_backend or LocalSubprocessBackend(),

@@ -40,6 +40,9 @@ def launch_metadata(record: LaunchRecord) -> dict[str, Any]:
         "launch_id": record.launch_id,
         "worker_seconds": MetadataValue.float(record.seconds),
         "worker_exit_code": record.returncode if record.returncode is not None else -1,
+        **({"worker_image": record.image} if record.image else {}),
+        **({"launch_details": MetadataValue.json(record.details)} if record.details else {}),
+        **({"worker_log": MetadataValue.text(record.log_tail)} if record.log_tail else {}),
     }
 
 

@@ -63,6 +63,8 @@ def read_output(envelope: InputEnvelope, record: LaunchRecord) -> OutputEnvelope
         out.error(code, text)
         return out
 
+    if record.error and not store.exists(expected):
+        return broken("WORKER_LAUNCH_FAILED", f"the {record.backend} backend could not run the worker: {record.error}")
     if not store.exists(expected):
         why = "timed out and was killed" if record.timed_out else f"exited with code {record.returncode}"
         return broken("WORKER_NO_OUTPUT", f"the {record.backend} worker ({record.launch_id}) {why} without writing "

@@ -12,6 +12,8 @@ from urllib.parse import unquote, urlparse
 
 from validibot_pipelines.storage.base import ObjectInfo, ObjectStore
 
+OBJECT_MODE = 0o644
+
 
 def uri_to_path(uri: str) -> Path:
     parsed = urlparse(uri)
@@ -32,7 +34,11 @@ class LocalStore(ObjectStore):
 
     def _atomic(self, target: Path) -> tuple[int, str]:
         target.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        # mkstemp makes 0600 files; a stored object is read by workers running as another user (the Docker
+        # backend's non-root container), so give it the mode an ordinary file write would.
+        os.fchmod(fd, OBJECT_MODE)
+        return fd, tmp
 
     def write_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         target = uri_to_path(uri)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Any
+
+from pydantic import BaseModel, Field
 
 
 class LaunchRecord(BaseModel):
@@ -12,3 +14,6 @@ class LaunchRecord(BaseModel):
     timed_out: bool
     seconds: float
     log_tail: str = ""
+    image: str | None = None  # image tag / app version the worker ran, where the backend has one
+    error: str | None = None  # the backend could not launch the worker at all (engine down, image missing)
+    details: dict[str, Any] = Field(default_factory=dict)  # backend-specific: image id, timings, limits
