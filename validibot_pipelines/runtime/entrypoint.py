@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import traceback
@@ -34,6 +35,9 @@ from validibot_pipelines.storage import get_store
 ENV_INPUT = "VALIDIBOT_INPUT_URI"
 ENV_OUTPUT = "VALIDIBOT_OUTPUT_URI"
 ENV_RUN_ID = "VALIDIBOT_RUN_ID"
+# Optional read-only folder of inputs named ``<sha256><suffix>`` (the Modal FMU cache volume): a hit is used
+# instead of downloading; its checksum is still verified like any download.
+ENV_INPUT_CACHE = "VALIDIBOT_INPUT_CACHE_DIR"
 
 
 class WorkerBroken(RuntimeError):
@@ -62,12 +66,25 @@ def _pipes_logger() -> Iterator[tuple[Callable[[str], None], object | None]]:
         yield both, pipes
 
 
+def _cached(sha256: str, name: str) -> Path | None:
+    cache = os.environ.get(ENV_INPUT_CACHE)
+    if not cache:
+        return None
+    candidate = Path(cache) / f"{sha256}{Path(name).suffix.lower()}"
+    return candidate if candidate.is_file() else None
+
+
 def _stage_inputs(envelope: InputEnvelope, workdir: Path) -> dict[str, Path]:
     """Download every input file and verify its checksum, so a worker never runs on bytes it didn't expect."""
     staged: dict[str, Path] = {}
     for item in [*envelope.input_files, *envelope.resource_files]:
         local = workdir / "inputs" / item.name
-        get_store(item.uri).download_file(item.uri, local)
+        cached = _cached(item.sha256, item.name)
+        if cached is not None:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cached, local)
+        else:
+            get_store(item.uri).download_file(item.uri, local)
         actual = file_sha256(local)
         if actual != item.sha256:
             raise WorkerBroken(
