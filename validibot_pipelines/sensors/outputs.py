@@ -178,7 +178,7 @@ def _selection(context: SensorEvaluationContext, asset: str) -> list[AssetKey]:
                 "→ materialize the launching asset (run key = callback id).",
 )
 def output_sensor(context: SensorEvaluationContext, settings: ValidibotSettings):
-    scan = scan_outputs(settings.store_uri, context.cursor)
+    scan = scan_outputs(settings.store_uri, context.cursor, max_per_tick=MAX_PER_TICK)
     for reason in scan.ignored:
         context.log.warning(reason)
     requests = [
