@@ -29,6 +29,7 @@ from validibot_pipelines.resources.backends.cloudrun_api import (
     GoogleCloudRunApi,
     LocalJobRunner,
     execution_status,
+    in_flight,
 )
 from validibot_pipelines.runtime.entrypoint import ENV_INPUT, ENV_RUN_ID
 from validibot_pipelines.storage import get_store, join_uri
@@ -47,6 +48,10 @@ class CloudRunJobsBackend(ConfigurableResource):
     region: str = Field(default="us-central1", description="Cloud Run region (VALIDIBOT_CLOUDRUN_REGION)")
     job: str = Field(default="validibot-fmi", description="deployed job running the validator image")
     stand_in: bool = Field(default=False, description="use the local job runner instead of the Cloud Run API")
+    max_in_flight: int = Field(default=0, description="launch only while fewer executions of the job are "
+                                                      "unfinished (0 = no limit); else the step retries later")
+    busy_retry_seconds: int = Field(default=60, description="wait before retrying a launch refused as busy")
+    busy_max_retries: int = Field(default=60)
 
     @property
     def job_name(self) -> str:
@@ -76,6 +81,14 @@ class CloudRunJobsBackend(ConfigurableResource):
         if replay:
             return done(launch_id=f"replay:{envelope.context.expected_output_uri}", returncode=0, status="SUCCEEDED",
                         log_tail="the bundle already holds the output for this envelope; no execution launched")
+        busy = self._busy()
+        if busy:
+            if context is not None:  # Dagster retries the step later: the backfill waits instead of flooding
+                from dagster import RetryRequested
+
+                context.log.info(busy)
+                raise RetryRequested(max_retries=self.busy_max_retries, seconds_to_wait=self.busy_retry_seconds)
+            return done(error=busy)
         request = self.run_request(input_uri, run_id, timeout_seconds)
         launch: dict[str, Any] = {
             "backend": "cloudrun", "execution": "", "job_name": self.job_name, "stand_in": self.stand_in,
@@ -99,6 +112,15 @@ class CloudRunJobsBackend(ConfigurableResource):
             context.log.info(f"cloudrun: launched {execution.name} ({status}) for {run_id}")
         record.details["log_uri"] = execution.log_uri
         return done(launch_id=execution.name, pending=True, status=status)
+
+    def _busy(self) -> str:
+        if self.max_in_flight <= 0:
+            return ""
+        count = in_flight(cloudrun_api(self.stand_in), self.job_name)
+        if count < self.max_in_flight:
+            return ""
+        return (f"{count} executions of {self.job_name} are unfinished (max_in_flight={self.max_in_flight}); "
+                f"launch deferred")
 
     def run_request(self, input_uri: str, run_id: str, timeout_seconds: float) -> Any:
         from google.cloud import run_v2

@@ -32,6 +32,13 @@ class CloudRunJobsApi(Protocol):
 
     def get_execution(self, name: str) -> run_v2.Execution: ...
 
+    def list_executions(self, job_name: str) -> list[run_v2.Execution]: ...
+
+
+def in_flight(api: CloudRunJobsApi, job_name: str) -> int:
+    """Executions of the job that have not completed (queued or running)."""
+    return sum(1 for e in api.list_executions(job_name) if execution_status(e) not in TERMINAL)
+
 
 def execution_status(execution: run_v2.Execution) -> str:
     """PENDING / RUNNING / SUCCEEDED / FAILED / CANCELLED from an Execution's counts and completion time."""
@@ -53,6 +60,9 @@ class GoogleCloudRunApi:
 
     def get_execution(self, name: str) -> run_v2.Execution:
         return run_v2.ExecutionsClient().get_execution(name=name)
+
+    def list_executions(self, job_name: str) -> list[run_v2.Execution]:
+        return list(run_v2.ExecutionsClient().list_executions(parent=job_name))
 
 
 @dataclass
@@ -142,6 +152,10 @@ class LocalJobRunner:
             if run is None:
                 raise NotFound(f"execution {name} not found")
             return run_v2.Execution(run.execution)
+
+    def list_executions(self, job_name: str) -> list[run_v2.Execution]:
+        with self._lock:
+            return [run_v2.Execution(r.execution) for n, r in self.runs.items() if n.startswith(job_name + "/")]
 
     def logs(self, name: str) -> str:
         run = self.runs.get(name)

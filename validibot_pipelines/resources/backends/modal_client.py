@@ -61,15 +61,19 @@ class SdkModalClient:
             return False
 
     def volume_upload(self, volume: str, files: list[tuple[Path, str]]) -> None:
+        from modal.exception import AuthError, Error, NotFoundError
+
         vol = self._volume(volume)
         try:
             with vol.batch_upload(force=True) as batch:
                 for local, remote in files:
                     batch.put_file(str(local), remote)
-        except AttributeError:  # a client without batch_upload: one file at a time
+        except (AuthError, NotFoundError):
+            raise
+        except Error:  # fallback: one put_file per file, streamed from an open handle (smaller requests)
             for local, remote in files:
-                with open(local, "rb") as fh:
-                    vol.put_file(fh, remote)  # type: ignore[attr-defined]
+                with open(local, "rb") as fh, vol.batch_upload(force=True) as batch:
+                    batch.put_file(fh, remote)
 
     def spawn(self, app: str, function: str, input_uri: str) -> str:
         import modal

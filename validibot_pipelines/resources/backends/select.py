@@ -13,7 +13,8 @@ environment/profile; Cloud Run and GCS use the ambient service account):
 * Modal: ``VALIDIBOT_<V>_MODAL_APP`` (default ``validibot-<v>``), ``FMI_USE_TEST_VOLUME=1`` picks
   ``fmi-cache-test`` for the FMU cache volume.
 * Cloud Run: ``VALIDIBOT_CLOUDRUN_PROJECT``, ``VALIDIBOT_CLOUDRUN_REGION`` (default ``us-central1``),
-  ``VALIDIBOT_<V>_CLOUDRUN_JOB`` (default ``validibot-<v>``).
+  ``VALIDIBOT_<V>_CLOUDRUN_JOB`` (default ``validibot-<v>``), ``VALIDIBOT_CLOUDRUN_MAX_IN_FLIGHT`` (default 20
+  unfinished executions per job; further launches wait and retry).
 * Docker: ``VALIDIBOT_<V>_DOCKER_IMAGE`` when the Docker backend takes an ``image`` field.
 """
 
@@ -93,4 +94,5 @@ def make_backend(validator: str, env: Mapping[str, str] | None = None) -> Config
         project=env.get("VALIDIBOT_CLOUDRUN_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT", ""),
         region=env.get("VALIDIBOT_CLOUDRUN_REGION") or "us-central1",
         job=env.get(f"{prefix}_CLOUDRUN_JOB") or f"validibot-{validator}",
+        max_in_flight=int(env.get("VALIDIBOT_CLOUDRUN_MAX_IN_FLIGHT") or 20),
     )
