@@ -102,7 +102,7 @@ def test_cloudrun_launch_waits_while_too_many_executions_are_unfinished(gcs_buck
         get_store(uri).write_bytes(uri, env.model_dump_json().encode())
         return uri
 
-    first = backend.launch(envelope("a"), run_id="a", timeout_seconds=1)
+    first = backend.launch(envelope("a"), run_id="a", timeout_seconds=5)
     assert first.pending and first.status in {"PENDING", "RUNNING"}
     second = backend.launch(envelope("b"), run_id="b", timeout_seconds=1)
     assert not second.pending and "unfinished (max_in_flight=1); launch deferred" in second.error
@@ -110,7 +110,7 @@ def test_cloudrun_launch_waits_while_too_many_executions_are_unfinished(gcs_buck
     with pytest.raises(RetryRequested) as raised:
         backend.launch(envelope("c"), run_id="c", timeout_seconds=1, context=SimpleNamespace(log=log))
     assert raised.value.seconds_to_wait == 7
-    assert runner.wait(first.launch_id) == "FAILED"  # killed at its 1 s task timeout
+    assert runner.wait(first.launch_id) == "FAILED"  # killed at its 5 s task timeout
     third = backend.launch(envelope("d"), run_id="d", timeout_seconds=1)
     assert third.pending  # capacity is back
     runner.wait(third.launch_id)

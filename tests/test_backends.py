@@ -120,3 +120,25 @@ def test_cloudrun_launch_sends_a_real_run_job_request_and_records_the_bundle(gcs
         outcomes = drain(p)
         assert [o.outputs.get("fmu_simulation", {}).get("status") for o in outcomes] == [None, "success"]
         assert outcomes[-1].outputs["fmu_simulation"]["outputs"]["output_values"]["steps"] == 200
+
+
+def test_energyplus_on_cloudrun_is_collected_by_the_output_sensor(gcs_bucket, tmp_path):  # noqa: ANN001
+    """The same asynchronous path serves any validator: here energyplus_simulation on the Cloud Run stand-in."""
+    from validibot_pipelines.definitions import build_defs
+    from validibot_pipelines.samples.energyplus import sample_idf
+
+    with instance_in(tmp_path, "home") as instance:
+        p = pipeline_on(instance, gcs_bucket)
+        p.defs = build_defs(p.settings, energyplus_backend=cloudrun_stand_in("validibot-energyplus"))
+        p.drop(sample_idf("one_zone_box"), spec="weather: Chicago\ntimestep_per_hour: 2\nassertions:\n"
+                                                "  - {name: heats, expr: 'o.heating_kwh > 0.0'}\n")
+        (first,) = p.tick()
+        assert "energyplus_simulation" not in first.outputs  # launched, not materialized yet
+        (collected,) = drain(p)
+        sim = collected.outputs["energyplus_simulation"]
+        assert sim["status"] == "success" and sim["outputs"]["metrics"]["heating_kwh"] > 0
+        assert collected.checks == {"simulation_succeeded": (True, "success"),
+                                    "cel_assertions": (True, "1/1 assertions passed")}
+        meta = latest(p, "energyplus_simulation", first.partition_key).metadata
+        assert meta["launch_id"].value.startswith(
+            "projects/validibot-test/locations/europe-west1/jobs/validibot-energyplus/executions/")

@@ -66,20 +66,19 @@ def _pipes_logger() -> Iterator[tuple[Callable[[str], None], object | None]]:
         yield both, pipes
 
 
-def _cached(sha256: str, name: str) -> Path | None:
-    cache = os.environ.get(ENV_INPUT_CACHE)
+def _cached(cache: str | None, sha256: str, name: str) -> Path | None:
     if not cache:
         return None
     candidate = Path(cache) / f"{sha256}{Path(name).suffix.lower()}"
     return candidate if candidate.is_file() else None
 
 
-def _stage_inputs(envelope: InputEnvelope, workdir: Path) -> dict[str, Path]:
+def _stage_inputs(envelope: InputEnvelope, workdir: Path, cache: str | None = None) -> dict[str, Path]:
     """Download every input file and verify its checksum, so a worker never runs on bytes it didn't expect."""
     staged: dict[str, Path] = {}
     for item in [*envelope.input_files, *envelope.resource_files]:
         local = workdir / "inputs" / item.name
-        cached = _cached(item.sha256, item.name)
+        cached = _cached(cache, item.sha256, item.name)
         if cached is not None:
             local.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cached, local)
@@ -95,8 +94,13 @@ def _stage_inputs(envelope: InputEnvelope, workdir: Path) -> dict[str, Path]:
     return staged
 
 
-def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: str | None = None) -> OutputEnvelope:
-    """Run one envelope end to end and return the output envelope that was written."""
+def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: str | None = None,
+            input_cache_dir: str | None = None) -> OutputEnvelope:
+    """Run one envelope end to end and return the output envelope that was written.
+
+    ``input_cache_dir`` (default: ``VALIDIBOT_INPUT_CACHE_DIR``) holds inputs by checksum, e.g. a Modal volume.
+    """
+    input_cache_dir = input_cache_dir or os.environ.get(ENV_INPUT_CACHE)
     try:
         raw = get_store(input_uri).read_bytes(input_uri)
     except FileNotFoundError:
@@ -137,7 +141,7 @@ def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: s
     with tempfile.TemporaryDirectory(prefix="validibot-") as tmp:
         workdir = Path(tmp)
         try:
-            files = _stage_inputs(envelope, workdir)
+            files = _stage_inputs(envelope, workdir, input_cache_dir)
             runner = runner_for(envelope.validator.type)
             log(f"running {envelope.validator.type} {envelope.validator.version} for run {envelope.run_id}")
             runner(RunContext(envelope=envelope, workdir=workdir, files=files, output=output, log=log))

@@ -150,9 +150,10 @@ def scan_outputs(store_uri: str, cursor: str | None, *, max_per_tick: int = MAX_
             pending.remove(bundle)
             continue
         status = status_of(launch)
-        if status not in TERMINAL:
-            continue
         pending.remove(bundle)
+        if status not in TERMINAL:
+            pending.append(bundle)  # to the back: the next tick checks the next ones (no starvation)
+            continue
         if join_uri(bundle, "input.json") in collected or store.exists(join_uri(bundle, OUTPUT_FILE)):
             continue  # its output is (or will be) collected through the output path, with the same run key
         done = _completion(bundle, status, ignored)
