@@ -7,7 +7,8 @@ Cloud Run Jobs through its local job runner + the GCS output sensor) drops N fir
 a gs:// landing zone and runs the real sensors and Dagster runs (SQLite instance) until every validation has
 its simulation result. Prints wall time per validation and the ratio to local: the cost of each backend's
 control path (volume upload + child call; envelope + launch record + sensor round trips). Stand-ins run on
-this machine, so cloud cold starts and network are NOT included. Not run in CI.
+this machine, so cloud cold starts and network are NOT included; Cloud Run launches return at once, so its N
+executions overlap (the others run one validation at a time). Not run in CI.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def _run(name: str, backend: object, n: int, root: str, tmp: Path) -> float:
     from dagster import instance_for_test
 
     from tests.backend_helpers import drain, pipeline_on
+    from validibot_pipelines.local_runner import tick
     from validibot_pipelines.samples.build import build_fmu
 
     fmus = [build_fmu("first_order_lag", tmp / name, variant=f"{name}{i}") for i in range(n)]
@@ -38,8 +40,8 @@ def _run(name: str, backend: object, n: int, root: str, tmp: Path) -> float:
         for fmu in fmus:
             p.drop(fmu, spec=SPEC.decode())
         start = time.perf_counter()
-        outcomes = p.tick()
-        outcomes += drain(p, max_ticks=4 * n + 4)
+        outcomes = tick(p.defs, p.instance, log_level="ERROR")
+        outcomes += drain(p, max_ticks=4 * n + 4, log_level="ERROR")
         seconds = time.perf_counter() - start
         sims = [o.outputs["fmu_simulation"] for o in outcomes if "fmu_simulation" in o.outputs]
         assert len(sims) == n and all(s["status"] == "success" for s in sims), f"{name}: {len(sims)}/{n}"

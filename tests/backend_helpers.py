@@ -47,12 +47,12 @@ def wait_for_executions() -> None:
         runner.wait(name)
 
 
-def drain(p: Pipeline, max_ticks: int = 6) -> list[RunOutcome]:
+def drain(p: Pipeline, max_ticks: int = 6, log_level: str = "DEBUG") -> list[RunOutcome]:
     """Let every Cloud Run stand-in execution finish, tick the output sensor, repeat until nothing is new."""
     outcomes: list[RunOutcome] = []
     for _ in range(max_ticks):
         wait_for_executions()
-        new = tick(p.defs, p.instance, sensor_name="output_sensor")
+        new = tick(p.defs, p.instance, sensor_name="output_sensor", log_level=log_level)
         if not new:
             break
         outcomes += new
