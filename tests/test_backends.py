@@ -17,6 +17,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey, DagsterEventType, EventRecordsFilter
 
 from tests.backend_helpers import (
@@ -122,23 +123,31 @@ def test_cloudrun_launch_sends_a_real_run_job_request_and_records_the_bundle(gcs
         assert outcomes[-1].outputs["fmu_simulation"]["outputs"]["output_values"]["steps"] == 200
 
 
-def test_energyplus_on_cloudrun_is_collected_by_the_output_sensor(gcs_bucket, tmp_path):  # noqa: ANN001
-    """The same asynchronous path serves any validator: here energyplus_simulation on the Cloud Run stand-in."""
+@pytest.mark.parametrize("backend", ["modal", "cloudrun"])
+def test_energyplus_on_modal_and_cloudrun(gcs_bucket, tmp_path, backend):  # noqa: ANN001
+    """The same backends serve any validator: here energyplus_simulation (Cloud Run: collected by the sensor)."""
     from validibot_pipelines.definitions import build_defs
+    from validibot_pipelines.resources.backends.modal import ModalBackend
     from validibot_pipelines.samples.energyplus import sample_idf
 
+    resource = ModalBackend(app_name="validibot-energyplus", stand_in_volume_dir=str(tmp_path / "volumes")) \
+        if backend == "modal" else cloudrun_stand_in("validibot-energyplus")
     with instance_in(tmp_path, "home") as instance:
         p = pipeline_on(instance, gcs_bucket)
-        p.defs = build_defs(p.settings, energyplus_backend=cloudrun_stand_in("validibot-energyplus"))
+        p.defs = build_defs(p.settings, energyplus_backend=resource)
         p.drop(sample_idf("one_zone_box"), spec="weather: Chicago\ntimestep_per_hour: 2\nassertions:\n"
                                                 "  - {name: heats, expr: 'o.heating_kwh > 0.0'}\n")
         (first,) = p.tick()
-        assert "energyplus_simulation" not in first.outputs  # launched, not materialized yet
-        (collected,) = drain(p)
+        if backend == "cloudrun":
+            assert "energyplus_simulation" not in first.outputs  # launched, not materialized yet
+            (collected,) = drain(p)
+        else:
+            collected = first
         sim = collected.outputs["energyplus_simulation"]
         assert sim["status"] == "success" and sim["outputs"]["metrics"]["heating_kwh"] > 0
-        assert collected.checks == {"simulation_succeeded": (True, "success"),
-                                    "cel_assertions": (True, "1/1 assertions passed")}
+        assert collected.checks["simulation_succeeded"] == (True, "success")
+        assert collected.checks["cel_assertions"] == (True, "1/1 assertions passed")
         meta = latest(p, "energyplus_simulation", first.partition_key).metadata
-        assert meta["launch_id"].value.startswith(
-            "projects/validibot-test/locations/europe-west1/jobs/validibot-energyplus/executions/")
+        expected = {"modal": "fc-local-",
+                    "cloudrun": "projects/validibot-test/locations/europe-west1/jobs/validibot-energyplus/executions/"}
+        assert meta["backend"].value == backend and meta["launch_id"].value.startswith(expected[backend])
