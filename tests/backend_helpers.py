@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
@@ -10,10 +12,12 @@ from tests.conftest import Pipeline
 from validibot_pipelines.definitions import build_defs
 from validibot_pipelines.local_runner import RunOutcome, tick
 from validibot_pipelines.resources.backends.cloudrun import CloudRunJobsBackend
-from validibot_pipelines.resources.backends.cloudrun_api import LocalJobRunner
+from validibot_pipelines.resources.backends.cloudrun_stand_in import ENV_STATE_DIR, LocalJobRunner
 from validibot_pipelines.resources.backends.modal import ModalBackend
 
 PROJECT = "validibot-test"
+# One Cloud Run stand-in state folder per test session (executions are recorded there as JSON).
+os.environ.setdefault(ENV_STATE_DIR, tempfile.mkdtemp(prefix="validibot-cloudrun-"))
 
 
 def pipeline_on(instance: DagsterInstance, root: str, backend: object | None = None, **settings: object) -> Pipeline:
@@ -43,7 +47,7 @@ def cloudrun_stand_in(job: str = "validibot-fmi") -> CloudRunJobsBackend:
 
 def wait_for_executions() -> None:
     runner = LocalJobRunner.shared()
-    for name in list(runner.runs):
+    for name in runner.names():
         runner.wait(name)
 
 

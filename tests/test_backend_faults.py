@@ -23,7 +23,7 @@ from tests.backend_helpers import (
     wait_for_executions,
 )
 from validibot_pipelines.local_runner import tick
-from validibot_pipelines.resources.backends.cloudrun_api import JobSpec, LocalJobRunner
+from validibot_pipelines.resources.backends.cloudrun_stand_in import JobSpec, LocalJobRunner
 from validibot_pipelines.sensors import outputs
 from validibot_pipelines.sensors.outputs import scan_outputs
 from validibot_pipelines.storage import get_store, join_uri

@@ -15,7 +15,7 @@ from validibot_pipelines.assets.energyplus import energyplus_simulation
 from validibot_pipelines.assets.fmi import fmu_probe, fmu_simulation
 from validibot_pipelines.definitions import build_defs
 from validibot_pipelines.resources.backends.cloudrun import CloudRunJobsBackend
-from validibot_pipelines.resources.backends.cloudrun_api import JobSpec, LocalJobRunner
+from validibot_pipelines.resources.backends.cloudrun_stand_in import JobSpec, LocalJobRunner
 from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
 from validibot_pipelines.resources.backends.modal import ModalBackend
 from validibot_pipelines.resources.backends.select import (

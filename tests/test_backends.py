@@ -31,7 +31,7 @@ from tests.backend_helpers import (
     modal_stand_in,
     pipeline_on,
 )
-from validibot_pipelines.resources.backends.cloudrun_api import LocalJobRunner
+from validibot_pipelines.resources.backends.cloudrun_stand_in import LocalJobRunner
 from validibot_pipelines.storage import get_store, join_uri
 
 ALL_PASS = {"intake_accepted": (True, "accepted"), "probe_approved": (True, "success"),

@@ -27,10 +27,10 @@ from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.cloudrun_api import (
     CloudRunJobsApi,
     GoogleCloudRunApi,
-    LocalJobRunner,
     execution_status,
     in_flight,
 )
+from validibot_pipelines.resources.backends.cloudrun_stand_in import LocalJobRunner
 from validibot_pipelines.runtime.entrypoint import ENV_INPUT, ENV_RUN_ID
 from validibot_pipelines.storage import get_store, join_uri
 
@@ -183,8 +183,7 @@ def launch_status(launch: dict[str, Any]) -> tuple[str, str, bool]:
     except GoogleAPICallError as exc:
         return "UNKNOWN", f"get_execution({name}) failed: {exc}", False
     if isinstance(api, LocalJobRunner):
-        run = api.runs.get(name)
-        return status, api.logs(name), bool(run and run.timed_out)
+        return status, api.logs(name), api.timed_out(name)
     return status, f"logs: {launch.get('log_uri', '')}", False
 
 
