@@ -16,6 +16,8 @@ environment/profile; Cloud Run and GCS use the ambient service account):
   ``VALIDIBOT_<V>_CLOUDRUN_JOB`` (default ``validibot-<v>``), ``VALIDIBOT_CLOUDRUN_MAX_IN_FLIGHT`` (default 20
   unfinished executions per job; further launches wait and retry).
 * Docker: ``VALIDIBOT_<V>_DOCKER_IMAGE`` when the Docker backend takes an ``image`` field.
+* Without a cloud account (demos, tests): ``VALIDIBOT_MODAL_STAND_IN_DIR=<folder>`` and
+  ``VALIDIBOT_CLOUDRUN_STAND_IN=1`` switch the two clouds' seams to their local stand-ins.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def make_backend(validator: str, env: Mapping[str, str] | None = None) -> Config
 
         return ModalBackend(
             app_name=env.get(f"{prefix}_MODAL_APP") or f"validibot-{validator}",
+            stand_in_volume_dir=env.get("VALIDIBOT_MODAL_STAND_IN_DIR", ""),
             cache_volume=("fmi-cache-test" if env.get("FMI_USE_TEST_VOLUME") == "1" else "fmi-cache")
             if validator == "fmi" else "",
         )
@@ -95,4 +98,5 @@ def make_backend(validator: str, env: Mapping[str, str] | None = None) -> Config
         region=env.get("VALIDIBOT_CLOUDRUN_REGION") or "us-central1",
         job=env.get(f"{prefix}_CLOUDRUN_JOB") or f"validibot-{validator}",
         max_in_flight=int(env.get("VALIDIBOT_CLOUDRUN_MAX_IN_FLIGHT") or 20),
+        stand_in=env.get("VALIDIBOT_CLOUDRUN_STAND_IN") == "1",
     )
