@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,7 +19,9 @@ from validibot_pipelines.resources.backends.modal import ModalBackend
 
 PROJECT = "validibot-test"
 # One Cloud Run stand-in state folder per test session (executions are recorded there as JSON).
-os.environ.setdefault(ENV_STATE_DIR, tempfile.mkdtemp(prefix="validibot-cloudrun-"))
+if ENV_STATE_DIR not in os.environ:
+    os.environ[ENV_STATE_DIR] = tempfile.mkdtemp(prefix="validibot-cloudrun-")
+    atexit.register(shutil.rmtree, os.environ[ENV_STATE_DIR], ignore_errors=True)
 
 
 def pipeline_on(instance: DagsterInstance, root: str, backend: object | None = None, **settings: object) -> Pipeline:

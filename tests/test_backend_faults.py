@@ -174,3 +174,23 @@ def test_transient_upload_failure_is_retried_with_backoff(gcs_bucket, monkeypatc
     assert len(calls) == 2  # failed once, retried once
     monkeypatch.setattr(http, "request", real)
     assert store.read_bytes(uri) == b'{"ok": true}'
+
+
+def test_output_sensor_work_per_tick_is_bounded(local_root):  # noqa: ANN001
+    """≤ max_per_tick outputs and ≤ max_status_checks status queries per tick; pending launches rotate."""
+    store = get_store(local_root)
+    for i in range(5):
+        bundle = join_uri(local_root, "runs", f"r{i}")
+        store.write_bytes(join_uri(bundle, "launch.json"), json.dumps({"execution": f"e{i}"}).encode())
+    asked: list[str] = []
+
+    def running(launch: dict) -> str:
+        asked.append(launch["execution"])
+        return "RUNNING"
+
+    cursor = None
+    for _ in range(3):
+        scan = scan_outputs(local_root, cursor, max_per_tick=1, max_status_checks=2, status_of=running)
+        assert scan.completions == []
+        cursor = scan.cursor
+    assert len(asked) == 6 and set(asked) == {f"e{i}" for i in range(5)}  # 2 per tick, every launch reached
