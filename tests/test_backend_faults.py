@@ -194,3 +194,26 @@ def test_output_sensor_work_per_tick_is_bounded(local_root):  # noqa: ANN001
         assert scan.completions == []
         cursor = scan.cursor
     assert len(asked) == 6 and set(asked) == {f"e{i}" for i in range(5)}  # 2 per tick, every launch reached
+
+
+def test_an_output_the_cursor_passed_is_still_collected_through_the_job_status(local_root):  # noqa: ANN001
+    """Clock skew between writers could put an output behind the cursor's mark: the status path catches it."""
+    from validibot_pipelines.envelopes import ExecutionContext, InputEnvelope, ValidatorRef
+    from validibot_pipelines.sensors.landing import Mark
+    from validibot_pipelines.sensors.outputs import OutputCursor
+
+    bundle = join_uri(local_root, "runs", "late")
+    store = get_store(bundle)
+    envelope = InputEnvelope(run_id="late", validator=ValidatorRef(id="fmi-probe", type="fmi-probe", version="0"),
+                             context=ExecutionContext(callback_id="late", execution_bundle_uri=bundle,
+                                                      expected_output_uri=join_uri(bundle, "output.json")))
+    store.write_bytes(join_uri(bundle, "input.json"), envelope.model_dump_json().encode())
+    store.write_bytes(join_uri(bundle, "launch.json"), json.dumps(
+        {"execution": "e", "callback_id": "late", "run_id": "late", "asset": "fmu_probe", "partition": "p",
+         "job": "fmi_validation"}).encode())
+    store.write_bytes(join_uri(bundle, "output.json"), b"{}")
+    future = OutputCursor(outputs=Mark(2**62, ""), launches=Mark(-1, "")).dumps()  # the mark is already past it
+    scan = scan_outputs(local_root, future, status_of=lambda _launch: "SUCCEEDED")
+    assert [(c.callback_id, c.reason) for c in scan.completions] == [("late", "output")]
+    again = scan_outputs(local_root, scan.cursor, status_of=lambda _launch: "SUCCEEDED")
+    assert again.completions == []  # collected once, no longer pending

@@ -144,6 +144,7 @@ def scan_outputs(store_uri: str, cursor: str | None, *, max_per_tick: int = MAX_
             pending.remove(bundle)
         state.outputs = Mark(obj.updated_ns, obj.uri)
     collected = {c.input_uri for c in completions}
+    outputs_by_bundle = {_bundle(o.uri): o for o in objects if leaf_name(o.uri) == OUTPUT_FILE}
     for bundle in list(pending[:max_status_checks]):
         launch = read_launch(bundle)
         if launch is None:
@@ -154,9 +155,14 @@ def scan_outputs(store_uri: str, cursor: str | None, *, max_per_tick: int = MAX_
         if status not in TERMINAL:
             pending.append(bundle)  # to the back: the next tick checks the next ones (no starvation)
             continue
-        if join_uri(bundle, "input.json") in collected or store.exists(join_uri(bundle, OUTPUT_FILE)):
-            continue  # its output is (or will be) collected through the output path, with the same run key
-        done = _completion(bundle, status, ignored)
+        if join_uri(bundle, "input.json") in collected:
+            continue
+        output = outputs_by_bundle.get(bundle)
+        if output is not None and (output.updated_ns, output.uri) > (state.outputs.updated_ns, state.outputs.uri):
+            pending.append(bundle)  # its output comes through the output path on a later tick
+            continue
+        # No output (crash, task timeout), or one the output mark passed without collecting it: collect now.
+        done = _completion(bundle, "output" if output is not None else status, ignored)
         if done is not None:
             completions.append(done)
     state.pending = pending[-MAX_PENDING:]
