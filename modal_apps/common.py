@@ -28,12 +28,20 @@ def worker_image(*extra_pip: str, apt: tuple[str, ...] = ()) -> modal.Image:
     )
 
 
-def run_envelope(input_uri: str, volume: Any | None = None) -> dict[str, Any]:
-    """Run one input envelope with the shared entrypoint; commit the output volume when running on Modal."""
+def run_envelope(input_uri: str, volume: Any | None = None, *, cache_volume: Any | None = None,
+                 cache_dir: str | None = None) -> dict[str, Any]:
+    """Run one input envelope with the shared entrypoint.
+
+    ``cache_volume`` mounted at ``cache_dir`` holds inputs by checksum (``<sha256>.fmu``): it is reloaded first
+    so an upload made just before the call is visible, and the worker takes inputs from there instead of
+    downloading them. ``volume`` (an output volume) is committed after the run when running on Modal.
+    """
     from validibot_pipelines.runtime.entrypoint import ENV_INPUT, execute
 
     os.environ[ENV_INPUT] = input_uri
-    out = execute(input_uri, log=lambda msg: print(msg, flush=True))
+    if cache_dir and cache_volume is not None and not modal.is_local():
+        cache_volume.reload()
+    out = execute(input_uri, log=lambda msg: print(msg, flush=True), input_cache_dir=cache_dir)
     if volume is not None and not modal.is_local():
         volume.commit()  # make files written under the mount visible to other containers and the control plane
     return out.model_dump(mode="json")

@@ -21,7 +21,7 @@ from typing import Any
 
 import modal
 
-from modal_apps.common import worker_image
+from modal_apps.common import run_envelope, worker_image
 
 APP_NAME = "validibot-mesh"
 TIMEOUT_SECONDS = 600
@@ -120,3 +120,18 @@ def generate_mesh(bucket: str, key: str, quality_params: dict[str, Any] | None =
         out.quality_uri = _upload(client, bucket, prefix, result.quality_json, "application/json")
         status = "success" if out.targets_met else "failed_validation"
         return {"status": status, **out.model_dump(mode="json")}
+
+
+# --- the container contract (what ``ModalBackend`` calls, like every other backend) ---------------------------
+
+
+@app.function(image=image, gpu=GPU, timeout=TIMEOUT_SECONDS, cpu=2.0, memory=4096)
+def run_mesh_preview(input_uri: str) -> dict[str, Any]:
+    """The ``mesh-preview`` step of a Dagster run: input envelope in, output envelope in the bundle."""
+    return run_envelope(input_uri)
+
+
+@app.function(image=image, gpu=GPU, timeout=TIMEOUT_SECONDS, cpu=2.0, memory=4096)
+def run_mesh(input_uri: str) -> dict[str, Any]:
+    """The ``mesh`` (volume mesh) step of a Dagster run: input envelope in, output envelope in the bundle."""
+    return run_envelope(input_uri)

@@ -221,7 +221,7 @@ def test_missing_image_is_a_runtime_failure_that_says_what_to_do(docker_url, sam
     out, launch = fmi.probe(record, store_uri=store, backend=missing, attempt="x")
     assert out.status == Status.FAILED_RUNTIME and launch.error
     (msg,) = out.messages
-    assert msg.code == "WORKER_LAUNCH_FAILED"
+    assert msg.code == "BACKEND_ERROR"
     assert "image localhost/validibot-not-built:0 not found" in msg.text and "docker build" in msg.text
 
 

@@ -7,10 +7,11 @@ each requested partition with ``execute_in_process``. With ``dagster dev`` runni
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import DagsterInstance, Definitions, RunsFilter, build_sensor_context
+from dagster import AssetKey, DagsterInstance, Definitions, RunsFilter, build_sensor_context
 
 RUN_KEY_TAG = "dagster/run_key"
 
@@ -50,22 +51,26 @@ def tick(defs: Definitions, instance: DagsterInstance, sensor_name: str = "uploa
         outcomes.append(run_partition(defs, instance, request.job_name, request.partition_key,
                                       run_config=request.run_config,
                                       tags={**request.tags, RUN_KEY_TAG: request.run_key,
-                                            "dagster/sensor_name": sensor_name}, log_level=log_level))
+                                            "dagster/sensor_name": sensor_name}, log_level=log_level,
+                                      asset_selection=request.asset_selection))
     return outcomes
 
 
 def run_partition(defs: Definitions, instance: DagsterInstance, job_name: str, partition_key: str,
-                  run_config: dict | None = None, tags: dict | None = None, log_level: str = "DEBUG") -> RunOutcome:
+                  run_config: dict | None = None, tags: dict | None = None, log_level: str = "DEBUG",
+                  asset_selection: Sequence[AssetKey] | None = None) -> RunOutcome:
     job = defs.resolve_job_def(job_name)
     config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}}
     result = job.execute_in_process(run_config=config, instance=instance, partition_key=partition_key,
-                                    tags=tags or {}, raise_on_error=False)
+                                    tags=tags or {}, raise_on_error=False, asset_selection=asset_selection)
     outputs: dict[str, Any] = {}
     for node in job.graph.node_names():
-        try:
-            outputs[node] = result.output_for_node(node)
-        except Exception:  # noqa: BLE001 - the step did not run or produced no output
-            continue
+        for output_name in ("result", node):  # @asset names its output "result"; worker assets after the asset
+            try:
+                outputs[node] = result.output_for_node(node, output_name)
+                break
+            except Exception:  # noqa: BLE001 - the step did not run or produced no output
+                continue
     checks = {
         evaluation.check_name: (evaluation.passed, evaluation.description or "")
         for evaluation in result.get_asset_check_evaluations()

@@ -10,8 +10,9 @@
 from typing import Any
 
 import pandas as pd
-from dagster import AssetCheckSpec, AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetCheckSpec, AssetExecutionContext, MetadataValue, ResourceParam, asset
 
+from validibot_pipelines.assets.backend_step import WorkerStepConfig, emit, launch_or_collect, worker_asset
 from validibot_pipelines.assets.checks import assertions_check, status_check
 from validibot_pipelines.assets.intake import IntakeConfig, attempt_of, run_intake
 from validibot_pipelines.assets.metadata import envelope_metadata, frame_table, launch_metadata
@@ -19,10 +20,11 @@ from validibot_pipelines.envelopes import Status
 from validibot_pipelines.orchestration import energyplus
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.partitions import energyplus_partitions
-from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
+from validibot_pipelines.resources.backends.base import ComputeBackend
 from validibot_pipelines.resources.settings import ValidibotSettings
 
 GROUP = "energyplus"
+VALIDATOR = "energyplus"
 
 
 @asset(
@@ -35,24 +37,27 @@ def energyplus_model(context: AssetExecutionContext, config: IntakeConfig, setti
     yield from run_intake(context, config, settings, fact_keys=("format", "model_version", "zone_count"))
 
 
-@asset(
-    partitions_def=energyplus_partitions, group_name=GROUP, kinds={"energyplus"},
-    check_specs=[
+@worker_asset(
+    "energyplus_simulation", validator=VALIDATOR,
+    partitions_def=energyplus_partitions, group=GROUP,
+    kinds={"energyplus"}, check_specs=[
         AssetCheckSpec("simulation_succeeded", asset="energyplus_simulation",
                        description="EnergyPlus exited 0 with no fatal error"),
         AssetCheckSpec("cel_assertions", asset="energyplus_simulation",
                        description="the spec's CEL assertions over o (metrics), i (inputs), p (model facts)"),
     ],
 )
-def energyplus_simulation(context: AssetExecutionContext, energyplus_model: dict[str, Any],
-                          settings: ValidibotSettings, energyplus_backend: LocalSubprocessBackend):
+def energyplus_simulation(context: AssetExecutionContext, config: WorkerStepConfig, energyplus_model: dict[str, Any],
+                          settings: ValidibotSettings, energyplus_backend: ResourceParam[ComputeBackend]):
     """An annual EnergyPlus run of a normalised private copy: metrics, counts, sql and err artifacts."""
     record = ModelRecord.model_validate(energyplus_model)
-    out, launch = energyplus.simulate(
+    result = launch_or_collect(context, config, lambda: energyplus.simulate(
         record, store_uri=settings.store_uri, backend=energyplus_backend, attempt=attempt_of(context),
         simulation_timeout_seconds=settings.energyplus_timeout_seconds,
-        timeout_seconds=settings.worker_timeout_seconds, context=context,
-    )
+        timeout_seconds=settings.worker_timeout_seconds, context=context))
+    if result is None:
+        return
+    out, launch = result
     meta = {**envelope_metadata(out), **launch_metadata(launch)}
     sim = out.outputs
     if sim:
@@ -69,7 +74,5 @@ def energyplus_simulation(context: AssetExecutionContext, energyplus_model: dict
             if sim.get(key):
                 meta[key] = MetadataValue.url(sim[key])
     results = energyplus.check(record, out) if out.status == Status.SUCCESS else []
-    yield Output({**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]},
-                 metadata=meta)
-    yield status_check("simulation_succeeded", out)
-    yield assertions_check(results, out)
+    value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
+    yield from emit(context, value, meta, status_check("simulation_succeeded", out), assertions_check(results, out))

@@ -15,10 +15,11 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     MetadataValue,
-    Output,
+    ResourceParam,
     asset,
 )
 
+from validibot_pipelines.assets.backend_step import WorkerStepConfig, emit, launch_or_collect, worker_asset
 from validibot_pipelines.assets.checks import assertions_check, plot_markdown, status_check
 from validibot_pipelines.assets.intake import IntakeConfig, attempt_of, run_intake
 from validibot_pipelines.assets.metadata import envelope_metadata, frame_table, launch_metadata
@@ -26,10 +27,11 @@ from validibot_pipelines.envelopes import OutputEnvelope, Status
 from validibot_pipelines.orchestration import fmi
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.partitions import fmu_partitions
-from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
+from validibot_pipelines.resources.backends.base import ComputeBackend
 from validibot_pipelines.resources.settings import ValidibotSettings
 
 GROUP = "fmi"
+VALIDATOR = "fmi"
 
 
 @asset(
@@ -42,17 +44,21 @@ def fmu_intake(context: AssetExecutionContext, config: IntakeConfig, settings: V
     yield from run_intake(context, config, settings, fact_keys=("fmi_version", "model_name", "guid"))
 
 
-@asset(
-    partitions_def=fmu_partitions, group_name=GROUP, kinds={"fmi"},
+@worker_asset(
+    "fmu_probe", validator=VALIDATOR, partitions_def=fmu_partitions, group=GROUP, kinds={"fmi"},
     check_specs=[AssetCheckSpec("probe_approved", asset="fmu_probe", blocking=True,
                                 description="fmpy read and validated the model description; co-simulation")],
 )
-def fmu_probe(context: AssetExecutionContext, fmu_intake: dict[str, Any], settings: ValidibotSettings,
-              fmi_backend: LocalSubprocessBackend):
+def fmu_probe(context: AssetExecutionContext, config: WorkerStepConfig, fmu_intake: dict[str, Any],
+              settings: ValidibotSettings, fmi_backend: ResourceParam[ComputeBackend]):
     """Model facts from the isolated worker: variable catalog, DefaultExperiment, fmpy validation findings."""
     record = ModelRecord.model_validate(fmu_intake)
-    out, launch = fmi.probe(record, store_uri=settings.store_uri, backend=fmi_backend, attempt=attempt_of(context),
-                            timeout_seconds=settings.worker_timeout_seconds, context=context)
+    result = launch_or_collect(context, config, lambda: fmi.probe(
+        record, store_uri=settings.store_uri, backend=fmi_backend, attempt=attempt_of(context),
+        timeout_seconds=settings.worker_timeout_seconds, context=context))
+    if result is None:
+        return
+    out, launch = result
     meta = {**envelope_metadata(out), **launch_metadata(launch)}
     facts = out.outputs
     if facts:
@@ -62,12 +68,12 @@ def fmu_probe(context: AssetExecutionContext, fmu_intake: dict[str, Any], settin
             "default_experiment": MetadataValue.json(facts["default_experiment"]),
             "variables": frame_table(pd.DataFrame(facts["variables"]).astype({"start": str})),
         })
-    yield Output(out.model_dump(mode="json"), metadata=meta)
-    yield status_check("probe_approved", out)
+    yield from emit(context, out.model_dump(mode="json"), meta, status_check("probe_approved", out))
 
 
-@asset(
-    partitions_def=fmu_partitions, group_name=GROUP, kinds={"fmi"},
+@worker_asset(
+    "fmu_simulation", validator=VALIDATOR, partitions_def=fmu_partitions,
+    group=GROUP, kinds={"fmi"},
     check_specs=[
         AssetCheckSpec("simulation_succeeded", asset="fmu_simulation",
                        description="the FMU simulated to the stop time without crashing or timing out"),
@@ -75,16 +81,18 @@ def fmu_probe(context: AssetExecutionContext, fmu_intake: dict[str, Any], settin
                        description="the spec's CEL assertions over i (inputs), o (outputs), p (probe facts)"),
     ],
 )
-def fmu_simulation(context: AssetExecutionContext, fmu_intake: dict[str, Any], fmu_probe: dict[str, Any],
-                   settings: ValidibotSettings, fmi_backend: LocalSubprocessBackend):
+def fmu_simulation(context: AssetExecutionContext, config: WorkerStepConfig, fmu_intake: dict[str, Any],
+                   fmu_probe: dict[str, Any], settings: ValidibotSettings, fmi_backend: ResourceParam[ComputeBackend]):
     """The simulation result: last values, the full time series (parquet in the store) and a plot."""
     record = ModelRecord.model_validate(fmu_intake)
     probe_out = OutputEnvelope.model_validate(fmu_probe)
-    out, launch = fmi.simulate(
+    result = launch_or_collect(context, config, lambda: fmi.simulate(
         record, store_uri=settings.store_uri, backend=fmi_backend, attempt=attempt_of(context),
         simulation_timeout_seconds=settings.simulation_timeout_seconds,
-        timeout_seconds=settings.worker_timeout_seconds, context=context,
-    )
+        timeout_seconds=settings.worker_timeout_seconds, context=context))
+    if result is None:
+        return
+    out, launch = result
     meta = {**envelope_metadata(out), **launch_metadata(launch)}
     sim = out.outputs
     if sim:
@@ -95,7 +103,5 @@ def fmu_simulation(context: AssetExecutionContext, fmu_intake: dict[str, Any], f
         meta["fmu_guid"] = sim["fmu_guid"]
         meta["plot"] = plot_markdown(sim["timeseries_uri"], record.file_name)
     results = fmi.check(record, out, probe_out) if out.status == Status.SUCCESS else []
-    yield Output({**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]},
-                 metadata=meta)
-    yield status_check("simulation_succeeded", out)
-    yield assertions_check(results, out)
+    value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
+    yield from emit(context, value, meta, status_check("simulation_succeeded", out), assertions_check(results, out))

@@ -20,10 +20,11 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     MetadataValue,
-    Output,
+    ResourceParam,
     asset,
 )
 
+from validibot_pipelines.assets.backend_step import WorkerStepConfig, emit, launch_or_collect, worker_asset
 from validibot_pipelines.assets.checks import assertions_check, status_check
 from validibot_pipelines.assets.intake import IntakeConfig, attempt_of, run_intake
 from validibot_pipelines.assets.metadata import envelope_metadata, frame_table, launch_metadata, png_markdown
@@ -32,11 +33,12 @@ from validibot_pipelines.envelopes import OutputEnvelope, Status
 from validibot_pipelines.orchestration import mesh
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.partitions import mesh_partitions
-from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
+from validibot_pipelines.resources.backends.base import ComputeBackend
 from validibot_pipelines.resources.settings import ValidibotSettings
 from validibot_pipelines.storage import get_store
 
 GROUP = "mesh"
+VALIDATOR = "mesh"
 
 
 @asset(
@@ -50,20 +52,22 @@ def cad_file(context: AssetExecutionContext, config: IntakeConfig, settings: Val
                           fact_keys=("format", "schema", "originating_system", "solid_count", "face_count"))
 
 
-@asset(
-    partitions_def=mesh_partitions, group_name=GROUP, kinds={"gmsh"},
+@worker_asset(
+    "preview_mesh", validator=VALIDATOR, partitions_def=mesh_partitions, group=GROUP, kinds={"gmsh"},
     check_specs=[AssetCheckSpec("preview_succeeded", asset="preview_mesh", blocking=True,
                                 description="Gmsh read the part and surface-meshed its geometry")],
 )
-def preview_mesh(context: AssetExecutionContext, cad_file: dict[str, Any], settings: ValidibotSettings,
-                 mesh_backend: LocalSubprocessBackend):
+def preview_mesh(context: AssetExecutionContext, config: WorkerStepConfig, cad_file: dict[str, Any],
+                 settings: ValidibotSettings, mesh_backend: ResourceParam[ComputeBackend]):
     """A coarse MeshAdapt surface mesh (sizes diagonal/100 … diagonal/20) as JSON, and a picture of it."""
     record = ModelRecord.model_validate(cad_file)
-    out, launch = mesh.preview(
+    launched = launch_or_collect(context, config, lambda: mesh.preview(
         record, store_uri=settings.store_uri, backend=mesh_backend, attempt=attempt_of(context),
         preview_timeout_seconds=settings.mesh_strategy_timeout_seconds,
-        timeout_seconds=settings.worker_timeout_seconds, context=context,
-    )
+        timeout_seconds=settings.worker_timeout_seconds, context=context))
+    if launched is None:
+        return
+    out, launch = launched
     meta = {**envelope_metadata(out), **launch_metadata(launch)}
     facts = out.outputs
     if facts:
@@ -72,12 +76,11 @@ def preview_mesh(context: AssetExecutionContext, cad_file: dict[str, Any], setti
                      "bbox": MetadataValue.json(facts["bbox"]), "preview_uri": MetadataValue.url(facts["preview_uri"])})
         document = json.loads(get_store(facts["preview_uri"]).read_bytes(facts["preview_uri"]))
         meta["preview"] = png_markdown(surface_png(document, record.file_name), record.file_name)
-    yield Output(out.model_dump(mode="json"), metadata=meta)
-    yield status_check("preview_succeeded", out)
+    yield from emit(context, out.model_dump(mode="json"), meta, status_check("preview_succeeded", out))
 
 
-@asset(
-    partitions_def=mesh_partitions, group_name=GROUP, kinds={"gmsh"},
+@worker_asset(
+    "volume_mesh", validator=VALIDATOR, partitions_def=mesh_partitions, group=GROUP, kinds={"gmsh"},
     check_specs=[
         AssetCheckSpec("mesh_produced", asset="volume_mesh",
                        description="some strategy meshed every volume within its time and element limits"),
@@ -87,28 +90,33 @@ def preview_mesh(context: AssetExecutionContext, cad_file: dict[str, Any], setti
                        description="the spec's CEL assertions over o (mesh metrics), i (targets), p (part facts)"),
     ],
 )
-def volume_mesh(context: AssetExecutionContext, cad_file: dict[str, Any], preview_mesh: dict[str, Any],
-                settings: ValidibotSettings, mesh_backend: LocalSubprocessBackend):
+def volume_mesh(context: AssetExecutionContext, config: WorkerStepConfig, cad_file: dict[str, Any],
+                preview_mesh: dict[str, Any], settings: ValidibotSettings,
+                mesh_backend: ResourceParam[ComputeBackend]):
     """The quality-scored volume mesh: .msh, result and quality JSON in the store; metrics and attempts tables."""
     record = ModelRecord.model_validate(cad_file)
     preview_out = OutputEnvelope.model_validate(preview_mesh)
-    out, launch = mesh.mesh(record, store_uri=settings.store_uri, backend=mesh_backend, attempt=attempt_of(context),
-                            strategy_timeout_seconds=settings.mesh_strategy_timeout_seconds,
-                            timeout_seconds=settings.worker_timeout_seconds, context=context)
+    launched = launch_or_collect(context, config, lambda: mesh.mesh(
+        record, store_uri=settings.store_uri, backend=mesh_backend, attempt=attempt_of(context),
+        strategy_timeout_seconds=settings.mesh_strategy_timeout_seconds,
+        timeout_seconds=settings.worker_timeout_seconds, context=context))
+    if launched is None:
+        return
+    out, launch = launched
     meta = {**envelope_metadata(out), **launch_metadata(launch)}
     result = out.outputs
     if result:
         meta.update(_mesh_metadata(out))
     produced = bool(result.get("msh_uri"))
     results = mesh.check(record, out, preview_out) if produced else []
-    yield Output({**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]},
-                 metadata=meta)
-    yield status_check("mesh_produced", out) if not produced else AssetCheckResult(
+    value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
+    produced_check = status_check("mesh_produced", out) if not produced else AssetCheckResult(
         check_name="mesh_produced", passed=True, description=f"{result['total_elements']} elements "
         f"({result['strategy']})", metadata={"msh_uri": MetadataValue.url(result["msh_uri"])})
-    yield _targets_check(record, out)
     # Assertions are evaluated whenever a mesh exists, even below target, so users see every verdict at once.
-    yield assertions_check(results, out if not produced else out.model_copy(update={"status": Status.SUCCESS}))
+    judged = out if not produced else out.model_copy(update={"status": Status.SUCCESS})
+    yield from emit(context, value, meta, produced_check, _targets_check(record, out),
+                    assertions_check(results, judged))
 
 
 def _mesh_metadata(out: OutputEnvelope) -> dict[str, Any]:

@@ -35,15 +35,31 @@ def messages_markdown(messages: list[ValidationMessage]) -> MetadataValue:
 
 
 def launch_metadata(record: LaunchRecord) -> dict[str, Any]:
-    return {
+    """Which backend ran the step, its launch id, what code ran, when, and the worker's last log lines."""
+    meta: dict[str, Any] = {
         "backend": record.backend,
-        "launch_id": record.launch_id,
+        "launch_id": record.launch_id or "(not started)",
         "worker_seconds": MetadataValue.float(record.seconds),
         "worker_exit_code": record.returncode if record.returncode is not None else -1,
         **({"worker_image": record.image} if record.image else {}),
         **({"launch_details": MetadataValue.json(record.details)} if record.details else {}),
         **({"worker_log": MetadataValue.text(record.log_tail)} if record.log_tail else {}),
     }
+    if record.image:
+        meta["worker_image"] = record.image
+    if record.started_at:
+        meta["launched_at"] = record.started_at.isoformat()
+    if record.finished_at:
+        meta["launch_finished_at"] = record.finished_at.isoformat()
+    if record.status:
+        meta["launch_status"] = record.status
+    if record.error:
+        meta["launch_error"] = MetadataValue.md(record.error)
+    if record.details:
+        meta["launch_details"] = MetadataValue.json(dict(record.details))
+    if record.log_tail:
+        meta["worker_log"] = MetadataValue.md(f"```\n{record.log_tail[-3000:]}\n```")
+    return meta
 
 
 def envelope_metadata(out: OutputEnvelope, bundle_input_uri: str | None = None) -> dict[str, Any]:

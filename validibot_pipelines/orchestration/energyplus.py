@@ -27,7 +27,7 @@ def simulation_inputs(record: ModelRecord, simulation_timeout_seconds: float) ->
 def simulate(
     record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str, simulation_timeout_seconds: float = 1800,
     timeout_seconds: int = 3600, context: Any = None,
-) -> tuple[OutputEnvelope, LaunchRecord]:
+) -> tuple[OutputEnvelope | None, LaunchRecord]:
     inputs = simulation_inputs(record, simulation_timeout_seconds)
     return launch_step(
         store_uri=store_uri, run_id=step_run_id(record.sha256, "energyplus", attempt), validator=VALIDATOR,

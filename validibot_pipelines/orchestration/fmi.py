@@ -23,7 +23,7 @@ def step_run_id(sha256: str, step: str, attempt: str) -> str:
 def probe(
     record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str, timeout_seconds: int = 3600,
     context: Any = None,
-) -> tuple[OutputEnvelope, LaunchRecord]:
+) -> tuple[OutputEnvelope | None, LaunchRecord]:
     return launch_step(
         store_uri=store_uri, run_id=step_run_id(record.sha256, "probe", attempt), validator=PROBE_VALIDATOR,
         files=[record.input_file("fmu")], inputs={"kind": "fmi_probe"}, backend=backend,
@@ -42,7 +42,7 @@ def simulation_inputs(record: ModelRecord, simulation_timeout_seconds: float) ->
 def simulate(
     record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str, simulation_timeout_seconds: float = 300,
     timeout_seconds: int = 3600, context: Any = None,
-) -> tuple[OutputEnvelope, LaunchRecord]:
+) -> tuple[OutputEnvelope | None, LaunchRecord]:
     inputs = simulation_inputs(record, simulation_timeout_seconds)
     return launch_step(
         store_uri=store_uri, run_id=step_run_id(record.sha256, "simulation", attempt),

@@ -6,7 +6,7 @@ one, or wrote garbage, becomes ``failed_runtime`` with a message saying so (the 
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from validibot_pipelines.envelopes import (
     ExecutionContext,
@@ -15,17 +15,15 @@ from validibot_pipelines.envelopes import (
     OutputEnvelope,
     Status,
     ValidatorRef,
+    load_input_envelope,
     load_output_envelope,
 )
 from validibot_pipelines.envelopes.base import EnvelopeError, now
 from validibot_pipelines.orchestration.layout import bundle_uri
-from validibot_pipelines.resources.backends.base import LaunchRecord
+from validibot_pipelines.resources.backends.base import ComputeBackend, LaunchRecord
 from validibot_pipelines.storage import get_store, join_uri
 
-
-class Backend(Protocol):
-    def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
-        ...
+Backend = ComputeBackend  # the one launch contract (resources/backends/base.py)
 
 
 def launch_step(
@@ -39,7 +37,8 @@ def launch_step(
     timeout_seconds: int,
     context: Any = None,
     tags: dict[str, str] | None = None,
-) -> tuple[OutputEnvelope, LaunchRecord]:
+) -> tuple[OutputEnvelope | None, LaunchRecord]:
+    """Write the input envelope into a fresh bundle and launch it; ``None`` output = pending (async backend)."""
     bundle = bundle_uri(store_uri, run_id)
     envelope = InputEnvelope(
         run_id=run_id, validator=validator, input_files=files, inputs=inputs,
@@ -51,6 +50,22 @@ def launch_step(
     input_uri = join_uri(bundle, "input.json")
     get_store(input_uri).write_bytes(input_uri, envelope.model_dump_json(indent=2).encode(), "application/json")
     record = backend.launch(input_uri, run_id=run_id, timeout_seconds=timeout_seconds, context=context)
+    if record.pending:  # asynchronous backend: the output sensor collects the result later (collect_step)
+        return None, record
+    return read_output(envelope, record), record
+
+
+def collect_step(input_uri: str) -> tuple[OutputEnvelope, LaunchRecord]:
+    """Read the result of an asynchronous launch (Cloud Run Jobs) from its execution bundle.
+
+    Called by the run the output sensor requests: the bundle's ``launch.json`` says which execution ran it,
+    the backend is asked for its final status and log lines, and the output envelope is read exactly as for
+    a synchronous launch (missing or malformed output → ``failed_runtime`` saying so).
+    """
+    from validibot_pipelines.resources.backends.cloudrun import describe_launch
+
+    envelope = load_input_envelope(get_store(input_uri).read_bytes(input_uri), where=input_uri)
+    record = describe_launch(envelope.context.execution_bundle_uri)
     return read_output(envelope, record), record
 
 
@@ -64,9 +79,11 @@ def read_output(envelope: InputEnvelope, record: LaunchRecord) -> OutputEnvelope
         return out
 
     if record.error and not store.exists(expected):
-        return broken("WORKER_LAUNCH_FAILED", f"the {record.backend} backend could not run the worker: {record.error}")
+        return broken("BACKEND_ERROR", f"the {record.backend} launch {record.launch_id or '(not started)'} "
+                      f"failed: {record.error}")
     if not store.exists(expected):
-        why = "timed out and was killed" if record.timed_out else f"exited with code {record.returncode}"
+        why = ("timed out and was killed" if record.timed_out else f"ended {record.status}" if record.status
+               else f"exited with code {record.returncode}")
         return broken("WORKER_NO_OUTPUT", f"the {record.backend} worker ({record.launch_id}) {why} without writing "
                       f"{expected}; worker log tail: {record.log_tail[-800:] or '(empty)'}")
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import traceback
@@ -34,6 +35,9 @@ from validibot_pipelines.storage import get_store
 ENV_INPUT = "VALIDIBOT_INPUT_URI"
 ENV_OUTPUT = "VALIDIBOT_OUTPUT_URI"
 ENV_RUN_ID = "VALIDIBOT_RUN_ID"
+# Optional read-only folder of inputs named ``<sha256><suffix>`` (the Modal FMU cache volume): a hit is used
+# instead of downloading; its checksum is still verified like any download.
+ENV_INPUT_CACHE = "VALIDIBOT_INPUT_CACHE_DIR"
 
 
 class WorkerBroken(RuntimeError):
@@ -62,12 +66,24 @@ def _pipes_logger() -> Iterator[tuple[Callable[[str], None], object | None]]:
         yield both, pipes
 
 
-def _stage_inputs(envelope: InputEnvelope, workdir: Path) -> dict[str, Path]:
+def _cached(cache: str | None, sha256: str, name: str) -> Path | None:
+    if not cache:
+        return None
+    candidate = Path(cache) / f"{sha256}{Path(name).suffix.lower()}"
+    return candidate if candidate.is_file() else None
+
+
+def _stage_inputs(envelope: InputEnvelope, workdir: Path, cache: str | None = None) -> dict[str, Path]:
     """Download every input file and verify its checksum, so a worker never runs on bytes it didn't expect."""
     staged: dict[str, Path] = {}
     for item in [*envelope.input_files, *envelope.resource_files]:
         local = workdir / "inputs" / item.name
-        get_store(item.uri).download_file(item.uri, local)
+        cached = _cached(cache, item.sha256, item.name)
+        if cached is not None:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cached, local)
+        else:
+            get_store(item.uri).download_file(item.uri, local)
         actual = file_sha256(local)
         if actual != item.sha256:
             raise WorkerBroken(
@@ -78,8 +94,13 @@ def _stage_inputs(envelope: InputEnvelope, workdir: Path) -> dict[str, Path]:
     return staged
 
 
-def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: str | None = None) -> OutputEnvelope:
-    """Run one envelope end to end and return the output envelope that was written."""
+def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: str | None = None,
+            input_cache_dir: str | None = None) -> OutputEnvelope:
+    """Run one envelope end to end and return the output envelope that was written.
+
+    ``input_cache_dir`` (default: ``VALIDIBOT_INPUT_CACHE_DIR``) holds inputs by checksum, e.g. a Modal volume.
+    """
+    input_cache_dir = input_cache_dir or os.environ.get(ENV_INPUT_CACHE)
     try:
         raw = get_store(input_uri).read_bytes(input_uri)
     except FileNotFoundError:
@@ -120,7 +141,7 @@ def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: s
     with tempfile.TemporaryDirectory(prefix="validibot-") as tmp:
         workdir = Path(tmp)
         try:
-            files = _stage_inputs(envelope, workdir)
+            files = _stage_inputs(envelope, workdir, input_cache_dir)
             runner = runner_for(envelope.validator.type)
             log(f"running {envelope.validator.type} {envelope.validator.version} for run {envelope.run_id}")
             runner(RunContext(envelope=envelope, workdir=workdir, files=files, output=output, log=log))

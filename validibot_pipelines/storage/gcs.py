@@ -15,6 +15,17 @@ from typing import BinaryIO
 from validibot_pipelines.storage.base import ObjectInfo, ObjectStore
 
 
+def upload_retry():  # noqa: ANN201 - google.api_core Retry
+    """Uploads retried with exponential backoff on transient errors (429, 5xx, dropped connections).
+
+    google-cloud-storage only retries uploads by default when a generation precondition is given; our writes
+    are idempotent (same bytes to the same key), so retrying them unconditionally is safe.
+    """
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_delay(initial=0.2, multiplier=2.0, maximum=8.0).with_timeout(120.0)
+
+
 def split_bucket(uri: str, scheme: str) -> tuple[str, str]:
     rest = uri[len(scheme) + 3 :]
     bucket, _, key = rest.partition("/")
@@ -52,10 +63,10 @@ class GCSStore(ObjectStore):
         return blob.open("rb")
 
     def write_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        self._blob(uri).upload_from_string(data, content_type=content_type)
+        self._blob(uri).upload_from_string(data, content_type=content_type, retry=upload_retry())
 
     def upload_file(self, path: Path, uri: str, content_type: str = "application/octet-stream") -> None:
-        self._blob(uri).upload_from_filename(str(path), content_type=content_type)
+        self._blob(uri).upload_from_filename(str(path), content_type=content_type, retry=upload_retry())
 
     def download_file(self, uri: str, path: Path) -> None:
         from google.api_core.exceptions import NotFound

@@ -17,8 +17,10 @@ class S3Store(ObjectStore):
     @cached_property
     def client(self):  # noqa: ANN201 - boto3 client type
         import boto3
+        from botocore.config import Config
 
-        return boto3.client("s3")
+        # botocore's standard retry mode: exponential backoff with jitter on throttling, 5xx and connection errors.
+        return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
 
     def open_read(self, uri: str) -> BinaryIO:
         bucket, key = split_bucket(uri, "s3")

@@ -1,8 +1,14 @@
-"""What every backend reports about one worker launch (shown as asset metadata in the UI)."""
+"""What every backend is and reports: one ``launch`` method, one :class:`LaunchRecord` (shown in the UI).
+
+Backends are Dagster ``ConfigurableResource`` classes (local subprocess, Docker, Modal, Cloud Run Jobs) that
+share no base class on purpose — each wraps a different client. Assets depend on the :class:`ComputeBackend`
+protocol instead (``ResourceParam[ComputeBackend]``), so any of them can be bound to ``fmi_backend`` etc.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -14,6 +20,24 @@ class LaunchRecord(BaseModel):
     timed_out: bool
     seconds: float
     log_tail: str = ""
-    image: str | None = None  # image tag / app version the worker ran, where the backend has one
-    error: str | None = None  # the backend could not launch the worker at all (engine down, image missing)
-    details: dict[str, Any] = Field(default_factory=dict)  # backend-specific: image id, timings, limits
+    image: str = ""  # worker image / Modal app+function / Cloud Run job (what code ran)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # Asynchronous backends (Cloud Run Jobs) return right after the launch: the output envelope arrives later
+    # and is collected by the GCS output sensor. ``status`` is then the job status at launch time.
+    pending: bool = False
+    status: str = ""  # PENDING / RUNNING / SUCCEEDED / FAILED / CANCELLED (Cloud Run), or "" when not tracked
+    error: str = ""  # why the launch itself failed (auth, not deployed, timeout …) with what to do
+    details: dict[str, Any] = Field(default_factory=dict)  # backend-specific extras (region, volume, …)
+
+
+@runtime_checkable
+class ComputeBackend(Protocol):
+    """The one contract: run the worker entrypoint on ``input_uri`` (an input envelope) and report how it went.
+
+    The worker writes the output envelope to the envelope's ``expected_output_uri``; the backend never reads
+    or interprets it (``orchestration.launch.read_output`` does, for every backend alike).
+    """
+
+    def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
+        ...

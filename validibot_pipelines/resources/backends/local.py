@@ -15,6 +15,8 @@ from typing import Any
 from dagster import ConfigurableResource, PipesEnvContextInjector, PipesTempFileMessageReader, open_pipes_session
 from pydantic import Field
 
+from validibot_pipelines import __version__
+from validibot_pipelines.envelopes.base import now
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.runtime.entrypoint import ENV_INPUT, ENV_RUN_ID
 from validibot_pipelines.runtime.process import run_child, tail
@@ -29,6 +31,7 @@ class LocalSubprocessBackend(ConfigurableResource):
     grace_seconds: float = Field(default=5.0, description="after SIGTERM on timeout, before SIGKILL")
 
     def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
+        started = now()
         env = {**os.environ, ENV_INPUT: input_uri, ENV_RUN_ID: run_id}
         cmd = [self.python_executable, "-m", WORKER_MODULE]
         if context is None:
@@ -44,4 +47,6 @@ class LocalSubprocessBackend(ConfigurableResource):
         return LaunchRecord(
             backend="local", launch_id=f"pid:{child.pid}", returncode=child.returncode, timed_out=child.timed_out,
             seconds=round(child.seconds, 4), log_tail=tail(child.stderr, 20),
+            image=f"{self.python_executable} (validibot-pipelines {__version__})",
+            started_at=started, finished_at=now(),
         )

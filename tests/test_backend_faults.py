@@ -1,0 +1,219 @@
+"""Faults on the asynchronous path (Cloud Run Jobs stand-in + GCS output sensor) and in storage.
+
+Worker crashes, worker hangs past the task timeout, malformed output, output for an unknown run, duplicate
+output, sensor restarted mid-stream, replay of an existing output, transient upload failure. Everything runs
+against gcp-storage-emulator, real SQLite Dagster instances and the real worker.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import requests
+
+from tests.backend_helpers import (
+    cloudrun_stand_in,
+    drain,
+    instance_in,
+    latest,
+    materializations,
+    merged_outputs,
+    pipeline_on,
+    wait_for_executions,
+)
+from validibot_pipelines.local_runner import tick
+from validibot_pipelines.resources.backends.cloudrun_stand_in import JobSpec, LocalJobRunner
+from validibot_pipelines.sensors import outputs
+from validibot_pipelines.sensors.outputs import scan_outputs
+from validibot_pipelines.storage import get_store, join_uri
+
+
+def _bundles(store_uri: str, name: str = "input.json") -> list[str]:
+    runs = join_uri(store_uri, "runs")
+    return sorted(o.uri.rsplit("/", 1)[0] for o in get_store(runs).list(runs) if o.uri.endswith("/" + name))
+
+
+def test_worker_crash_is_collected_as_failed_runtime(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001
+    LocalJobRunner.shared().deploy("validibot-fmi-crash", JobSpec(command=[sys.executable, "-c",
+                                                                           "import os; os._exit(139)"]))
+    with instance_in(tmp_path, "home") as instance:
+        p = pipeline_on(instance, gcs_bucket, cloudrun_stand_in("validibot-fmi-crash"))
+        p.drop(sample_fmus["first_order_lag"])
+        (first,) = p.tick()
+        (collected,) = drain(p)  # no output ever comes: the sensor sees the FAILED execution instead
+        probe = collected.outputs["fmu_probe"]
+        assert probe["status"] == "failed_runtime" and probe["messages"][0]["code"] == "WORKER_NO_OUTPUT"
+        assert "ended FAILED" in probe["messages"][0]["text"]
+        assert collected.checks["probe_approved"][0] is False
+        assert "fmu_simulation" not in collected.outputs  # a failed probe blocks the simulation
+        assert latest(p, "fmu_probe", first.partition_key).metadata["launch_status"].value == "FAILED"
+
+
+def test_worker_hanging_past_the_task_timeout_is_killed_and_collected(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001
+    LocalJobRunner.shared().deploy("validibot-fmi-hang", JobSpec(
+        command=[sys.executable, "-c", "import time; time.sleep(600)"], grace_seconds=0.5))
+    with instance_in(tmp_path, "home") as instance:
+        p = pipeline_on(instance, gcs_bucket, cloudrun_stand_in("validibot-fmi-hang"), worker_timeout_seconds=2)
+        p.drop(sample_fmus["first_order_lag"])
+        p.tick()
+        (collected,) = drain(p)
+        probe = collected.outputs["fmu_probe"]
+        assert probe["status"] == "failed_runtime"
+        assert "timed out and was killed" in probe["messages"][0]["text"]
+
+
+def test_malformed_output_becomes_failed_runtime(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001
+    with instance_in(tmp_path, "home") as instance:
+        p = pipeline_on(instance, gcs_bucket, cloudrun_stand_in())
+        p.drop(sample_fmus["first_order_lag"])
+        p.tick()
+        wait_for_executions()
+        (bundle,) = _bundles(p.store_uri, "launch.json")
+        out_uri = join_uri(bundle, "output.json")
+        get_store(out_uri).write_bytes(out_uri, b'{"schema_version": "validibot.output.v1", "status": ')
+        collected = tick(p.defs, p.instance, sensor_name="output_sensor")
+        probe = collected[0].outputs["fmu_probe"]
+        assert probe["status"] == "failed_runtime" and probe["messages"][0]["code"] == "WORKER_BAD_OUTPUT"
+
+
+def test_output_for_an_unknown_run_is_ignored(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001
+    with instance_in(tmp_path, "home") as instance:
+        p = pipeline_on(instance, gcs_bucket, cloudrun_stand_in())
+        p.drop(sample_fmus["first_order_lag"])
+        p.tick()
+        wait_for_executions()
+        (bundle,) = _bundles(p.store_uri, "launch.json")
+        # A stray bundle: someone else's output with a copy of this launch record (wrong callback).
+        stray = join_uri(p.store_uri, "runs", "stray-run")
+        store = get_store(stray)
+        store.write_bytes(join_uri(stray, "launch.json"), store.read_bytes(join_uri(bundle, "launch.json")))
+        envelope = json.loads(store.read_bytes(join_uri(bundle, "input.json")))
+        envelope["context"]["callback_id"] = "someone-else"
+        store.write_bytes(join_uri(stray, "input.json"), json.dumps(envelope).encode())
+        store.write_bytes(join_uri(stray, "output.json"), store.read_bytes(join_uri(bundle, "output.json")))
+        # And an output with no launch record at all (a synchronous backend's bundle): not the sensor's business.
+        store.write_bytes(join_uri(p.store_uri, "runs", "sync-run", "output.json"), b"{}")
+
+        scan = scan_outputs(p.store_uri, None)
+        assert [c.input_uri for c in scan.completions] == [join_uri(bundle, "input.json")]
+        assert len(scan.ignored) == 1 and "stray-run: output for an unknown run" in scan.ignored[0]
+        assert "someone-else" in scan.ignored[0]
+
+
+def test_duplicate_output_never_applies_twice(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001
+    with instance_in(tmp_path, "home") as instance:
+        p = pipeline_on(instance, gcs_bucket, cloudrun_stand_in())
+        p.drop(sample_fmus["multi_output"])
+        (first,) = p.tick()
+        assert len(drain(p)) == 2
+        sim_bundle = [b for b in _bundles(p.store_uri, "launch.json") if "-simulation-" in b][0]
+        out_uri = join_uri(sim_bundle, "output.json")
+        store = get_store(out_uri)
+        store.write_bytes(out_uri, store.read_bytes(out_uri))  # re-delivered: same output, newer object
+        scan = scan_outputs(p.store_uri, None)  # a scan from scratch sees it again, with the same callback id…
+        assert sum(1 for c in scan.completions if c.input_uri == join_uri(sim_bundle, "input.json")) == 1
+        assert tick(p.defs, p.instance, sensor_name="output_sensor") == []  # …the run key fences it
+        assert len(materializations(p, "fmu_simulation", first.partition_key)) == 1
+
+
+def test_sensor_restarted_mid_stream_loses_and_doubles_nothing(gcs_bucket, tmp_path, sample_fmus, monkeypatch):  # noqa: ANN001
+    monkeypatch.setattr(outputs, "MAX_PER_TICK", 1)  # one output per tick, so a restart lands mid-stream
+    names = ["first_order_lag", "multi_output"]
+    with instance_in(tmp_path, "home") as instance:
+        p = pipeline_on(instance, gcs_bucket, cloudrun_stand_in())
+        for name in names:
+            p.drop(sample_fmus[name])
+        assert len(p.tick()) == 2
+        wait_for_executions()
+        first = tick(p.defs, p.instance, sensor_name="output_sensor")
+        assert len(first) == 1
+        # "Restart": new Definitions and a new sensor context; only the cursor in the instance survives.
+        p = pipeline_on(instance, gcs_bucket, cloudrun_stand_in())
+        rest = drain(p)
+        outcomes = first + rest
+        partitions = sorted(p.partitions())
+        assert len(partitions) == 2
+        for partition in partitions:
+            assert len(materializations(p, "fmu_probe", partition)) == 1
+            assert len(materializations(p, "fmu_simulation", partition)) == 1
+            assert merged_outputs(outcomes, partition)["fmu_simulation"]["status"] == "success"
+        assert drain(p) == []
+
+
+def test_replay_reuses_the_existing_output(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001
+    with instance_in(tmp_path, "home") as instance:
+        p = pipeline_on(instance, gcs_bucket, cloudrun_stand_in())
+        p.drop(sample_fmus["first_order_lag"])
+        p.tick()
+        drain(p)
+    (bundle,) = [b for b in _bundles(f"{gcs_bucket}/store", "launch.json") if "-probe-" in b]
+    runner = LocalJobRunner.shared()
+    before = len(runner.requests)
+    record = cloudrun_stand_in().launch(join_uri(bundle, "input.json"), run_id="again", timeout_seconds=60)
+    assert not record.pending and record.launch_id.startswith("replay:") and record.status == "SUCCEEDED"
+    assert len(runner.requests) == before  # no new execution
+
+
+def test_transient_upload_failure_is_retried_with_backoff(gcs_bucket, monkeypatch):  # noqa: ANN001
+    store = get_store(gcs_bucket)
+    http = store.client._http
+    real = http.request
+    calls: list[str] = []
+
+    def flaky(method: str, url: str, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if method == "POST" and "/upload/" in url:
+            calls.append(url)
+            if len(calls) == 1:
+                raise requests.exceptions.ConnectionError("connection reset by peer (injected)")
+        return real(method, url, *args, **kwargs)
+
+    monkeypatch.setattr(http, "request", flaky)
+    uri = join_uri(gcs_bucket, "runs", "r1", "output.json")
+    store.write_bytes(uri, b'{"ok": true}', "application/json")
+    assert len(calls) == 2  # failed once, retried once
+    monkeypatch.setattr(http, "request", real)
+    assert store.read_bytes(uri) == b'{"ok": true}'
+
+
+def test_output_sensor_work_per_tick_is_bounded(local_root):  # noqa: ANN001
+    """≤ max_per_tick outputs and ≤ max_status_checks status queries per tick; pending launches rotate."""
+    store = get_store(local_root)
+    for i in range(5):
+        bundle = join_uri(local_root, "runs", f"r{i}")
+        store.write_bytes(join_uri(bundle, "launch.json"), json.dumps({"execution": f"e{i}"}).encode())
+    asked: list[str] = []
+
+    def running(launch: dict) -> str:
+        asked.append(launch["execution"])
+        return "RUNNING"
+
+    cursor = None
+    for _ in range(3):
+        scan = scan_outputs(local_root, cursor, max_per_tick=1, max_status_checks=2, status_of=running)
+        assert scan.completions == []
+        cursor = scan.cursor
+    assert len(asked) == 6 and set(asked) == {f"e{i}" for i in range(5)}  # 2 per tick, every launch reached
+
+
+def test_an_output_the_cursor_passed_is_still_collected_through_the_job_status(local_root):  # noqa: ANN001
+    """Clock skew between writers could put an output behind the cursor's mark: the status path catches it."""
+    from validibot_pipelines.envelopes import ExecutionContext, InputEnvelope, ValidatorRef
+    from validibot_pipelines.sensors.landing import Mark
+    from validibot_pipelines.sensors.outputs import OutputCursor
+
+    bundle = join_uri(local_root, "runs", "late")
+    store = get_store(bundle)
+    envelope = InputEnvelope(run_id="late", validator=ValidatorRef(id="fmi-probe", type="fmi-probe", version="0"),
+                             context=ExecutionContext(callback_id="late", execution_bundle_uri=bundle,
+                                                      expected_output_uri=join_uri(bundle, "output.json")))
+    store.write_bytes(join_uri(bundle, "input.json"), envelope.model_dump_json().encode())
+    store.write_bytes(join_uri(bundle, "launch.json"), json.dumps(
+        {"execution": "e", "callback_id": "late", "run_id": "late", "asset": "fmu_probe", "partition": "p",
+         "job": "fmi_validation"}).encode())
+    store.write_bytes(join_uri(bundle, "output.json"), b"{}")
+    future = OutputCursor(outputs=Mark(2**62, ""), launches=Mark(-1, "")).dumps()  # the mark is already past it
+    scan = scan_outputs(local_root, future, status_of=lambda _launch: "SUCCEEDED")
+    assert [(c.callback_id, c.reason) for c in scan.completions] == [("late", "output")]
+    again = scan_outputs(local_root, scan.cursor, status_of=lambda _launch: "SUCCEEDED")
+    assert again.completions == []  # collected once, no longer pending

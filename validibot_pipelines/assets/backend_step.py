@@ -1,0 +1,80 @@
+"""Assets that launch a worker on the validator's backend, synchronous or not, through one decorator.
+
+``worker_asset`` is ``@multi_asset`` with one skippable asset, ``can_subset=True`` (so neither the asset nor
+its checks must be emitted) and ``pool=validibot-<backend>`` (the backend's concurrency pool). With a
+synchronous backend (local, Docker, Modal) the step launches, waits and materializes as usual. With Cloud Run
+Jobs the step launches, records an :class:`AssetObservation` (backend, execution name, job status) and ends
+without materializing; downstream assets are skipped. When the output envelope lands in the bundle the
+output sensor requests a run of this asset (and its downstream) with ``collect_input_uri`` set and
+``run_key = callback_id``: the step then reads the result instead of launching, and materializes it with
+its checks — so the UI shows "launched" on the asset's timeline, then the result, then the next step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetObservation,
+    AssetOut,
+    Config,
+    Output,
+    PartitionsDefinition,
+    multi_asset,
+)
+from pydantic import Field
+
+from validibot_pipelines.assets.metadata import launch_metadata
+from validibot_pipelines.envelopes import OutputEnvelope
+from validibot_pipelines.orchestration.launch import collect_step
+from validibot_pipelines.resources.backends.base import LaunchRecord
+from validibot_pipelines.resources.backends.select import pool_for
+
+
+class WorkerStepConfig(Config):
+    """Set by the output sensor only: read the result of this launch instead of launching."""
+
+    collect_input_uri: str = Field(default="", description="input envelope of an asynchronous launch to collect")
+
+
+def worker_asset(name: str, *, validator: str, partitions_def: PartitionsDefinition, group: str, kinds: set[str],
+                 check_specs: list[AssetCheckSpec]) -> Callable[[Callable[..., Any]], Any]:
+    """Decorate an asset body that launches ``validator``'s worker (see the module docstring).
+
+    Upstream assets are the body's arguments named after them, as with ``@asset``.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        out = AssetOut(group_name=group, kinds=kinds, is_required=False, description=fn.__doc__)
+        return multi_asset(name=name, outs={name: out}, check_specs=check_specs, partitions_def=partitions_def,
+                           can_subset=True, pool=pool_for(validator))(fn)
+
+    return decorate
+
+
+def launch_or_collect(
+    context: AssetExecutionContext, config: WorkerStepConfig,
+    launch: Callable[[], tuple[OutputEnvelope | None, LaunchRecord]],
+) -> tuple[OutputEnvelope, LaunchRecord] | None:
+    """Launch (or, in a sensor-requested run, collect); ``None`` when the launch is pending (asynchronous)."""
+    if config.collect_input_uri:
+        out, record = collect_step(config.collect_input_uri)
+        context.log.info(f"collected {record.backend} {record.launch_id} ({record.status}) for {out.run_id}")
+        return out, record
+    out, record = launch()
+    if out is None:
+        context.log_event(AssetObservation(
+            asset_key=context.asset_key, partition=context.partition_key,
+            metadata={"state": "launched: the output sensor materializes the result when the worker finishes",
+                      **launch_metadata(record)}))
+        return None
+    return out, record
+
+
+def emit(context: AssetExecutionContext, value: dict[str, Any], metadata: dict[str, Any], *checks: Any) -> Iterator:
+    """The materialization and its check results (multi_asset outputs are named after the asset)."""
+    yield Output(value, output_name=context.asset_key.path[-1], metadata=metadata)
+    yield from checks
