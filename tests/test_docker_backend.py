@@ -21,6 +21,7 @@ import pytest
 
 from tests.docker_engine import (
     ENERGYPLUS_IMAGE,
+    MESH_IMAGE,
     REPO,
     WORKER_IMAGE,
     build_worker_image,
@@ -470,3 +471,35 @@ def test_energyplus_image_runs_the_annual_box_like_the_local_backend(docker_url,
     assert launch.backend == "docker" and launch.image == ENERGYPLUS_IMAGE and not _ours(docker_client, out.run_id)
     assert out.outputs["metrics"] == ref.outputs["metrics"]
     assert out.outputs["energyplus_version"] == ref.outputs["energyplus_version"]
+
+
+# --- the meshing variant of the image -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mesh_image(docker_client, worker_image, tmp_path_factory: pytest.TempPathFactory) -> str:  # noqa: ANN001
+    build_worker_image(docker_client, tmp_path_factory.mktemp("build-mesh") / "context", tag=MESH_IMAGE,
+                       validator="mesh")
+    return MESH_IMAGE
+
+
+def test_mesh_image_meshes_a_part_like_the_local_backend(docker_url, docker_client, mesh_image,  # noqa: ANN001
+                                                         cad_parts, tmp_path):
+    """Gmsh (and its per-strategy child processes) run inside the hardened container: read-only root, no
+    network, non-root — and give the same mesh as the local backend."""
+    from validibot_pipelines.orchestration import mesh
+
+    store = (tmp_path / "store").as_uri()
+    spec = tmp_path / "box.step.validation.yaml"
+    spec.write_text("quality: {sicn_min: 0.2}\n")
+    record = _accepted(cad_parts["box"], store, spec)
+    backend = DockerBackend(image=mesh_image, docker_host=docker_url)
+    preview, launch = mesh.preview(record, store_uri=store, backend=backend, attempt="docker")
+    assert preview.status == Status.SUCCESS, preview.messages
+    assert launch.backend == "docker" and launch.image == MESH_IMAGE and not _ours(docker_client, preview.run_id)
+    out, _ = mesh.mesh(record, store_uri=store, backend=backend, attempt="docker")
+    ref, _ = mesh.mesh(record, store_uri=store, backend=LocalSubprocessBackend(), attempt="local")
+    assert out.status == Status.SUCCESS, out.messages
+    for key in ("strategy", "total_elements", "total_nodes", "targets_met"):
+        assert out.outputs[key] == ref.outputs[key], key
+    assert out.outputs["sicn_min"] == pytest.approx(ref.outputs["sicn_min"])

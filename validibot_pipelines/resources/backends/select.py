@@ -15,7 +15,7 @@ environment/profile; Cloud Run and GCS use the ambient service account):
 * Cloud Run: ``VALIDIBOT_CLOUDRUN_PROJECT``, ``VALIDIBOT_CLOUDRUN_REGION`` (default ``us-central1``),
   ``VALIDIBOT_<V>_CLOUDRUN_JOB`` (default ``validibot-<v>``), ``VALIDIBOT_CLOUDRUN_MAX_IN_FLIGHT`` (default 20
   unfinished executions per job; further launches wait and retry).
-* Docker: ``VALIDIBOT_<V>_DOCKER_IMAGE`` when the Docker backend takes an ``image`` field.
+* Docker: ``VALIDIBOT_<V>_DOCKER_IMAGE`` (default ``validibot-worker-<v>:<version>``, built from containers/).
 * Without a cloud account (demos, tests): ``VALIDIBOT_MODAL_STAND_IN_DIR=<folder>`` and
   ``VALIDIBOT_CLOUDRUN_STAND_IN=1`` switch the two clouds' seams to their local stand-ins.
 """
@@ -65,9 +65,10 @@ def _docker_backend(validator: str, env: Mapping[str, str]) -> ConfigurableResou
         ) from None
     cls = module.DockerBackend
     kwargs: dict[str, object] = {}
-    image = env.get(f"{env_prefix(validator)}_DOCKER_IMAGE")
-    if image and "image" in cls.model_fields:
-        kwargs["image"] = image
+    # Each validator has its own image variant (containers/Dockerfile, --build-arg VALIDATOR=<validator>).
+    from validibot_pipelines import __version__
+
+    kwargs["image"] = env.get(f"{env_prefix(validator)}_DOCKER_IMAGE") or f"validibot-worker-{validator}:{__version__}"
     return cls(**kwargs)
 
 
