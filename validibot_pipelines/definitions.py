@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dagster import Definitions
 
 from validibot_pipelines.assets.energyplus import energyplus_model, energyplus_simulation
 from validibot_pipelines.assets.fmi import fmu_intake, fmu_probe, fmu_simulation
+from validibot_pipelines.assets.specs import SPEC_SOURCES
 from validibot_pipelines.jobs import energyplus_validation_job, fmi_validation_job
+from validibot_pipelines.operations.lineage import with_operations
+from validibot_pipelines.operations.nightly import nightly_revalidation, nightly_schedule
 from validibot_pipelines.resources import LocalSubprocessBackend, ValidibotSettings
+from validibot_pipelines.resources.io_manager import StoreIOManager
 from validibot_pipelines.sensors.uploads import upload_sensor
+from validibot_pipelines.storage import join_uri
 
 
 def build_defs(settings: ValidibotSettings | None = None, fmi_backend: object | None = None,
-               energyplus_backend: object | None = None) -> Definitions:
-    """Definitions with explicit settings/backends (tests and the demo point them at their own folders)."""
+               energyplus_backend: object | None = None,
+               code_versions: Mapping[str, str] | None = None) -> Definitions:
+    """Definitions with explicit settings/backends (tests and the demo point them at their own folders).
+
+    ``code_versions`` overrides a validator group's derived code version (tests simulate a new release).
+    """
+    settings = settings or ValidibotSettings()
+    validator_assets = [fmu_intake, fmu_probe, fmu_simulation, energyplus_model, energyplus_simulation]
     return Definitions(
-        assets=[fmu_intake, fmu_probe, fmu_simulation, energyplus_model, energyplus_simulation],
-        jobs=[fmi_validation_job, energyplus_validation_job],
+        assets=[*SPEC_SOURCES.values(), *with_operations(validator_assets, code_versions)],
+        jobs=[fmi_validation_job, energyplus_validation_job, nightly_revalidation],
+        schedules=[nightly_schedule],
         sensors=[upload_sensor],
         resources={
-            "settings": settings or ValidibotSettings(),
+            "settings": settings,
+            "io_manager": StoreIOManager(base_uri=join_uri(settings.store_uri, "dagster-io")),
             "fmi_backend": fmi_backend or LocalSubprocessBackend(),
             "energyplus_backend": energyplus_backend or LocalSubprocessBackend(),
         },

@@ -11,17 +11,13 @@
 from typing import Any
 
 import pandas as pd
-from dagster import (
-    AssetCheckSpec,
-    AssetExecutionContext,
-    MetadataValue,
-    Output,
-    asset,
-)
+from dagster import AssetCheckSpec, AssetExecutionContext, MetadataValue, asset
 
+from validibot_pipelines.assets.batch import ModelResult, per_model
 from validibot_pipelines.assets.checks import assertions_check, plot_markdown, status_check
 from validibot_pipelines.assets.intake import IntakeConfig, attempt_of, run_intake
 from validibot_pipelines.assets.metadata import envelope_metadata, frame_table, launch_metadata
+from validibot_pipelines.assets.specs import SPEC_SOURCES
 from validibot_pipelines.envelopes import OutputEnvelope, Status
 from validibot_pipelines.orchestration import fmi
 from validibot_pipelines.orchestration.models import ModelRecord
@@ -33,7 +29,7 @@ GROUP = "fmi"
 
 
 @asset(
-    partitions_def=fmu_partitions, group_name=GROUP, kinds={"fmi"},
+    partitions_def=fmu_partitions, group_name=GROUP, kinds={"fmi"}, deps=[SPEC_SOURCES[GROUP]],
     check_specs=[AssetCheckSpec("intake_accepted", asset="fmu_intake", blocking=True,
                                 description="ZIP, XML and safety checks passed; the spec parsed")],
 )
@@ -50,20 +46,24 @@ def fmu_intake(context: AssetExecutionContext, config: IntakeConfig, settings: V
 def fmu_probe(context: AssetExecutionContext, fmu_intake: dict[str, Any], settings: ValidibotSettings,
               fmi_backend: LocalSubprocessBackend):
     """Model facts from the isolated worker: variable catalog, DefaultExperiment, fmpy validation findings."""
-    record = ModelRecord.model_validate(fmu_intake)
-    out, launch = fmi.probe(record, store_uri=settings.store_uri, backend=fmi_backend, attempt=attempt_of(context),
-                            timeout_seconds=settings.worker_timeout_seconds, context=context)
-    meta = {**envelope_metadata(out), **launch_metadata(launch)}
-    facts = out.outputs
-    if facts:
-        meta.update({
-            "fmi_version": facts["fmi_version"], "model_name": facts["model_name"], "guid": facts["guid"],
-            "counts": MetadataValue.json(facts["counts"]),
-            "default_experiment": MetadataValue.json(facts["default_experiment"]),
-            "variables": frame_table(pd.DataFrame(facts["variables"]).astype({"start": str})),
-        })
-    yield Output(out.model_dump(mode="json"), metadata=meta)
-    yield status_check("probe_approved", out)
+
+    def one(_key: str, up: dict[str, Any]) -> ModelResult:
+        record = ModelRecord.model_validate(up["fmu_intake"])
+        out, launch = fmi.probe(record, store_uri=settings.store_uri, backend=fmi_backend,
+                                attempt=attempt_of(context), timeout_seconds=settings.worker_timeout_seconds,
+                                context=context)
+        meta = {**envelope_metadata(out), **launch_metadata(launch)}
+        facts = out.outputs
+        if facts:
+            meta.update({
+                "fmi_version": facts["fmi_version"], "model_name": facts["model_name"], "guid": facts["guid"],
+                "counts": MetadataValue.json(facts["counts"]),
+                "default_experiment": MetadataValue.json(facts["default_experiment"]),
+                "variables": frame_table(pd.DataFrame(facts["variables"]).astype({"start": str})),
+            })
+        return ModelResult(out.model_dump(mode="json"), meta, [status_check("probe_approved", out)])
+
+    yield from per_model(context, {"fmu_intake": fmu_intake}, one)
 
 
 @asset(
@@ -78,24 +78,26 @@ def fmu_probe(context: AssetExecutionContext, fmu_intake: dict[str, Any], settin
 def fmu_simulation(context: AssetExecutionContext, fmu_intake: dict[str, Any], fmu_probe: dict[str, Any],
                    settings: ValidibotSettings, fmi_backend: LocalSubprocessBackend):
     """The simulation result: last values, the full time series (parquet in the store) and a plot."""
-    record = ModelRecord.model_validate(fmu_intake)
-    probe_out = OutputEnvelope.model_validate(fmu_probe)
-    out, launch = fmi.simulate(
-        record, store_uri=settings.store_uri, backend=fmi_backend, attempt=attempt_of(context),
-        simulation_timeout_seconds=settings.simulation_timeout_seconds,
-        timeout_seconds=settings.worker_timeout_seconds, context=context,
-    )
-    meta = {**envelope_metadata(out), **launch_metadata(launch)}
-    sim = out.outputs
-    if sim:
-        meta["output_values"] = frame_table(pd.DataFrame(
-            [{"variable": k, "value": str(v)} for k, v in sim["output_values"].items()]))
-        meta["simulation_time_reached"] = MetadataValue.float(sim["simulation_time_reached"] or 0.0)
-        meta["timeseries_uri"] = MetadataValue.url(sim["timeseries_uri"])
-        meta["fmu_guid"] = sim["fmu_guid"]
-        meta["plot"] = plot_markdown(sim["timeseries_uri"], record.file_name)
-    results = fmi.check(record, out, probe_out) if out.status == Status.SUCCESS else []
-    yield Output({**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]},
-                 metadata=meta)
-    yield status_check("simulation_succeeded", out)
-    yield assertions_check(results, out)
+
+    def one(_key: str, up: dict[str, Any]) -> ModelResult:
+        record = ModelRecord.model_validate(up["fmu_intake"])
+        probe_out = OutputEnvelope.model_validate(up["fmu_probe"])
+        out, launch = fmi.simulate(
+            record, store_uri=settings.store_uri, backend=fmi_backend, attempt=attempt_of(context),
+            simulation_timeout_seconds=settings.simulation_timeout_seconds,
+            timeout_seconds=settings.worker_timeout_seconds, context=context,
+        )
+        meta = {**envelope_metadata(out), **launch_metadata(launch)}
+        sim = out.outputs
+        if sim:
+            meta["output_values"] = frame_table(pd.DataFrame(
+                [{"variable": k, "value": str(v)} for k, v in sim["output_values"].items()]))
+            meta["simulation_time_reached"] = MetadataValue.float(sim["simulation_time_reached"] or 0.0)
+            meta["timeseries_uri"] = MetadataValue.url(sim["timeseries_uri"])
+            meta["fmu_guid"] = sim["fmu_guid"]
+            meta["plot"] = plot_markdown(sim["timeseries_uri"], record.file_name)
+        results = fmi.check(record, out, probe_out) if out.status == Status.SUCCESS else []
+        value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
+        return ModelResult(value, meta, [status_check("simulation_succeeded", out), assertions_check(results, out)])
+
+    yield from per_model(context, {"fmu_intake": fmu_intake, "fmu_probe": fmu_probe}, one)
