@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("schemas", help="write the envelopes' JSON Schemas into a folder")
     s.add_argument("out")
     s.set_defaults(func=_schemas)
+    from validibot_pipelines.operations.cli import add_parser as add_backfill_parser
+
+    add_backfill_parser(sub)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

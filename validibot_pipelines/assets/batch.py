@@ -72,9 +72,16 @@ def per_model(context: AssetExecutionContext, upstream: Mapping[str, Any], body:
         context.add_asset_metadata(result.metadata, partition_key=key)
         checks[key] = result.checks
     yield Output(values)
+    evaluated = set()
     for key, results in checks.items():
         for check in results:
-            yield _evaluation(context, key, check)
+            evaluation = _evaluation(context, key, check)
+            evaluated.add(evaluation.asset_check_key)
+            yield evaluation
+    # Each check is also a (valueless) step output, yielded once per step however many partitions it covered.
+    for check_key in context.assets_def.check_keys:
+        if check_key in evaluated:
+            yield Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
 
 
 def _evaluation(context: AssetExecutionContext, partition: str, check: AssetCheckResult) -> AssetCheckEvaluation:
