@@ -10,6 +10,7 @@ from validibot_pipelines.assets.energyplus import energyplus_model, energyplus_s
 from validibot_pipelines.assets.fmi import fmu_intake, fmu_probe, fmu_simulation
 from validibot_pipelines.assets.specs import SPEC_SOURCES
 from validibot_pipelines.jobs import energyplus_validation_job, fmi_validation_job
+from validibot_pipelines.operations.alerts import failed_validation_alerts, run_failure_alerts
 from validibot_pipelines.operations.lineage import with_operations
 from validibot_pipelines.operations.nightly import nightly_revalidation, nightly_schedule
 from validibot_pipelines.resources import LocalSubprocessBackend, ValidibotSettings
@@ -31,7 +32,7 @@ def build_defs(settings: ValidibotSettings | None = None, fmi_backend: object | 
         assets=[*SPEC_SOURCES.values(), *with_operations(validator_assets, code_versions)],
         jobs=[fmi_validation_job, energyplus_validation_job, nightly_revalidation],
         schedules=[nightly_schedule],
-        sensors=[upload_sensor],
+        sensors=[upload_sensor, run_failure_alerts, failed_validation_alerts],
         resources={
             "settings": settings,
             "io_manager": StoreIOManager(base_uri=join_uri(settings.store_uri, "dagster-io")),
