@@ -53,7 +53,7 @@ def _backfill_partitions(instance: DagsterInstance, backfill_id: str) -> set[str
     return {ap.partition_key for ap in subset.iterate_asset_partitions()}
 
 
-def test_nightly_picks_stale_and_missing_partitions_only(pipeline, sample_fmus):  # noqa: ANN001
+def test_nightly_picks_stale_and_missing_partitions_only(pipeline, sample_fmus, tmp_path):  # noqa: ANN001
     lag_uri = pipeline.drop(sample_fmus["first_order_lag"], spec="assertions:\n  - {name: a, expr: 'o.y > 0.0'}\n")
     pipeline.drop(sample_fmus["multi_output"])
     pipeline.drop(sample_idf("one_zone_box"), spec=EP_SPEC)
@@ -93,6 +93,35 @@ def test_nightly_picks_stale_and_missing_partitions_only(pipeline, sample_fmus):
     assert any("code version" in r for r in fmi_plan.reasons[multi][0:1]), fmi_plan.reasons[multi]
     assert plan_revalidation(instance, new_graph, "energyplus").partitions == []
     assert ep in instance.get_dynamic_partitions("energyplus_models")
+
+    # The nightly schedule's job does the same through Dagster: one backfill for FMI, none for EnergyPlus.
+    from dagster import build_schedule_context
+
+    schedule = bumped.resolve_schedule_def("nightly_revalidation_schedule")
+    assert schedule.cron_schedule == "0 2 * * *" and schedule.job_name == "nightly_revalidation"
+    with build_schedule_context(instance=instance) as context:
+        (request,) = schedule.evaluate_tick(context).run_requests
+    before = {b.backfill_id for b in instance.get_backfills()}
+    # Run it as the daemon would: a reconstructable job from a code location file (the op needs the repository).
+    location = tmp_path / "location.py"
+    location.write_text(
+        "from validibot_pipelines.definitions import build_defs\n"
+        "from validibot_pipelines.resources import ValidibotSettings\n"
+        f"defs = build_defs(ValidibotSettings(store_uri={pipeline.store_uri!r}, landing_uri={pipeline.landing_uri!r}),"
+        " code_versions={'fmi': 'fmi-probe@9.9.9+fmi-simulation@9.9.9'})\n")
+    from dagster import execute_job
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    recon = ReconstructableRepository.for_file(str(location), "defs", str(ROOT)).get_reconstructable_job(
+        schedule.job_name)
+    with execute_job(recon, instance=instance, tags=request.tags) as result:
+        assert result.success
+        meta = next(e for e in result.all_events if e.event_type_value == "STEP_OUTPUT").event_specific_data.metadata
+    assert meta["fmi_to_revalidate"].value == 3 and meta["energyplus_backfill"].value == "none (all fresh)"
+    (new_backfill,) = [b for b in instance.get_backfills() if b.backfill_id not in before]
+    assert new_backfill.backfill_id == meta["fmi_backfill"].value
+    assert new_backfill.tags["validibot/trigger"] == "nightly"
+    assert _backfill_partitions(instance, new_backfill.backfill_id) == {lag, multi, never_run}
 
 
 @pytest.fixture
