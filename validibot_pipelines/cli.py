@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--grace", type=float, default=300, help="seconds past a container's timeout (default 300)")
     c.add_argument("--all", action="store_true", help="remove every managed container, whatever its age")
     c.set_defaults(func=_docker_cleanup)
+    from validibot_pipelines.operations.cli import add_parser as add_backfill_parser
+
+    add_backfill_parser(sub)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

@@ -40,6 +40,8 @@ def tick(defs: Definitions, instance: DagsterInstance, sensor_name: str = "uploa
         result = sensor_def(context)
     if result is None or not hasattr(result, "run_requests"):
         return []
+    for event in getattr(result, "asset_events", None) or []:
+        instance.report_runless_asset_event(event)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     if result.cursor is not None:

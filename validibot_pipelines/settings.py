@@ -15,8 +15,13 @@ def validibot_home() -> Path:
 
 
 def default_store_uri() -> str:
-    return os.environ.get("VALIDIBOT_STORE_URI") or (validibot_home() / "store").as_uri()
+    """``VALIDIBOT_STORE_URI`` under the environment's prefix (see environments.py)."""
+    from validibot_pipelines.environments import scoped_uri
+
+    return scoped_uri(os.environ.get("VALIDIBOT_STORE_URI") or (validibot_home() / "store").as_uri())
 
 
 def default_landing_uri() -> str:
-    return os.environ.get("VALIDIBOT_LANDING_URI") or (validibot_home() / "landing").as_uri()
+    from validibot_pipelines.environments import scoped_uri
+
+    return scoped_uri(os.environ.get("VALIDIBOT_LANDING_URI") or (validibot_home() / "landing").as_uri())

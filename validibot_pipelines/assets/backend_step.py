@@ -12,7 +12,7 @@ its checks — so the UI shows "launched" on the asset's timeline, then the resu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from dagster import (
@@ -21,7 +21,6 @@ from dagster import (
     AssetObservation,
     AssetOut,
     Config,
-    Output,
     PartitionsDefinition,
     multi_asset,
 )
@@ -56,10 +55,11 @@ def worker_asset(name: str, *, validator: str, partitions_def: PartitionsDefinit
 
 
 def launch_or_collect(
-    context: AssetExecutionContext, config: WorkerStepConfig,
+    context: AssetExecutionContext, config: WorkerStepConfig, partition: str,
     launch: Callable[[], tuple[OutputEnvelope | None, LaunchRecord]],
 ) -> tuple[OutputEnvelope, LaunchRecord] | None:
-    """Launch (or, in a sensor-requested run, collect); ``None`` when the launch is pending (asynchronous)."""
+    """Launch (or, in a sensor-requested run, collect) ``partition``'s step; ``None`` while an asynchronous
+    launch is pending (the body then returns ``None`` to ``assets.batch.per_model``)."""
     if config.collect_input_uri:
         out, record = collect_step(config.collect_input_uri)
         context.log.info(f"collected {record.backend} {record.launch_id} ({record.status}) for {out.run_id}")
@@ -67,14 +67,8 @@ def launch_or_collect(
     out, record = launch()
     if out is None:
         context.log_event(AssetObservation(
-            asset_key=context.asset_key, partition=context.partition_key,
+            asset_key=context.asset_key, partition=partition,
             metadata={"state": "launched: the output sensor materializes the result when the worker finishes",
                       **launch_metadata(record)}))
         return None
     return out, record
-
-
-def emit(context: AssetExecutionContext, value: dict[str, Any], metadata: dict[str, Any], *checks: Any) -> Iterator:
-    """The materialization and its check results (multi_asset outputs are named after the asset)."""
-    yield Output(value, output_name=context.asset_key.path[-1], metadata=metadata)
-    yield from checks

@@ -12,10 +12,12 @@ from typing import Any
 import pandas as pd
 from dagster import AssetCheckSpec, AssetExecutionContext, MetadataValue, ResourceParam, asset
 
-from validibot_pipelines.assets.backend_step import WorkerStepConfig, emit, launch_or_collect, worker_asset
+from validibot_pipelines.assets.backend_step import WorkerStepConfig, launch_or_collect, worker_asset
+from validibot_pipelines.assets.batch import ModelResult, per_model
 from validibot_pipelines.assets.checks import assertions_check, status_check
 from validibot_pipelines.assets.intake import IntakeConfig, attempt_of, run_intake
 from validibot_pipelines.assets.metadata import envelope_metadata, frame_table, launch_metadata
+from validibot_pipelines.assets.specs import SPEC_SOURCES
 from validibot_pipelines.envelopes import Status
 from validibot_pipelines.orchestration import energyplus
 from validibot_pipelines.orchestration.models import ModelRecord
@@ -28,7 +30,7 @@ VALIDATOR = "energyplus"
 
 
 @asset(
-    partitions_def=energyplus_partitions, group_name=GROUP, kinds={"energyplus"},
+    partitions_def=energyplus_partitions, group_name=GROUP, kinds={"energyplus"}, deps=[SPEC_SOURCES[GROUP]],
     check_specs=[AssetCheckSpec("intake_accepted", asset="energyplus_model", blocking=True,
                                 description="text, size and unsafe-object checks passed; spec and weather resolved")],
 )
@@ -38,8 +40,7 @@ def energyplus_model(context: AssetExecutionContext, config: IntakeConfig, setti
 
 
 @worker_asset(
-    "energyplus_simulation", validator=VALIDATOR,
-    partitions_def=energyplus_partitions, group=GROUP,
+    "energyplus_simulation", validator=VALIDATOR, partitions_def=energyplus_partitions, group=GROUP,
     kinds={"energyplus"}, check_specs=[
         AssetCheckSpec("simulation_succeeded", asset="energyplus_simulation",
                        description="EnergyPlus exited 0 with no fatal error"),
@@ -50,29 +51,34 @@ def energyplus_model(context: AssetExecutionContext, config: IntakeConfig, setti
 def energyplus_simulation(context: AssetExecutionContext, config: WorkerStepConfig, energyplus_model: dict[str, Any],
                           settings: ValidibotSettings, energyplus_backend: ResourceParam[ComputeBackend]):
     """An annual EnergyPlus run of a normalised private copy: metrics, counts, sql and err artifacts."""
-    record = ModelRecord.model_validate(energyplus_model)
-    result = launch_or_collect(context, config, lambda: energyplus.simulate(
-        record, store_uri=settings.store_uri, backend=energyplus_backend, attempt=attempt_of(context),
-        simulation_timeout_seconds=settings.energyplus_timeout_seconds,
-        timeout_seconds=settings.worker_timeout_seconds, context=context))
-    if result is None:
-        return
-    out, launch = result
-    meta = {**envelope_metadata(out), **launch_metadata(launch)}
-    sim = out.outputs
-    if sim:
-        meta["metrics"] = frame_table(pd.DataFrame(
-            [{"metric": m.name, "value": m.value if isinstance(m.value, int | float) else None,
-              "unit": m.unit or ""} for m in out.metrics], columns=["metric", "value", "unit"]))
-        meta.update({
-            "energyplus_version": sim["energyplus_version"], "model_version": str(sim["model_version"]),
-            "version_match": sim["version_match"], "weather_file": sim["weather_file"],
-            "warnings": sim["warning_count"], "severe_errors": sim["severe_count"], "fatal_errors": sim["fatal_count"],
-            "err_tail": MetadataValue.md(f"```\n{sim['err_tail'][-3000:]}\n```"),
-        })
-        for key in ("sql_uri", "err_uri", "timeseries_uri"):
-            if sim.get(key):
-                meta[key] = MetadataValue.url(sim[key])
-    results = energyplus.check(record, out) if out.status == Status.SUCCESS else []
-    value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
-    yield from emit(context, value, meta, status_check("simulation_succeeded", out), assertions_check(results, out))
+
+    def one(key: str, up: dict[str, Any]) -> ModelResult | None:
+        record = ModelRecord.model_validate(up["energyplus_model"])
+        launched = launch_or_collect(context, config, key, lambda: energyplus.simulate(
+            record, store_uri=settings.store_uri, backend=energyplus_backend, attempt=attempt_of(context),
+            simulation_timeout_seconds=settings.energyplus_timeout_seconds,
+            timeout_seconds=settings.worker_timeout_seconds, context=context))
+        if launched is None:
+            return None
+        out, launch = launched
+        meta = {**envelope_metadata(out), **launch_metadata(launch)}
+        sim = out.outputs
+        if sim:
+            meta["metrics"] = frame_table(pd.DataFrame(
+                [{"metric": m.name, "value": m.value if isinstance(m.value, int | float) else None,
+                  "unit": m.unit or ""} for m in out.metrics], columns=["metric", "value", "unit"]))
+            meta.update({
+                "energyplus_version": sim["energyplus_version"], "model_version": str(sim["model_version"]),
+                "version_match": sim["version_match"], "weather_file": sim["weather_file"],
+                "warnings": sim["warning_count"], "severe_errors": sim["severe_count"],
+                "fatal_errors": sim["fatal_count"],
+                "err_tail": MetadataValue.md(f"```\n{sim['err_tail'][-3000:]}\n```"),
+            })
+            for key in ("sql_uri", "err_uri", "timeseries_uri"):
+                if sim.get(key):
+                    meta[key] = MetadataValue.url(sim[key])
+        results = energyplus.check(record, out) if out.status == Status.SUCCESS else []
+        value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
+        return ModelResult(value, meta, [status_check("simulation_succeeded", out), assertions_check(results, out)])
+
+    yield from per_model(context, {"energyplus_model": energyplus_model}, one)

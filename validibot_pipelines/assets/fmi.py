@@ -11,18 +11,14 @@
 from typing import Any
 
 import pandas as pd
-from dagster import (
-    AssetCheckSpec,
-    AssetExecutionContext,
-    MetadataValue,
-    ResourceParam,
-    asset,
-)
+from dagster import AssetCheckSpec, AssetExecutionContext, MetadataValue, ResourceParam, asset
 
-from validibot_pipelines.assets.backend_step import WorkerStepConfig, emit, launch_or_collect, worker_asset
+from validibot_pipelines.assets.backend_step import WorkerStepConfig, launch_or_collect, worker_asset
+from validibot_pipelines.assets.batch import ModelResult, per_model
 from validibot_pipelines.assets.checks import assertions_check, plot_markdown, status_check
 from validibot_pipelines.assets.intake import IntakeConfig, attempt_of, run_intake
 from validibot_pipelines.assets.metadata import envelope_metadata, frame_table, launch_metadata
+from validibot_pipelines.assets.specs import SPEC_SOURCES
 from validibot_pipelines.envelopes import OutputEnvelope, Status
 from validibot_pipelines.orchestration import fmi
 from validibot_pipelines.orchestration.models import ModelRecord
@@ -35,7 +31,7 @@ VALIDATOR = "fmi"
 
 
 @asset(
-    partitions_def=fmu_partitions, group_name=GROUP, kinds={"fmi"},
+    partitions_def=fmu_partitions, group_name=GROUP, kinds={"fmi"}, deps=[SPEC_SOURCES[GROUP]],
     check_specs=[AssetCheckSpec("intake_accepted", asset="fmu_intake", blocking=True,
                                 description="ZIP, XML and safety checks passed; the spec parsed")],
 )
@@ -52,28 +48,31 @@ def fmu_intake(context: AssetExecutionContext, config: IntakeConfig, settings: V
 def fmu_probe(context: AssetExecutionContext, config: WorkerStepConfig, fmu_intake: dict[str, Any],
               settings: ValidibotSettings, fmi_backend: ResourceParam[ComputeBackend]):
     """Model facts from the isolated worker: variable catalog, DefaultExperiment, fmpy validation findings."""
-    record = ModelRecord.model_validate(fmu_intake)
-    result = launch_or_collect(context, config, lambda: fmi.probe(
-        record, store_uri=settings.store_uri, backend=fmi_backend, attempt=attempt_of(context),
-        timeout_seconds=settings.worker_timeout_seconds, context=context))
-    if result is None:
-        return
-    out, launch = result
-    meta = {**envelope_metadata(out), **launch_metadata(launch)}
-    facts = out.outputs
-    if facts:
-        meta.update({
-            "fmi_version": facts["fmi_version"], "model_name": facts["model_name"], "guid": facts["guid"],
-            "counts": MetadataValue.json(facts["counts"]),
-            "default_experiment": MetadataValue.json(facts["default_experiment"]),
-            "variables": frame_table(pd.DataFrame(facts["variables"]).astype({"start": str})),
-        })
-    yield from emit(context, out.model_dump(mode="json"), meta, status_check("probe_approved", out))
+
+    def one(key: str, up: dict[str, Any]) -> ModelResult | None:
+        record = ModelRecord.model_validate(up["fmu_intake"])
+        launched = launch_or_collect(context, config, key, lambda: fmi.probe(
+            record, store_uri=settings.store_uri, backend=fmi_backend, attempt=attempt_of(context),
+            timeout_seconds=settings.worker_timeout_seconds, context=context))
+        if launched is None:
+            return None
+        out, launch = launched
+        meta = {**envelope_metadata(out), **launch_metadata(launch)}
+        facts = out.outputs
+        if facts:
+            meta.update({
+                "fmi_version": facts["fmi_version"], "model_name": facts["model_name"], "guid": facts["guid"],
+                "counts": MetadataValue.json(facts["counts"]),
+                "default_experiment": MetadataValue.json(facts["default_experiment"]),
+                "variables": frame_table(pd.DataFrame(facts["variables"]).astype({"start": str})),
+            })
+        return ModelResult(out.model_dump(mode="json"), meta, [status_check("probe_approved", out)])
+
+    yield from per_model(context, {"fmu_intake": fmu_intake}, one)
 
 
 @worker_asset(
-    "fmu_simulation", validator=VALIDATOR, partitions_def=fmu_partitions,
-    group=GROUP, kinds={"fmi"},
+    "fmu_simulation", validator=VALIDATOR, partitions_def=fmu_partitions, group=GROUP, kinds={"fmi"},
     check_specs=[
         AssetCheckSpec("simulation_succeeded", asset="fmu_simulation",
                        description="the FMU simulated to the stop time without crashing or timing out"),
@@ -84,24 +83,28 @@ def fmu_probe(context: AssetExecutionContext, config: WorkerStepConfig, fmu_inta
 def fmu_simulation(context: AssetExecutionContext, config: WorkerStepConfig, fmu_intake: dict[str, Any],
                    fmu_probe: dict[str, Any], settings: ValidibotSettings, fmi_backend: ResourceParam[ComputeBackend]):
     """The simulation result: last values, the full time series (parquet in the store) and a plot."""
-    record = ModelRecord.model_validate(fmu_intake)
-    probe_out = OutputEnvelope.model_validate(fmu_probe)
-    result = launch_or_collect(context, config, lambda: fmi.simulate(
-        record, store_uri=settings.store_uri, backend=fmi_backend, attempt=attempt_of(context),
-        simulation_timeout_seconds=settings.simulation_timeout_seconds,
-        timeout_seconds=settings.worker_timeout_seconds, context=context))
-    if result is None:
-        return
-    out, launch = result
-    meta = {**envelope_metadata(out), **launch_metadata(launch)}
-    sim = out.outputs
-    if sim:
-        meta["output_values"] = frame_table(pd.DataFrame(
-            [{"variable": k, "value": str(v)} for k, v in sim["output_values"].items()]))
-        meta["simulation_time_reached"] = MetadataValue.float(sim["simulation_time_reached"] or 0.0)
-        meta["timeseries_uri"] = MetadataValue.url(sim["timeseries_uri"])
-        meta["fmu_guid"] = sim["fmu_guid"]
-        meta["plot"] = plot_markdown(sim["timeseries_uri"], record.file_name)
-    results = fmi.check(record, out, probe_out) if out.status == Status.SUCCESS else []
-    value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
-    yield from emit(context, value, meta, status_check("simulation_succeeded", out), assertions_check(results, out))
+
+    def one(key: str, up: dict[str, Any]) -> ModelResult | None:
+        record = ModelRecord.model_validate(up["fmu_intake"])
+        probe_out = OutputEnvelope.model_validate(up["fmu_probe"])
+        launched = launch_or_collect(context, config, key, lambda: fmi.simulate(
+            record, store_uri=settings.store_uri, backend=fmi_backend, attempt=attempt_of(context),
+            simulation_timeout_seconds=settings.simulation_timeout_seconds,
+            timeout_seconds=settings.worker_timeout_seconds, context=context))
+        if launched is None:
+            return None
+        out, launch = launched
+        meta = {**envelope_metadata(out), **launch_metadata(launch)}
+        sim = out.outputs
+        if sim:
+            meta["output_values"] = frame_table(pd.DataFrame(
+                [{"variable": k, "value": str(v)} for k, v in sim["output_values"].items()]))
+            meta["simulation_time_reached"] = MetadataValue.float(sim["simulation_time_reached"] or 0.0)
+            meta["timeseries_uri"] = MetadataValue.url(sim["timeseries_uri"])
+            meta["fmu_guid"] = sim["fmu_guid"]
+            meta["plot"] = plot_markdown(sim["timeseries_uri"], record.file_name)
+        results = fmi.check(record, out, probe_out) if out.status == Status.SUCCESS else []
+        value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
+        return ModelResult(value, meta, [status_check("simulation_succeeded", out), assertions_check(results, out)])
+
+    yield from per_model(context, {"fmu_intake": fmu_intake, "fmu_probe": fmu_probe}, one)

@@ -1,17 +1,20 @@
 """The intake step every validator shares: check the upload, store it by checksum, report, gate downstream."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from dagster import AssetExecutionContext, Config, Failure, MetadataValue, Output
+from dagster import AssetExecutionContext, Config, Failure, MetadataValue
 
+from validibot_pipelines.assets.batch import ModelResult, per_model
 from validibot_pipelines.assets.checks import intake_check
-from validibot_pipelines.orchestration.models import intake, load_record
+from validibot_pipelines.orchestration.models import ModelRecord, intake
+from validibot_pipelines.orchestration.revalidate import revalidation_record
 from validibot_pipelines.resources.settings import ValidibotSettings
 
 
 class IntakeConfig(Config):
-    """Set by the upload sensor. Left empty (schedules, backfills) the stored canonical copy is re-used."""
+    """Set by the upload sensor. Left empty (schedules, backfills) the stored canonical copy is re-used
+    (intake is re-done from the landing file only when the model's spec changed since)."""
 
     source_uri: str = ""
     spec_uri: str = ""
@@ -24,16 +27,25 @@ def attempt_of(context: AssetExecutionContext) -> str:
 
 def run_intake(context: AssetExecutionContext, config: IntakeConfig, settings: ValidibotSettings,
                fact_keys: Iterable[str]) -> Iterator[Any]:
-    sha = context.partition_key
-    if config.source_uri:
-        record = intake(config.source_uri, store_uri=settings.store_uri, spec_uri=config.spec_uri or None,
-                        expected_sha256=sha, limits=settings.intake_limits())
-    else:
-        try:
-            record = load_record(settings.store_uri, sha)
-        except FileNotFoundError as exc:
-            raise Failure(description=str(exc)) from None
-    yield Output(record.model_dump(mode="json"), metadata={
+    if config.source_uri and len(context.partition_keys) > 1:
+        raise Failure(description="source_uri names one upload; run it for one partition, not a batch")
+
+    def one(sha: str, _upstream: Mapping[str, Any]) -> ModelResult:
+        if config.source_uri:
+            record = intake(config.source_uri, store_uri=settings.store_uri, spec_uri=config.spec_uri or None,
+                            expected_sha256=sha, limits=settings.intake_limits())
+        else:
+            try:
+                record = revalidation_record(settings.store_uri, sha, settings.intake_limits())
+            except FileNotFoundError as exc:
+                raise Failure(description=str(exc)) from None
+        return ModelResult(record.model_dump(mode="json"), _metadata(record, fact_keys), [intake_check(record)])
+
+    yield from per_model(context, {}, one)
+
+
+def _metadata(record: ModelRecord, fact_keys: Iterable[str]) -> dict[str, Any]:
+    return {
         "status": record.status.value,
         "file_name": record.file_name,
         "sha256": record.sha256,
@@ -42,5 +54,4 @@ def run_intake(context: AssetExecutionContext, config: IntakeConfig, settings: V
         "canonical_uri": MetadataValue.url(record.canonical_uri) if record.canonical_uri else "not stored",
         "assertions": len((record.spec or {}).get("assertions", [])),
         **{key: str(record.facts.get(key, "")) for key in fact_keys},
-    })
-    yield intake_check(record)
+    }

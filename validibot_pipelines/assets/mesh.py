@@ -24,11 +24,13 @@ from dagster import (
     asset,
 )
 
-from validibot_pipelines.assets.backend_step import WorkerStepConfig, emit, launch_or_collect, worker_asset
+from validibot_pipelines.assets.backend_step import WorkerStepConfig, launch_or_collect, worker_asset
+from validibot_pipelines.assets.batch import ModelResult, per_model
 from validibot_pipelines.assets.checks import assertions_check, status_check
 from validibot_pipelines.assets.intake import IntakeConfig, attempt_of, run_intake
 from validibot_pipelines.assets.metadata import envelope_metadata, frame_table, launch_metadata, png_markdown
 from validibot_pipelines.assets.plots import surface_png
+from validibot_pipelines.assets.specs import SPEC_SOURCES
 from validibot_pipelines.envelopes import OutputEnvelope, Status
 from validibot_pipelines.orchestration import mesh
 from validibot_pipelines.orchestration.models import ModelRecord
@@ -42,7 +44,7 @@ VALIDATOR = "mesh"
 
 
 @asset(
-    partitions_def=mesh_partitions, group_name=GROUP, kinds={"gmsh"},
+    partitions_def=mesh_partitions, group_name=GROUP, kinds={"gmsh"}, deps=[SPEC_SOURCES[GROUP]],
     check_specs=[AssetCheckSpec("intake_accepted", asset="cad_file", blocking=True,
                                 description="STEP header/trailer (or STL structure) and size checks passed")],
 )
@@ -60,23 +62,28 @@ def cad_file(context: AssetExecutionContext, config: IntakeConfig, settings: Val
 def preview_mesh(context: AssetExecutionContext, config: WorkerStepConfig, cad_file: dict[str, Any],
                  settings: ValidibotSettings, mesh_backend: ResourceParam[ComputeBackend]):
     """A coarse MeshAdapt surface mesh (sizes diagonal/100 … diagonal/20) as JSON, and a picture of it."""
-    record = ModelRecord.model_validate(cad_file)
-    launched = launch_or_collect(context, config, lambda: mesh.preview(
-        record, store_uri=settings.store_uri, backend=mesh_backend, attempt=attempt_of(context),
-        preview_timeout_seconds=settings.mesh_strategy_timeout_seconds,
-        timeout_seconds=settings.worker_timeout_seconds, context=context))
-    if launched is None:
-        return
-    out, launch = launched
-    meta = {**envelope_metadata(out), **launch_metadata(launch)}
-    facts = out.outputs
-    if facts:
-        meta.update({"volumes": facts["volumes"], "surfaces": facts["surfaces"],
-                     "vertex_count": facts["vertex_count"], "triangle_count": facts["triangle_count"],
-                     "bbox": MetadataValue.json(facts["bbox"]), "preview_uri": MetadataValue.url(facts["preview_uri"])})
-        document = json.loads(get_store(facts["preview_uri"]).read_bytes(facts["preview_uri"]))
-        meta["preview"] = png_markdown(surface_png(document, record.file_name), record.file_name)
-    yield from emit(context, out.model_dump(mode="json"), meta, status_check("preview_succeeded", out))
+
+    def one(key: str, up: dict[str, Any]) -> ModelResult | None:
+        record = ModelRecord.model_validate(up["cad_file"])
+        launched = launch_or_collect(context, config, key, lambda: mesh.preview(
+            record, store_uri=settings.store_uri, backend=mesh_backend, attempt=attempt_of(context),
+            preview_timeout_seconds=settings.mesh_strategy_timeout_seconds,
+            timeout_seconds=settings.worker_timeout_seconds, context=context))
+        if launched is None:
+            return None
+        out, launch = launched
+        meta = {**envelope_metadata(out), **launch_metadata(launch)}
+        facts = out.outputs
+        if facts:
+            meta.update({"volumes": facts["volumes"], "surfaces": facts["surfaces"],
+                         "vertex_count": facts["vertex_count"], "triangle_count": facts["triangle_count"],
+                         "bbox": MetadataValue.json(facts["bbox"]),
+                         "preview_uri": MetadataValue.url(facts["preview_uri"])})
+            document = json.loads(get_store(facts["preview_uri"]).read_bytes(facts["preview_uri"]))
+            meta["preview"] = png_markdown(surface_png(document, record.file_name), record.file_name)
+        return ModelResult(out.model_dump(mode="json"), meta, [status_check("preview_succeeded", out)])
+
+    yield from per_model(context, {"cad_file": cad_file}, one)
 
 
 @worker_asset(
@@ -94,29 +101,33 @@ def volume_mesh(context: AssetExecutionContext, config: WorkerStepConfig, cad_fi
                 preview_mesh: dict[str, Any], settings: ValidibotSettings,
                 mesh_backend: ResourceParam[ComputeBackend]):
     """The quality-scored volume mesh: .msh, result and quality JSON in the store; metrics and attempts tables."""
-    record = ModelRecord.model_validate(cad_file)
-    preview_out = OutputEnvelope.model_validate(preview_mesh)
-    launched = launch_or_collect(context, config, lambda: mesh.mesh(
-        record, store_uri=settings.store_uri, backend=mesh_backend, attempt=attempt_of(context),
-        strategy_timeout_seconds=settings.mesh_strategy_timeout_seconds,
-        timeout_seconds=settings.worker_timeout_seconds, context=context))
-    if launched is None:
-        return
-    out, launch = launched
-    meta = {**envelope_metadata(out), **launch_metadata(launch)}
-    result = out.outputs
-    if result:
-        meta.update(_mesh_metadata(out))
-    produced = bool(result.get("msh_uri"))
-    results = mesh.check(record, out, preview_out) if produced else []
-    value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
-    produced_check = status_check("mesh_produced", out) if not produced else AssetCheckResult(
-        check_name="mesh_produced", passed=True, description=f"{result['total_elements']} elements "
-        f"({result['strategy']})", metadata={"msh_uri": MetadataValue.url(result["msh_uri"])})
-    # Assertions are evaluated whenever a mesh exists, even below target, so users see every verdict at once.
-    judged = out if not produced else out.model_copy(update={"status": Status.SUCCESS})
-    yield from emit(context, value, meta, produced_check, _targets_check(record, out),
-                    assertions_check(results, judged))
+
+    def one(key: str, up: dict[str, Any]) -> ModelResult | None:
+        record = ModelRecord.model_validate(up["cad_file"])
+        preview_out = OutputEnvelope.model_validate(up["preview_mesh"])
+        launched = launch_or_collect(context, config, key, lambda: mesh.mesh(
+            record, store_uri=settings.store_uri, backend=mesh_backend, attempt=attempt_of(context),
+            strategy_timeout_seconds=settings.mesh_strategy_timeout_seconds,
+            timeout_seconds=settings.worker_timeout_seconds, context=context))
+        if launched is None:
+            return None
+        out, launch = launched
+        meta = {**envelope_metadata(out), **launch_metadata(launch)}
+        result = out.outputs
+        if result:
+            meta.update(_mesh_metadata(out))
+        produced = bool(result.get("msh_uri"))
+        results = mesh.check(record, out, preview_out) if produced else []
+        value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
+        produced_check = status_check("mesh_produced", out) if not produced else AssetCheckResult(
+            check_name="mesh_produced", passed=True, description=f"{result['total_elements']} elements "
+            f"({result['strategy']})", metadata={"msh_uri": MetadataValue.url(result["msh_uri"])})
+        # Assertions are evaluated whenever a mesh exists, even below target, so users see every verdict at once.
+        judged = out if not produced else out.model_copy(update={"status": Status.SUCCESS})
+        return ModelResult(value, meta, [produced_check, _targets_check(record, out),
+                                         assertions_check(results, judged)])
+
+    yield from per_model(context, {"cad_file": cad_file, "preview_mesh": preview_mesh}, one)
 
 
 def _mesh_metadata(out: OutputEnvelope) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from validibot_pipelines.environments import check_isolated
 from validibot_pipelines.intake.energyplus import EnergyPlusLimits
 from validibot_pipelines.intake.fmi import FmuLimits
 from validibot_pipelines.intake.mesh import MeshLimits
@@ -26,6 +27,13 @@ class ValidibotSettings(ConfigurableResource):
     mesh_max_bytes: int = Field(default=100 * 1024 * 1024, description="STEP / STL size cap")
     mesh_strategy_timeout_seconds: int = Field(default=120, description="per meshing strategy candidate")
     worker_timeout_seconds: int = Field(default=3600, description="per worker launch")
+
+    @model_validator(mode="after")
+    def _isolated(self) -> ValidibotSettings:
+        """A non-prod environment never resolves to a production bucket (environments.py)."""
+        check_isolated(self.store_uri)
+        check_isolated(self.landing_uri)
+        return self
 
     def intake_limits(self) -> IntakeLimits:
         return IntakeLimits(

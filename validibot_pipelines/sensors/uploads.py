@@ -3,6 +3,7 @@
 import os
 
 from dagster import (
+    AssetObservation,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
@@ -10,8 +11,11 @@ from dagster import (
     SkipReason,
     sensor,
 )
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
+from validibot_pipelines.assets.specs import spec_asset_name
 from validibot_pipelines.jobs import INTAKE_ASSET_BY_KIND, JOBS_BY_KIND
+from validibot_pipelines.orchestration.revalidate import spec_version
 from validibot_pipelines.partitions import PARTITIONS_BY_KIND
 from validibot_pipelines.resources.settings import ValidibotSettings
 from validibot_pipelines.sensors.landing import scan
@@ -49,6 +53,10 @@ def upload_sensor(context: SensorEvaluationContext, settings: ValidibotSettings)
         return SensorResult(skip_reason=SkipReason("no new uploads"), cursor=result.cursor)
     return SensorResult(
         run_requests=requests,
+        # The spec each run will use, recorded before it starts, so the intake's provenance names it and a
+        # later spec change shows the partition as stale (see assets/specs.py).
+        asset_events=[AssetObservation(asset_key=spec_asset_name(u.kind), partition=u.sha256,
+                                       tags={DATA_VERSION_TAG: spec_version(u.spec_sha256)}) for u in result.uploads],
         dynamic_partitions_requests=[PARTITIONS_BY_KIND[k].build_add_request(v) for k, v in new_keys.items() if v],
         cursor=result.cursor,
     )

@@ -1,0 +1,97 @@
+"""Alerts through real failing Dagster runs, posted to a real local HTTP server, with rate limiting."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from dagster import build_sensor_context
+
+from validibot_pipelines.local_runner import run_partition
+from validibot_pipelines.operations import alerts
+
+
+@pytest.fixture
+def webhook(monkeypatch) -> Iterator[list[dict]]:  # noqa: ANN001
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("VALIDIBOT_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/hook")
+    monkeypatch.setenv("VALIDIBOT_ALERT_MAX_PER_WINDOW", "2")
+    monkeypatch.setenv("VALIDIBOT_ALERT_WINDOW_SECONDS", "3600")
+    yield received
+    server.shutdown()
+
+
+def _tick(pipeline, sensor, cursor):  # noqa: ANN001, ANN202
+    with build_sensor_context(instance=pipeline.instance, cursor=cursor,
+                              repository_def=pipeline.defs.get_repository_def()) as context:
+        data = sensor.evaluate_tick(context)
+    return data.cursor
+
+
+def test_failed_runs_and_failed_validations_reach_the_webhook_rate_limited(pipeline, sample_fmus, tmp_path, webhook):  # noqa: ANN001
+    run_cursor = _tick(pipeline, alerts.run_failure_alerts, None)  # first ticks start "from now"
+    check_cursor = _tick(pipeline, alerts.failed_validation_alerts, None)
+
+    # A failed validation (the model's fault): the spec's assertion fails; and a rejected upload.
+    pipeline.drop(sample_fmus["first_order_lag"], spec="assertions:\n  - {name: huge, expr: 'o.y > 100.0'}\n")
+    junk = tmp_path / "junk.fmu"
+    junk.write_bytes(b"not a zip")
+    pipeline.drop(junk)
+    outcomes = pipeline.tick()
+    assert len(outcomes) == 2
+    check_cursor = _tick(pipeline, alerts.failed_validation_alerts, check_cursor)
+    assert len(webhook) == 1
+    alert = webhook[0]
+    assert alert["kind"] == "failed_validation" and alert["text"].startswith("[validibot] ")
+    joined = "\n".join(alert["items"])
+    assert "fmu_simulation:cel_assertions" in joined and "0/1 assertions passed" in joined
+    assert "fmu_intake:intake_accepted" in joined and "junk.fmu" in joined
+    assert all(o.partition_key in joined for o in outcomes), (joined, [o.partition_key for o in outcomes])  # noqa: E501
+    assert _tick(pipeline, alerts.failed_validation_alerts, check_cursor) == check_cursor  # nothing new, no post
+    assert len(webhook) == 1
+
+    # A failed run (the system's fault): a partition whose intake record is missing from the store.
+    pipeline.instance.add_dynamic_partitions("fmu_models", ["0" * 64])
+    failed = run_partition(pipeline.defs, pipeline.instance, "fmi_validation", "0" * 64)
+    assert not failed.success
+    run_cursor = _tick(pipeline, alerts.run_failure_alerts, run_cursor)
+    assert len(webhook) == 2
+    assert webhook[1]["kind"] == "run_failure" and failed.run_id[:8] in webhook[1]["title"]
+    assert "no intake record" in "\n".join(webhook[1]["items"])
+
+    # Rate limit (2 per window): the third alert in the window is held back, not posted...
+    run_partition(pipeline.defs, pipeline.instance, "fmi_validation", "0" * 64)
+    run_cursor = _tick(pipeline, alerts.run_failure_alerts, run_cursor)
+    assert len(webhook) == 2
+    state = alerts._load(pipeline.instance)
+    assert (state.sent, state.suppressed) == (2, 1)
+    # ... and the first post of the next window says so.
+    state.window_start -= 3600
+    alerts._save(pipeline.instance, state)
+    run_partition(pipeline.defs, pipeline.instance, "fmi_validation", "0" * 64)
+    _tick(pipeline, alerts.run_failure_alerts, run_cursor)
+    assert len(webhook) == 3 and webhook[2]["held_back"] == 1
+    assert "1 alert(s) were held back" in webhook[2]["text"]
+
+
+def test_without_a_webhook_alerts_are_only_logged(pipeline, monkeypatch):  # noqa: ANN001
+    monkeypatch.delenv("VALIDIBOT_ALERT_WEBHOOK_URL", raising=False)
+    logged = []
+    assert alerts.send_alert(pipeline.instance, "run_failure", "t", ["x"], log=logged.append) == "no webhook"
+    assert logged == ["[validibot] t\n• x"]

@@ -1,0 +1,174 @@
+"""The Dagster UI in a real headless Chromium: the asset graph and an asset's partition page of a materialized
+instance show the expected assets, metadata and checks. Screenshots are saved (path printed) for a human look.
+
+The instance is materialized in-process first (sensor tick + runs, SQLite DAGSTER_HOME); then only
+``dagster-webserver`` starts against it (no daemon, so nothing changes under the browser).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+                                reason="chromium/chromedriver missing: run scripts/install-system-deps")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory, sample_fmus, sample_specs) -> Iterator[dict]:  # noqa: ANN001
+    from dagster import DagsterInstance
+
+    from tests.conftest import Pipeline
+
+    root = tmp_path_factory.mktemp("ui")
+    home, vhome = root / "dagster_home", root / "validibot"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with DagsterInstance.from_config(str(home)) as instance:
+        pipe = Pipeline(instance, (vhome / "landing").as_uri(), (vhome / "store").as_uri())
+        pipe.drop(sample_fmus["first_order_lag"], spec=sample_specs / "first_order_lag.validation.yaml")
+        pipe.drop(sample_fmus["multi_output"], spec=sample_specs / "multi_output.validation.yaml")
+        outcomes = {o.outputs["fmu_intake"]["file_name"]: o for o in pipe.tick()}
+        assert all(o.success for o in outcomes.values())
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "VALIDIBOT_HOME": str(vhome)}
+    log = open(root / "webserver.log", "w")  # noqa: SIM115 - closed below
+    # Own session so the whole process group can be stopped with SIGINT (see tests/test_dagster_dev.py).
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster-webserver")), "-w", "workspace.yaml",
+                             "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, (root / "webserver.log").read_text()[-3000:]
+                time.sleep(1)
+        else:
+            pytest.fail("dagster-webserver did not start within 120 s")
+        shots = Path(os.environ.get("VALIDIBOT_SCREENSHOT_DIR") or root / "screenshots")
+        shots.mkdir(parents=True, exist_ok=True)
+        yield {"url": f"http://127.0.0.1:{port}", "outcomes": outcomes, "shots": shots, "root": root}
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(ui) -> Iterator:  # noqa: ANN001
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1600,1000",
+                 f"--user-data-dir={ui['root'] / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _dismiss_dialog(driver) -> None:  # noqa: ANN001
+    """A first visit shows a "Join the Dagster community" dialog over the page (after a delay): skip it."""
+    from selenium.webdriver.common.by import By
+
+    for button in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
+        if button.is_displayed():
+            button.click()
+
+
+def _open_and_wait(driver, url: str, texts: list[str], timeout: float = 90) -> str:  # noqa: ANN001
+    """Load a page of the single-page app and wait until every text is rendered; returns the page text."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    body = ""
+
+    def rendered(d) -> bool:  # noqa: ANN001
+        nonlocal body
+        _dismiss_dialog(d)
+        body = d.find_element(By.TAG_NAME, "body").text
+        return all(t in body for t in texts)
+
+    try:
+        WebDriverWait(driver, timeout, poll_frequency=0.5).until(rendered)
+    except Exception:  # noqa: BLE001 - report what was on screen instead of a bare timeout
+        driver.save_screenshot(str(Path(os.environ.get("VALIDIBOT_SCREENSHOT_DIR", "/tmp")) / "ui-failure.png"))
+        Path("/tmp/ui-failure.html").write_text(driver.page_source)
+        pytest.fail(f"{url}: missing {[t for t in texts if t not in body]}; page text: {body[:1500]}")
+    return body
+
+
+def _shot(driver, ui, name: str) -> Path:  # noqa: ANN001
+    time.sleep(3)  # let the page settle (the graph layout, the delayed dialog) before the picture; not an assertion
+    _dismiss_dialog(driver)
+    time.sleep(0.5)
+    path = ui["shots"] / name
+    driver.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+    assert path.stat().st_size > 10_000  # a rendered page, not an empty canvas
+    return path
+
+
+def _location(ui) -> str:  # noqa: ANN001
+    query = json.dumps({"query": "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"})
+    req = urllib.request.Request(f"{ui['url']}/graphql", data=query.encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        (entry,) = json.loads(resp.read())["data"]["workspaceOrError"]["locationEntries"]
+    return entry["name"]
+
+
+def test_asset_graph_shows_the_fmi_group(ui, browser):  # noqa: ANN001
+    url = f"{ui['url']}/locations/__repository__@{_location(ui)}/asset-groups/fmi"
+    # every node of the group, its checks passing (intake 1/1, probe 1/1, simulation 2/2) and both partitions
+    text = _open_and_wait(browser, url, ["fmi_spec", "fmu_intake", "fmu_probe", "fmu_simulation", "2 / 2 Passed",
+                                         "2 partitions"])
+    assert text.count("1 / 1 Passed") == 2, text
+    _shot(browser, ui, "asset-graph-fmi.png")
+
+
+def test_partition_page_shows_metadata_and_checks(ui, browser):  # noqa: ANN001
+    partition = ui["outcomes"]["first_order_lag.fmu"].partition_key
+    url = f"{ui['url']}/assets/fmu_simulation?view=partitions&partition={partition}"
+    text = _open_and_wait(browser, url, [partition, "timeseries_uri", "fmu_guid", "output_values"])
+    assert "first_order_lag.fmu" in text or "success" in text
+    _shot(browser, ui, "fmu_simulation-partition.png")
+    checks = _open_and_wait(browser, f"{ui['url']}/assets/fmu_simulation?view=checks",
+                            ["simulation_succeeded", "cel_assertions"])
+    assert "Passed" in checks or "passed" in checks.lower()
+    _shot(browser, ui, "fmu_simulation-checks.png")
+    overview = _open_and_wait(browser, f"{ui['url']}/assets/fmu_intake?view=overview",
+                              ["Owners", "validation", "validibot/validator: fmi", "validibot/stage: intake",
+                               "The uploaded FMU, checked in the control plane"])  # owners, tags, description
+    assert "fmi_validation" in overview and "upload_sensor" in overview
+    _shot(browser, ui, "fmu_intake-overview.png")

@@ -1,0 +1,106 @@
+"""Run an asset's per-model body over every partition of its step: one model, or a backfill batch.
+
+Backfills use ``BackfillPolicy.multi_run(n)``: one run (and one step per asset) covers up to ``n`` models,
+so hundreds of models do not mean hundreds of run workers. Each asset writes its body for ONE model; this
+module runs it for each partition of the step and keeps what an analyst sees per partition:
+
+* one partition (sensor runs, UI "Materialize" of a partition): exactly the single-model behaviour —
+  ``Output`` with metadata, then the ``AssetCheckResult``s; blocking checks stop downstream steps as usual.
+* several partitions: the output is ``{partition: value}`` (see ``StoreIOManager``), each partition gets its
+  own metadata (``add_asset_metadata(partition_key=...)``) and its own check evaluations, targeted at that
+  partition's materialization. Dagster's step-level blocking would stop the WHOLE batch when one model
+  fails intake, so in a batch the block is applied per model instead: a model whose upstream value is not
+  ``success`` (exactly what the blocking checks test) is not processed and is recorded as ``blocked``.
+
+A body may return ``None``: its worker was launched on an asynchronous backend (Cloud Run Jobs) and the output
+sensor materializes the result later (``assets/backend_step.py``). For one partition nothing is materialized
+(the asset's output is optional); in a batch the model is recorded as ``launched`` (downstream steps of the
+batch treat it like ``blocked``) until the collecting run overwrites it with the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetRecordsFilter,
+    Output,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
+BLOCKED = "blocked"
+LAUNCHED = "launched"
+
+
+@dataclass
+class ModelResult:
+    """What an asset produced for one model (partition)."""
+
+    value: dict[str, Any]
+    metadata: dict[str, Any]
+    checks: list[AssetCheckResult] = field(default_factory=list)
+
+
+Body = Callable[[str, Mapping[str, Any]], ModelResult | None]
+
+
+def blocked_by(upstream: Mapping[str, Any]) -> list[str]:
+    """Upstream assets whose value for this model is not ``success`` (what the blocking checks enforce)."""
+    return [name for name, value in upstream.items() if (value or {}).get("status") != "success"]
+
+
+def per_model(context: AssetExecutionContext, upstream: Mapping[str, Any], body: Body) -> Iterator[Any]:
+    keys = list(context.partition_keys)
+    output_name = context.assets_def.get_output_name_for_asset_key(context.asset_key)
+    if len(keys) == 1:
+        result = body(keys[0], upstream)
+        if result is None:  # launched asynchronously: the output sensor materializes it later
+            return
+        yield Output(result.value, output_name=output_name, metadata=result.metadata)
+        yield from result.checks
+        return
+    values: dict[str, Any] = {}
+    checks: dict[str, list[AssetCheckResult]] = {}
+    for key in keys:
+        ups = {name: by_key[key] for name, by_key in upstream.items()}
+        blockers = blocked_by(ups)
+        if blockers:
+            context.log.info(f"{key[:12]}…: not processed, upstream {', '.join(blockers)} did not succeed")
+            result = ModelResult({"status": BLOCKED, "blocked_by": blockers},
+                                 {"status": BLOCKED, "blocked_by": ", ".join(blockers)})
+        else:
+            result = body(key, ups) or ModelResult({"status": LAUNCHED}, {"status": LAUNCHED})
+        values[key] = result.value
+        context.add_asset_metadata(result.metadata, partition_key=key)
+        checks[key] = result.checks
+    yield Output(values, output_name=output_name)
+    evaluated = set()
+    for key, results in checks.items():
+        for check in results:
+            evaluation = _evaluation(context, key, check)
+            evaluated.add(evaluation.asset_check_key)
+            yield evaluation
+    # Each check is also a (valueless) step output, yielded once per step however many partitions it covered.
+    for check_key in context.assets_def.check_keys:
+        if check_key in evaluated:
+            yield Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
+
+
+def _evaluation(context: AssetExecutionContext, partition: str, check: AssetCheckResult) -> AssetCheckEvaluation:
+    asset_key = check.asset_key or context.asset_key
+    record = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1).records[0]
+    return AssetCheckEvaluation(
+        asset_key=asset_key, check_name=check.check_name, passed=check.passed, metadata=check.metadata,
+        severity=check.severity, description=check.description,
+        target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
+            storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp),
+        blocking=False,  # enforced per model above; a step-level block would stop the whole batch
+    )
