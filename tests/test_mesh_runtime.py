@@ -120,3 +120,23 @@ def test_stopping_the_worker_leaves_no_gmsh_process_behind(local_root, cad_parts
     while gmsh_children() and time.time() < deadline:
         time.sleep(0.2)
     assert gmsh_children() == []
+
+
+def test_gmsh_that_cannot_load_is_the_workers_fault_not_the_parts(cad_parts, tmp_path, monkeypatch):  # noqa: ANN001
+    """A worker image missing a library Gmsh links against (libgomp, as first seen in the mesh image) must end
+    failed_runtime naming the fix, never 'your CAD file is unreadable'."""
+    from validibot_pipelines.envelopes.mesh import MeshPreviewInputs
+    from validibot_pipelines.runtime.mesh.preview import preview_part
+
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "gmsh.py").write_text(
+        "raise OSError('libgomp.so.1: cannot open shared object file: No such file or directory')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow))
+    with pytest.raises(MeshFailure) as caught:
+        preview_part(cad_parts["box"], "box.step", tmp_path / "work", MeshPreviewInputs(), log=lambda _m: None)
+    assert caught.value.code == "MESH_ENGINE_UNAVAILABLE" and caught.value.system_fault
+    assert "libgomp.so.1" in caught.value.text and "containers/apt-mesh.txt" in caught.value.text
+    with pytest.raises(MeshFailure) as caught:
+        mesh_part(cad_parts["box"], "box.step", tmp_path / "work2", MeshInputs(), log=lambda _m: None)
+    assert caught.value.code == "MESH_ENGINE_UNAVAILABLE" and caught.value.system_fault

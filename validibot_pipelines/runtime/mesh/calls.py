@@ -38,6 +38,12 @@ class MeshFailure(Exception):
         self.system_fault = system_fault
 
 
+def engine_unavailable(name: str, answer: ChildAnswer) -> MeshFailure:
+    return MeshFailure("MESH_ENGINE_UNAVAILABLE", f"{name}: Gmsh could not be loaded in this worker "
+                       f"({answer.problem}); the worker image lacks a system library Gmsh needs — rebuild it with "
+                       "containers/apt-mesh.txt (or install those Debian packages)", system_fault=True)
+
+
 def fail(ctx: RunContext, exc: MeshFailure) -> None:
     """Record a :class:`MeshFailure` on the output envelope being built."""
     ctx.output.status = Status.FAILED_RUNTIME if exc.system_fault else Status.FAILED_VALIDATION
@@ -49,6 +55,11 @@ class ChildAnswer:
     ok: bool
     data: dict[str, Any]
     child: ChildResult
+
+    @property
+    def engine_broken(self) -> bool:
+        """Gmsh itself could not be loaded (a missing system library): the worker's fault, not the part's."""
+        return bool(self.data.get("engine_broken"))
 
     @property
     def problem(self) -> str:

@@ -123,6 +123,12 @@ def main() -> int:
     request = json.loads(request_path.read_text())
     result_path = request_path.with_name(request_path.name + ".result.json")
     try:
+        import gmsh  # noqa: F401 - a failure here is the worker's environment, not the part
+    except (ImportError, OSError) as exc:
+        broken = {"ok": False, "engine_broken": True, "error": f"{type(exc).__name__}: {exc}"}
+        result_path.write_text(json.dumps(broken))
+        return 1
+    try:
         with gmsh_session() as gmsh:
             answer = {"ok": True, **MODES[request["mode"]](gmsh, request)}
         code = 0

@@ -14,7 +14,7 @@ from pathlib import Path
 from validibot_pipelines.envelopes import Severity, Status, ValidationMessage
 from validibot_pipelines.envelopes.mesh import BoundingBox, MeshPreviewInputs, MeshPreviewOutputs
 from validibot_pipelines.runtime.context import RunContext
-from validibot_pipelines.runtime.mesh.calls import MeshFailure, call, fail
+from validibot_pipelines.runtime.mesh.calls import MeshFailure, call, engine_unavailable, fail
 
 
 @dataclass
@@ -40,6 +40,8 @@ def preview_part(part: Path, name: str, workdir: Path, inputs: MeshPreviewInputs
         if answer.child.timed_out:
             raise MeshFailure("MESH_PREVIEW_TIMEOUT", f"{name}: the preview surface mesh did not finish within "
                               f"{inputs.timeout_seconds:g} s; simplify the part (tiny faces, sliver edges)")
+        if answer.engine_broken:
+            raise engine_unavailable(name, answer)
         raise unreadable(name, answer.problem)
     data = answer.data
     if not data["surfaces"]:

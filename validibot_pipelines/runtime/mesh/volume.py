@@ -29,7 +29,7 @@ from validibot_pipelines.envelopes.mesh import (
     VolumeResult,
 )
 from validibot_pipelines.runtime.context import RunContext
-from validibot_pipelines.runtime.mesh.calls import MeshFailure, call, fail, kill_all
+from validibot_pipelines.runtime.mesh.calls import MeshFailure, call, engine_unavailable, fail, kill_all
 from validibot_pipelines.runtime.mesh.preview import unreadable
 from validibot_pipelines.runtime.mesh.quality import score
 
@@ -119,6 +119,8 @@ def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs,
     stem = Path(name).stem
     found = call("inspect", {"part": str(part)}, workdir, inputs.meshing.strategy_timeout_seconds)
     if not found.ok:
+        if found.engine_broken:
+            raise engine_unavailable(name, found)
         raise unreadable(name, found.problem)
     volumes: list[int] = found.data["volumes"]
     if not volumes:
