@@ -103,8 +103,15 @@ def test_compose_file_is_valid_and_separates_environments(tmp_path):  # noqa: AN
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)
     services = resolved["services"]
-    assert {"postgres", "code", "webserver", "daemon", "worker"} <= services.keys()
-    assert services["worker"]["image"] == "validibot-worker:latest"
+    assert {"postgres", "code", "webserver", "daemon"} <= services.keys()
+    for validator in ("fmi", "energyplus", "mesh"):
+        worker = services[f"worker-{validator}"]
+        assert worker["image"] == f"validibot-worker-{validator}:latest"
+        # The build context must be containers/ (the Dockerfile COPYs wheels/ and requirements-<validator>.txt).
+        assert Path(worker["build"]["context"]) == COMPOSE.parent.parent.resolve() / "containers"
+        assert worker["build"]["args"]["VALIDATOR"] == validator
+        assert (Path(worker["build"]["context"]) / f"requirements-{validator}.txt").exists()
+        assert services["daemon"]["environment"][f"VALIDIBOT_{validator.upper()}_DOCKER_IMAGE"] == worker["image"]
     assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
     env = services["daemon"]["environment"]
     assert env["DAGSTER_PG_DB"] == "validibot_test" and env["VALIDIBOT_ENV"] == "test"

@@ -9,9 +9,16 @@ same status the UI shows and the nightly re-validation picks.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 
-from dagster import DataVersion, DataVersionsByPartition, DynamicPartitionsDefinition, observable_source_asset
+from dagster import (
+    BetaWarning,
+    DataVersion,
+    DataVersionsByPartition,
+    DynamicPartitionsDefinition,
+    observable_source_asset,
+)
 
 from validibot_pipelines.orchestration.models import load_record
 from validibot_pipelines.orchestration.revalidate import current_spec, spec_version
@@ -54,4 +61,6 @@ def spec_source(kind: str, partitions_def: DynamicPartitionsDefinition):  # noqa
     return _observe
 
 
-SPEC_SOURCES = {kind: spec_source(kind, partitions) for kind, partitions in PARTITIONS_BY_KIND.items()}
+with warnings.catch_warnings():  # observable_source_asset is beta in this Dagster; the pin keeps it stable
+    warnings.simplefilter("ignore", BetaWarning)
+    SPEC_SOURCES = {kind: spec_source(kind, partitions) for kind, partitions in PARTITIONS_BY_KIND.items()}
