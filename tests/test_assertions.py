@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -312,13 +311,10 @@ def test_deeply_nested_expression_is_an_error_not_a_crash() -> None:
 
 
 def test_timeout_stops_runaway_and_others_still_run(forks: list[int]) -> None:
-    start = time.monotonic()
     results = run("o.y > 1", RUNAWAY, "o.y < 10", timeout_s=0.3)
-    elapsed = time.monotonic() - start
     assert [r.passed for r in results] == [True, False, True]
     assert "timed out after 0.3 s" in (results[1].error or "")
     assert results[0].error is None and results[2].error is None
-    assert 0.3 <= elapsed < 2.0
     assert len(forks) == 2  # the killed child, then a fresh one for the remaining assertion
     assert_reaped(forks)
 
@@ -364,9 +360,9 @@ def test_memory_blow_up_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "ran out of memory" in (results[0].error or "")
 
 
-def test_common_case_is_fast() -> None:
-    run("o.y > 1")  # warm the parser
-    start = time.monotonic()
+def test_common_case_shares_one_evaluator_process(forks: list[int]) -> None:
+    """Why the common case is cheap (timings live in bench/, not in tests): 20 assertions, one child."""
     results = run(*["o.y > 5.5 && o.y < 6.1"] * 20)
     assert all(r.passed for r in results)
-    assert time.monotonic() - start < 1.0
+    assert len(forks) == 1
+    assert_reaped(forks)

@@ -62,3 +62,56 @@ def test_new_spec_alone_revalidates_its_model(local_root):  # noqa: ANN001
     store.write_bytes(join_uri(landing, "a.fmu.validation.yaml"), b"assertions: []\n")
     (upload,) = scan(landing, cursor).uploads
     assert upload.uri.endswith("a.fmu") and upload.spec_sha256
+
+
+def test_file_moved_in_with_an_old_mtime_is_still_seen(local_root, tmp_path):  # noqa: ANN001
+    """mv / cp -p / rsync -a / tar x keep an old mtime: the scan must not lose such an upload."""
+    import os
+    import shutil
+
+    landing = join_uri(local_root, "landing")
+    store = get_store(landing)
+    store.write_bytes(join_uri(landing, "first.fmu"), b"first")
+    cursor = scan(landing, None).cursor
+    outside = tmp_path / "old.fmu"
+    outside.write_bytes(b"an old model")
+    os.utime(outside, ns=(1_000_000_000, 1_000_000_000))  # 1970: far below the cursor's mark and window
+    shutil.move(str(outside), landing.removeprefix("file://") + "/old.fmu")
+    (upload,) = scan(landing, cursor).uploads
+    assert upload.uri.endswith("old.fmu")
+
+
+def test_late_object_below_the_mark_is_picked_up_within_the_lookback_window(monkeypatch):  # noqa: ANN001
+    """An S3 multipart upload is stamped when it started: it can appear below the mark after newer objects."""
+    from validibot_pipelines.sensors.landing import Mark
+    from validibot_pipelines.storage.base import ObjectInfo
+
+    monkeypatch.setenv("VALIDIBOT_LANDING_LOOKBACK_SECONDS", "60")
+    s = 1_000_000_000
+    small = ObjectInfo("s3://b/l/small.fmu", 10, 1000 * s)
+    mark = Mark.loads(Mark(-1, "").advance([small]).dumps())  # survives the cursor round trip
+    assert mark.handled(small.uri, small.updated_ns)
+    late = ObjectInfo("s3://b/l/big.fmu", 10**9, 990 * s)  # started 10 s before `small`, finished after it
+    assert not mark.handled(late.uri, late.updated_ns)
+    mark = mark.advance([late])
+    assert mark.handled(late.uri, late.updated_ns) and (mark.updated_ns, mark.uri) == (1000 * s, small.uri)
+    ancient = ObjectInfo("s3://b/l/ancient.fmu", 1, 100 * s)  # older than the window: handled long ago
+    assert mark.handled(ancient.uri, ancient.updated_ns)
+    later = mark.advance([ObjectInfo("s3://b/l/new.fmu", 1, 2000 * s)])
+    assert later.recent == {"s3://b/l/new.fmu": 2000 * s}  # the window's memory stays bounded
+
+
+def test_bytes_hashed_per_tick_are_bounded(local_root):  # noqa: ANN001
+    landing = join_uri(local_root, "landing")
+    store = get_store(landing)
+    for i in range(4):
+        store.write_bytes(join_uri(landing, f"m{i}.fmu"), bytes(1000))
+    cursor, per_tick = None, []
+    while True:
+        result = scan(landing, cursor, max_bytes=2500)
+        per_tick.append(len(result.uploads))
+        cursor = result.cursor
+        if not result.remaining:
+            break
+    assert per_tick == [2, 2]
+    assert len(scan(landing, None, max_bytes=10).uploads) == 1  # always at least one object per tick

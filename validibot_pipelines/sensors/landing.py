@@ -1,19 +1,30 @@
 """Scan a landing zone for new uploads — plain logic, no Dagster objects, so it is easy to test.
 
-The cursor is a high-water mark ``(updated_ns, uri)`` over the objects already handled. Each tick lists
-object metadata (no reads), then hashes and registers at most ``max_new`` objects above the mark, oldest
-first, and moves the mark past them; the rest wait for the next tick. Reads and partition registrations
-are therefore proportional to new objects, not to the size of the bucket.
+The cursor is a high-water mark ``(updated_ns, uri)`` over the objects already handled, plus the objects
+handled within a trailing *lookback window* below the mark (``VALIDIBOT_LANDING_LOOKBACK_SECONDS``, default
+1 h). Each tick lists object metadata (no reads), then hashes and registers at most ``max_new`` objects —
+and at most ``max_bytes`` of content — that are above the mark or inside the window but not yet handled,
+oldest first; the rest wait for the next tick. Reads and partition registrations are therefore proportional
+to new objects, not to the size of the bucket (the listing itself is metadata of every object; event
+notifications would remove that, see the README).
+
+Why the window: an object can appear with a timestamp older than objects already handled — an S3 multipart
+upload is stamped when it *started*, and a large upload can finish after a small one. On a local folder the
+store reports the later of mtime and ctime, so ``mv`` / ``cp -p`` / ``rsync -a`` / ``tar x`` (old mtime, new
+ctime) are seen as new. Re-announcing an object is harmless anyway: its run key (checksum + spec checksum)
+is deduplicated by Dagster.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from validibot_pipelines.orchestration.models import KINDS, RESOURCE_SUFFIXES, SPEC_SUFFIX, kind_of
 from validibot_pipelines.storage import get_store, leaf_name
+from validibot_pipelines.storage.base import ObjectInfo
 
 
 @dataclass(frozen=True)
@@ -32,20 +43,38 @@ class Upload:
         return f"{self.kind}:{self.sha256}:{self.spec_sha256 or 'nospec'}"
 
 
+def lookback_ns() -> int:
+    return int(float(os.environ.get("VALIDIBOT_LANDING_LOOKBACK_SECONDS", "3600")) * 1e9)
+
+
 @dataclass(frozen=True)
 class Mark:
     updated_ns: int
     uri: str
+    recent: dict[str, int] = field(default_factory=dict)  # uri -> updated_ns handled inside the lookback window
+
+    def handled(self, uri: str, updated_ns: int) -> bool:
+        if (updated_ns, uri) <= (self.updated_ns, self.uri):
+            return updated_ns <= self.updated_ns - lookback_ns() or self.recent.get(uri) == updated_ns
+        return False
+
+    def advance(self, handled: list[ObjectInfo]) -> Mark:
+        top = max([(self.updated_ns, self.uri), *((o.updated_ns, o.uri) for o in handled)])
+        floor = top[0] - lookback_ns()
+        recent = {u: t for u, t in self.recent.items() if t > floor}
+        recent.update({o.uri: o.updated_ns for o in handled if o.updated_ns > floor})
+        return Mark(top[0], top[1], recent)
 
     def dumps(self) -> str:
-        return json.dumps({"updated_ns": self.updated_ns, "uri": self.uri})
+        return json.dumps({"updated_ns": self.updated_ns, "uri": self.uri, "recent": self.recent})
 
     @classmethod
     def loads(cls, cursor: str | None) -> Mark:
         if not cursor:
             return cls(-1, "")
         data = json.loads(cursor)
-        return cls(int(data["updated_ns"]), str(data["uri"]))
+        recent = {str(k): int(v) for k, v in data.get("recent", {}).items()}
+        return cls(int(data["updated_ns"]), str(data["uri"]), recent)
 
 
 @dataclass
@@ -56,15 +85,20 @@ class ScanResult:
     remaining: int  # new objects left for later ticks
 
 
-def scan(landing_uri: str, cursor: str | None, max_new: int = 50,
+def scan(landing_uri: str, cursor: str | None, max_new: int = 50, max_bytes: int = 2 * 1024**3,
          log: Callable[[str], None] = lambda _msg: None) -> ScanResult:
     store = get_store(landing_uri)
     mark = Mark.loads(cursor)
-    fresh = sorted(
-        (o for o in store.list(landing_uri) if (o.updated_ns, o.uri) > (mark.updated_ns, mark.uri)),
-        key=lambda o: (o.updated_ns, o.uri),
-    )
-    batch, remaining = fresh[:max_new], max(0, len(fresh) - max_new)
+    fresh = sorted((o for o in store.list(landing_uri) if not mark.handled(o.uri, o.updated_ns)),
+                   key=lambda o: (o.updated_ns, o.uri))
+    batch: list[ObjectInfo] = []
+    hashed = 0
+    for obj in fresh[:max_new]:  # bounded by count and by bytes hashed (always at least one object)
+        if batch and hashed + obj.size > max_bytes:
+            break
+        batch.append(obj)
+        hashed += obj.size
+    remaining = len(fresh) - len(batch)
     uploads: list[Upload] = []
     skipped: list[str] = []
     models_in_batch = {o.uri for o in batch}
@@ -83,9 +117,7 @@ def scan(landing_uri: str, cursor: str | None, max_new: int = 50,
             continue
         spec_uri = obj.uri + SPEC_SUFFIX
         uploads.append(_upload(obj.uri, spec_uri if store.exists(spec_uri) else None))
-    if batch:
-        last = batch[-1]
-        mark = Mark(last.updated_ns, last.uri)
+    mark = mark.advance(batch)
     for upload in uploads:
         log(f"new {upload.kind} upload {upload.uri} sha256={upload.sha256}")
     return ScanResult(uploads=uploads, skipped=skipped, cursor=mark.dumps(), remaining=remaining)

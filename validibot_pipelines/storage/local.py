@@ -68,7 +68,9 @@ class LocalStore(ObjectStore):
                     continue
                 path = Path(dirpath) / name
                 st = path.stat()
-                yield ObjectInfo(uri=path_to_uri(path), size=st.st_size, updated_ns=st.st_mtime_ns)
+                # ctime too: a file moved or copied in with its old mtime (mv, cp -p, rsync -a, tar x) is new here.
+                yield ObjectInfo(uri=path_to_uri(path), size=st.st_size,
+                                 updated_ns=max(st.st_mtime_ns, st.st_ctime_ns))
 
     def delete(self, uri: str) -> None:
         uri_to_path(uri).unlink(missing_ok=True)
