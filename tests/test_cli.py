@@ -72,3 +72,21 @@ def test_timeout_is_failed_validation(sample_fmus, tmp_path):  # noqa: ANN001
     assert proc.returncode == 1
     out = json.loads(proc.stdout)
     assert out["messages"][-1]["code"] == "FMU_TIMEOUT"
+
+
+def test_unreachable_store_is_failed_runtime_exit_2_without_traceback(sample_fmus, tmp_path):  # noqa: ANN001
+    """The system's fault (here: an S3 endpoint nobody listens on) is exit code 2 with a message, not a crash."""
+    import os
+
+    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x",
+           "AWS_SECRET_ACCESS_KEY": "y", "AWS_MAX_ATTEMPTS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "validibot_pipelines.cli", "validate",
+                           str(sample_fmus["first_order_lag"]), "--store", "s3://nobucket/x", "--json"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    out = json.loads(proc.stdout)
+    assert out["status"] == "failed_runtime"
+    (msg,) = out["messages"]
+    assert msg["code"] == "CONTROL_PLANE_ERROR" and "first_order_lag.fmu" in msg["text"]
+    assert "s3://nobucket/x" in msg["text"]

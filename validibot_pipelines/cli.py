@@ -66,8 +66,23 @@ def _validate(args: argparse.Namespace) -> int:
     except ValueError as exc:  # e.g. a file type no validator handles
         print(f"validibot: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - the system's fault (store unreachable, no permission): no traceback
+        out = _runtime_failure(model, exc, args.store or default_store_uri())
     print(out.model_dump_json(indent=2) if args.json else human_summary(out))
     return EXIT_CODES[out.status]
+
+
+def _runtime_failure(model: Path, exc: Exception, store_uri: str) -> OutputEnvelope:
+    """The control plane itself failed (not the model): a failed_runtime envelope that says what to check."""
+    from validibot_pipelines import __version__
+    from validibot_pipelines.envelopes import ValidatorRef
+
+    out = OutputEnvelope(run_id=f"cli-{uuid.uuid4().hex[:8]}", status=Status.FAILED_RUNTIME,
+                         validator=ValidatorRef(id="validibot-cli", type="cli", version=__version__))
+    out.error("CONTROL_PLANE_ERROR", f"{model.name}: validation could not run ({type(exc).__name__}: {exc}); "
+              f"the model was not judged — check that the store {store_uri} is reachable and writable "
+              "(credentials, endpoint, bucket) and try again")
+    return out
 
 
 def _demo(args: argparse.Namespace) -> int:
