@@ -30,33 +30,71 @@ def _variant(src: Path, out: Path, n: int) -> Path:
     return out
 
 
-def main(n: int = 20, batch: int = 10) -> None:
-    warnings.filterwarnings("ignore")
-    logging.disable(logging.CRITICAL)
-    from dagster import DagsterInstance, RunsFilter
+SYNC_HOME_YAML = (
+    "telemetry:\n  enabled: false\nrun_launcher:\n"
+    "  module: dagster._core.launcher.sync_in_memory_run_launcher\n"
+    "  class: SyncInMemoryRunLauncher\nrun_coordinator:\n  module: dagster.core.run_coordinator\n"
+    "  class: DefaultRunCoordinator\n")
+
+
+def make_home(tmp: Path) -> Path:
+    """A DAGSTER_HOME whose runs execute synchronously when the backfill daemon iteration launches them."""
+    home = tmp / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(SYNC_HOME_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_backfill(instance, tmp: Path, store: str, landing: str, partitions: list[str], size: int,  # noqa: ANN001
+                 group: str = "fmi") -> tuple[float, int, str]:
+    """Submit a real asset backfill of ``group`` over ``partitions`` in batches of ``size`` and drive the
+    backfill daemon's iteration until it ends; returns (seconds, runs, final status)."""
+    from dagster import RunsFilter
     from dagster._core.execution.backfill import BulkActionStatus
     from dagster._core.test_utils import create_test_daemon_workspace_context
     from dagster._core.workspace.load_target import PythonFileTarget
     from dagster._daemon.backfill import execute_backfill_iteration
 
-    from validibot_pipelines.definitions import build_defs
-    from validibot_pipelines.local_runner import tick
     from validibot_pipelines.operations.backfill import submit_backfill
     from validibot_pipelines.operations.staleness import group_asset_keys
+
+    location = tmp / f"location_{size}.py"
+    location.write_text(
+        "import os\n"
+        f"os.environ['VALIDIBOT_BACKFILL_BATCH_SIZE'] = '{size}'\n"
+        "from validibot_pipelines.definitions import build_defs\n"
+        "from validibot_pipelines.resources import ValidibotSettings\n"
+        f"defs = build_defs(ValidibotSettings(store_uri={store!r}, landing_uri={landing!r}))\n")
+    target = PythonFileTarget(python_file=str(location), attribute="defs", working_directory=str(ROOT),
+                              location_name=f"bench_{size}")
+    with create_test_daemon_workspace_context(target, instance) as workspace:
+        graph = workspace.create_request_context().asset_graph
+        backfill_id = submit_backfill(instance, graph, group_asset_keys(graph, group), partitions,
+                                      title=f"bench batch {size}", trigger="bench")
+        os.environ["VALIDIBOT_BACKFILL_BATCH_SIZE"] = str(size)  # the in-process run launcher loads it
+        start = time.perf_counter()
+        while instance.get_backfill(backfill_id).status == BulkActionStatus.REQUESTED:
+            list(execute_backfill_iteration(workspace, logging.getLogger("bench")))
+        seconds = time.perf_counter() - start
+    runs = instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
+    return seconds, len(runs), instance.get_backfill(backfill_id).status.value
+
+
+def main(n: int = 20, batch: int = 10) -> None:
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.CRITICAL)
+    from dagster import DagsterInstance
+
+    from validibot_pipelines.definitions import build_defs
+    from validibot_pipelines.local_runner import tick
     from validibot_pipelines.resources import ValidibotSettings
     from validibot_pipelines.samples.build import build_fmu
     from validibot_pipelines.storage import get_store, join_uri
 
     with tempfile.TemporaryDirectory(prefix="validibot-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        home = tmp / "home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text(
-            "telemetry:\n  enabled: false\nrun_launcher:\n"
-            "  module: dagster._core.launcher.sync_in_memory_run_launcher\n"
-            "  class: SyncInMemoryRunLauncher\nrun_coordinator:\n  module: dagster.core.run_coordinator\n"
-            "  class: DefaultRunCoordinator\n")
-        os.environ["DAGSTER_HOME"] = str(home)
+        make_home(tmp)
         store, landing = (tmp / "store").as_uri(), (tmp / "landing").as_uri()
         lag = build_fmu("first_order_lag", tmp / "fmus")
         with DagsterInstance.get() as instance:
@@ -67,29 +105,7 @@ def main(n: int = 20, batch: int = 10) -> None:
             while tick(defs, instance, log_level="ERROR"):  # register + validate once (not timed)
                 pass
             partitions = instance.get_dynamic_partitions("fmu_models")
-            results = {}
-            for size in (1, batch):
-                location = tmp / f"location_{size}.py"
-                location.write_text(
-                    "import os\n"
-                    f"os.environ['VALIDIBOT_BACKFILL_BATCH_SIZE'] = '{size}'\n"
-                    "from validibot_pipelines.definitions import build_defs\n"
-                    "from validibot_pipelines.resources import ValidibotSettings\n"
-                    f"defs = build_defs(ValidibotSettings(store_uri={store!r}, landing_uri={landing!r}))\n")
-                target = PythonFileTarget(python_file=str(location), attribute="defs", working_directory=str(ROOT),
-                                          location_name=f"bench_{size}")
-                with create_test_daemon_workspace_context(target, instance) as workspace:
-                    graph = workspace.create_request_context().asset_graph
-                    backfill_id = submit_backfill(instance, graph, group_asset_keys(graph, "fmi"), partitions,
-                                                  title=f"bench batch {size}", trigger="bench")
-                    os.environ["VALIDIBOT_BACKFILL_BATCH_SIZE"] = str(size)  # the in-process run launcher loads it
-                    start = time.perf_counter()
-                    while instance.get_backfill(backfill_id).status == BulkActionStatus.REQUESTED:
-                        list(execute_backfill_iteration(workspace, logging.getLogger("bench")))
-                    seconds = time.perf_counter() - start
-                status = instance.get_backfill(backfill_id).status
-                runs = instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
-                results[size] = (seconds, len(runs), status.value)
+            results = {size: run_backfill(instance, tmp, store, landing, partitions, size) for size in (1, batch)}
             for size, (seconds, runs, status) in results.items():
                 print(f"batch size {size:3d}: {runs:3d} runs, {seconds:7.2f} s for {n} models "
                       f"({seconds / n:.3f} s/model), backfill {status}")
