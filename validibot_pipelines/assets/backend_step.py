@@ -12,7 +12,7 @@ its checks — so the UI shows "launched" on the asset's timeline, then the resu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from dagster import (
@@ -26,9 +26,11 @@ from dagster import (
 )
 from pydantic import Field
 
-from validibot_pipelines.assets.metadata import launch_metadata
+from validibot_pipelines.assets.batch import ModelResult, per_model
+from validibot_pipelines.assets.metadata import envelope_metadata, launch_metadata
 from validibot_pipelines.envelopes import OutputEnvelope
 from validibot_pipelines.orchestration.launch import collect_step
+from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.select import pool_for
 
@@ -72,3 +74,28 @@ def launch_or_collect(
                       **launch_metadata(record)}))
         return None
     return out, record
+
+
+Launch = Callable[[ModelRecord, Mapping[str, Any]], tuple[OutputEnvelope | None, LaunchRecord]]
+Present = Callable[[ModelRecord, Mapping[str, Any], OutputEnvelope, dict[str, Any]], ModelResult]
+
+
+def run_worker_step(context: AssetExecutionContext, config: WorkerStepConfig, upstream: Mapping[str, Any],
+                    record_from: str, launch: Launch, present: Present) -> Iterator[Any]:
+    """The body every worker asset shares, per model (one partition or a backfill batch):
+
+    read the model's intake record from the upstream asset ``record_from``, launch (or collect) its worker
+    step, and hand the output envelope with the launch metadata (backend, launch id, image, timings, log) to
+    ``present``, which adds the validator's own metadata and checks. Pending asynchronous launches yield
+    nothing (see :func:`launch_or_collect` and ``assets.batch.per_model``).
+    """
+
+    def one(key: str, up: Mapping[str, Any]) -> ModelResult | None:
+        record = ModelRecord.model_validate(up[record_from])
+        launched = launch_or_collect(context, config, key, lambda: launch(record, up))
+        if launched is None:
+            return None
+        out, launch_record = launched
+        return present(record, up, out, {**envelope_metadata(out), **launch_metadata(launch_record)})
+
+    yield from per_model(context, upstream, one)

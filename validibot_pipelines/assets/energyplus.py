@@ -7,22 +7,23 @@
   ``simulation_succeeded`` and ``cel_assertions``.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 from dagster import AssetCheckSpec, AssetExecutionContext, MetadataValue, ResourceParam, asset
 
-from validibot_pipelines.assets.backend_step import WorkerStepConfig, launch_or_collect, worker_asset
-from validibot_pipelines.assets.batch import ModelResult, per_model
+from validibot_pipelines.assets.backend_step import WorkerStepConfig, run_worker_step, worker_asset
+from validibot_pipelines.assets.batch import ModelResult
 from validibot_pipelines.assets.checks import assertions_check, status_check
 from validibot_pipelines.assets.intake import IntakeConfig, attempt_of, run_intake
-from validibot_pipelines.assets.metadata import envelope_metadata, frame_table, launch_metadata
+from validibot_pipelines.assets.metadata import frame_table
 from validibot_pipelines.assets.specs import SPEC_SOURCES
-from validibot_pipelines.envelopes import Status
+from validibot_pipelines.envelopes import OutputEnvelope, Status
 from validibot_pipelines.orchestration import energyplus
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.partitions import energyplus_partitions
-from validibot_pipelines.resources.backends.base import ComputeBackend
+from validibot_pipelines.resources.backends.base import ComputeBackend, LaunchRecord
 from validibot_pipelines.resources.settings import ValidibotSettings
 
 GROUP = "energyplus"
@@ -52,16 +53,8 @@ def energyplus_simulation(context: AssetExecutionContext, config: WorkerStepConf
                           settings: ValidibotSettings, energyplus_backend: ResourceParam[ComputeBackend]):
     """An annual EnergyPlus run of a normalised private copy: metrics, counts, sql and err artifacts."""
 
-    def one(key: str, up: dict[str, Any]) -> ModelResult | None:
-        record = ModelRecord.model_validate(up["energyplus_model"])
-        launched = launch_or_collect(context, config, key, lambda: energyplus.simulate(
-            record, store_uri=settings.store_uri, backend=energyplus_backend, attempt=attempt_of(context),
-            simulation_timeout_seconds=settings.energyplus_timeout_seconds,
-            timeout_seconds=settings.worker_timeout_seconds, context=context))
-        if launched is None:
-            return None
-        out, launch = launched
-        meta = {**envelope_metadata(out), **launch_metadata(launch)}
+    def present(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope,
+                meta: dict[str, Any]) -> ModelResult:
         sim = out.outputs
         if sim:
             meta["metrics"] = frame_table(pd.DataFrame(
@@ -81,4 +74,11 @@ def energyplus_simulation(context: AssetExecutionContext, config: WorkerStepConf
         value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
         return ModelResult(value, meta, [status_check("simulation_succeeded", out), assertions_check(results, out)])
 
-    yield from per_model(context, {"energyplus_model": energyplus_model}, one)
+    def launch(record: ModelRecord, _up: Mapping[str, Any]) -> tuple[OutputEnvelope | None, LaunchRecord]:
+        return energyplus.simulate(
+            record, store_uri=settings.store_uri, backend=energyplus_backend, attempt=attempt_of(context),
+            simulation_timeout_seconds=settings.energyplus_timeout_seconds,
+            timeout_seconds=settings.worker_timeout_seconds, context=context)
+
+    upstream = {"energyplus_model": energyplus_model}
+    yield from run_worker_step(context, config, upstream, "energyplus_model", launch, present)

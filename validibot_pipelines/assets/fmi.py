@@ -8,22 +8,23 @@
 """
 
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 from dagster import AssetCheckSpec, AssetExecutionContext, MetadataValue, ResourceParam, asset
 
-from validibot_pipelines.assets.backend_step import WorkerStepConfig, launch_or_collect, worker_asset
-from validibot_pipelines.assets.batch import ModelResult, per_model
+from validibot_pipelines.assets.backend_step import WorkerStepConfig, run_worker_step, worker_asset
+from validibot_pipelines.assets.batch import ModelResult
 from validibot_pipelines.assets.checks import assertions_check, plot_markdown, status_check
 from validibot_pipelines.assets.intake import IntakeConfig, attempt_of, run_intake
-from validibot_pipelines.assets.metadata import envelope_metadata, frame_table, launch_metadata
+from validibot_pipelines.assets.metadata import frame_table
 from validibot_pipelines.assets.specs import SPEC_SOURCES
 from validibot_pipelines.envelopes import OutputEnvelope, Status
 from validibot_pipelines.orchestration import fmi
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.partitions import fmu_partitions
-from validibot_pipelines.resources.backends.base import ComputeBackend
+from validibot_pipelines.resources.backends.base import ComputeBackend, LaunchRecord
 from validibot_pipelines.resources.settings import ValidibotSettings
 
 GROUP = "fmi"
@@ -49,15 +50,8 @@ def fmu_probe(context: AssetExecutionContext, config: WorkerStepConfig, fmu_inta
               settings: ValidibotSettings, fmi_backend: ResourceParam[ComputeBackend]):
     """Model facts from the isolated worker: variable catalog, DefaultExperiment, fmpy validation findings."""
 
-    def one(key: str, up: dict[str, Any]) -> ModelResult | None:
-        record = ModelRecord.model_validate(up["fmu_intake"])
-        launched = launch_or_collect(context, config, key, lambda: fmi.probe(
-            record, store_uri=settings.store_uri, backend=fmi_backend, attempt=attempt_of(context),
-            timeout_seconds=settings.worker_timeout_seconds, context=context))
-        if launched is None:
-            return None
-        out, launch = launched
-        meta = {**envelope_metadata(out), **launch_metadata(launch)}
+    def present(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope,
+                meta: dict[str, Any]) -> ModelResult:
         facts = out.outputs
         if facts:
             meta.update({
@@ -68,7 +62,13 @@ def fmu_probe(context: AssetExecutionContext, config: WorkerStepConfig, fmu_inta
             })
         return ModelResult(out.model_dump(mode="json"), meta, [status_check("probe_approved", out)])
 
-    yield from per_model(context, {"fmu_intake": fmu_intake}, one)
+    def launch(record: ModelRecord, _up: Mapping[str, Any]) -> tuple[OutputEnvelope | None, LaunchRecord]:
+        return fmi.probe(
+            record, store_uri=settings.store_uri, backend=fmi_backend, attempt=attempt_of(context),
+            timeout_seconds=settings.worker_timeout_seconds, context=context)
+
+    upstream = {"fmu_intake": fmu_intake}
+    yield from run_worker_step(context, config, upstream, "fmu_intake", launch, present)
 
 
 @worker_asset(
@@ -84,17 +84,9 @@ def fmu_simulation(context: AssetExecutionContext, config: WorkerStepConfig, fmu
                    fmu_probe: dict[str, Any], settings: ValidibotSettings, fmi_backend: ResourceParam[ComputeBackend]):
     """The simulation result: last values, the full time series (parquet in the store) and a plot."""
 
-    def one(key: str, up: dict[str, Any]) -> ModelResult | None:
-        record = ModelRecord.model_validate(up["fmu_intake"])
+    def present(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope,
+                meta: dict[str, Any]) -> ModelResult:
         probe_out = OutputEnvelope.model_validate(up["fmu_probe"])
-        launched = launch_or_collect(context, config, key, lambda: fmi.simulate(
-            record, store_uri=settings.store_uri, backend=fmi_backend, attempt=attempt_of(context),
-            simulation_timeout_seconds=settings.simulation_timeout_seconds,
-            timeout_seconds=settings.worker_timeout_seconds, context=context))
-        if launched is None:
-            return None
-        out, launch = launched
-        meta = {**envelope_metadata(out), **launch_metadata(launch)}
         sim = out.outputs
         if sim:
             meta["output_values"] = frame_table(pd.DataFrame(
@@ -107,4 +99,11 @@ def fmu_simulation(context: AssetExecutionContext, config: WorkerStepConfig, fmu
         value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
         return ModelResult(value, meta, [status_check("simulation_succeeded", out), assertions_check(results, out)])
 
-    yield from per_model(context, {"fmu_intake": fmu_intake, "fmu_probe": fmu_probe}, one)
+    def launch(record: ModelRecord, _up: Mapping[str, Any]) -> tuple[OutputEnvelope | None, LaunchRecord]:
+        return fmi.simulate(
+            record, store_uri=settings.store_uri, backend=fmi_backend, attempt=attempt_of(context),
+            simulation_timeout_seconds=settings.simulation_timeout_seconds,
+            timeout_seconds=settings.worker_timeout_seconds, context=context)
+
+    upstream = {"fmu_intake": fmu_intake, "fmu_probe": fmu_probe}
+    yield from run_worker_step(context, config, upstream, "fmu_intake", launch, present)

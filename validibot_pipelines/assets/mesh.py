@@ -11,6 +11,7 @@
 """
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -24,18 +25,18 @@ from dagster import (
     asset,
 )
 
-from validibot_pipelines.assets.backend_step import WorkerStepConfig, launch_or_collect, worker_asset
-from validibot_pipelines.assets.batch import ModelResult, per_model
+from validibot_pipelines.assets.backend_step import WorkerStepConfig, run_worker_step, worker_asset
+from validibot_pipelines.assets.batch import ModelResult
 from validibot_pipelines.assets.checks import assertions_check, status_check
 from validibot_pipelines.assets.intake import IntakeConfig, attempt_of, run_intake
-from validibot_pipelines.assets.metadata import envelope_metadata, frame_table, launch_metadata, png_markdown
+from validibot_pipelines.assets.metadata import frame_table, png_markdown
 from validibot_pipelines.assets.plots import surface_png
 from validibot_pipelines.assets.specs import SPEC_SOURCES
 from validibot_pipelines.envelopes import OutputEnvelope, Status
 from validibot_pipelines.orchestration import mesh
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.partitions import mesh_partitions
-from validibot_pipelines.resources.backends.base import ComputeBackend
+from validibot_pipelines.resources.backends.base import ComputeBackend, LaunchRecord
 from validibot_pipelines.resources.settings import ValidibotSettings
 from validibot_pipelines.storage import get_store
 
@@ -63,16 +64,8 @@ def preview_mesh(context: AssetExecutionContext, config: WorkerStepConfig, cad_f
                  settings: ValidibotSettings, mesh_backend: ResourceParam[ComputeBackend]):
     """A coarse MeshAdapt surface mesh (sizes diagonal/100 … diagonal/20) as JSON, and a picture of it."""
 
-    def one(key: str, up: dict[str, Any]) -> ModelResult | None:
-        record = ModelRecord.model_validate(up["cad_file"])
-        launched = launch_or_collect(context, config, key, lambda: mesh.preview(
-            record, store_uri=settings.store_uri, backend=mesh_backend, attempt=attempt_of(context),
-            preview_timeout_seconds=settings.mesh_strategy_timeout_seconds,
-            timeout_seconds=settings.worker_timeout_seconds, context=context))
-        if launched is None:
-            return None
-        out, launch = launched
-        meta = {**envelope_metadata(out), **launch_metadata(launch)}
+    def present(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope,
+                meta: dict[str, Any]) -> ModelResult:
         facts = out.outputs
         if facts:
             meta.update({"volumes": facts["volumes"], "surfaces": facts["surfaces"],
@@ -83,7 +76,14 @@ def preview_mesh(context: AssetExecutionContext, config: WorkerStepConfig, cad_f
             meta["preview"] = png_markdown(surface_png(document, record.file_name), record.file_name)
         return ModelResult(out.model_dump(mode="json"), meta, [status_check("preview_succeeded", out)])
 
-    yield from per_model(context, {"cad_file": cad_file}, one)
+    def launch(record: ModelRecord, _up: Mapping[str, Any]) -> tuple[OutputEnvelope | None, LaunchRecord]:
+        return mesh.preview(
+            record, store_uri=settings.store_uri, backend=mesh_backend, attempt=attempt_of(context),
+            preview_timeout_seconds=settings.mesh_strategy_timeout_seconds,
+            timeout_seconds=settings.worker_timeout_seconds, context=context)
+
+    upstream = {"cad_file": cad_file}
+    yield from run_worker_step(context, config, upstream, "cad_file", launch, present)
 
 
 @worker_asset(
@@ -102,17 +102,9 @@ def volume_mesh(context: AssetExecutionContext, config: WorkerStepConfig, cad_fi
                 mesh_backend: ResourceParam[ComputeBackend]):
     """The quality-scored volume mesh: .msh, result and quality JSON in the store; metrics and attempts tables."""
 
-    def one(key: str, up: dict[str, Any]) -> ModelResult | None:
-        record = ModelRecord.model_validate(up["cad_file"])
+    def present(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope,
+                meta: dict[str, Any]) -> ModelResult:
         preview_out = OutputEnvelope.model_validate(up["preview_mesh"])
-        launched = launch_or_collect(context, config, key, lambda: mesh.mesh(
-            record, store_uri=settings.store_uri, backend=mesh_backend, attempt=attempt_of(context),
-            strategy_timeout_seconds=settings.mesh_strategy_timeout_seconds,
-            timeout_seconds=settings.worker_timeout_seconds, context=context))
-        if launched is None:
-            return None
-        out, launch = launched
-        meta = {**envelope_metadata(out), **launch_metadata(launch)}
         result = out.outputs
         if result:
             meta.update(_mesh_metadata(out))
@@ -127,7 +119,14 @@ def volume_mesh(context: AssetExecutionContext, config: WorkerStepConfig, cad_fi
         return ModelResult(value, meta, [produced_check, _targets_check(record, out),
                                          assertions_check(results, judged)])
 
-    yield from per_model(context, {"cad_file": cad_file, "preview_mesh": preview_mesh}, one)
+    def launch(record: ModelRecord, _up: Mapping[str, Any]) -> tuple[OutputEnvelope | None, LaunchRecord]:
+        return mesh.mesh(
+            record, store_uri=settings.store_uri, backend=mesh_backend, attempt=attempt_of(context),
+            strategy_timeout_seconds=settings.mesh_strategy_timeout_seconds,
+            timeout_seconds=settings.worker_timeout_seconds, context=context)
+
+    upstream = {"cad_file": cad_file, "preview_mesh": preview_mesh}
+    yield from run_worker_step(context, config, upstream, "cad_file", launch, present)
 
 
 def _mesh_metadata(out: OutputEnvelope) -> dict[str, Any]:
