@@ -3,34 +3,14 @@ upload sensor, which launches runs (DefaultRunLauncher subprocesses) that materi
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _graphql(port: int, query: str) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())["data"]
+from tests.dagster_server import dagster_server, graphql
 
 
 @pytest.fixture(scope="module")
@@ -39,37 +19,14 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "VALIDIBOT_HOME": str(root / "validibot"),
            "VALIDIBOT_SENSOR_INTERVAL_SECONDS": "2"}
-    log = open(root / "dagster-dev.log", "w")  # noqa: SIM115 - closed below
-    # Own session: dagster dev maps SIGTERM to SIGINT, which a background shell would ignore.
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
-                             "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, (root / "dagster-dev.log").read_text()[-3000:]
-                time.sleep(1)
-        else:
-            pytest.fail("dagster dev did not start within 120 s")
+    with dagster_server(["dagster", "dev"], env, root / "dagster-dev.log") as port:
         yield {"port": port, "home": home, "landing": root / "validibot" / "landing", "log": root / "dagster-dev.log"}
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def test_ui_shows_partitioned_asset_graph_with_checks(dagster_dev):  # noqa: ANN001
-    data = _graphql(dagster_dev["port"], """{ assetNodes { assetKey { path } groupName dependencyKeys { path }
+    data = graphql(dagster_dev["port"], """{ assetNodes { assetKey { path } groupName dependencyKeys { path }
         partitionDefinition { type name } assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }""")
     nodes = {n["assetKey"]["path"][-1]: n for n in data["assetNodes"]}
     assert [d["path"][-1] for d in nodes["fmu_probe"]["dependencyKeys"]] == ["fmu_intake"]
@@ -118,7 +75,7 @@ def test_daemon_sensor_launches_a_run_that_passes_its_checks(dagster_dev, sample
     assert run.tags["dagster/sensor_name"] == "upload_sensor"
     partition = run.tags["dagster/partition"]
     assert instance.has_dynamic_partition("fmu_models", partition)
-    data = _graphql(dagster_dev["port"], """{ assetNodes { assetKey { path }
+    data = graphql(dagster_dev["port"], """{ assetNodes { assetKey { path }
         assetChecksOrError { ... on AssetChecks { checks { name executionForLatestMaterialization {
         status evaluation { success description } } } } } } }""")
     results = {c["name"]: c["executionForLatestMaterialization"] for n in data["assetNodes"]

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,16 +16,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.dagster_server import dagster_server
+
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
                                 reason="chromium/chromedriver missing: run scripts/install-system-deps")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -48,34 +39,11 @@ def ui(tmp_path_factory, sample_fmus, sample_specs) -> Iterator[dict]:  # noqa: 
         pipe.drop(sample_fmus["multi_output"], spec=sample_specs / "multi_output.validation.yaml")
         outcomes = {o.outputs["fmu_intake"]["file_name"]: o for o in pipe.tick()}
         assert all(o.success for o in outcomes.values())
-    port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "VALIDIBOT_HOME": str(vhome)}
-    log = open(root / "webserver.log", "w")  # noqa: SIM115 - closed below
-    # Own session so the whole process group can be stopped with SIGINT (see tests/test_dagster_dev.py).
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster-webserver")), "-w", "workspace.yaml",
-                             "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, (root / "webserver.log").read_text()[-3000:]
-                time.sleep(1)
-        else:
-            pytest.fail("dagster-webserver did not start within 120 s")
+    with dagster_server(["dagster-webserver"], env, root / "webserver.log") as port:
         shots = Path(os.environ.get("VALIDIBOT_SCREENSHOT_DIR") or root / "screenshots")
         shots.mkdir(parents=True, exist_ok=True)
         yield {"url": f"http://127.0.0.1:{port}", "outcomes": outcomes, "shots": shots, "root": root}
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 @pytest.fixture(scope="module")
