@@ -110,3 +110,19 @@ def test_stopping_the_worker_leaves_no_fmu_process_behind(local_root, sample_fmu
     while fmu_children() and time.time() < deadline:
         time.sleep(0.2)
     assert fmu_children() == []
+
+
+def test_input_time_series_drives_the_fmu_inputs(local_root, sample_fmus, tmp_path):  # noqa: ANN001
+    """The envelope's optional input time series (design: FMI simulation inputs) reaches fmpy: u steps 0 → 3
+    at t = 1 s, so the first-order lag (k = 2, T = 0.5 s) ends at 6·(1 − e^(−2/0.5)) instead of 6·(1 − e^(−6))."""
+    import math
+
+    csv = tmp_path / "u.csv"
+    csv.write_text("time,u\n0,0\n1,0\n1,3\n3,3\n")
+    uri = join_uri(local_root, "inputs", "u.csv")
+    get_store(uri).upload_file(csv, uri)
+    inputs = {"simulation": {"start_time": 0, "stop_time": 3, "step_size": 0.01}, "input_timeseries_uri": uri}
+    out, _ = _launch(local_root, sample_fmus["first_order_lag"], "ts1", inputs=inputs)
+    assert out.status == "success", out.messages
+    y = out.outputs["output_values"]["y"]
+    assert abs(y - 6 * (1 - math.exp(-4))) < 0.05 and abs(y - 6 * (1 - math.exp(-6))) > 0.05
