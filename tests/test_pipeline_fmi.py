@@ -234,3 +234,27 @@ def test_oversize_upload_is_rejected_without_blocking_others(tmp_path, sample_fm
         assert rejected["status"] == "failed_validation"
         assert rejected["findings"][0]["code"] == "FMU_TOO_LARGE" and "big.fmu" in rejected["findings"][0]["text"]
         assert outcomes[ok_uri].success
+
+
+def test_spec_input_timeseries_uploaded_next_to_the_model_drives_the_inputs(pipeline, sample_fmus, tmp_path):  # noqa: ANN001
+    """`input_timeseries: u.csv` in the spec: the CSV beside the model is stored by checksum, staged for the
+    worker like the FMU, and drives u (0 until t = 1 s, then 3); a missing CSV is a clear failed_validation."""
+    csv = tmp_path / "u_step.csv"
+    csv.write_text("time,u\n0,0\n1,0\n1,3\n3,3\n")
+    pipeline.drop(csv)
+    spec = "simulation: {stop_time: 3, step_size: 0.01}\ninput_timeseries: u_step.csv\n"
+    good = pipeline.drop(sample_fmus["first_order_lag"], spec=spec)
+    missing = pipeline.drop(_zip_with(sample_fmus["first_order_lag"], {"docs/m.txt": b"m"}, tmp_path / "m.fmu"),
+                            spec="input_timeseries: nowhere.csv\n")
+    outcomes = {o.source_uri: o for o in pipeline.tick()}
+    assert len(outcomes) == 2  # the CSV rides along with its model; it is not a model itself
+    run = outcomes[good]
+    assert run.success, run.outputs
+    (resource,) = run.outputs["fmu_intake"]["resources"]
+    assert resource["role"] == "input-timeseries" and resource["name"] == "u_step.csv"
+    y = run.outputs["fmu_simulation"]["outputs"]["output_values"]["y"]
+    assert abs(y - 6 * (1 - math.exp(-4))) < 0.05 and abs(y - _lag(3.0)) > 0.05
+    rejected = outcomes[missing].outputs["fmu_intake"]
+    assert rejected["status"] == "failed_validation"
+    (finding,) = [f for f in rejected["findings"] if f["code"] == "INPUT_TIMESERIES_NOT_FOUND"]
+    assert "nowhere.csv" in finding["text"] and "m.fmu" in finding["text"]

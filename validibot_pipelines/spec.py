@@ -8,6 +8,7 @@ explicitly with ``--spec``::
     inputs: {u: 3.0, k: 1.0}          # start values by native variable name
     outputs: [y]                      # optional; default: every causality=output variable
     weather: USA_IL_Chicago-OHare.Intl.AP.725300_TMY3.epw   # optional (EnergyPlus)
+    input_timeseries: u_profile.csv   # optional (FMI): columns time,<input names>, uploaded next to the model
     timestep_per_hour: 4              # optional, divides 60 (EnergyPlus)
     quality: {sicn_min: 0.2, gamma_avg: 0.6}   # optional mesh quality targets (meshing)
     meshing: {max_elements: 200000, strategy_timeout_seconds: 60}   # optional meshing limits / strategies
@@ -104,6 +105,7 @@ class ValidationSpec(_Strict):
     inputs: dict[str, float | int | bool | str] = Field(default_factory=dict)
     outputs: list[str] | None = None
     weather: str | None = Field(default=None, min_length=1)
+    input_timeseries: str | None = Field(default=None, min_length=1)  # FMI: a CSV (time, <input>...) next to the model
     timestep_per_hour: int | None = Field(default=None, ge=1, le=60)
     quality: QualityTargets | None = None
     meshing: MeshingOptions | None = None

@@ -33,9 +33,10 @@ def probe(
 
 def simulation_inputs(record: ModelRecord, simulation_timeout_seconds: float) -> FMISimulationInputs:
     spec = record.validation_spec()
+    series = [r.uri for r in record.resources if r.role == "input-timeseries"]
     return FMISimulationInputs(
         input_values=spec.inputs, simulation=spec.simulation, output_variables=spec.outputs or None,
-        simulation_timeout_seconds=simulation_timeout_seconds,
+        simulation_timeout_seconds=simulation_timeout_seconds, input_timeseries_uri=series[0] if series else None,
     )
 
 
@@ -46,7 +47,8 @@ def simulate(
     inputs = simulation_inputs(record, simulation_timeout_seconds)
     return launch_step(
         store_uri=store_uri, run_id=step_run_id(record.sha256, "simulation", attempt),
-        validator=SIMULATION_VALIDATOR, files=[record.input_file("fmu")], inputs=inputs.model_dump(mode="json"),
+        validator=SIMULATION_VALIDATOR, files=[record.input_file("fmu"), *record.resources],
+        inputs=inputs.model_dump(mode="json"),
         backend=backend, timeout_seconds=timeout_seconds, context=context, tags={"model_sha256": record.sha256},
     )
 

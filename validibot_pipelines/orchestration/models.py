@@ -39,7 +39,8 @@ KINDS = {
     ".stl": ("mesh", MIME_STL),
 }
 # Files that accompany models (referenced from a spec) but are not validated on their own.
-RESOURCE_SUFFIXES = {".epw": MIME_EPW}
+MIME_CSV = "text/csv"
+RESOURCE_SUFFIXES = {".epw": MIME_EPW, ".csv": MIME_CSV}  # files that ride along with a model, named by its spec
 
 
 def kind_of(file_name: str) -> tuple[str, str] | None:
@@ -132,6 +133,8 @@ def intake(
         _attach_spec(record, spec_uri, store_uri)
         if kind == "energyplus" and record.accepted:
             _attach_weather(record, store_uri)
+        if kind == "fmi" and record.accepted:
+            _attach_input_timeseries(record, store_uri)
         store_root = model_dir(store_uri, sha)
         if record.accepted:
             record.canonical_uri = join_uri(store_root, name)
@@ -180,24 +183,44 @@ def _attach_weather(record: ModelRecord, store_uri: str) -> None:
     if found is not None:
         record.weather_name = found.name
         return
-    uploaded = record.source_uri.rsplit("/", 1)[0] + "/" + wanted
-    try:
-        check_leaf_name(wanted)
-        store = get_store(uploaded)
-        if not store.exists(uploaded):
-            raise FileNotFoundError(uploaded)
-    except (ValueError, FileNotFoundError):
+    if not _attach_upload(record, store_uri, wanted, MIME_EPW, "weather"):
         record.status = Status.FAILED_VALIDATION
         record.findings.append(ValidationMessage(
             severity=Severity.ERROR, code="WEATHER_NOT_FOUND", location="validation spec",
             text=f"{record.file_name}: weather file '{wanted}' is neither shipped with EnergyPlus nor uploaded next "
                  f"to the model; upload it to the landing zone or use one of: {shipped}"))
-        return
+
+
+def _attach_input_timeseries(record: ModelRecord, store_uri: str) -> None:
+    """Resolve the spec's ``input_timeseries:`` (FMI) to a CSV uploaded next to the model."""
+    wanted = record.validation_spec().input_timeseries
+    if wanted and not _attach_upload(record, store_uri, wanted, MIME_CSV, "input-timeseries"):
+        record.status = Status.FAILED_VALIDATION
+        record.findings.append(ValidationMessage(
+            severity=Severity.ERROR, code="INPUT_TIMESERIES_NOT_FOUND", location="validation spec",
+            text=f"{record.file_name}: input time series '{wanted}' was not uploaded next to the model; upload the "
+                 "CSV (header: time,<input names>) to the landing zone beside it or drop `input_timeseries:`"))
+
+
+def _attach_upload(record: ModelRecord, store_uri: str, name: str, mime: str, role: str) -> bool:
+    """Copy a file the spec names from beside the model into the store by checksum, as one of its resources.
+
+    ``False`` when there is no such file (or the name is not a plain file name): the caller words the finding.
+    """
+    uploaded = record.source_uri.rsplit("/", 1)[0] + "/" + name
+    try:
+        check_leaf_name(name)
+        store = get_store(uploaded)
+        if not store.exists(uploaded):
+            return False
+    except ValueError:
+        return False
     sha, size = store.sha256_and_size(uploaded)
-    canonical = join_uri(store_uri, "resources", sha, wanted)
+    canonical = join_uri(store_uri, "resources", sha, name)
     store.copy_to(uploaded, canonical, get_store(canonical))
-    record.resources.append(InputFileItem(name=wanted, mime_type=MIME_EPW, role="weather", uri=canonical,
+    record.resources.append(InputFileItem(name=name, mime_type=mime, role=role, uri=canonical,
                                           size_bytes=size, sha256=sha))
+    return True
 
 
 def save_record(record: ModelRecord, store_uri: str) -> None:

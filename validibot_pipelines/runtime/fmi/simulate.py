@@ -59,7 +59,9 @@ def run(ctx: RunContext) -> None:
         "tolerance": sim.tolerance, "start_values": inputs.input_values, "outputs": outputs,
         "result_path": str(ctx.workdir / "result.npy"),
     }
-    if inputs.input_timeseries_uri:
+    if "input-timeseries" in ctx.files:  # staged and checksum-verified like every input file
+        request["input_csv"] = str(ctx.files["input-timeseries"])
+    elif inputs.input_timeseries_uri:
         local = ctx.workdir / "input_timeseries.csv"
         get_store(inputs.input_timeseries_uri).download_file(inputs.input_timeseries_uri, local)
         request["input_csv"] = str(local)
