@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -31,20 +30,13 @@ from dagster._core.execution.backfill import BulkActionStatus
 from validibot_pipelines.definitions import build_defs
 from validibot_pipelines.operations.nightly import revalidate_stale
 from validibot_pipelines.operations.staleness import plan_revalidation
+from validibot_pipelines.samples.build import build_fmu
 from validibot_pipelines.samples.energyplus import sample_idf
 from validibot_pipelines.storage import get_store
 
 ROOT = Path(__file__).resolve().parents[1]
 EP_SPEC = "weather: Chicago\nassertions:\n  - {name: no_fatal, expr: 'o.fatal_count == 0'}\n"
 
-
-def _variant(src: Path, out: Path, n: int) -> Path:
-    """A byte-distinct copy of an FMU (an extra docs member), so it is its own partition."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w") as zout:
-        for info in zin.infolist():
-            zout.writestr(info, zin.read(info))
-        zout.writestr("documentation/variant.txt", f"variant {n}")
-    return out
 
 
 def _backfill_partitions(instance: DagsterInstance, backfill_id: str) -> set[str]:
@@ -145,7 +137,7 @@ def daemon_world(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
     return {"home": home, "defs_file": defs_file, "tmp": tmp_path}
 
 
-def test_cli_backfill_runs_in_batches_with_per_partition_results(daemon_world, sample_fmus, monkeypatch):  # noqa: ANN001
+def test_cli_backfill_runs_in_batches_with_per_partition_results(daemon_world, monkeypatch):  # noqa: ANN001
     from dagster._core.test_utils import create_test_daemon_workspace_context
     from dagster._core.workspace.load_target import PythonFileTarget
     from dagster._daemon.backfill import execute_backfill_iteration
@@ -159,7 +151,7 @@ def test_cli_backfill_runs_in_batches_with_per_partition_results(daemon_world, s
     with DagsterInstance.get() as instance:
         pipe = Pipeline(instance, (tmp / "landing").as_uri(), (tmp / "store").as_uri(), simulation_timeout_seconds=3)
         for n in range(5):
-            pipe.drop(_variant(sample_fmus["first_order_lag"], tmp / f"lag{n}.fmu", n))
+            pipe.drop(build_fmu("first_order_lag", tmp, variant=f"lag{n}"))  # byte-distinct: own partition
         bad = tmp / "broken.fmu"
         bad.write_bytes(b"not a zip")
         pipe.drop(bad)

@@ -41,9 +41,6 @@ def launch_metadata(record: LaunchRecord) -> dict[str, Any]:
         "launch_id": record.launch_id or "(not started)",
         "worker_seconds": MetadataValue.float(record.seconds),
         "worker_exit_code": record.returncode if record.returncode is not None else -1,
-        **({"worker_image": record.image} if record.image else {}),
-        **({"launch_details": MetadataValue.json(record.details)} if record.details else {}),
-        **({"worker_log": MetadataValue.text(record.log_tail)} if record.log_tail else {}),
     }
     if record.image:
         meta["worker_image"] = record.image

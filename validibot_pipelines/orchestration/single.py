@@ -60,9 +60,7 @@ def _mesh(record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str
     if preview_out.status != Status.SUCCESS:
         return _merge(record, preview_out)
     mesh_out, _ = mesh.mesh(record, store_uri=store_uri, backend=backend, attempt=attempt)
-    result = _merge(record, mesh_out)
-    result.messages = [*record.findings, *preview_out.messages, *mesh_out.messages]
-    result.outputs["preview"] = preview_out.outputs
+    result = _merge(record, mesh_out, preview_out, earlier_key="preview")
     if mesh_out.outputs.get("msh_uri"):
         apply_assertions(result, mesh.check(record, mesh_out, preview_out))
     return result
@@ -79,12 +77,15 @@ def _from_record(record: ModelRecord) -> OutputEnvelope:
     return out
 
 
-def _merge(record: ModelRecord, out: OutputEnvelope, probe_out: OutputEnvelope | None = None) -> OutputEnvelope:
+def _merge(record: ModelRecord, out: OutputEnvelope, earlier: OutputEnvelope | None = None,
+           earlier_key: str = "probe") -> OutputEnvelope:
+    """One envelope for the whole run: intake findings, the earlier step's (probe / preview) messages and
+    outputs (under ``earlier_key``, without the bulky variable catalog), then the last step's."""
     merged = out.model_copy(deep=True)
-    merged.messages = [*record.findings, *(probe_out.messages if probe_out else []), *out.messages]
+    merged.messages = [*record.findings, *(earlier.messages if earlier else []), *out.messages]
     merged.outputs = {"sha256": record.sha256, "file_name": record.file_name, **out.outputs}
-    if probe_out is not None:
-        merged.outputs["probe"] = {k: v for k, v in probe_out.outputs.items() if k != "variables"}
+    if earlier is not None:
+        merged.outputs[earlier_key] = {k: v for k, v in earlier.outputs.items() if k != "variables"}
     return merged
 
 
