@@ -3,9 +3,9 @@
 ``probe_fmu(input_uri)`` and ``run_fmi_simulation(input_uri)`` run the shared worker entrypoint — the same
 code the local, Docker and Cloud Run backends run — on an image with fmpy. FMUs are cached by checksum on
 the volume ``fmi-cache`` mounted at ``/fmus`` (``fmi-cache-test`` at ``/fmus-test`` when
-``FMI_USE_TEST_VOLUME=1`` at deploy time) as ``/<sha256>.fmu``; the control plane (``ModalBackend``) uploads
-them before the call, and the worker verifies the checksum of what it reads there. Input envelope, output
-envelope and artifacts live in the gs:// / s3:// execution bundle named by the envelope.
+``FMI_USE_TEST_VOLUME=1`` or ``VALIDIBOT_ENV=test`` at deploy time) as ``/<sha256>.fmu``; the control plane
+(``ModalBackend``) uploads them before the call, and the worker verifies the checksum of what it reads there.
+Input envelope, output envelope and artifacts live in the gs:// / s3:// execution bundle named by the envelope.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typing import Any
 import modal
 
 from modal_apps.common import run_envelope, worker_image
+from validibot_pipelines.environments import FMI_CACHE_VOLUME, FMI_TEST_FLAG, modal_volume_name
 
 APP_NAME = "validibot-fmi"
-USE_TEST_VOLUME = os.environ.get("FMI_USE_TEST_VOLUME") == "1"
-VOLUME_NAME = "fmi-cache-test" if USE_TEST_VOLUME else "fmi-cache"
-MOUNT = "/fmus-test" if USE_TEST_VOLUME else "/fmus"
+# FMI_USE_TEST_VOLUME=1 or VALIDIBOT_ENV=test at deploy time: the same rule the control plane uses to upload.
+VOLUME_NAME = modal_volume_name(FMI_CACHE_VOLUME, FMI_TEST_FLAG)
+MOUNT = "/fmus-test" if VOLUME_NAME.endswith("-test") else "/fmus"
 TIMEOUT_SECONDS = 3600
 
 app = modal.App(APP_NAME)

@@ -48,6 +48,10 @@ def test_flags_pick_each_validators_backend_and_config() -> None:
     assert ep.job_name == "projects/acme-prod/locations/europe-west4/jobs/ep-worker" and ep.max_in_flight == 20
     mesh = make_backend("mesh", env)
     assert isinstance(mesh, ModalBackend) and mesh.app_name == "validibot-mesh" and mesh.cache_volume == ""
+    # The control plane uploads to the volume the deployed app mounts: same rule, same names.
+    assert make_backend("fmi", {"VALIDIBOT_FMI_BACKEND": "modal"}).cache_volume == "fmi-cache"
+    assert make_backend("fmi", {"VALIDIBOT_FMI_BACKEND": "modal", "VALIDIBOT_ENV": "test"}).cache_volume == \
+        "fmi-cache-test"
     assert pool_for("energyplus", env) == "validibot-cloudrun"
     # Rolling back is the same flag set to local (or unset): nothing else changes.
     assert isinstance(make_backend("fmi", {**env, "VALIDIBOT_FMI_BACKEND": "local"}), LocalSubprocessBackend)

@@ -16,20 +16,24 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 
 from validibot_pipelines.storage import join_uri
 
 ENV_VAR = "VALIDIBOT_ENV"
 ENVIRONMENTS = ("dev", "test", "prod")
 PROD_TOKENS = {"prod", "production", "prd"}
+# The FMU cache volume: mounted by modal_apps/fmi.py, uploaded to by the control plane's ModalBackend.
+FMI_CACHE_VOLUME, FMI_TEST_FLAG = "fmi-cache", "FMI_USE_TEST_VOLUME"
 
 
 class EnvironmentIsolationError(ValueError):
     """A non-production environment was pointed at a production location."""
 
 
-def current_environment() -> str:
-    env = os.environ.get(ENV_VAR, "dev").strip().lower() or "dev"
+def current_environment(environ: Mapping[str, str] | None = None) -> str:
+    environ = os.environ if environ is None else environ
+    env = environ.get(ENV_VAR, "dev").strip().lower() or "dev"
     if env not in ENVIRONMENTS:
         raise ValueError(f"{ENV_VAR}={env!r} is not an environment; use one of {', '.join(ENVIRONMENTS)}")
     return env
@@ -62,8 +66,13 @@ def scoped_uri(base_uri: str, env: str | None = None) -> str:
     return check_isolated(uri, env)
 
 
-def modal_volume_name(base: str, flag_var: str | None = None) -> str:
-    """``<base>-test`` in the test environment, or when the validator's own flag (``FMI_USE_TEST_VOLUME``) is 1."""
-    if current_environment() == "test" or (flag_var and os.environ.get(flag_var) == "1"):
+def modal_volume_name(base: str, flag_var: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """``<base>-test`` in the test environment, or when the validator's own flag (``FMI_USE_TEST_VOLUME``) is 1.
+
+    The one rule for both sides: the Modal app picks the volume it mounts at deploy time, the control plane
+    (``resources/backends/select.py``) the volume it uploads to.
+    """
+    environ = os.environ if environ is None else environ
+    if current_environment(environ) == "test" or (flag_var and environ.get(flag_var) == "1"):
         return f"{base}-test"
     return base

@@ -10,8 +10,8 @@ workers stay deployed; nothing is rebuilt. The same value names the asset's conc
 Per-backend settings are environment variables too (no secrets — Modal reads its token from the
 environment/profile; Cloud Run and GCS use the ambient service account):
 
-* Modal: ``VALIDIBOT_<V>_MODAL_APP`` (default ``validibot-<v>``), ``FMI_USE_TEST_VOLUME=1`` picks
-  ``fmi-cache-test`` for the FMU cache volume.
+* Modal: ``VALIDIBOT_<V>_MODAL_APP`` (default ``validibot-<v>``); ``FMI_USE_TEST_VOLUME=1`` or
+  ``VALIDIBOT_ENV=test`` picks ``fmi-cache-test`` for the FMU cache volume (the same rule as the deployed app).
 * Cloud Run: ``VALIDIBOT_CLOUDRUN_PROJECT``, ``VALIDIBOT_CLOUDRUN_REGION`` (default ``us-central1``),
   ``VALIDIBOT_<V>_CLOUDRUN_JOB`` (default ``validibot-<v>``), ``VALIDIBOT_CLOUDRUN_MAX_IN_FLIGHT`` (default 20
   unfinished executions per job; further launches wait and retry).
@@ -27,6 +27,8 @@ import os
 from collections.abc import Mapping
 
 from dagster import ConfigurableResource
+
+from validibot_pipelines.environments import FMI_CACHE_VOLUME, FMI_TEST_FLAG, modal_volume_name
 
 BACKENDS = ("local", "docker", "modal", "cloudrun")
 DEFAULT_BACKEND = "local"
@@ -89,8 +91,7 @@ def make_backend(validator: str, env: Mapping[str, str] | None = None) -> Config
         return ModalBackend(
             app_name=env.get(f"{prefix}_MODAL_APP") or f"validibot-{validator}",
             stand_in_volume_dir=env.get("VALIDIBOT_MODAL_STAND_IN_DIR", ""),
-            cache_volume=("fmi-cache-test" if env.get("FMI_USE_TEST_VOLUME") == "1" else "fmi-cache")
-            if validator == "fmi" else "",
+            cache_volume=modal_volume_name(FMI_CACHE_VOLUME, FMI_TEST_FLAG, env) if validator == "fmi" else "",
         )
     from validibot_pipelines.resources.backends.cloudrun import CloudRunJobsBackend
 
