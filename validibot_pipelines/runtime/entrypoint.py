@@ -66,10 +66,15 @@ def _pipes_logger() -> Iterator[tuple[Callable[[str], None], object | None]]:
         yield both, pipes
 
 
+def cache_file_name(sha256: str, name: str) -> str:
+    """How an input is named in the cache folder (``<sha256><suffix>``); ModalBackend uploads by this name."""
+    return f"{sha256}{Path(name).suffix.lower()}"
+
+
 def _cached(cache: str | None, sha256: str, name: str) -> Path | None:
     if not cache:
         return None
-    candidate = Path(cache) / f"{sha256}{Path(name).suffix.lower()}"
+    candidate = Path(cache) / cache_file_name(sha256, name)
     return candidate if candidate.is_file() else None
 
 

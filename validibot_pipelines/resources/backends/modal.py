@@ -24,6 +24,7 @@ from validibot_pipelines.envelopes import load_input_envelope
 from validibot_pipelines.envelopes.base import MIME_FMU, now
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.modal_client import LocalModalStandIn, ModalClient, SdkModalClient
+from validibot_pipelines.runtime.entrypoint import cache_file_name
 from validibot_pipelines.storage import get_store
 
 DEFAULT_FUNCTIONS = {
@@ -112,7 +113,7 @@ class ModalBackend(ConfigurableResource):
 
 
 def _volume_path(item: Any) -> str:
-    return f"/{item.sha256}{Path(item.name).suffix.lower()}"
+    return "/" + cache_file_name(item.sha256, item.name)  # where the worker looks (runtime/entrypoint.py)
 
 
 def modal_error_message(exc: BaseException, app: str, function: str) -> str | None:
