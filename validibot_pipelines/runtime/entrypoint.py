@@ -99,6 +99,26 @@ def _stage_inputs(envelope: InputEnvelope, workdir: Path, cache: str | None = No
     return staged
 
 
+def replayable_output(expected: str, identity: str,
+                      log: Callable[[str], None] = lambda _msg: None) -> OutputEnvelope | None:
+    """The output already at ``expected`` for exactly this envelope (same ``input_envelope_sha256``), if any.
+
+    The idempotency rule of the contract; launchers that must not start a worker for nothing use it too.
+    """
+    store = get_store(expected)
+    if not store.exists(expected):
+        return None
+    try:
+        previous = load_output_envelope(store.read_bytes(expected), where=expected)
+    except EnvelopeError as exc:
+        log(f"existing output is unreadable ({exc}); recomputing")
+        return None
+    if previous.input_envelope_sha256 != identity:
+        log(f"{expected} exists for a different envelope; recomputing")
+        return None
+    return previous
+
+
 def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: str | None = None,
             input_cache_dir: str | None = None) -> OutputEnvelope:
     """Run one envelope end to end and return the output envelope that was written.
@@ -121,16 +141,10 @@ def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: s
             f"{ENV_OUTPUT}={output_uri} differs from the envelope's expected_output_uri {expected}; "
             f"unset {ENV_OUTPUT} or make them equal"
         )
-    store = get_store(expected)
-    if store.exists(expected):
-        try:
-            previous = load_output_envelope(store.read_bytes(expected), where=expected)
-            if previous.input_envelope_sha256 == identity:
-                log(f"replay: {expected} already holds the result for this envelope; not recomputing")
-                return previous
-            log(f"{expected} exists for a different envelope; recomputing")
-        except EnvelopeError as exc:
-            log(f"existing output is unreadable ({exc}); recomputing")
+    previous = replayable_output(expected, identity, log)
+    if previous is not None:
+        log(f"replay: {expected} already holds the result for this envelope; not recomputing")
+        return previous
 
     output = OutputEnvelope(
         run_id=envelope.run_id, validator=envelope.validator, status=Status.FAILED_RUNTIME,
@@ -159,7 +173,8 @@ def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: s
             output.error("WORKER_ERROR", f"{envelope.validator.type} worker failed: {type(exc).__name__}: {exc}")
     output.timing.finished_at = now()
     try:
-        store.write_bytes(expected, output.model_dump_json(indent=2).encode(), content_type="application/json")
+        get_store(expected).write_bytes(expected, output.model_dump_json(indent=2).encode(),
+                                        content_type="application/json")
     except Exception as exc:
         raise WorkerBroken(f"could not write output envelope to {expected}: {exc}") from exc
     log(f"wrote {expected}: {output.status.value}")

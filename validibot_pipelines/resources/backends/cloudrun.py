@@ -21,8 +21,8 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from validibot_pipelines.envelopes import envelope_sha256, load_input_envelope, load_output_envelope
-from validibot_pipelines.envelopes.base import EnvelopeError, now
+from validibot_pipelines.envelopes import envelope_sha256, load_input_envelope
+from validibot_pipelines.envelopes.base import now
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.cloudrun_api import (
     CloudRunJobsApi,
@@ -31,7 +31,7 @@ from validibot_pipelines.resources.backends.cloudrun_api import (
     in_flight,
 )
 from validibot_pipelines.resources.backends.cloudrun_stand_in import LocalJobRunner
-from validibot_pipelines.runtime.entrypoint import ENV_INPUT, ENV_RUN_ID
+from validibot_pipelines.runtime.entrypoint import ENV_INPUT, ENV_RUN_ID, replayable_output
 from validibot_pipelines.storage import get_store, join_uri
 
 LAUNCH_FILE = "launch.json"
@@ -77,8 +77,7 @@ class CloudRunJobsBackend(ConfigurableResource):
             return done(error="no GCP project for Cloud Run: set VALIDIBOT_CLOUDRUN_PROJECT (or GOOGLE_CLOUD_PROJECT)")
         raw = get_store(input_uri).read_bytes(input_uri)
         envelope = load_input_envelope(raw, where=input_uri)
-        replay = _existing_output(envelope.context.expected_output_uri, envelope_sha256(raw))
-        if replay:
+        if replayable_output(envelope.context.expected_output_uri, envelope_sha256(raw)) is not None:
             return done(launch_id=f"replay:{envelope.context.expected_output_uri}", returncode=0, status="SUCCEEDED",
                         log_tail="the bundle already holds the output for this envelope; no execution launched")
         busy = self._busy()
@@ -129,17 +128,6 @@ class CloudRunJobsBackend(ConfigurableResource):
             run_v2.EnvVar(name=ENV_INPUT, value=input_uri), run_v2.EnvVar(name=ENV_RUN_ID, value=run_id)])
         return run_v2.RunJobRequest(name=self.job_name, overrides=run_v2.RunJobRequest.Overrides(
             container_overrides=[override], task_count=1, timeout=timedelta(seconds=int(timeout_seconds))))
-
-
-def _existing_output(expected_uri: str, identity: str) -> bool:
-    store = get_store(expected_uri)
-    if not store.exists(expected_uri):
-        return False
-    try:
-        previous = load_output_envelope(store.read_bytes(expected_uri), where=expected_uri)
-    except EnvelopeError:
-        return False
-    return previous.input_envelope_sha256 == identity
 
 
 def _dagster_target(context: Any) -> dict[str, str]:
