@@ -347,8 +347,10 @@ def test_sensor_and_cleanup_command_remove_orphans(backend, docker_client, docke
     expired = _managed_sleeper(docker_client, worker_image, age_seconds=3 * 3600, timeout=60)
     young = _managed_sleeper(docker_client, worker_image, age_seconds=5, timeout=3600)
     try:
-        context = build_sensor_context(resources={"fmi_backend": backend,
-                                                  "energyplus_backend": LocalSubprocessBackend()})
+        # Docker for the meshing validator only: every validator's backend is swept, not just the FMI one.
+        context = build_sensor_context(resources={"fmi_backend": LocalSubprocessBackend(),
+                                                  "energyplus_backend": LocalSubprocessBackend(),
+                                                  "mesh_backend": backend})
         result = docker_orphan_sweep(context)
         assert isinstance(result, SkipReason)
         assert expired.name in result.skip_message and young.name not in result.skip_message
@@ -357,7 +359,8 @@ def test_sensor_and_cleanup_command_remove_orphans(backend, docker_client, docke
 
         # Nothing Docker configured: the sensor says so and touches nothing.
         idle = docker_orphan_sweep(build_sensor_context(resources={
-            "fmi_backend": LocalSubprocessBackend(), "energyplus_backend": LocalSubprocessBackend()}))
+            "fmi_backend": LocalSubprocessBackend(), "energyplus_backend": LocalSubprocessBackend(),
+            "mesh_backend": LocalSubprocessBackend()}))
         assert "no DockerBackend configured" in idle.skip_message
 
         # The operator's command: by age it keeps the young one; --all removes it.

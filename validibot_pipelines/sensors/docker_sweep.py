@@ -43,8 +43,9 @@ def sweep_docker_backends(backends: list[object]) -> tuple[list[SweptContainer],
     description="Removes org.validibot.managed containers older than their timeout + grace (Docker backend).",
 )
 def docker_orphan_sweep(context: SensorEvaluationContext, fmi_backend: ResourceParam[Any],
-                        energyplus_backend: ResourceParam[Any]):
-    backends = [fmi_backend, energyplus_backend]
+                        energyplus_backend: ResourceParam[Any], mesh_backend: ResourceParam[Any]):
+    # Every validator's backend resource: a validator added later must be listed here too.
+    backends = [fmi_backend, energyplus_backend, mesh_backend]
     if not any(isinstance(b, DockerBackend) for b in backends):
         return SkipReason("no DockerBackend configured; nothing to sweep")
     removed, problems = sweep_docker_backends(backends)
