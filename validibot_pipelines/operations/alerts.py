@@ -105,8 +105,9 @@ def run_failure_alerts(context: RunFailureSensorContext) -> None:
     start = run.tags.get("dagster/asset_partition_range_start")
     partition = run.tags.get("dagster/partition") or (
         f"{start[:12]}…{run.tags.get('dagster/asset_partition_range_end', '')[:12]}" if start else "-")
-    items = [f"partition {partition}"] + [f"step {step}: {message}"[:500] for step, _, message in steps
-                                          if _ != CHECK_FAILED] or [context.failure_event.message or "run failed"]
+    failed_steps = [f"step {step}: {message}"[:500] for step, cls, message in steps if cls != CHECK_FAILED]
+    # A run that failed before any step (launch, resources) has no step failures: report the run's own message.
+    items = [f"partition {partition}", *(failed_steps or [context.failure_event.message or "run failed"])]
     send_alert(context.instance, "run_failure", f"run {run.run_id[:8]} of {run.job_name} failed", items,
                log=context.log.warning)
 
