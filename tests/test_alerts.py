@@ -95,3 +95,18 @@ def test_without_a_webhook_alerts_are_only_logged(pipeline, monkeypatch):  # noq
     logged = []
     assert alerts.send_alert(pipeline.instance, "run_failure", "t", ["x"], log=logged.append) == "no webhook"
     assert logged == ["[validibot] t\n• x"]
+
+
+def test_a_run_that_fails_before_any_step_is_reported_with_the_runs_own_message(pipeline, webhook):  # noqa: ANN001
+    """A run worker that dies before its first step (image pull, OOM at start, lost node) leaves no step
+    failure: the alert must carry the run's failure message, as run monitoring reports it."""
+    cursor = _tick(pipeline, alerts.run_failure_alerts, None)
+    job = pipeline.defs.resolve_job_def("fmi_validation")
+    run = pipeline.instance.create_run_for_job(job, tags={"dagster/partition": "f" * 64})
+    pipeline.instance.report_run_failed(run, "Run worker exited unexpectedly before starting any step (exit 137)")
+    _tick(pipeline, alerts.run_failure_alerts, cursor)
+    assert len(webhook) == 1, webhook
+    alert = webhook[0]
+    assert alert["kind"] == "run_failure" and run.run_id[:8] in alert["title"]
+    assert alert["items"][0] == f"partition {'f' * 64}"
+    assert "exited unexpectedly before starting any step" in alert["items"][1]
