@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.outcomes import assert_each_fails_naming_the_file, errors
 from validibot_pipelines.runtime.energyplus.install import find_shipped_weather
 from validibot_pipelines.samples.energyplus import sample_idf
 from validibot_pipelines.storage import get_store
@@ -29,11 +30,6 @@ assertions:
 """
 
 
-def _errors(outcome, asset):  # noqa: ANN001, ANN202
-    out = outcome.outputs[asset]
-    return " ".join(f"[{m['code']}] {m['text']}" for m in (out.get("findings") or out.get("messages") or []))
-
-
 def test_idf_and_epjson_annual_runs(pipeline, tmp_path):  # noqa: ANN001
     idf = pipeline.drop(sample_idf("one_zone_box"), spec=SPEC)
     epjson = pipeline.drop(sample_idf("one_zone_box", ".epJSON"), spec=SPEC)
@@ -46,7 +42,7 @@ def test_idf_and_epjson_annual_runs(pipeline, tmp_path):  # noqa: ANN001
     results = {}
     for uri in (idf, epjson):
         o = outcomes[uri]
-        assert o.success, _errors(o, "energyplus_simulation")
+        assert o.success, errors(o, "energyplus_simulation")
         assert o.checks["intake_accepted"][0] and o.checks["simulation_succeeded"][0]
         assert o.checks["cel_assertions"] == (True, "5/5 assertions passed")
         sim = o.outputs["energyplus_simulation"]
@@ -90,7 +86,7 @@ def test_uploaded_weather_file(pipeline, tmp_path):  # noqa: ANN001
     pipeline.drop(epw)
     pipeline.drop(sample_idf("one_zone_box"), spec="weather: site_weather.epw\n")
     (o,) = pipeline.tick()  # the .epw itself is not a model: only one run
-    assert o.success, _errors(o, "energyplus_simulation")
+    assert o.success, errors(o, "energyplus_simulation")
     assert o.outputs["energyplus_simulation"]["outputs"]["weather_file"] == "site_weather.epw"
 
 
@@ -111,12 +107,7 @@ def test_bad_energyplus_inputs(tmp_path, pipeline):  # noqa: ANN001
         pipeline.drop(huge, spec="weather: Chicago\n"): ("energyplus_model", "EP_TOO_LARGE"),
     }
     outcomes = {o.source_uri: o for o in pipeline.tick()}
-    assert set(outcomes) == set(cases)
-    for uri, (asset, code) in cases.items():
-        o = outcomes[uri]
-        assert o.outputs[asset]["status"] == "failed_validation", (uri, _errors(o, asset))
-        assert f"[{code}]" in _errors(o, asset), (uri, _errors(o, asset))
-        assert uri.rsplit("/", 1)[-1] in _errors(o, asset)  # the message names the file
+    assert_each_fails_naming_the_file(outcomes, cases)
     fatal = next(o for u, o in outcomes.items() if cases[u][1] == "EP_SIMULATION_FAILED")
     assert fatal.outputs["energyplus_simulation"]["outputs"]["fatal_count"] >= 1
     assert fatal.checks["simulation_succeeded"][0] is False

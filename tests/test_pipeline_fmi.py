@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from dagster import AssetKey, AssetRecordsFilter
 
+from tests.outcomes import errors
 from validibot_pipelines.local_runner import run_partition
 from validibot_pipelines.storage import get_store
 
@@ -134,10 +135,6 @@ def test_bad_inputs_fail_clearly_and_block_nothing(pipeline, sample_fmus, tmp_pa
     pipeline.drop(tmp_path.joinpath("x.txt"), name="notes.txt") if tmp_path.joinpath("x.txt").write_text("hi") else None
 
     outcomes = {o.source_uri: o for o in pipeline.tick()}
-
-    def errors(o, asset):  # noqa: ANN001, ANN202
-        out = o.outputs[asset]
-        return " ".join(m["text"] for m in (out.get("findings") or out.get("messages") or []))
 
     assert outcomes[good].success and outcomes[good].checks["cel_assertions"][0]
     assert outcomes[crash].outputs["fmu_simulation"]["status"] == "failed_validation"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.outcomes import assert_each_fails_naming_the_file, errors
 from validibot_pipelines.storage import get_store
 
 CYLINDER_SPEC = """\
@@ -20,11 +21,6 @@ assertions:
   - {name: bounded_size, expr: "o.total_elements < 200000 && o.total_nodes > 100"}
   - {name: strategy_named, expr: "o.strategy != ''"}
 """
-
-
-def _errors(outcome, asset):  # noqa: ANN001, ANN202
-    out = outcome.outputs[asset]
-    return " ".join(f"[{m['code']}] {m['text']}" for m in (out.get("findings") or out.get("messages") or []))
 
 
 def _read_json(uri: str) -> dict:
@@ -59,7 +55,7 @@ def test_parts_are_meshed_through_dagster(pipeline, cad_parts):  # noqa: ANN001
     assert set(outcomes) == {box, cylinder, assembly}
     assert set(pipeline.instance.get_dynamic_partitions("cad_parts")) == {o.partition_key for o in outcomes.values()}
     for uri, o in outcomes.items():
-        assert o.success, (uri, _errors(o, "volume_mesh"))
+        assert o.success, (uri, errors(o, "volume_mesh"))
         for check in CHECKS:
             assert o.checks[check][0], (uri, check, o.checks[check])
         result = o.outputs["volume_mesh"]["outputs"]
@@ -124,7 +120,7 @@ def test_metrics_and_artifacts_in_metadata(pipeline, cad_parts):  # noqa: ANN001
 def test_stl_part(pipeline, cad_parts):  # noqa: ANN001
     pipeline.drop(cad_parts["box_stl"])
     (o,) = pipeline.tick()
-    assert o.success, _errors(o, "volume_mesh")
+    assert o.success, errors(o, "volume_mesh")
     assert o.outputs["cad_file"]["facts"]["format"] == "stl-ascii"
     assert o.outputs["volume_mesh"]["outputs"]["total_elements"] > 100
 
@@ -136,7 +132,7 @@ def test_strategy_timeout_falls_through_to_the_next(pipeline, cad_parts):  # noq
             "    - {name: coarse, algorithm_3d: 1, size_factor: 0.1}\n")
     pipeline.drop(cad_parts["cylinder_with_hole"], spec=spec)
     (o,) = pipeline.tick()
-    assert o.success, _errors(o, "volume_mesh")
+    assert o.success, errors(o, "volume_mesh")
     result = o.outputs["volume_mesh"]["outputs"]
     assert [(a["strategy"], a["outcome"]) for a in result["attempts"]] == [("far_too_fine", "timeout"),
                                                                             ("coarse", "met_targets")]
@@ -161,19 +157,14 @@ def test_bad_cad_inputs(pipeline, cad_parts, tmp_path):  # noqa: ANN001
             ("volume_mesh", "MESH_QUALITY_TARGETS_NOT_MET"),
     }
     outcomes = {o.source_uri: o for o in pipeline.tick()}
-    assert set(outcomes) == set(cases)
-    for uri, (asset, code) in cases.items():
-        o = outcomes[uri]
-        assert o.outputs[asset]["status"] == "failed_validation", (uri, _errors(o, asset))
-        assert f"[{code}]" in _errors(o, asset), (uri, _errors(o, asset))
-        assert uri.rsplit("/", 1)[-1] in _errors(o, asset)  # the message names the file
+    assert_each_fails_naming_the_file(outcomes, cases)
     by_code = {code: outcomes[uri] for uri, (_, code) in cases.items()}
     assert "volume_mesh" not in by_code["MESH_EMPTY_GEOMETRY"].outputs  # blocked by preview_succeeded
     assert by_code["MESH_EMPTY_GEOMETRY"].checks["preview_succeeded"][0] is False
     unmeshable = by_code["MESH_NO_STRATEGY_SUCCEEDED"]
     assert unmeshable.checks["mesh_produced"][0] is False
-    assert "too_many_elements" in _errors(unmeshable, "volume_mesh")
-    assert "> max_elements 50" in _errors(unmeshable, "volume_mesh")
+    assert "too_many_elements" in errors(unmeshable, "volume_mesh")
+    assert "> max_elements 50" in errors(unmeshable, "volume_mesh")
     sheet = by_code["MESH_NO_SOLIDS"]
     assert sheet.checks["preview_succeeded"][0] is True  # the sheet itself previews fine…
     assert [m["code"] for m in sheet.outputs["preview_mesh"]["messages"]] == ["MESH_NO_SOLIDS"]  # …with a warning
@@ -213,7 +204,7 @@ def test_step_dropped_into_an_s3_landing_zone(s3_bucket, cad_parts, tmp_path):  
         s3 = Pipeline(instance, f"{s3_bucket}/landing", f"{s3_bucket}/store")
         uri = s3.drop(cad_parts["box"], spec="quality: {sicn_min: 0.2}\n")
         (o,) = s3.tick()
-    assert o.source_uri == uri and o.success, _errors(o, "volume_mesh")
+    assert o.source_uri == uri and o.success, errors(o, "volume_mesh")
     result = o.outputs["volume_mesh"]["outputs"]
     assert result["msh_uri"].startswith(f"{s3_bucket}/store/runs/")
     assert _msh_counts(result["msh_uri"])[:2] == (result["total_nodes"], result["total_elements"])
