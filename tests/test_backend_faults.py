@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import requests
 
@@ -22,6 +25,7 @@ from tests.backend_helpers import (
     pipeline_on,
     wait_for_executions,
 )
+from tests.conftest import Pipeline
 from validibot_pipelines.local_runner import tick
 from validibot_pipelines.resources.backends.cloudrun_stand_in import JobSpec, LocalJobRunner
 from validibot_pipelines.sensors import outputs
@@ -32,6 +36,19 @@ from validibot_pipelines.storage import get_store, join_uri
 def _bundles(store_uri: str, name: str = "input.json") -> list[str]:
     runs = join_uri(store_uri, "runs")
     return sorted(o.uri.rsplit("/", 1)[0] for o in get_store(runs).list(runs) if o.uri.endswith("/" + name))
+
+
+@contextmanager
+def _one_probe_executed(gcs_bucket: str, tmp_path: Path, fmu: Path) -> Iterator[tuple[Pipeline, str]]:
+    """One upload whose probe was launched on the Cloud Run stand-in and has finished, its output not yet
+    collected: the pipeline and the execution bundle (the one holding a launch record)."""
+    with instance_in(tmp_path, "home") as instance:
+        p = pipeline_on(instance, gcs_bucket, cloudrun_stand_in())
+        p.drop(fmu)
+        p.tick()
+        wait_for_executions()
+        (bundle,) = _bundles(p.store_uri, "launch.json")
+        yield p, bundle
 
 
 def test_worker_crash_is_collected_as_failed_runtime(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001
@@ -64,12 +81,7 @@ def test_worker_hanging_past_the_task_timeout_is_killed_and_collected(gcs_bucket
 
 
 def test_malformed_output_becomes_failed_runtime(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001
-    with instance_in(tmp_path, "home") as instance:
-        p = pipeline_on(instance, gcs_bucket, cloudrun_stand_in())
-        p.drop(sample_fmus["first_order_lag"])
-        p.tick()
-        wait_for_executions()
-        (bundle,) = _bundles(p.store_uri, "launch.json")
+    with _one_probe_executed(gcs_bucket, tmp_path, sample_fmus["first_order_lag"]) as (p, bundle):
         out_uri = join_uri(bundle, "output.json")
         get_store(out_uri).write_bytes(out_uri, b'{"schema_version": "validibot.output.v1", "status": ')
         collected = tick(p.defs, p.instance, sensor_name="output_sensor")
@@ -78,12 +90,7 @@ def test_malformed_output_becomes_failed_runtime(gcs_bucket, tmp_path, sample_fm
 
 
 def test_output_for_an_unknown_run_is_ignored(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001
-    with instance_in(tmp_path, "home") as instance:
-        p = pipeline_on(instance, gcs_bucket, cloudrun_stand_in())
-        p.drop(sample_fmus["first_order_lag"])
-        p.tick()
-        wait_for_executions()
-        (bundle,) = _bundles(p.store_uri, "launch.json")
+    with _one_probe_executed(gcs_bucket, tmp_path, sample_fmus["first_order_lag"]) as (p, bundle):
         # A stray bundle: someone else's output with a copy of this launch record (wrong callback).
         stray = join_uri(p.store_uri, "runs", "stray-run")
         store = get_store(stray)
