@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pandas as pd
 
 
-def timeseries_png(frame: pd.DataFrame, title: str, max_series: int = 8) -> bytes:
+def _pyplot() -> Any:
+    """pyplot on the non-interactive Agg backend, imported on first plot (matplotlib is slow to import)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    """The figure as PNG bytes; the figure is closed so a long-running code server does not accumulate them."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def timeseries_png(frame: pd.DataFrame, title: str, max_series: int = 8) -> bytes:
+    plt = _pyplot()
     columns = [c for c in frame.columns if c != "time"][:max_series]
     fig, ax = plt.subplots(figsize=(6, 3), dpi=80)
     for column in columns:
@@ -21,25 +37,17 @@ def timeseries_png(frame: pd.DataFrame, title: str, max_series: int = 8) -> byte
     ax.set_title(title, fontsize=10)
     if columns:
         ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def surface_png(document: dict, title: str, max_triangles: int = 20000) -> bytes:
     """Render a preview surface mesh (``{vertices, triangles}``) as a shaded 3D view, for the asset's metadata."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
     vertices = np.asarray(document["vertices"], dtype=float)
     triangles = np.asarray(document["triangles"], dtype=int)[:max_triangles]
-    fig = plt.figure(figsize=(4, 4), dpi=80)
+    fig = _pyplot().figure(figsize=(4, 4), dpi=80)
     ax = fig.add_subplot(projection="3d")
     if len(triangles):
         ax.add_collection3d(Poly3DCollection(vertices[triangles], facecolor="#8fb3d9", edgecolor="#31557a",
@@ -49,8 +57,4 @@ def surface_png(document: dict, title: str, max_triangles: int = 20000) -> bytes
         for setter, mid in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre, strict=True):
             setter(mid - half, mid + half)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
