@@ -245,6 +245,24 @@ def read_file_capped(path: Path | str, cap: int) -> bytes | None:
         raise IntakeError(f"cannot read staged file {path}: {exc.strerror or exc}") from exc
 
 
+def read_upload_capped(path: Path | str, findings: Findings, code: str, max_bytes: int,
+                       kind: str) -> tuple[int, bytes | None]:
+    """``(size, bytes)`` of a staged upload that intake parses in memory (IDF, epJSON, STEP, STL), or
+    ``(size, None)`` after adding the over-size finding ``code``.
+
+    The cap is checked from ``stat`` first, so a 5 GB upload is never read; the read is capped again because
+    the file may grow between ``stat`` and ``read``. The caller hashes the returned bytes, so the digest
+    describes exactly what was checked.
+    """
+    size = regular_file_size(Path(path))
+    if size_cap_finding(findings, code, size, max_bytes, kind):
+        return size, None
+    data = read_file_capped(path, max_bytes)
+    if data is None:  # it grew between stat and read
+        size_cap_finding(findings, code, max_bytes + 1, max_bytes, kind)
+    return size, data
+
+
 @dataclass(frozen=True)
 class DecodedText:
     """Result of :func:`decode_text`: either ``text`` and the ``encoding`` that produced it, or a ``problem``."""

@@ -44,9 +44,7 @@ from validibot_pipelines.intake.common import (
     IntakeReport,
     MiB,
     decode_text,
-    read_file_capped,
-    regular_file_size,
-    size_cap_finding,
+    read_upload_capped,
 )
 
 #: Class-name prefixes (lower-case) of objects that make EnergyPlus run code or talk to other programs.
@@ -139,13 +137,8 @@ def check_energyplus(path: Path, file_name: str, limits: EnergyPlusLimits = DEFA
         "external_files": [],
     }
 
-    size = regular_file_size(Path(path))
-    # The size cap comes first and uses stat only: a 5 GB upload must not even be read.
-    if size_cap_finding(findings, EnergyPlusCode.TOO_LARGE, size, limits.max_bytes, "EnergyPlus model"):
-        return IntakeReport.build(file_name, size, findings.items(), facts)
-    data = read_file_capped(path, limits.max_bytes)
-    if data is None:  # it grew between stat and read
-        size_cap_finding(findings, EnergyPlusCode.TOO_LARGE, limits.max_bytes + 1, limits.max_bytes, "EnergyPlus model")
+    size, data = read_upload_capped(path, findings, EnergyPlusCode.TOO_LARGE, limits.max_bytes, "EnergyPlus model")
+    if data is None:
         return IntakeReport.build(file_name, size, findings.items(), facts)
     digest = hashlib.sha256(data).hexdigest()
     _check_model(data, file_name, limits, findings, facts)

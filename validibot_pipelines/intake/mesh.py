@@ -31,9 +31,7 @@ from validibot_pipelines.intake.common import (
     IntakeReport,
     MiB,
     decode_text,
-    read_file_capped,
-    regular_file_size,
-    size_cap_finding,
+    read_upload_capped,
 )
 
 _MAGIC = "ISO-10303-21;"
@@ -73,12 +71,8 @@ def check_cad(path: Path, file_name: str, limits: MeshLimits = DEFAULT_MESH_LIMI
     """Run the control-plane checks on a staged ``.step`` / ``.stp`` / ``.stl`` upload; never raises for bad input."""
     findings = Findings(file_name)
     facts: dict[str, Any] = {"format": None}
-    size = regular_file_size(Path(path))
-    if size_cap_finding(findings, MeshCode.TOO_LARGE, size, limits.max_bytes, "CAD part"):
-        return IntakeReport.build(file_name, size, findings.items(), facts)
-    data = read_file_capped(path, limits.max_bytes)
-    if data is None:  # it grew between stat and read
-        size_cap_finding(findings, MeshCode.TOO_LARGE, limits.max_bytes + 1, limits.max_bytes, "CAD part")
+    size, data = read_upload_capped(path, findings, MeshCode.TOO_LARGE, limits.max_bytes, "CAD part")
+    if data is None:
         return IntakeReport.build(file_name, size, findings.items(), facts)
     if file_name.lower().endswith(".stl"):
         _check_stl(data, findings, facts)
