@@ -151,3 +151,30 @@ def test_energyplus_on_modal_and_cloudrun(gcs_bucket, tmp_path, backend):  # noq
         expected = {"modal": "fc-local-",
                     "cloudrun": "projects/validibot-test/locations/europe-west1/jobs/validibot-energyplus/executions/"}
         assert meta["backend"].value == backend and meta["launch_id"].value.startswith(expected[backend])
+
+
+@pytest.mark.parametrize("backend", ["modal", "cloudrun"])
+def test_mesh_on_modal_and_cloudrun(gcs_bucket, tmp_path, cad_parts, backend):  # noqa: ANN001
+    """The meshing validator's two worker steps (preview_mesh, volume_mesh) on the Modal stand-in (which finds
+    ``modal_apps.mesh`` by the app name) and on Cloud Run (each step collected by the output sensor)."""
+    from validibot_pipelines.definitions import build_defs
+    from validibot_pipelines.resources.backends.modal import ModalBackend
+
+    resource = ModalBackend(app_name="validibot-mesh", stand_in_volume_dir=str(tmp_path / "volumes")) \
+        if backend == "modal" else cloudrun_stand_in("validibot-mesh")
+    with instance_in(tmp_path, "home") as instance:
+        p = pipeline_on(instance, gcs_bucket)
+        p.defs = build_defs(p.settings, mesh_backend=resource)
+        p.drop(cad_parts["box"], spec="assertions:\n  - {name: meshed, expr: 'o.total_elements > 10'}\n")
+        outcomes = p.tick()
+        outcomes += drain(p)
+        (partition,) = p.instance.get_dynamic_partitions("cad_parts")
+        assert all(o.success for o in outcomes), [(o.run_id, o.checks) for o in outcomes]
+        checks = merged_checks(outcomes, partition)
+        assert checks["preview_succeeded"][0] and checks["mesh_produced"][0]
+        assert checks["cel_assertions"] == (True, "1/1 assertions passed")
+        volume = merged_outputs(outcomes, partition)["volume_mesh"]
+        assert volume["status"] == "success" and volume["outputs"]["total_elements"] > 10
+        for asset in ("preview_mesh", "volume_mesh"):
+            meta = latest(p, asset, partition).metadata
+            assert meta["backend"].value == backend, (asset, meta["backend"].value)

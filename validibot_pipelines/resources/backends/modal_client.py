@@ -12,6 +12,7 @@ can be told to raise them), so the backend's error mapping is tested against wha
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -114,8 +115,9 @@ class _Call:
 class LocalModalStandIn:
     """Runs ``modal_apps.<module>.<function>.local(input_uri)`` in a child process; a folder is the volume.
 
-    ``apps`` maps a Modal app name to the Python module that defines it (``validibot-fmi`` →
-    ``modal_apps.fmi``). ``volume_root/<volume name>/`` holds the volume's files; the child gets
+    A Modal app name maps to the module that defines it by the deploy convention (``validibot-<v>`` →
+    ``modal_apps.<v>``, deployed with ``modal deploy -m modal_apps.<v>``); ``apps`` overrides that.
+    ``volume_root/<volume name>/`` holds the volume's files; the child gets
     ``VALIDIBOT_FMU_CACHE_DIR`` pointing at the FMU volume so the function body reads the uploaded FMU the way
     it reads the mount on Modal. ``fail`` makes the named operation raise a given exception (real
     ``modal.exception`` classes) to test the backend's error mapping.
@@ -124,7 +126,7 @@ class LocalModalStandIn:
     def __init__(self, volume_root: Path, apps: dict[str, str] | None = None, cache_volume: str = "",
                  fail: dict[str, BaseException] | None = None) -> None:
         self.volume_root = Path(volume_root)
-        self.apps = apps or {"validibot-fmi": "modal_apps.fmi", "validibot-energyplus": "modal_apps.energyplus"}
+        self.apps = apps or {}
         self.cache_volume = cache_volume
         self.fail = fail or {}
         self.calls: dict[str, _Call] = {}
@@ -153,8 +155,9 @@ class LocalModalStandIn:
         from modal.exception import NotFoundError
 
         self._maybe_fail("spawn")
-        module = self.apps.get(app)
-        if module is None:
+        module = self.apps.get(app) or (f"modal_apps.{app.removeprefix('validibot-')}"
+                                        if app.startswith("validibot-") else None)
+        if module is None or importlib.util.find_spec(module) is None:
             raise NotFoundError(f"App '{app}' not found in environment 'main'")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # same imports as here
         if self.cache_volume:
