@@ -115,6 +115,14 @@ def test_compose_file_is_valid_and_separates_environments(tmp_path):  # noqa: AN
     assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
     env = services["daemon"]["environment"]
     assert env["DAGSTER_PG_DB"] == "validibot_test" and env["VALIDIBOT_ENV"] == "test"
+    # Run containers load the definitions too: the launcher must forward every setting the code reads from the
+    # daemon's environment (backend flags, worker images, buckets) and mount the engine's socket.
+    launcher = yaml.safe_load(PROD_YAML.read_text())["run_launcher"]["config"]
+    forwarded = set(launcher["env_vars"])
+    wanted = {k for k in env if k.startswith("VALIDIBOT_") and k not in {"VALIDIBOT_DOCKER_NETWORK",
+                                                                         "VALIDIBOT_MAX_CONCURRENT_RUNS"}}
+    assert wanted <= forwarded, sorted(wanted - forwarded)
+    assert "/var/run/docker.sock:/var/run/docker.sock" in launcher["container_kwargs"]["volumes"]
     assert resolved["networks"]["validibot"]["name"] == "validibot_test"
     assert resolved["volumes"]["pgdata"]["name"] == "validibot_pgdata_test"
     prod = yaml.safe_load(_compose_config(COMPOSE, {**COMPOSE_ENV, "VALIDIBOT_ENV": "prod"}).stdout)
