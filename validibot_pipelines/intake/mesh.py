@@ -131,7 +131,7 @@ def _check_stl(data: bytes, findings: Findings, facts: dict[str, Any]) -> None:
     if data[:5].lower() == b"solid" and b"facet" in data[:1024]:
         facts["format"] = "stl-ascii"
         triangles = len(_STL_FACET.findall(data))
-        if not data.rstrip().split(b"\n")[-1].strip().lower().startswith(b"endsolid"):
+        if not data.rstrip().rsplit(b"\n", 1)[-1].strip().lower().startswith(b"endsolid"):
             findings.error(MeshCode.TRUNCATED, "ASCII STL ends without 'endsolid', so the upload was cut off; "
                            "upload the complete file again")
             return

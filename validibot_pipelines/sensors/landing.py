@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from validibot_pipelines.orchestration.models import KINDS, RESOURCE_SUFFIXES, SPEC_SUFFIX, kind_of
+from validibot_pipelines.orchestration.revalidate import spec_version
 from validibot_pipelines.storage import get_store, leaf_name
 from validibot_pipelines.storage.base import ObjectInfo
 
@@ -40,7 +41,7 @@ class Upload:
     @property
     def run_key(self) -> str:
         """Identical model bytes with an identical spec dedupe to the same run; a changed spec re-runs."""
-        return f"{self.kind}:{self.sha256}:{self.spec_sha256 or 'nospec'}"
+        return f"{self.kind}:{self.sha256}:{spec_version(self.spec_sha256)}"
 
 
 def lookback_ns() -> int:

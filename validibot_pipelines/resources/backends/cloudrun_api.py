@@ -13,7 +13,6 @@ from typing import Protocol
 
 from google.cloud import run_v2
 
-STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 

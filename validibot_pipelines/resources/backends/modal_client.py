@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from validibot_pipelines.runtime.process import tail
+from validibot_pipelines.runtime.process import kill_group, tail
 
 
 class ModalClient(Protocol):
@@ -192,7 +192,7 @@ class LocalModalStandIn:
     def cancel(self, call_id: str) -> None:
         call = self.calls.get(call_id)
         if call and call.proc.poll() is None:
-            os.killpg(call.proc.pid, 9)
+            kill_group(call.proc)
             call.proc.wait()
 
     def logs(self, call_id: str) -> str:
