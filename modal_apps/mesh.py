@@ -1,7 +1,8 @@
 """Modal app for the meshing validator: ``modal deploy -m modal_apps.mesh``.
 
 ``generate_preview_mesh(bucket, key)`` and ``generate_mesh(bucket, key, quality_params)`` read the part from
-S3 with boto3 and write their results next to it under ``<key>.mesh/`` (``<name>.preview.json``; ``<name>.msh``,
+S3 (the project's S3 store, boto3) and write their results next to it under ``<key>.mesh/``
+(``<name>.preview.json``; ``<name>.msh``,
 ``<name>_result.json``, ``<name>.quality.json``). They call the same runtime code as every other backend
 (:func:`~validibot_pipelines.runtime.mesh.preview.preview_part`, :func:`~validibot_pipelines.runtime.mesh.volume.
 mesh_part`), so a part meshes identically on Modal, Docker, Cloud Run or a laptop.
@@ -34,28 +35,28 @@ app = modal.App(APP_NAME)
 image = worker_image("gmsh==4.15.2", apt=GMSH_APT)
 
 
-def _s3() -> Any:
-    import boto3
+def _upload(bucket: str, key: str, path: Path, content_type: str) -> str:
+    """Store a result next to the part, under ``<key>.mesh/``, with the project's S3 store (its retries)."""
+    from validibot_pipelines.storage import get_store
 
-    return boto3.client("s3")  # honours AWS_ENDPOINT_URL (moto in tests); IAM role / secret on Modal
-
-
-def _result_prefix(key: str) -> str:
-    return f"{key}.mesh"
-
-
-def _upload(client: Any, bucket: str, prefix: str, path: Path, content_type: str) -> str:
-    key = f"{prefix}/{path.name}"
-    client.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
-    return f"s3://{bucket}/{key}"
+    uri = f"s3://{bucket}/{key}.mesh/{path.name}"
+    get_store(uri).upload_file(path, uri, content_type)
+    return uri
 
 
-def _download(client: Any, bucket: str, key: str, workdir: Path) -> Path:
+def _download(bucket: str, key: str, workdir: Path) -> Path:
+    """Fetch the part with the project's S3 store (honours AWS_ENDPOINT_URL: moto in tests; IAM on Modal)."""
+    from validibot_pipelines.storage import get_store
+
+    uri = f"s3://{bucket}/{key}"
     name = PurePosixPath(key).name
     if not name.lower().endswith((".step", ".stp", ".stl")):
-        raise ValueError(f"s3://{bucket}/{key}: not a .step, .stp or .stl part")
+        raise ValueError(f"{uri}: not a .step, .stp or .stl part")
     local = workdir / name
-    client.download_file(bucket, key, str(local))
+    try:
+        get_store(uri).download_file(uri, local)
+    except FileNotFoundError as exc:
+        raise ValueError(f"{uri} does not exist; upload the part there first or check the bucket and key") from exc
     return local
 
 
@@ -75,16 +76,14 @@ def generate_preview_mesh(bucket: str, key: str) -> dict[str, Any]:
     from validibot_pipelines.runtime.mesh.calls import MeshFailure
     from validibot_pipelines.runtime.mesh.preview import preview_part
 
-    client = _s3()
     with tempfile.TemporaryDirectory(prefix="validibot-mesh-") as tmp:
         workdir = Path(tmp)
         try:
-            part = _download(client, bucket, key, workdir)
+            part = _download(bucket, key, workdir)
             result = preview_part(part, part.name, workdir / "preview", MeshPreviewInputs())
         except (MeshFailure, ValueError) as exc:
             return _failure(exc)
-        result.outputs.preview_uri = _upload(client, bucket, _result_prefix(key), result.preview_json,
-                                             "application/json")
+        result.outputs.preview_uri = _upload(bucket, key, result.preview_json, "application/json")
         return {"status": "success", "warnings": result.warnings, **result.outputs.model_dump(mode="json")}
 
 
@@ -105,19 +104,17 @@ def generate_mesh(bucket: str, key: str, quality_params: dict[str, Any] | None =
     except ValidationError as exc:
         return {"status": "failed_validation", "code": "MESH_BAD_REQUEST",
                 "message": f"quality_params: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"}
-    client = _s3()
     with tempfile.TemporaryDirectory(prefix="validibot-mesh-") as tmp:
         workdir = Path(tmp)
         try:
-            part = _download(client, bucket, key, workdir)
+            part = _download(bucket, key, workdir)
             result = mesh_part(part, part.name, workdir / "mesh", inputs)
         except (MeshFailure, ValueError) as exc:
             return _failure(exc)
-        prefix = _result_prefix(key)
         out = result.outputs
-        out.msh_uri = _upload(client, bucket, prefix, result.msh, "model/x-gmsh-msh")
-        out.result_uri = _upload(client, bucket, prefix, result.result_json, "application/json")
-        out.quality_uri = _upload(client, bucket, prefix, result.quality_json, "application/json")
+        out.msh_uri = _upload(bucket, key, result.msh, "model/x-gmsh-msh")
+        out.result_uri = _upload(bucket, key, result.result_json, "application/json")
+        out.quality_uri = _upload(bucket, key, result.quality_json, "application/json")
         status = "success" if out.targets_met else "failed_validation"
         return {"status": status, **out.model_dump(mode="json")}
 

@@ -52,3 +52,13 @@ def test_generate_mesh_local_reports_bad_requests(s3_bucket: str, cad_parts) -> 
     assert generate_mesh.local(bucket, "parts/empty.step", {})["code"] == "MESH_NO_SOLIDS"
     bad = generate_mesh.local(bucket, "parts/empty.step", {"sicn_minimum": 0.2})
     assert bad["status"] == "failed_validation" and "sicn_minimum" in bad["message"]
+
+
+def test_a_missing_part_is_a_clear_bad_request(s3_bucket: str) -> None:
+    from modal_apps.mesh import generate_mesh, generate_preview_mesh
+
+    bucket = s3_bucket.removeprefix("s3://")
+    for answer in (generate_preview_mesh.local(bucket, "parts/absent.step"),
+                   generate_mesh.local(bucket, "parts/absent.step", {})):
+        assert answer["status"] == "failed_validation" and answer["code"] == "MESH_BAD_REQUEST"
+        assert "parts/absent.step does not exist" in answer["message"]
