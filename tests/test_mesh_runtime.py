@@ -84,16 +84,17 @@ def test_stopping_the_worker_leaves_no_gmsh_process_behind(local_root, cad_parts
     import threading
     import time
 
+    from tests.processes import processes_running
     from validibot_pipelines.envelopes import InputFileItem
     from validibot_pipelines.intake.common import sha256_file
     from validibot_pipelines.orchestration.launch import launch_step
     from validibot_pipelines.orchestration.mesh import MESH_VALIDATOR
     from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
+    from validibot_pipelines.runtime.mesh.calls import CHILD_MODULE
     from validibot_pipelines.storage import get_store, join_uri
 
     def gmsh_children() -> list[str]:
-        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-        return [line for line in ps.splitlines() if "runtime.mesh.child" in line and "ps -eo" not in line]
+        return processes_running(CHILD_MODULE)
 
     part = cad_parts["two_volume_assembly"]
     uri = join_uri(local_root, "in", part.name)
