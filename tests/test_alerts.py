@@ -66,28 +66,37 @@ def test_failed_runs_and_failed_validations_reach_the_webhook_rate_limited(pipel
     assert _tick(pipeline, alerts.failed_validation_alerts, check_cursor) == check_cursor  # nothing new, no post
     assert len(webhook) == 1
 
-    # A failed run (the system's fault): a partition whose intake record is missing from the store.
+    # A registered partition whose intake record is missing from the store: that model's intake fails
+    # (failed_runtime, naming the fix) and is reported like any failed check; the run stopped at the block.
     pipeline.instance.add_dynamic_partitions("fmu_models", ["0" * 64])
-    failed = run_partition(pipeline.defs, pipeline.instance, "fmi_validation", "0" * 64)
-    assert not failed.success
-    run_cursor = _tick(pipeline, alerts.run_failure_alerts, run_cursor)
-    assert len(webhook) == 2
-    assert webhook[1]["kind"] == "run_failure" and failed.run_id[:8] in webhook[1]["title"]
-    assert "no intake record" in "\n".join(webhook[1]["items"])
+    missing = run_partition(pipeline.defs, pipeline.instance, "fmi_validation", "0" * 64)
+    assert missing.outputs["fmu_intake"]["status"] == "failed_runtime"
+    check_cursor = _tick(pipeline, alerts.failed_validation_alerts, check_cursor)
+    run_cursor = _tick(pipeline, alerts.run_failure_alerts, run_cursor)  # blocked by its check: no run alert
+    assert len(webhook) == 2 and webhook[1]["kind"] == "failed_validation"
+    assert "INTAKE_RECORD_MISSING" in "\n".join(webhook[1]["items"]) and "0" * 64 in "\n".join(webhook[1]["items"])
 
+    # A failed run (the system's fault): the upload vanished from the landing zone before its run read it.
+    def vanished_upload_run():  # noqa: ANN202
+        return run_partition(pipeline.defs, pipeline.instance, "fmi_validation", "0" * 64, run_config={
+            "ops": {"fmu_intake": {"config": {"source_uri": pipeline.landing_uri + "/gone.fmu"}}}})
+
+    failed = vanished_upload_run()
+    assert not failed.success
     # Rate limit (2 per window): the third alert in the window is held back, not posted...
-    run_partition(pipeline.defs, pipeline.instance, "fmi_validation", "0" * 64)
     run_cursor = _tick(pipeline, alerts.run_failure_alerts, run_cursor)
     assert len(webhook) == 2
     state = alerts._load(pipeline.instance)
     assert (state.sent, state.suppressed) == (2, 1)
-    # ... and the first post of the next window says so.
+    # ... and the first post of the next window says so, with the run's own error.
     state.window_start -= 3600
     alerts._save(pipeline.instance, state)
-    run_partition(pipeline.defs, pipeline.instance, "fmi_validation", "0" * 64)
+    failed = vanished_upload_run()
     _tick(pipeline, alerts.run_failure_alerts, run_cursor)
     assert len(webhook) == 3 and webhook[2]["held_back"] == 1
     assert "1 alert(s) were held back" in webhook[2]["text"]
+    assert webhook[2]["kind"] == "run_failure" and failed.run_id[:8] in webhook[2]["title"]
+    assert "gone.fmu" in "\n".join(webhook[2]["items"])
 
 
 def test_without_a_webhook_alerts_are_only_logged(pipeline, monkeypatch):  # noqa: ANN001

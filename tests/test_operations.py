@@ -156,8 +156,12 @@ def test_cli_backfill_runs_in_batches_with_per_partition_results(daemon_world, m
         bad.write_bytes(b"not a zip")
         pipe.drop(bad)
         first = {o.outputs["fmu_intake"]["file_name"]: o for o in pipe.tick()}
+        assert len(instance.get_dynamic_partitions("fmu_models")) == 6 and not first["broken.fmu"].success
+        # Registered but never validated, and its intake record is not in the store (the nightly plan picks
+        # such partitions as missing): it must fail alone, not take its batch down.
+        lost = "e" * 64
+        instance.add_dynamic_partitions("fmu_models", [lost])
         partitions = set(instance.get_dynamic_partitions("fmu_models"))
-        assert len(partitions) == 6 and not first["broken.fmu"].success
 
         # The CLI path: a real backfill in the instance (the UI's "Materialize all" → backfill is the same object).
         monkeypatch.setenv("VALIDIBOT_STORE_URI", (tmp / "store").as_uri())
@@ -180,8 +184,8 @@ def test_cli_backfill_runs_in_batches_with_per_partition_results(daemon_world, m
                     break
         assert instance.get_backfill(backfill.backfill_id).status == BulkActionStatus.COMPLETED_SUCCESS
         runs = instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
-        # 6 partitions, batch size 2 -> 3 runs, each over a range of <= 2 partitions
-        assert len(runs) == math.ceil(6 / 2)
+        # 7 partitions, batch size 2 -> 4 runs, each over a range of <= 2 partitions
+        assert len(runs) == math.ceil(7 / 2)
         covered = []
         for run in runs:
             start, end = run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]
@@ -192,6 +196,13 @@ def test_cli_backfill_runs_in_batches_with_per_partition_results(daemon_world, m
         assert sorted(covered) == sorted(partitions)
 
         run_ids = {r.run_id for r in runs}
+        lost_intake = instance.fetch_materializations(AssetRecordsFilter(
+            asset_key=AssetKey("fmu_intake"), asset_partitions=[lost]), limit=1).records[0]
+        assert lost_intake.run_id in run_ids
+        assert lost_intake.asset_materialization.metadata["status"].value == "failed_runtime"
+        lost_sim = instance.fetch_materializations(AssetRecordsFilter(
+            asset_key=AssetKey("fmu_simulation"), asset_partitions=[lost]), limit=1).records[0]
+        assert lost_sim.asset_materialization.metadata["status"].value == "blocked"
         for name, outcome in first.items():
             sim = instance.fetch_materializations(AssetRecordsFilter(
                 asset_key=AssetKey("fmu_simulation"), asset_partitions=[outcome.partition_key]), limit=1).records[0]
@@ -220,6 +231,7 @@ def test_cli_backfill_runs_in_batches_with_per_partition_results(daemon_world, m
 
         good = {o.partition_key for n, o in first.items() if n != "broken.fmu"}
         assert evaluations("fmu_intake", "intake_accepted") == {**dict.fromkeys(good, True),
-                                                                first["broken.fmu"].partition_key: False}
+                                                                first["broken.fmu"].partition_key: False,
+                                                                lost: False}
         assert evaluations("fmu_probe", "probe_approved") == dict.fromkeys(good, True)  # broken one: blocked
         assert evaluations("fmu_simulation", "simulation_succeeded") == dict.fromkeys(good, True)

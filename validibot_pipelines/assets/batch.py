@@ -6,10 +6,11 @@ module runs it for each partition of the step and keeps what an analyst sees per
 
 * one partition (sensor runs, UI "Materialize" of a partition): exactly the single-model behaviour —
   ``Output`` with metadata, then the ``AssetCheckResult``s; blocking checks stop downstream steps as usual.
-* several partitions: the output is ``{partition: value}`` (see ``StoreIOManager``), each partition gets its
-  own metadata (``add_asset_metadata(partition_key=...)``) and its own check evaluations, targeted at that
-  partition's materialization. Dagster's step-level blocking would stop the WHOLE batch when one model
-  fails intake, so in a batch the block is applied per model instead: a model whose upstream value is not
+* several partitions, or any run of a backfill (its last batch may hold one model): the output is
+  ``{partition: value}`` for several (see ``StoreIOManager``), each partition gets its own metadata
+  (``add_asset_metadata(partition_key=...)``) and its own check evaluations, targeted at that partition's
+  materialization. Dagster's step-level blocking would stop the WHOLE batch (and fail the backfill) when one
+  model fails intake, so here the block is applied per model instead: a model whose upstream value is not
   ``success`` (exactly what the blocking checks test) is not processed and is recorded as ``blocked``.
 
 A body may return ``None``: its worker was launched on an asynchronous backend (Cloud Run Jobs) and the output
@@ -34,6 +35,7 @@ from dagster import (
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
+from dagster._core.storage.tags import BACKFILL_ID_TAG
 
 BLOCKED = "blocked"
 LAUNCHED = "launched"
@@ -58,18 +60,27 @@ def blocked_by(upstream: Mapping[str, Any]) -> list[str]:
 
 def per_model(context: AssetExecutionContext, upstream: Mapping[str, Any], body: Body) -> Iterator[Any]:
     keys = list(context.partition_keys)
-    output_name = context.assets_def.get_output_name_for_asset_key(context.asset_key)
-    if len(keys) == 1:
+    if len(keys) == 1 and BACKFILL_ID_TAG not in context.run.tags:
         result = body(keys[0], upstream)
         if result is None:  # launched asynchronously: the output sensor materializes it later
             return
+        output_name = context.assets_def.get_output_name_for_asset_key(context.asset_key)
         yield Output(result.value, output_name=output_name, metadata=result.metadata)
         yield from result.checks
         return
+    # A batch, or a backfill run that happens to hold one model: per-model results and blocks, so one model's
+    # failure never fails its run (and the backfill) — a backfill fails only when the system does.
+    yield from _per_model_in_backfill(context, keys, upstream, body)
+
+
+def _per_model_in_backfill(context: AssetExecutionContext, keys: list[str], upstream: Mapping[str, Any],
+                           body: Body) -> Iterator[Any]:
+    keyed = len(keys) > 1  # StoreIOManager: a step over several partitions passes {partition: value}
+    output_name = context.assets_def.get_output_name_for_asset_key(context.asset_key)
     values: dict[str, Any] = {}
     checks: dict[str, list[AssetCheckResult]] = {}
     for key in keys:
-        ups = {name: by_key[key] for name, by_key in upstream.items()}
+        ups = {name: by_key[key] for name, by_key in upstream.items()} if keyed else dict(upstream)
         blockers = blocked_by(ups)
         if blockers:
             context.log.info(f"{key[:12]}…: not processed, upstream {', '.join(blockers)} did not succeed")
@@ -80,7 +91,7 @@ def per_model(context: AssetExecutionContext, upstream: Mapping[str, Any], body:
         values[key] = result.value
         context.add_asset_metadata(result.metadata, partition_key=key)
         checks[key] = result.checks
-    yield Output(values, output_name=output_name)
+    yield Output(values if keyed else values[keys[0]], output_name=output_name)
     evaluated = set()
     for key, results in checks.items():
         for check in results:

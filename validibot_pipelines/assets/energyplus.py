@@ -37,7 +37,7 @@ VALIDATOR = "energyplus"
 )
 def energyplus_model(context: AssetExecutionContext, config: IntakeConfig, settings: ValidibotSettings):
     """The uploaded IDF / epJSON model, checked in the control plane and stored once by checksum."""
-    yield from run_intake(context, config, settings, fact_keys=("format", "model_version", "zone_count"))
+    yield from run_intake(context, config, settings, GROUP, fact_keys=("format", "model_version", "zone_count"))
 
 
 @worker_asset(

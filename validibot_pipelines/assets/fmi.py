@@ -38,7 +38,7 @@ VALIDATOR = "fmi"
 )
 def fmu_intake(context: AssetExecutionContext, config: IntakeConfig, settings: ValidibotSettings):
     """The uploaded FMU, checked in the control plane and stored once by checksum."""
-    yield from run_intake(context, config, settings, fact_keys=("fmi_version", "model_name", "guid"))
+    yield from run_intake(context, config, settings, GROUP, fact_keys=("fmi_version", "model_name", "guid"))
 
 
 @worker_asset(

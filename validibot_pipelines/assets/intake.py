@@ -7,7 +7,7 @@ from dagster import AssetExecutionContext, Config, Failure, MetadataValue
 
 from validibot_pipelines.assets.batch import ModelResult, per_model
 from validibot_pipelines.assets.checks import intake_check
-from validibot_pipelines.orchestration.models import ModelRecord, intake
+from validibot_pipelines.orchestration.models import ModelRecord, intake, missing_record
 from validibot_pipelines.orchestration.revalidate import revalidation_record
 from validibot_pipelines.resources.settings import ValidibotSettings
 
@@ -25,8 +25,10 @@ def attempt_of(context: AssetExecutionContext) -> str:
     return context.run.run_id.split("-")[0]
 
 
-def run_intake(context: AssetExecutionContext, config: IntakeConfig, settings: ValidibotSettings,
+def run_intake(context: AssetExecutionContext, config: IntakeConfig, settings: ValidibotSettings, kind: str,
                fact_keys: Iterable[str]) -> Iterator[Any]:
+    """Intake of each model of the step; a model without an intake record fails alone (``failed_runtime``),
+    never the batch it is in (nightly plans include registered-but-missing partitions)."""
     if config.source_uri and len(context.partition_keys) > 1:
         raise Failure(description="source_uri names one upload; run it for one partition, not a batch")
 
@@ -38,7 +40,7 @@ def run_intake(context: AssetExecutionContext, config: IntakeConfig, settings: V
             try:
                 record = revalidation_record(settings.store_uri, sha, settings.intake_limits())
             except FileNotFoundError as exc:
-                raise Failure(description=str(exc)) from None
+                record = missing_record(sha, kind, str(exc))
         return ModelResult(record.model_dump(mode="json"), _metadata(record, fact_keys), [intake_check(record)])
 
     yield from per_model(context, {}, one)

@@ -51,7 +51,7 @@ VALIDATOR = "mesh"
 )
 def cad_file(context: AssetExecutionContext, config: IntakeConfig, settings: ValidibotSettings):
     """The uploaded STEP / STL part, checked as text in the control plane and stored once by checksum."""
-    yield from run_intake(context, config, settings,
+    yield from run_intake(context, config, settings, GROUP,
                           fact_keys=("format", "schema", "originating_system", "solid_count", "face_count"))
 
 

@@ -118,9 +118,11 @@ def _step_failures(instance: DagsterInstance, run_id: str) -> list[tuple[str, st
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
         data = entry.dagster_event.event_specific_data
         failure = getattr(data, "user_failure_data", None)
-        error = data.error
+        error = root = data.error
+        while root is not None and root.cause is not None:  # user code errors come wrapped by Dagster's step error
+            root = root.cause
         message = (failure.description if failure and failure.description else None) or (
-            error.message.strip() if error else "failed")
+            root.message.strip() if root else "failed")
         out.append((entry.dagster_event.step_key or "?", error.cls_name if error else "", message))
     return out
 

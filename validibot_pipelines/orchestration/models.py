@@ -228,6 +228,16 @@ def save_record(record: ModelRecord, store_uri: str) -> None:
     get_store(uri).write_bytes(uri, record.model_dump_json(indent=2).encode(), "application/json")
 
 
+def missing_record(sha256: str, kind: str, problem: str) -> ModelRecord:
+    """The failed record of a partition with no intake record (registered, but the upload never reached
+    this store): ``failed_runtime`` naming the fix, so a batch or nightly run reports that one model and goes on
+    with the others. Not saved: a later upload of the file writes the real record."""
+    return ModelRecord(
+        sha256=sha256, file_name=f"model {sha256[:12]}… (no intake record)", kind=kind,
+        mime_type="application/octet-stream", size_bytes=0, source_uri="", status=Status.FAILED_RUNTIME,
+        findings=[ValidationMessage(severity=Severity.ERROR, code="INTAKE_RECORD_MISSING", text=problem)])
+
+
 def load_record(store_uri: str, sha256: str) -> ModelRecord:
     """The record of an earlier intake (schedules and backfills re-validate from the canonical copy)."""
     uri = model_manifest_uri(store_uri, sha256)
