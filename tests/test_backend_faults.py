@@ -216,8 +216,7 @@ def test_an_output_the_cursor_passed_is_still_collected_through_the_job_status(l
                                                       expected_output_uri=join_uri(bundle, "output.json")))
     store.write_bytes(join_uri(bundle, "input.json"), envelope.model_dump_json().encode())
     store.write_bytes(join_uri(bundle, "launch.json"), json.dumps(
-        {"execution": "e", "callback_id": "late", "run_id": "late", "asset": "fmu_probe", "partition": "p",
-         "job": "fmi_validation"}).encode())
+        {"execution": "e", "callback_id": "late", "run_id": "late", "asset": "fmu_probe", "partition": "p"}).encode())
     store.write_bytes(join_uri(bundle, "output.json"), b"{}")
     future = OutputCursor(outputs=Mark(2**62, ""), launches=Mark(-1, "")).dumps()  # the mark is already past it
     scan = scan_outputs(local_root, future, status_of=lambda _launch: "SUCCEEDED")

@@ -112,7 +112,8 @@ def test_cloudrun_launch_waits_while_too_many_executions_are_unfinished(gcs_buck
     assert not second.pending and "unfinished (max_in_flight=1); launch deferred" in second.error
     log = SimpleNamespace(info=lambda _msg: None)
     with pytest.raises(RetryRequested) as raised:
-        backend.launch(envelope("c"), run_id="c", timeout_seconds=1, context=SimpleNamespace(log=log))
+        backend.launch(envelope("c"), run_id="c", timeout_seconds=1,
+                       context=SimpleNamespace(log=log, partition_keys=["c"]))
     assert raised.value.seconds_to_wait == 7
     assert runner.wait(first.launch_id) == "FAILED"  # killed at its 5 s task timeout
     third = backend.launch(envelope("d"), run_id="d", timeout_seconds=1)

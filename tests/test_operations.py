@@ -116,9 +116,8 @@ def test_nightly_picks_stale_and_missing_partitions_only(pipeline, sample_fmus, 
     assert _backfill_partitions(instance, new_backfill.backfill_id) == {lag, multi, never_run}
 
 
-@pytest.fixture
-def daemon_world(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
-    """A DAGSTER_HOME whose runs execute synchronously, and a code location file pointing at tmp folders."""
+def _daemon_home(tmp_path: Path, monkeypatch, defs_expr: str, batch_size: int) -> dict:  # noqa: ANN001
+    """A DAGSTER_HOME whose runs execute synchronously, and a code location file ``defs = <defs_expr>``."""
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text(
@@ -127,21 +126,45 @@ def daemon_world(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
         "  class: DefaultRunCoordinator\n")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("VALIDIBOT_HOME", str(tmp_path / "validibot"))
-    monkeypatch.setenv("VALIDIBOT_BACKFILL_BATCH_SIZE", "2")
+    monkeypatch.setenv("VALIDIBOT_BACKFILL_BATCH_SIZE", str(batch_size))
     defs_file = tmp_path / "location.py"
     defs_file.write_text(
         "from validibot_pipelines.definitions import build_defs\n"
         "from validibot_pipelines.resources import ValidibotSettings\n"
-        f"defs = build_defs(ValidibotSettings(store_uri={(tmp_path / 'store').as_uri()!r}, "
-        f"landing_uri={(tmp_path / 'landing').as_uri()!r}, simulation_timeout_seconds=3))\n")
+        "from validibot_pipelines.resources.backends.cloudrun import CloudRunJobsBackend\n"
+        f"defs = {defs_expr}\n")
     return {"home": home, "defs_file": defs_file, "tmp": tmp_path}
 
 
-def test_cli_backfill_runs_in_batches_with_per_partition_results(daemon_world, monkeypatch):  # noqa: ANN001
+def _drive_backfill(instance: DagsterInstance, defs_file: Path, backfill_id: str) -> BulkActionStatus:
+    """Run the real backfill daemon iteration (code location from ``defs_file``) until the backfill ends."""
     from dagster._core.test_utils import create_test_daemon_workspace_context
     from dagster._core.workspace.load_target import PythonFileTarget
     from dagster._daemon.backfill import execute_backfill_iteration
 
+    target = PythonFileTarget(python_file=str(defs_file), attribute="defs", working_directory=str(ROOT),
+                              location_name="validibot_test")
+    logger = logging.getLogger("backfill-test")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(logging.StreamHandler())
+    with create_test_daemon_workspace_context(target, instance) as workspace:
+        for _ in range(20):
+            errors = [e for e in execute_backfill_iteration(workspace, logger) if e]
+            assert not errors, errors
+            if instance.get_backfill(backfill_id).status != BulkActionStatus.REQUESTED:
+                break
+    return instance.get_backfill(backfill_id).status
+
+
+@pytest.fixture
+def daemon_world(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
+    """Local store and landing zone under tmp folders; batches of 2."""
+    store, landing = (tmp_path / "store").as_uri(), (tmp_path / "landing").as_uri()
+    return _daemon_home(tmp_path, monkeypatch, f"build_defs(ValidibotSettings(store_uri={store!r}, "
+                        f"landing_uri={landing!r}, simulation_timeout_seconds=3))", batch_size=2)
+
+
+def test_cli_backfill_runs_in_batches_with_per_partition_results(daemon_world, monkeypatch):  # noqa: ANN001
     from tests.conftest import Pipeline
     from validibot_pipelines import cli
     from validibot_pipelines.operations import lineage
@@ -170,19 +193,8 @@ def test_cli_backfill_runs_in_batches_with_per_partition_results(daemon_world, m
         (backfill,) = instance.get_backfills()
         assert _backfill_partitions(instance, backfill.backfill_id) == partitions
 
-        target = PythonFileTarget(python_file=str(daemon_world["defs_file"]), attribute="defs",
-                                  working_directory=str(ROOT), location_name="validibot_test")
-        logger = logging.getLogger("backfill-test")
-        logger.setLevel(logging.INFO)
-        logger.addHandler(logging.StreamHandler())
-        with create_test_daemon_workspace_context(target, instance) as workspace:
-            for _ in range(20):
-                errors = [e for e in execute_backfill_iteration(workspace, logger) if e]
-                assert not errors, errors
-                bf = instance.get_backfill(backfill.backfill_id)
-                if bf.status != BulkActionStatus.REQUESTED:
-                    break
-        assert instance.get_backfill(backfill.backfill_id).status == BulkActionStatus.COMPLETED_SUCCESS
+        status = _drive_backfill(instance, daemon_world["defs_file"], backfill.backfill_id)
+        assert status == BulkActionStatus.COMPLETED_SUCCESS
         runs = instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
         # 7 partitions, batch size 2 -> 4 runs, each over a range of <= 2 partitions
         assert len(runs) == math.ceil(7 / 2)
@@ -235,3 +247,67 @@ def test_cli_backfill_runs_in_batches_with_per_partition_results(daemon_world, m
                                                                 lost: False}
         assert evaluations("fmu_probe", "probe_approved") == dict.fromkeys(good, True)  # broken one: blocked
         assert evaluations("fmu_simulation", "simulation_succeeded") == dict.fromkeys(good, True)
+
+
+def test_cloudrun_backfill_batch_launches_each_model_once_and_the_sensor_collects_each(  # noqa: ANN001
+        gcs_bucket, tmp_path, monkeypatch):
+    """A batched backfill on Cloud Run (stand-in, gcp-storage-emulator): ONE run over a range of three models
+    launches each model's probe once with its own partition recorded (Dagster refuses ``partition_key`` in a
+    range), never has more than ``max_in_flight=1`` executions at once (the batch waits for room instead of
+    retrying and re-launching), and the output sensor's runs — in the validator's job, one per partition —
+    finish every model's validation."""
+    import json
+    import uuid
+
+    from tests.backend_helpers import drain, latest, pipeline_on
+    from validibot_pipelines.operations.backfill import submit_backfill
+    from validibot_pipelines.operations.staleness import group_asset_keys
+    from validibot_pipelines.resources.backends.cloudrun import CloudRunJobsBackend
+    from validibot_pipelines.resources.backends.cloudrun_stand_in import LocalJobRunner
+    from validibot_pipelines.storage import join_uri, leaf_name
+
+    job = f"validibot-fmi-{uuid.uuid4().hex[:8]}"  # its own job: in-flight counts see only this test's executions
+    fields = dict(project="validibot-test", region="europe-west1", job=job, stand_in=True, max_in_flight=1,
+                  busy_retry_seconds=1)
+    store, landing = f"{gcs_bucket}/store", f"{gcs_bucket}/landing"
+    world = _daemon_home(tmp_path, monkeypatch, f"build_defs(ValidibotSettings(store_uri={store!r}, "
+                         f"landing_uri={landing!r}, simulation_timeout_seconds=30), "
+                         f"fmi_backend=CloudRunJobsBackend(**{fields!r}))", batch_size=3)
+    with DagsterInstance.get() as instance:
+        local = pipeline_on(instance, gcs_bucket)  # registered and validated once on the local backend
+        for n in range(3):
+            local.drop(build_fmu("first_order_lag", tmp_path, variant=f"cr{n}"))
+        assert all(o.success for o in local.tick())
+        partitions = local.partitions()
+        graph = local.defs.resolve_asset_graph()
+        backfill_id = submit_backfill(instance, graph, group_asset_keys(graph, "fmi"), partitions,
+                                      title="validator change", trigger="test")
+        assert _drive_backfill(instance, world["defs_file"], backfill_id) == BulkActionStatus.COMPLETED_SUCCESS
+        (batch_run,) = instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
+        assert batch_run.tags["dagster/asset_partition_range_start"] != batch_run.tags[
+            "dagster/asset_partition_range_end"]
+
+        runs = join_uri(store, "runs")
+        launches = [json.loads(get_store(o.uri).read_bytes(o.uri)) for o in get_store(runs).list(runs)
+                    if leaf_name(o.uri) == "launch.json"]
+        ours = [launch for launch in launches if launch["job_name"].endswith(f"/jobs/{job}")]
+        assert sorted(launch["partition"] for launch in ours) == sorted(partitions)  # each model once, its own
+        assert {(launch["asset"], launch["dagster_run_id"]) for launch in ours} == {("fmu_probe", batch_run.run_id)}
+
+        runner = LocalJobRunner.shared()
+        job_name = f"projects/validibot-test/locations/europe-west1/jobs/{job}"
+        for name in runner.names():
+            runner.wait(name)
+        spans = sorted((e.create_time.timestamp(), e.completion_time.timestamp())
+                       for e in runner.list_executions(job_name))
+        assert len(spans) == 3
+        assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)), spans
+
+        remote = pipeline_on(instance, gcs_bucket, CloudRunJobsBackend(**fields))
+        outcomes = drain(remote, max_ticks=10)
+        assert all(o.success for o in outcomes), [(o.run_id, o.checks) for o in outcomes]
+        assert {instance.get_run_by_id(o.run_id).job_name for o in outcomes} == {"fmi_validation"}
+        for partition in partitions:
+            sim = latest(remote, "fmu_simulation", partition)
+            assert sim.metadata["status"].value == "success" and sim.metadata["backend"].value == "cloudrun"
+        assert len(runner.list_executions(job_name)) == 6  # a probe and a simulation per model, nothing twice

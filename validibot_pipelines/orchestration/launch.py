@@ -48,11 +48,35 @@ def launch_step(
         ),
     )
     input_uri = join_uri(bundle, "input.json")
-    get_store(input_uri).write_bytes(input_uri, envelope.model_dump_json(indent=2).encode(), "application/json")
+    if not _same_request_already_written(input_uri, envelope):
+        get_store(input_uri).write_bytes(input_uri, envelope.model_dump_json(indent=2).encode(), "application/json")
     record = backend.launch(input_uri, run_id=run_id, timeout_seconds=timeout_seconds, context=context)
     if record.pending:  # asynchronous backend: the output sensor collects the result later (collect_step)
         return None, record
     return read_output(envelope, record), record
+
+
+def _same_request_already_written(input_uri: str, envelope: InputEnvelope) -> bool:
+    """True when the bundle already holds this request (a retried step: same run id, files and inputs).
+
+    Its bytes are then kept as they are — only ``queued_at`` would differ — so the envelope's identity stays
+    the same: a finished output is replayed instead of recomputed, and an asynchronous launch still running
+    for it is recognised instead of launched twice.
+    """
+    store = get_store(input_uri)
+    if not store.exists(input_uri):
+        return False
+    try:
+        existing = load_input_envelope(store.read_bytes(input_uri), where=input_uri)
+    except EnvelopeError:
+        return False
+
+    def request(e: InputEnvelope) -> dict[str, Any]:
+        data = e.model_dump(mode="json")
+        data["context"]["tags"].pop("queued_at", None)
+        return data
+
+    return request(existing) == request(envelope)
 
 
 def collect_step(input_uri: str) -> tuple[OutputEnvelope, LaunchRecord]:

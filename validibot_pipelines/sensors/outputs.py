@@ -73,13 +73,12 @@ class OutputCursor:
 
 @dataclass(frozen=True)
 class Completion:
-    """One launch to collect: which Dagster asset/partition/job resumes, and why (output or job status)."""
+    """One launch to collect: which Dagster asset/partition resumes, and why (output or job status)."""
 
     callback_id: str
     input_uri: str
     asset: str
     partition: str
-    job: str
     reason: str  # "output" or the terminal job status
 
 
@@ -109,11 +108,11 @@ def _completion(bundle: str, reason: str, ignored: list[str]) -> Completion | No
         ignored.append(f"{bundle}: output for an unknown run (launch.json is for callback "
                        f"{launch.get('callback_id')!r}, the envelope for {envelope.context.callback_id!r})")
         return None
-    if not (launch.get("asset") and launch.get("partition") and launch.get("job")):
+    if not (launch.get("asset") and launch.get("partition")):
         ignored.append(f"{bundle}: output for an unknown run (launched outside Dagster: no asset to materialize)")
         return None
     return Completion(callback_id=envelope.context.callback_id, input_uri=input_uri, asset=launch["asset"],
-                      partition=launch["partition"], job=launch["job"], reason=reason)
+                      partition=launch["partition"], reason=reason)
 
 
 def scan_outputs(store_uri: str, cursor: str | None, *, max_per_tick: int = MAX_PER_TICK,
@@ -169,13 +168,14 @@ def scan_outputs(store_uri: str, cursor: str | None, *, max_per_tick: int = MAX_
     return OutputScan(completions=completions, ignored=ignored, cursor=state.dumps())
 
 
-def _selection(context: SensorEvaluationContext, asset: str) -> list[AssetKey]:
-    """The collected asset and everything downstream of it in its group (the rest of the validation)."""
+def _target(context: SensorEvaluationContext, asset: str) -> tuple[str, list[AssetKey]]:
+    """The validator's job (by the asset's group, whichever run launched it: a sensor run, a UI launch or a
+    backfill's implicit asset job) and the collected asset with everything downstream of it in its group."""
     graph = context.repository_def.asset_graph
     key = AssetKey.from_user_string(asset)
     group = graph.get(key).group_name
     keys = (AssetSelection.assets(key).downstream() & AssetSelection.groups(group)).resolve(graph)
-    return sorted(keys, key=lambda k: k.to_user_string())
+    return JOBS_BY_KIND[group].name, sorted(keys, key=lambda k: k.to_user_string())
 
 
 @sensor(
@@ -188,15 +188,14 @@ def output_sensor(context: SensorEvaluationContext, settings: ValidibotSettings)
     scan = scan_outputs(settings.store_uri, context.cursor, max_per_tick=MAX_PER_TICK)
     for reason in scan.ignored:
         context.log.warning(reason)
-    requests = [
-        RunRequest(
-            run_key=done.callback_id, job_name=done.job, partition_key=done.partition,
-            asset_selection=_selection(context, done.asset),
+    requests = []
+    for done in scan.completions:
+        job, selection = _target(context, done.asset)
+        requests.append(RunRequest(
+            run_key=done.callback_id, job_name=job, partition_key=done.partition, asset_selection=selection,
             run_config={"ops": {done.asset: {"config": {"collect_input_uri": done.input_uri}}}},
             tags={"validibot/callback_id": done.callback_id, "validibot/collect_reason": done.reason},
-        )
-        for done in scan.completions
-    ]
+        ))
     if not requests:
         return SensorResult(skip_reason=SkipReason("no new worker outputs"), cursor=scan.cursor)
     return SensorResult(run_requests=requests, cursor=scan.cursor)

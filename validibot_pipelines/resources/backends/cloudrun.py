@@ -3,7 +3,7 @@
 Per launch: the input envelope is already in the GCS execution bundle (``runs/<run_id>/input.json``); the
 backend calls ``run_job`` with a container env override ``VALIDIBOT_INPUT_URI`` (large envelopes stay in
 GCS, only the URI travels), writes ``launch.json`` next to the envelope (execution name, job, callback id,
-the Dagster asset/partition/job to resume), and returns a *pending* :class:`LaunchRecord` with the execution
+the Dagster asset and partition to resume), and returns a *pending* :class:`LaunchRecord` with the execution
 name and job status. ``sensors/outputs.py`` later sees ``output.json`` (or a FAILED / CANCELLED execution)
 and requests the run that materializes the result, with ``run_key = callback_id``.
 
@@ -25,6 +25,7 @@ from validibot_pipelines.envelopes import envelope_sha256, load_input_envelope
 from validibot_pipelines.envelopes.base import now
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.cloudrun_api import (
+    TERMINAL,
     CloudRunJobsApi,
     GoogleCloudRunApi,
     execution_status,
@@ -49,7 +50,8 @@ class CloudRunJobsBackend(ConfigurableResource):
     job: str = Field(default="validibot-fmi", description="deployed job running the validator image")
     stand_in: bool = Field(default=False, description="use the local job runner instead of the Cloud Run API")
     max_in_flight: int = Field(default=0, description="launch only while fewer executions of the job are "
-                                                      "unfinished (0 = no limit); else the step retries later")
+                                                      "unfinished (0 = no limit); else the step retries later "
+                                                      "(a backfill batch step waits for room)")
     busy_retry_seconds: int = Field(default=60, description="wait before retrying a launch refused as busy")
     busy_max_retries: int = Field(default=60)
 
@@ -80,7 +82,13 @@ class CloudRunJobsBackend(ConfigurableResource):
         if replayable_output(envelope.context.expected_output_uri, envelope_sha256(raw)) is not None:
             return done(launch_id=f"replay:{envelope.context.expected_output_uri}", returncode=0, status="SUCCEEDED",
                         log_tail="the bundle already holds the output for this envelope; no execution launched")
+        running = self._already_running(envelope.context.execution_bundle_uri, envelope.context.callback_id)
+        if running:  # a retried step (e.g. a batch deferred as busy) must not launch the same model twice
+            return done(launch_id=running[0], pending=True, status=running[1],
+                        log_tail="already launched for this bundle; the output sensor collects it")
         busy = self._busy()
+        if busy and context is not None and len(context.partition_keys) > 1:
+            busy = self._wait_for_room(busy, context.log.info)
         if busy:
             if context is not None:  # Dagster retries the step later: the backfill waits instead of flooding
                 from dagster import RetryRequested
@@ -93,7 +101,8 @@ class CloudRunJobsBackend(ConfigurableResource):
             "backend": "cloudrun", "execution": "", "job_name": self.job_name, "stand_in": self.stand_in,
             "callback_id": envelope.context.callback_id, "run_id": envelope.run_id, "input_uri": input_uri,
             "expected_output_uri": envelope.context.expected_output_uri, "launched_at": started.isoformat(),
-            "status_at_launch": "PENDING", "log_uri": "", **_dagster_target(context),
+            "status_at_launch": "PENDING", "log_uri": "",
+            **_dagster_target(context, envelope.context.tags.get("model_sha256", "")),
         }
         launch_uri = join_uri(envelope.context.execution_bundle_uri, LAUNCH_FILE)
         store = get_store(launch_uri)
@@ -111,6 +120,25 @@ class CloudRunJobsBackend(ConfigurableResource):
             context.log.info(f"cloudrun: launched {execution.name} ({status}) for {run_id}")
         record.details["log_uri"] = execution.log_uri
         return done(launch_id=execution.name, pending=True, status=status)
+
+    def _already_running(self, bundle_uri: str, callback_id: str) -> tuple[str, str] | None:
+        """(execution, status) of an unfinished execution already launched for this bundle and callback."""
+        launch = read_launch(bundle_uri)
+        if not launch or launch.get("callback_id") != callback_id or not launch.get("execution"):
+            return None
+        status = launch_status(launch)[0]
+        return (launch["execution"], status) if status not in TERMINAL and status != "UNKNOWN" else None
+
+    def _wait_for_room(self, busy: str, log: Any) -> str:
+        """In a backfill batch the models before this one are already launched: retrying the whole step would
+        walk them again, so the step waits here until the job has room (or gives up, as the retry would)."""
+        for _ in range(self.busy_max_retries):
+            log(f"{busy}; waiting {self.busy_retry_seconds} s")
+            time.sleep(self.busy_retry_seconds)
+            busy = self._busy()
+            if not busy:
+                return ""
+        return busy
 
     def _busy(self) -> str:
         if self.max_in_flight <= 0:
@@ -130,12 +158,20 @@ class CloudRunJobsBackend(ConfigurableResource):
             container_overrides=[override], task_count=1, timeout=timedelta(seconds=int(timeout_seconds))))
 
 
-def _dagster_target(context: Any) -> dict[str, str]:
-    """Which asset, partition and job the output sensor should materialize when the output arrives."""
+def _dagster_target(context: Any, model_partition: str) -> dict[str, str]:
+    """Which asset and partition the output sensor should materialize when the output arrives.
+
+    A backfill batch launches several models from one step (a partition *range*, where Dagster refuses
+    ``context.partition_key``), so the partition is the launched model's own (its checksum, carried in the
+    envelope's tags) — checked against the step's partitions. The sensor picks the validator's job itself
+    from the asset's group: the launching run's job may be a backfill's implicit asset job.
+    """
     if context is None:
         return {}
-    return {"asset": context.asset_key.to_user_string(), "partition": context.partition_key,
-            "job": context.job_name, "dagster_run_id": context.run.run_id}
+    keys = list(context.partition_keys)
+    partition = model_partition if model_partition in keys else keys[0] if len(keys) == 1 else ""
+    return {"asset": context.asset_key.to_user_string(), "partition": partition,
+            "dagster_run_id": context.run.run_id}
 
 
 def cloudrun_error_message(exc: BaseException, job_name: str) -> str:
