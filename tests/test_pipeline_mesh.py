@@ -106,8 +106,12 @@ def test_metrics_and_artifacts_in_metadata(pipeline, cad_parts):  # noqa: ANN001
             limit=1).records[0].asset_materialization
 
     meta = latest("volume_mesh").metadata
-    metrics = {r.data["metric"] for r in meta["metrics"].records}
-    assert {"sicn_min", "sicn_avg", "gamma_min", "gamma_avg", "total_elements", "total_nodes", "strategy"} <= metrics
+    metrics = {r.data["metric"]: r.data for r in meta["metrics"].records}
+    assert {"sicn_min", "sicn_avg", "gamma_min", "gamma_avg", "total_elements", "total_nodes", "strategy"} <= set(
+        metrics)
+    # numbers stay numbers (the UI sorts them), text values are kept in their own column
+    assert metrics["total_elements"]["value"] == meta["total_elements"].value and metrics["sicn_min"]["value"] > 0
+    assert metrics["strategy"]["value"] is None and metrics["strategy"]["text"] == meta["strategy"].value
     assert meta["msh_uri"].value.endswith("box.msh")
     assert meta["result_uri"].value.endswith("box_result.json")
     assert meta["quality_uri"].value.endswith("box.quality.json")
@@ -172,6 +176,9 @@ def test_bad_cad_inputs(pipeline, cad_parts, tmp_path):  # noqa: ANN001
     demanding = by_code["MESH_QUALITY_TARGETS_NOT_MET"]
     assert demanding.checks["mesh_produced"][0] is True  # the best mesh is still there to inspect
     assert demanding.checks["quality_targets_met"][0] is False
+    # a mesh below target is still judged by the assertions; no mesh at all cannot be
+    assert not demanding.checks["cel_assertions"][1].startswith("not evaluated"), demanding.checks
+    assert unmeshable.checks["cel_assertions"] == (False, "not evaluated: the worker ended failed_validation")
     assert get_store(demanding.outputs["volume_mesh"]["outputs"]["msh_uri"]).exists(
         demanding.outputs["volume_mesh"]["outputs"]["msh_uri"])
 

@@ -32,11 +32,16 @@ def status_check(name: str, out: OutputEnvelope) -> AssetCheckResult:
     )
 
 
-def assertions_check(results: list[AssertionResult], out: OutputEnvelope) -> AssetCheckResult:
-    """One check for all of a spec's assertions (specs differ per partition; checks are static)."""
-    if out.status != Status.SUCCESS:
+def assertions_check(results: list[AssertionResult], out: OutputEnvelope,
+                     evaluated: bool | None = None) -> AssetCheckResult:
+    """One check for all of a spec's assertions (specs differ per partition; checks are static).
+
+    ``evaluated`` says whether the worker produced something to judge; by default only a ``success`` does
+    (the meshing validator also judges a mesh that missed its quality targets).
+    """
+    if not (out.status == Status.SUCCESS if evaluated is None else evaluated):
         return AssetCheckResult(check_name="cel_assertions", passed=False, severity=AssetCheckSeverity.ERROR,
-                                description=f"not evaluated: the simulation ended {out.status.value}")
+                                description=f"not evaluated: the worker ended {out.status.value}")
     rows = pd.DataFrame([{"name": r.name, "passed": r.passed, "severity": r.severity.value, "expr": r.expr,
                           "message": r.message or "", "error": r.error or ""} for r in results],
                         columns=["name", "passed", "severity", "expr", "message", "error"])

@@ -10,14 +10,13 @@
 from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
 from dagster import AssetCheckSpec, AssetExecutionContext, MetadataValue, ResourceParam, asset
 
 from validibot_pipelines.assets.backend_step import WorkerStepConfig, run_worker_step, worker_asset
 from validibot_pipelines.assets.batch import ModelResult
 from validibot_pipelines.assets.checks import assertions_check, status_check
 from validibot_pipelines.assets.intake import IntakeConfig, attempt_of, run_intake
-from validibot_pipelines.assets.metadata import frame_table
+from validibot_pipelines.assets.metadata import metrics_table
 from validibot_pipelines.assets.specs import SPEC_SOURCES
 from validibot_pipelines.envelopes import OutputEnvelope, Status
 from validibot_pipelines.orchestration import energyplus
@@ -57,9 +56,7 @@ def energyplus_simulation(context: AssetExecutionContext, config: WorkerStepConf
                 meta: dict[str, Any]) -> ModelResult:
         sim = out.outputs
         if sim:
-            meta["metrics"] = frame_table(pd.DataFrame(
-                [{"metric": m.name, "value": m.value if isinstance(m.value, int | float) else None,
-                  "unit": m.unit or ""} for m in out.metrics], columns=["metric", "value", "unit"]))
+            meta["metrics"] = metrics_table(out)
             meta.update({
                 "energyplus_version": sim["energyplus_version"], "model_version": str(sim["model_version"]),
                 "version_match": sim["version_match"], "weather_file": sim["weather_file"],

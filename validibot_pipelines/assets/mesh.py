@@ -29,10 +29,10 @@ from validibot_pipelines.assets.backend_step import WorkerStepConfig, run_worker
 from validibot_pipelines.assets.batch import ModelResult
 from validibot_pipelines.assets.checks import assertions_check, status_check
 from validibot_pipelines.assets.intake import IntakeConfig, attempt_of, run_intake
-from validibot_pipelines.assets.metadata import frame_table, png_markdown
+from validibot_pipelines.assets.metadata import frame_table, metrics_table, png_markdown
 from validibot_pipelines.assets.plots import surface_png
 from validibot_pipelines.assets.specs import SPEC_SOURCES
-from validibot_pipelines.envelopes import OutputEnvelope, Status
+from validibot_pipelines.envelopes import OutputEnvelope
 from validibot_pipelines.orchestration import mesh
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.partitions import mesh_partitions
@@ -115,9 +115,8 @@ def volume_mesh(context: AssetExecutionContext, config: WorkerStepConfig, cad_fi
             check_name="mesh_produced", passed=True, description=f"{result['total_elements']} elements "
             f"({result['strategy']})", metadata={"msh_uri": MetadataValue.url(result["msh_uri"])})
         # Assertions are evaluated whenever a mesh exists, even below target, so users see every verdict at once.
-        judged = out if not produced else out.model_copy(update={"status": Status.SUCCESS})
         return ModelResult(value, meta, [produced_check, _targets_check(record, out),
-                                         assertions_check(results, judged)])
+                                         assertions_check(results, out, evaluated=produced)])
 
     def launch(record: ModelRecord, _up: Mapping[str, Any]) -> tuple[OutputEnvelope | None, LaunchRecord]:
         return mesh.mesh(
@@ -131,15 +130,13 @@ def volume_mesh(context: AssetExecutionContext, config: WorkerStepConfig, cad_fi
 
 def _mesh_metadata(out: OutputEnvelope) -> dict[str, Any]:
     result = out.outputs
-    metrics = pd.DataFrame([{"metric": m.name, "value": str(m.value), "unit": m.unit or ""} for m in out.metrics],
-                           columns=["metric", "value", "unit"])
     attempts = pd.DataFrame([
         {"volume": a["volume"], "strategy": a["strategy"], "outcome": a["outcome"], "seconds": a["seconds"],
          "score": a["score"], "sicn_min": (a["quality"] or {}).get("sicn_min"),
          "elements": (a["quality"] or {}).get("elements"), "detail": a["detail"]} for a in result["attempts"]],
         columns=["volume", "strategy", "outcome", "seconds", "score", "sicn_min", "elements", "detail"])
     return {
-        "metrics": frame_table(metrics), "attempts": frame_table(attempts), "strategy": result["strategy"],
+        "metrics": metrics_table(out), "attempts": frame_table(attempts), "strategy": result["strategy"],
         "score": MetadataValue.float(result["score"]), "total_elements": result["total_elements"],
         "total_nodes": result["total_nodes"], "sicn_min": MetadataValue.float(result["sicn_min"]),
         "gamma_min": MetadataValue.float(result["gamma_min"]), "volume_count": len(result["volumes"]),

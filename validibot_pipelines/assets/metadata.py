@@ -24,6 +24,18 @@ def frame_table(frame: pd.DataFrame) -> MetadataValue:
     return MetadataValue.table(records=records, schema=TableSchema(columns=columns))
 
 
+def metrics_table(out: OutputEnvelope) -> MetadataValue:
+    """The envelope's metrics as a table: numbers stay numbers (the UI sorts them); any other value is in
+    ``text`` so nothing a worker reported is dropped."""
+
+    def number(value: object) -> float | None:
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    rows = [{"metric": m.name, "value": number(m.value), "text": "" if number(m.value) is not None else
+             ("" if m.value is None else str(m.value)), "unit": m.unit or ""} for m in out.metrics]
+    return frame_table(pd.DataFrame(rows, columns=["metric", "value", "text", "unit"]).astype({"value": float}))
+
+
 def messages_markdown(messages: list[ValidationMessage]) -> MetadataValue:
     if not messages:
         return MetadataValue.md("_no findings_")
