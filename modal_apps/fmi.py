@@ -26,7 +26,7 @@ TIMEOUT_SECONDS = 3600
 
 app = modal.App(APP_NAME)
 fmu_volume = modal.Volume.from_name(VOLUME_NAME, create_if_missing=True)  # lazy: resolved at deploy/run
-image = worker_image("fmpy==0.3.32")
+image = worker_image("fmi")
 
 
 def cache_dir() -> str:

