@@ -94,8 +94,11 @@ def _per_model_in_backfill(context: AssetExecutionContext, keys: list[str], upst
     yield Output(values if keyed else values[keys[0]], output_name=output_name)
     evaluated = set()
     for key, results in checks.items():
+        if not results:
+            continue
+        target = _materialization_of(context, key)  # one look-up per model, whatever its number of checks
         for check in results:
-            evaluation = _evaluation(context, key, check)
+            evaluation = _evaluation(context, target, check)
             evaluated.add(evaluation.asset_check_key)
             yield evaluation
     # Each check is also a (valueless) step output, yielded once per step however many partitions it covered.
@@ -104,14 +107,17 @@ def _per_model_in_backfill(context: AssetExecutionContext, keys: list[str], upst
             yield Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
 
 
-def _evaluation(context: AssetExecutionContext, partition: str, check: AssetCheckResult) -> AssetCheckEvaluation:
-    asset_key = check.asset_key or context.asset_key
-    record = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1).records[0]
+def _materialization_of(context: AssetExecutionContext, partition: str) -> Any:
+    """The step's just-stored materialization of ``partition`` (what that model's check evaluations target)."""
+    return context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[partition]), limit=1).records[0]
+
+
+def _evaluation(context: AssetExecutionContext, target: Any, check: AssetCheckResult) -> AssetCheckEvaluation:
     return AssetCheckEvaluation(
-        asset_key=asset_key, check_name=check.check_name, passed=check.passed, metadata=check.metadata,
-        severity=check.severity, description=check.description,
+        asset_key=check.asset_key or context.asset_key, check_name=check.check_name, passed=check.passed,
+        metadata=check.metadata, severity=check.severity, description=check.description,
         target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
-            storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp),
+            storage_id=target.storage_id, run_id=target.run_id, timestamp=target.timestamp),
         blocking=False,  # enforced per model above; a step-level block would stop the whole batch
     )

@@ -146,7 +146,8 @@ def failed_validation_alerts(context: SensorEvaluationContext):  # noqa: ANN201
         for entry in instance.all_logs(run.dagster_run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
             evaluation = entry.dagster_event.event_specific_data
             if not evaluation.passed:
-                partition = _target_partition(instance, evaluation) or run.dagster_run.tags.get("dagster/partition")
+                # a one-partition run says it in its tags; a batch run's checks say it through their target
+                partition = run.dagster_run.tags.get("dagster/partition") or _target_partition(instance, evaluation)
                 failures.append(f"{_check_label(evaluation.asset_check_key)} partition {partition or '-'}: "
                                 f"{evaluation.description or 'failed'}"[:400])
     context.update_cursor(str(max(r.update_timestamp.timestamp() for r in runs)))

@@ -28,15 +28,15 @@ def _stage(spec: AssetSpec) -> str:
     return "intake" if any(dep.asset_key.path[-1].endswith("_spec") for dep in spec.deps) else "worker"
 
 
-def with_operations(assets: Iterable[AssetsDefinition], code_versions: Mapping[str, str] | None = None,
-                    batch_size: int | None = None) -> list[AssetsDefinition]:
+def with_operations(assets: Iterable[AssetsDefinition],
+                    code_versions: Mapping[str, str] | None = None) -> list[AssetsDefinition]:
     """Each asset with owners, tags, its group's code version and a multi-run backfill policy.
 
     ``code_versions`` overrides the derived version per group (what a deploy of a new validator does; tests
     use it to simulate one).
     """
     overrides = dict(code_versions or {})
-    policy = BackfillPolicy.multi_run(batch_size or backfill_batch_size())
+    policy = BackfillPolicy.multi_run(backfill_batch_size())
     out = []
     for asset in assets:
         def spec_with_ops(spec: AssetSpec) -> AssetSpec:

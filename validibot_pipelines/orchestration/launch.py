@@ -102,10 +102,11 @@ def read_output(envelope: InputEnvelope, record: LaunchRecord) -> OutputEnvelope
         out.error(code, text)
         return out
 
-    if record.error and not store.exists(expected):
+    written = store.exists(expected)
+    if record.error and not written:
         return broken("BACKEND_ERROR", f"the {record.backend} launch {record.launch_id or '(not started)'} "
                       f"failed: {record.error}")
-    if not store.exists(expected):
+    if not written:
         why = ("timed out and was killed" if record.timed_out else f"ended {record.status}" if record.status
                else f"exited with code {record.returncode}")
         return broken("WORKER_NO_OUTPUT", f"the {record.backend} worker ({record.launch_id}) {why} without writing "

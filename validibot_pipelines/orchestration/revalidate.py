@@ -42,6 +42,6 @@ def revalidation_record(store_uri: str, sha256: str, limits: IntakeLimits | None
     record = load_record(store_uri, sha256)
     spec_uri, spec_sha = current_spec(record, store_uri)
     stored_sha = _sha_if_exists(model_spec_uri(store_uri, sha256)) if record.spec is not None else None
-    if spec_sha == stored_sha or not get_store(record.source_uri).exists(record.source_uri):
+    if spec_sha == stored_sha:  # also when the model left the landing zone: the stored spec rules then
         return record
     return intake(record.source_uri, store_uri=store_uri, spec_uri=spec_uri, expected_sha256=sha256, limits=limits)
