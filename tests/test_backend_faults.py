@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.backend_helpers import (
@@ -89,9 +90,13 @@ def test_malformed_output_becomes_failed_runtime(gcs_bucket, tmp_path, sample_fm
         assert probe["status"] == "failed_runtime" and probe["messages"][0]["code"] == "WORKER_BAD_OUTPUT"
 
 
+def _marker(store_uri: str, run_id: str) -> str:
+    return join_uri(store_uri, "launches", f"{run_id}.json")
+
+
 def test_output_for_an_unknown_run_is_ignored(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001
     with _one_probe_executed(gcs_bucket, tmp_path, sample_fmus["first_order_lag"]) as (p, bundle):
-        # A stray bundle: someone else's output with a copy of this launch record (wrong callback).
+        # A stray bundle: someone else's output with a copy of this launch record (wrong callback), indexed.
         stray = join_uri(p.store_uri, "runs", "stray-run")
         store = get_store(stray)
         store.write_bytes(join_uri(stray, "launch.json"), store.read_bytes(join_uri(bundle, "launch.json")))
@@ -99,13 +104,18 @@ def test_output_for_an_unknown_run_is_ignored(gcs_bucket, tmp_path, sample_fmus)
         envelope["context"]["callback_id"] = "someone-else"
         store.write_bytes(join_uri(stray, "input.json"), json.dumps(envelope).encode())
         store.write_bytes(join_uri(stray, "output.json"), store.read_bytes(join_uri(bundle, "output.json")))
-        # And an output with no launch record at all (a synchronous backend's bundle): not the sensor's business.
+        store.write_bytes(_marker(p.store_uri, "stray-run"), b"{}")
+        # And an output with no launch at all (a synchronous backend's bundle): not the sensor's business.
         store.write_bytes(join_uri(p.store_uri, "runs", "sync-run", "output.json"), b"{}")
 
         scan = scan_outputs(p.store_uri, None)
         assert [c.input_uri for c in scan.completions] == [join_uri(bundle, "input.json")]
         assert len(scan.ignored) == 1 and "stray-run: output for an unknown run" in scan.ignored[0]
         assert "someone-else" in scan.ignored[0]
+        # Both markers are retired on the next tick (the stray one is reported once, not every tick).
+        again = scan_outputs(p.store_uri, scan.cursor)
+        assert again.completions == [] and again.ignored == []
+        assert list(store.list(join_uri(p.store_uri, "launches"))) == []
 
 
 def test_duplicate_output_never_applies_twice(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001
@@ -118,9 +128,13 @@ def test_duplicate_output_never_applies_twice(gcs_bucket, tmp_path, sample_fmus)
         out_uri = join_uri(sim_bundle, "output.json")
         store = get_store(out_uri)
         store.write_bytes(out_uri, store.read_bytes(out_uri))  # re-delivered: same output, newer object
-        scan = scan_outputs(p.store_uri, None)  # a scan from scratch sees it again, with the same callback id…
-        assert sum(1 for c in scan.completions if c.input_uri == join_uri(sim_bundle, "input.json")) == 1
-        assert tick(p.defs, p.instance, sensor_name="output_sensor") == []  # …the run key fences it
+        assert scan_outputs(p.store_uri, None).completions == []  # its launch was collected: no marker left
+        # A tick that died before its cursor was saved leaves the marker: the same run key is requested again…
+        marker = _marker(p.store_uri, sim_bundle.rsplit("/", 1)[1])
+        store.write_bytes(marker, b"{}")
+        (again,) = scan_outputs(p.store_uri, None).completions
+        assert again.input_uri == join_uri(sim_bundle, "input.json")
+        assert tick(p.defs, p.instance, sensor_name="output_sensor") == []  # …and the run key fences it
         assert len(materializations(p, "fmu_simulation", first.partition_key)) == 1
 
 
@@ -184,42 +198,53 @@ def test_transient_upload_failure_is_retried_with_backoff(gcs_bucket, monkeypatc
 
 
 def test_output_sensor_work_per_tick_is_bounded(local_root):  # noqa: ANN001
-    """≤ max_per_tick outputs and ≤ max_status_checks status queries per tick; pending launches rotate."""
+    """≤ max_checks markers and ≤ max_status_checks status queries per tick; every launch is reached in turn;
+    bundles without a marker (every synchronous run ever) are never listed."""
     store = get_store(local_root)
     for i in range(5):
         bundle = join_uri(local_root, "runs", f"r{i}")
         store.write_bytes(join_uri(bundle, "launch.json"), json.dumps({"execution": f"e{i}"}).encode())
+        store.write_bytes(_marker(local_root, f"r{i}"), b"{}")
+    for i in range(50):
+        store.write_bytes(join_uri(local_root, "runs", f"sync{i}", "output.json"), b"{}")
     asked: list[str] = []
 
     def running(launch: dict) -> str:
         asked.append(launch["execution"])
         return "RUNNING"
 
-    cursor = None
-    for _ in range(3):
-        scan = scan_outputs(local_root, cursor, max_per_tick=1, max_status_checks=2, status_of=running)
-        assert scan.completions == []
-        cursor = scan.cursor
+    listed: list[str] = []
+    real_list = type(store).list
+
+    def spy(self, prefix: str):  # noqa: ANN001, ANN202
+        listed.append(prefix)
+        return real_list(self, prefix)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(store), "list", spy)
+        cursor = None
+        for _ in range(3):
+            scan = scan_outputs(local_root, cursor, max_checks=3, max_status_checks=2, status_of=running)
+            assert scan.completions == []
+            cursor = scan.cursor
     assert len(asked) == 6 and set(asked) == {f"e{i}" for i in range(5)}  # 2 per tick, every launch reached
+    assert listed == [join_uri(local_root, "launches")] * 3
 
 
-def test_an_output_the_cursor_passed_is_still_collected_through_the_job_status(local_root):  # noqa: ANN001
-    """Clock skew between writers could put an output behind the cursor's mark: the status path catches it."""
+def test_a_crashed_execution_without_output_is_collected_through_its_status(local_root):  # noqa: ANN001
     from validibot_pipelines.envelopes import ExecutionContext, InputEnvelope, ValidatorRef
-    from validibot_pipelines.sensors.landing import Mark
-    from validibot_pipelines.sensors.outputs import OutputCursor
 
-    bundle = join_uri(local_root, "runs", "late")
+    bundle = join_uri(local_root, "runs", "crashed")
     store = get_store(bundle)
-    envelope = InputEnvelope(run_id="late", validator=ValidatorRef(id="fmi-probe", type="fmi-probe", version="0"),
-                             context=ExecutionContext(callback_id="late", execution_bundle_uri=bundle,
+    envelope = InputEnvelope(run_id="crashed", validator=ValidatorRef(id="fmi-probe", type="fmi-probe", version="0"),
+                             context=ExecutionContext(callback_id="crashed", execution_bundle_uri=bundle,
                                                       expected_output_uri=join_uri(bundle, "output.json")))
     store.write_bytes(join_uri(bundle, "input.json"), envelope.model_dump_json().encode())
     store.write_bytes(join_uri(bundle, "launch.json"), json.dumps(
-        {"execution": "e", "callback_id": "late", "run_id": "late", "asset": "fmu_probe", "partition": "p"}).encode())
-    store.write_bytes(join_uri(bundle, "output.json"), b"{}")
-    future = OutputCursor(outputs=Mark(2**62, ""), launches=Mark(-1, "")).dumps()  # the mark is already past it
-    scan = scan_outputs(local_root, future, status_of=lambda _launch: "SUCCEEDED")
-    assert [(c.callback_id, c.reason) for c in scan.completions] == [("late", "output")]
-    again = scan_outputs(local_root, scan.cursor, status_of=lambda _launch: "SUCCEEDED")
-    assert again.completions == []  # collected once, no longer pending
+        {"execution": "e", "callback_id": "crashed", "run_id": "crashed", "asset": "fmu_probe",
+         "partition": "p"}).encode())
+    store.write_bytes(_marker(local_root, "crashed"), b"{}")
+    assert scan_outputs(local_root, None, status_of=lambda _launch: "RUNNING").completions == []
+    scan = scan_outputs(local_root, None, status_of=lambda _launch: "FAILED")
+    assert [(c.callback_id, c.reason, c.partition) for c in scan.completions] == [("crashed", "FAILED", "p")]
+    assert scan_outputs(local_root, scan.cursor, status_of=lambda _launch: "FAILED").completions == []

@@ -1,20 +1,21 @@
 """The GCS output sensor: asynchronous launches (Cloud Run Jobs) complete when their output envelope lands.
 
-Each tick lists the execution bundles (``<store>/runs/``, metadata only) and, beyond a persisted cursor:
+The Cloud Run backend writes, per launch, ``runs/<run_id>/launch.json`` in the execution bundle and a small
+marker ``launches/<run_id>.json`` (the index of launches not yet collected). Each tick lists only
+``launches/`` — never ``runs/``, which holds every bundle ever written by any backend and only grows — so the
+work per tick follows the number of executions in flight (bounded by ``VALIDIBOT_CLOUDRUN_MAX_IN_FLIGHT``),
+not the history. For each marker, up to ``max_checks`` per tick in a rotating order:
 
-* new ``launch.json`` files → the launch joins the cursor's *pending* set;
-* new ``output.json`` files (at most ``max_per_tick``, oldest first) in bundles with a ``launch.json`` →
-  a RunRequest that materializes the launching asset (and what is downstream of it) with
-  ``collect_input_uri`` set, ``run_key = callback_id``: a duplicated or re-written output requests the same
-  key again, which Dagster never runs twice;
-* up to ``max_status_checks`` pending launches without output are asked for their job status; a FAILED or
-  CANCELLED execution (worker crashed, killed at the task timeout) is collected too, and becomes
-  ``failed_runtime`` saying so.
+* ``output.json`` exists in its bundle → a RunRequest that materializes the launching asset (and what is
+  downstream of it) with ``collect_input_uri`` set and ``run_key = callback_id`` (at most ``max_per_tick``);
+* otherwise (at most ``max_status_checks`` per tick) the execution's status is asked: FAILED or CANCELLED
+  without output (worker crashed, killed at the task timeout) is collected too, as ``failed_runtime``.
 
-Outputs in bundles without ``launch.json`` come from synchronous backends and are not this sensor's business;
-an output whose launch record does not match its envelopes (another run id or callback) is reported as an
-output for an unknown run and ignored. The cursor moves only past what was handled, so a restarted sensor
-(daemon restart, code reload) resumes where it stopped: nothing lost, nothing doubled.
+A collected marker is deleted on the *next* tick, once the cursor that requested its run is committed: if a
+tick dies before that, the marker is still there and the same ``run_key`` is requested again, which Dagster
+never runs twice — nothing lost, nothing doubled across restarts. An output whose launch record does not
+match its envelope (another run id or callback) is reported as an output for an unknown run and retired;
+outputs in bundles without a marker (synchronous backends) are never looked at.
 """
 
 from __future__ import annotations
@@ -39,36 +40,31 @@ from dagster import (
 from validibot_pipelines.envelopes import load_input_envelope
 from validibot_pipelines.envelopes.base import EnvelopeError
 from validibot_pipelines.jobs import JOBS_BY_KIND
-from validibot_pipelines.resources.backends.cloudrun import LAUNCH_FILE, launch_status, read_launch
+from validibot_pipelines.orchestration.layout import LAUNCHES_DIR, bundle_uri
+from validibot_pipelines.resources.backends.cloudrun import launch_status, read_launch
 from validibot_pipelines.resources.backends.cloudrun_api import TERMINAL
 from validibot_pipelines.resources.settings import ValidibotSettings
-from validibot_pipelines.sensors.landing import Mark
 from validibot_pipelines.storage import get_store, join_uri, leaf_name
 
 OUTPUT_FILE = "output.json"
 MAX_PER_TICK = 50
+MAX_CHECKS = 200
 MAX_STATUS_CHECKS = 20
-MAX_PENDING = 10_000
 INTERVAL_SECONDS = int(os.environ.get("VALIDIBOT_SENSOR_INTERVAL_SECONDS", "15"))
 
 
 @dataclass
 class OutputCursor:
-    outputs: Mark = field(default_factory=lambda: Mark(-1, ""))
-    launches: Mark = field(default_factory=lambda: Mark(-1, ""))
-    pending: list[str] = field(default_factory=list)  # bundle URIs launched but not yet collected
+    after: str = ""  # the last marker looked at: the next tick starts after it (rotation, no starvation)
+    requested: list[str] = field(default_factory=list)  # markers collected by the last tick: retired now
 
     def dumps(self) -> str:
-        return json.dumps({"outputs": json.loads(self.outputs.dumps()), "launches": json.loads(self.launches.dumps()),
-                           "pending": self.pending})
+        return json.dumps({"after": self.after, "requested": self.requested})
 
     @classmethod
     def loads(cls, raw: str | None) -> OutputCursor:
-        if not raw:
-            return cls()
-        data = json.loads(raw)
-        return cls(Mark.loads(json.dumps(data["outputs"])), Mark.loads(json.dumps(data["launches"])),
-                   list(data.get("pending", [])))
+        data = json.loads(raw) if raw else {}
+        return cls(data.get("after", ""), list(data.get("requested", [])))
 
 
 @dataclass(frozen=True)
@@ -89,15 +85,12 @@ class OutputScan:
     cursor: str
 
 
-def _bundle(uri: str) -> str:
-    return uri.rsplit("/", 1)[0]
-
-
 def _completion(bundle: str, reason: str, ignored: list[str]) -> Completion | None:
     """Match an output (or a terminal execution) to its launch record; None (+ a reason) when it is unknown."""
     launch = read_launch(bundle)
     if launch is None:
-        return None  # a synchronous backend's bundle
+        ignored.append(f"{bundle}: output for an unknown run (no launch.json in the bundle)")
+        return None
     input_uri = join_uri(bundle, "input.json")
     try:
         envelope = load_input_envelope(get_store(input_uri).read_bytes(input_uri), where=input_uri)
@@ -116,56 +109,46 @@ def _completion(bundle: str, reason: str, ignored: list[str]) -> Completion | No
 
 
 def scan_outputs(store_uri: str, cursor: str | None, *, max_per_tick: int = MAX_PER_TICK,
-                 max_status_checks: int = MAX_STATUS_CHECKS,
+                 max_checks: int = MAX_CHECKS, max_status_checks: int = MAX_STATUS_CHECKS,
                  status_of: Callable[[dict[str, Any]], str] = lambda launch: launch_status(launch)[0]) -> OutputScan:
     """Plain logic behind the sensor (no Dagster objects), so restarts and limits are easy to test."""
     state = OutputCursor.loads(cursor)
-    runs = join_uri(store_uri, "runs")
-    store = get_store(runs)
-    objects = sorted(store.list(runs), key=lambda o: (o.updated_ns, o.uri))
-    pending = list(dict.fromkeys(state.pending))
-    for obj in objects:
-        if leaf_name(obj.uri) == LAUNCH_FILE and (obj.updated_ns, obj.uri) > (state.launches.updated_ns,
-                                                                            state.launches.uri):
-            pending.append(_bundle(obj.uri))
-            state.launches = Mark(obj.updated_ns, obj.uri)
-    pending = list(dict.fromkeys(pending))
+    launches = join_uri(store_uri, LAUNCHES_DIR)
+    store = get_store(launches)
+    for marker in state.requested:  # their runs were requested by a tick whose cursor is now committed
+        store.delete(marker)
+    retired = set(state.requested)
+    markers = sorted(o.uri for o in store.list(launches) if o.uri.endswith(".json") and o.uri not in retired)
+    order = [m for m in markers if m > state.after] + [m for m in markers if m <= state.after]
     completions: list[Completion] = []
     ignored: list[str] = []
-    fresh = [o for o in objects if leaf_name(o.uri) == OUTPUT_FILE
-             and (o.updated_ns, o.uri) > (state.outputs.updated_ns, state.outputs.uri)]
-    for obj in fresh[:max_per_tick]:
-        bundle = _bundle(obj.uri)
-        done = _completion(bundle, "output", ignored)
+    requested: list[str] = []
+    statuses = 0
+    after = state.after
+    for marker in order[:max_checks]:
+        if len(completions) >= max_per_tick:
+            break
+        after = marker
+        bundle = bundle_uri(store_uri, leaf_name(marker).removesuffix(".json"))
+        output = join_uri(bundle, OUTPUT_FILE)
+        reason = "output" if get_store(output).exists(output) else ""
+        if not reason:
+            launch = read_launch(bundle)
+            if launch is not None:
+                if statuses >= max_status_checks:
+                    continue
+                statuses += 1
+                status = status_of(launch)
+                if status not in TERMINAL:
+                    continue
+                # the output may have landed between the two looks
+                reason = "output" if get_store(output).exists(output) else status
+        done = _completion(bundle, reason or "missing", ignored)
         if done is not None:
             completions.append(done)
-        if bundle in pending:
-            pending.remove(bundle)
-        state.outputs = Mark(obj.updated_ns, obj.uri)
-    collected = {c.input_uri for c in completions}
-    outputs_by_bundle = {_bundle(o.uri): o for o in objects if leaf_name(o.uri) == OUTPUT_FILE}
-    for bundle in list(pending[:max_status_checks]):
-        launch = read_launch(bundle)
-        if launch is None:
-            pending.remove(bundle)
-            continue
-        status = status_of(launch)
-        pending.remove(bundle)
-        if status not in TERMINAL:
-            pending.append(bundle)  # to the back: the next tick checks the next ones (no starvation)
-            continue
-        if join_uri(bundle, "input.json") in collected:
-            continue
-        output = outputs_by_bundle.get(bundle)
-        if output is not None and (output.updated_ns, output.uri) > (state.outputs.updated_ns, state.outputs.uri):
-            pending.append(bundle)  # its output comes through the output path on a later tick
-            continue
-        # No output (crash, task timeout), or one the output mark passed without collecting it: collect now.
-        done = _completion(bundle, "output" if output is not None else status, ignored)
-        if done is not None:
-            completions.append(done)
-    state.pending = pending[-MAX_PENDING:]
-    return OutputScan(completions=completions, ignored=ignored, cursor=state.dumps())
+        requested.append(marker)  # collected, or unknown and reported: either way retired next tick
+    return OutputScan(completions=completions, ignored=ignored,
+                      cursor=OutputCursor(after=after, requested=requested).dumps())
 
 
 def _target(context: SensorEvaluationContext, asset: str) -> tuple[str, list[AssetKey]]:
@@ -181,8 +164,8 @@ def _target(context: SensorEvaluationContext, asset: str) -> tuple[str, list[Ass
 @sensor(
     name="output_sensor", jobs=list(JOBS_BY_KIND.values()), minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Collects asynchronous worker launches (Cloud Run Jobs): output envelopes in execution bundles "
-                "→ materialize the launching asset (run key = callback id).",
+    description="Collects asynchronous worker launches (Cloud Run Jobs): output envelopes in the bundles of "
+                "launches/ markers → materialize the launching asset (run key = callback id).",
 )
 def output_sensor(context: SensorEvaluationContext, settings: ValidibotSettings):
     scan = scan_outputs(settings.store_uri, context.cursor, max_per_tick=MAX_PER_TICK)

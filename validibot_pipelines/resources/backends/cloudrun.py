@@ -3,9 +3,10 @@
 Per launch: the input envelope is already in the GCS execution bundle (``runs/<run_id>/input.json``); the
 backend calls ``run_job`` with a container env override ``VALIDIBOT_INPUT_URI`` (large envelopes stay in
 GCS, only the URI travels), writes ``launch.json`` next to the envelope (execution name, job, callback id,
-the Dagster asset and partition to resume), and returns a *pending* :class:`LaunchRecord` with the execution
-name and job status. ``sensors/outputs.py`` later sees ``output.json`` (or a FAILED / CANCELLED execution)
-and requests the run that materializes the result, with ``run_key = callback_id``.
+the Dagster asset and partition to resume) and the ``launches/<run_id>.json`` marker the sensor lists, and
+returns a *pending* :class:`LaunchRecord` with the execution name and job status. ``sensors/outputs.py``
+later sees ``output.json`` (or a FAILED / CANCELLED execution) and requests the run that materializes the
+result, with ``run_key = callback_id``.
 
 If the bundle already holds an output for these exact envelope bytes, nothing is launched (replay). All API
 calls go through :mod:`.cloudrun_api` (the one seam); ``stand_in=True`` uses the local job runner.
@@ -23,6 +24,7 @@ from pydantic import Field
 
 from validibot_pipelines.envelopes import envelope_sha256, load_input_envelope
 from validibot_pipelines.envelopes.base import now
+from validibot_pipelines.orchestration.layout import launch_marker_uri
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.cloudrun_api import (
     TERMINAL,
@@ -105,13 +107,18 @@ class CloudRunJobsBackend(ConfigurableResource):
             **_dagster_target(context, envelope.context.tags.get("model_sha256", "")),
         }
         launch_uri = join_uri(envelope.context.execution_bundle_uri, LAUNCH_FILE)
+        marker_uri = launch_marker_uri(envelope.context.execution_bundle_uri)
         store = get_store(launch_uri)
-        # Written before run_job so a fast worker's output is never seen by the sensor without its launch record.
+        # Both written before run_job, so a fast worker's output is never seen without its launch record.
         store.write_bytes(launch_uri, json.dumps(launch, indent=2).encode(), "application/json")
+        get_store(marker_uri).write_bytes(marker_uri, json.dumps(
+            {"bundle": envelope.context.execution_bundle_uri, "launched_at": launch["launched_at"]}).encode(),
+            "application/json")
         try:
             execution = cloudrun_api(self.stand_in).run_job(request)
         except GoogleAPICallError as exc:
-            store.delete(launch_uri)  # nothing runs: the sensor has nothing to wait for
+            get_store(marker_uri).delete(marker_uri)  # nothing runs: the sensor has nothing to wait for
+            store.delete(launch_uri)
             return done(error=cloudrun_error_message(exc, self.job_name))
         status = execution_status(execution)
         launch.update(execution=execution.name, status_at_launch=status, log_uri=execution.log_uri)
