@@ -41,6 +41,16 @@ def _msh_counts(uri: str) -> tuple[int, int, int]:
     return nodes, counts[3], counts[2]
 
 
+def _physical_names(uri: str) -> set[tuple[int, str]]:
+    """(dimension, name) of each physical group in a Gmsh ASCII file's ``$PhysicalNames`` block."""
+    lines = get_store(uri).read_bytes(uri).decode().splitlines()
+    if "$PhysicalNames" not in lines:
+        return set()
+    at = lines.index("$PhysicalNames")
+    rows = [line.split(maxsplit=2) for line in lines[at + 2: at + 2 + int(lines[at + 1])]]
+    return {(int(dim), name.strip('"')) for dim, _tag, name in rows}
+
+
 CHECKS = ("intake_accepted", "preview_succeeded", "mesh_produced", "quality_targets_met", "cel_assertions")
 
 
@@ -92,6 +102,11 @@ def test_parts_are_meshed_through_dagster(pipeline, cad_parts):  # noqa: ANN001
     assert asm["total_elements"] == sum(v["quality"]["elements"] for v in asm["volumes"])
     assert asm["total_nodes"] == sum(v["quality"]["nodes"] for v in asm["volumes"])
     assert outcomes[assembly].outputs["preview_mesh"]["outputs"]["volumes"] == 2
+    # Each volume and its boundary is a named physical group (what a solver addresses); every element is in one.
+    assert _physical_names(asm["msh_uri"]) == {(3, "volume_1"), (3, "volume_2"), (2, "boundary_1"),
+                                                (2, "boundary_2")}
+    nodes, tets, _ = _msh_counts(asm["msh_uri"])
+    assert (nodes, tets) == (asm["total_nodes"], asm["total_elements"])
 
 
 def test_metrics_and_artifacts_in_metadata(pipeline, cad_parts):  # noqa: ANN001

@@ -6,8 +6,9 @@ Modes (``request["mode"]``):
 * ``preview``: MeshAdapt surface mesh, sizes between diagonal/100 and diagonal/20 → ``{vertices, triangles,
   bbox}`` JSON at ``request["preview"]``.
 * ``volume``: one candidate: one volume with one strategy → ``.msh`` at ``request["msh"]`` and its quality.
-* ``merge``: the chosen per-volume ``.msh`` files → one ``.msh`` (tetrahedra and boundary triangles per volume,
-  node and element tags offset so volumes never collide) with the quality of the whole mesh and histograms.
+* ``merge``: the chosen per-volume ``.msh`` files → one ``.msh`` (tetrahedra and boundary triangles per volume
+  in physical groups ``volume_<tag>`` / ``boundary_<tag>``, node and element tags offset so volumes never
+  collide) with the quality of the whole mesh and histograms.
 
 The answer is written to ``<request>.result.json``: ``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``
 (Gmsh's own words, which is what the user needs to fix the part). A crash or hang is seen by the parent.
@@ -81,7 +82,9 @@ def merge(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
     """Copy each volume's nodes, 3D elements and boundary triangles into one discrete model.
 
     Per volume ``i``: a discrete volume entity ``i`` bounded by a discrete surface entity ``i`` holding its
-    boundary triangles (what a solver needs to apply boundary conditions). Node and element tags are offset so
+    boundary triangles (what a solver needs to apply boundary conditions), each in a physical group named
+    after the part's volume (``volume_<tag>``, ``boundary_<tag>``) — solvers address regions by physical
+    group, and Gmsh writes only physical elements once any group exists. Node and element tags are offset so
     volumes meshed in separate processes never collide.
     """
     import numpy as np
@@ -110,6 +113,9 @@ def merge(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
                                                   (np.asarray(nodes) + node_offset).tolist())
                 element_offset += count
         node_offset += int(node_tags.max()) if len(node_tags) else 0
+        source = request.get("volumes", list(range(1, len(pieces) + 1)))[index - 1]
+        gmsh.model.addPhysicalGroup(3, [volume], index, name=f"volume_{source}")
+        gmsh.model.addPhysicalGroup(2, [surface], index, name=f"boundary_{source}")
     gmsh.option.setNumber("Mesh.MshFileVersion", 4.1)
     gmsh.write(request["msh"])
     return {"quality": measure(gmsh, histogram=True)}

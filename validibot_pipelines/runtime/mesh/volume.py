@@ -149,8 +149,8 @@ def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs,
                           "or meshing.strategy_timeout_seconds, add coarser strategies, or remove tiny features")
     winners = [w for _, w in results if w is not None]
     msh = workdir / f"{stem}.msh"
-    merged = call("merge", {"inputs": [str(w.msh) for w in winners], "msh": str(msh), "name": stem}, workdir,
-                  inputs.meshing.strategy_timeout_seconds)
+    merged = call("merge", {"inputs": [str(w.msh) for w in winners], "volumes": [w.result.volume for w in winners],
+                            "msh": str(msh), "name": stem}, workdir, inputs.meshing.strategy_timeout_seconds)
     if not merged.ok:
         raise MeshFailure("MESH_MERGE_FAILED", f"{name}: merging the volume meshes failed ({merged.problem})",
                           system_fault=True)
