@@ -120,3 +120,29 @@ def test_cloudrun_launch_waits_while_too_many_executions_are_unfinished(gcs_buck
     assert third.pending  # capacity is back
     runner.wait(third.launch_id)
     assert cloudrun_stand_in().max_in_flight == 0
+
+
+def test_real_cloud_run_client_without_credentials_is_a_clear_failed_runtime(gcs_bucket, monkeypatch, tmp_path) -> None:  # noqa: ANN001, E501
+    """The production side of the seam (``GoogleCloudRunApi``, real ``run_v2`` clients) on a machine without
+    Google credentials: the step ends ``failed_runtime`` saying what to do — never a traceback."""
+    from validibot_pipelines.envelopes import ExecutionContext, InputEnvelope, ValidatorRef
+    from validibot_pipelines.orchestration.launch import read_output
+    from validibot_pipelines.resources.backends import cloudrun_api
+
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    cloudrun_api.google_cloud_run_api.cache_clear()
+    bundle = join_uri(gcs_bucket, "runs", "nocreds")
+    envelope = InputEnvelope(run_id="nocreds", validator=ValidatorRef(id="fmi-probe", type="fmi-probe", version="0"),
+                             context=ExecutionContext(callback_id="nocreds", execution_bundle_uri=bundle,
+                                                      expected_output_uri=join_uri(bundle, "output.json")))
+    uri = join_uri(bundle, "input.json")
+    get_store(uri).write_bytes(uri, envelope.model_dump_json().encode())
+    for backend in (CloudRunJobsBackend(project="acme", region="europe-west1", job="validibot-fmi"),
+                    CloudRunJobsBackend(project="acme", region="europe-west1", job="validibot-fmi", max_in_flight=5)):
+        record = backend.launch(uri, run_id="nocreds", timeout_seconds=60)
+        assert not record.pending and "no usable Google Cloud credentials" in record.error, record.error
+        assert "gcloud auth application-default login" in record.error
+        out = read_output(envelope, record)
+        assert out.status == "failed_runtime" and out.messages[0].code == "BACKEND_ERROR"
+    assert not get_store(bundle).exists(join_uri(bundle, "launch.json"))  # nothing left for the sensor to wait on
+    cloudrun_api.google_cloud_run_api.cache_clear()

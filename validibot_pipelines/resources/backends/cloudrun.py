@@ -27,10 +27,11 @@ from validibot_pipelines.envelopes.base import now
 from validibot_pipelines.orchestration.layout import launch_marker_uri
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.cloudrun_api import (
+    API_ERRORS,
     TERMINAL,
     CloudRunJobsApi,
-    GoogleCloudRunApi,
     execution_status,
+    google_cloud_run_api,
     in_flight,
 )
 from validibot_pipelines.resources.backends.cloudrun_stand_in import LocalJobRunner
@@ -41,7 +42,7 @@ LAUNCH_FILE = "launch.json"
 
 
 def cloudrun_api(stand_in: bool) -> CloudRunJobsApi:
-    return LocalJobRunner.shared() if stand_in else GoogleCloudRunApi()
+    return LocalJobRunner.shared() if stand_in else google_cloud_run_api()
 
 
 class CloudRunJobsBackend(ConfigurableResource):
@@ -62,8 +63,6 @@ class CloudRunJobsBackend(ConfigurableResource):
         return f"projects/{self.project}/locations/{self.region}/jobs/{self.job}"
 
     def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
-        from google.api_core.exceptions import GoogleAPICallError
-
         started, t0 = now(), time.monotonic()
         record = LaunchRecord(backend="cloudrun", launch_id="", returncode=None, timed_out=False, seconds=0.0,
                               image=self.job_name, started_at=started,
@@ -88,7 +87,10 @@ class CloudRunJobsBackend(ConfigurableResource):
         if running:  # a retried step (e.g. a batch deferred as busy) must not launch the same model twice
             return done(launch_id=running[0], pending=True, status=running[1],
                         log_tail="already launched for this bundle; the output sensor collects it")
-        busy = self._busy()
+        try:
+            busy = self._busy()
+        except API_ERRORS as exc:
+            return done(error=cloudrun_error_message(exc, self.job_name))
         if busy and context is not None and len(context.partition_keys) > 1:
             busy = self._wait_for_room(busy, context.log.info)
         if busy:
@@ -116,7 +118,7 @@ class CloudRunJobsBackend(ConfigurableResource):
             "application/json")
         try:
             execution = cloudrun_api(self.stand_in).run_job(request)
-        except GoogleAPICallError as exc:
+        except API_ERRORS as exc:
             get_store(marker_uri).delete(marker_uri)  # nothing runs: the sensor has nothing to wait for
             store.delete(launch_uri)
             return done(error=cloudrun_error_message(exc, self.job_name))
@@ -183,6 +185,12 @@ def _dagster_target(context: Any, model_partition: str) -> dict[str, str]:
 
 def cloudrun_error_message(exc: BaseException, job_name: str) -> str:
     from google.api_core import exceptions as gx
+    from google.auth.exceptions import GoogleAuthError
+
+    if isinstance(exc, GoogleAuthError):
+        return (f"no usable Google Cloud credentials for the Cloud Run API ({exc}); run the code location as a "
+                "service account with roles/run.developer (on GCP), or `gcloud auth application-default login` "
+                "(elsewhere) — or set VALIDIBOT_<VALIDATOR>_BACKEND=local to run the validator locally")
 
     if isinstance(exc, gx.NotFound):
         return (f"Cloud Run job {job_name} does not exist ({exc.message}); deploy the validator image as that job "
@@ -203,15 +211,13 @@ def read_launch(bundle_uri: str) -> dict[str, Any] | None:
 
 def launch_status(launch: dict[str, Any]) -> tuple[str, str, bool]:
     """(job status, worker log lines, timed out) of a recorded launch, asked from the Cloud Run API (seam)."""
-    from google.api_core.exceptions import GoogleAPICallError
-
     name = launch.get("execution") or ""
     if not name:
         return launch.get("status_at_launch", "PENDING"), "", False
     api = cloudrun_api(bool(launch.get("stand_in")))
     try:
         status = execution_status(api.get_execution(name))
-    except GoogleAPICallError as exc:
+    except API_ERRORS as exc:
         return "UNKNOWN", f"get_execution({name}) failed: {exc}", False
     if isinstance(api, LocalJobRunner):
         return status, api.logs(name), api.timed_out(name)

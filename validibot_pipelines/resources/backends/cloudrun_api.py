@@ -9,11 +9,17 @@ service account credentials). The API is unreachable here, so tests and demos us
 
 from __future__ import annotations
 
+from functools import cache, cached_property
 from typing import Protocol
 
+from google.api_core.exceptions import GoogleAPICallError
+from google.auth.exceptions import GoogleAuthError
 from google.cloud import run_v2
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+#: What a call through the seam may raise: the API's own errors, and missing or unusable credentials
+#: (raised when the client is made, before any call).
+API_ERRORS = (GoogleAPICallError, GoogleAuthError)
 
 
 class CloudRunJobsApi(Protocol):
@@ -41,14 +47,31 @@ def execution_status(execution: run_v2.Execution) -> str:
 
 
 class GoogleCloudRunApi:
-    """The real Cloud Run Admin API v2 (credentials: the ambient service account; no keys in config)."""
+    """The real Cloud Run Admin API v2 (credentials: the ambient service account; no keys in config).
+
+    Its gRPC clients are made once per process and reused: each one opens a channel and loads credentials.
+    """
+
+    @cached_property
+    def _jobs(self) -> run_v2.JobsClient:
+        return run_v2.JobsClient()
+
+    @cached_property
+    def _executions(self) -> run_v2.ExecutionsClient:
+        return run_v2.ExecutionsClient()
 
     def run_job(self, request: run_v2.RunJobRequest) -> run_v2.Execution:
-        operation = run_v2.JobsClient().run_job(request=request)
+        operation = self._jobs.run_job(request=request)
         return operation.metadata  # the Execution, available at once; operation.result() would wait for the end
 
     def get_execution(self, name: str) -> run_v2.Execution:
-        return run_v2.ExecutionsClient().get_execution(name=name)
+        return self._executions.get_execution(name=name)
 
     def list_executions(self, job_name: str) -> list[run_v2.Execution]:
-        return list(run_v2.ExecutionsClient().list_executions(parent=job_name))
+        return list(self._executions.list_executions(parent=job_name))
+
+
+@cache
+def google_cloud_run_api() -> GoogleCloudRunApi:
+    """The process's one client of the real API (the seam's production side)."""
+    return GoogleCloudRunApi()
