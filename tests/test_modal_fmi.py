@@ -132,3 +132,17 @@ def test_real_client_refuses_file_uris_without_calling_modal(local_root, sample_
     out, launch = fmi.probe(record, store_uri=f"{local_root}/store", backend=ModalBackend(), attempt="x")
     assert launch.launch_id == "" and "set VALIDIBOT_STORE_URI to a gs:// or s3://" in launch.error
     assert out.status.value == "failed_runtime"
+
+
+def test_real_modal_sdk_without_a_token_is_a_clear_failed_runtime(gcs_bucket, sample_fmus, tmp_path, monkeypatch):  # noqa: ANN001
+    """The production side of the seam (``SdkModalClient``, the real Modal SDK) on a machine with no Modal
+    token: the SDK refuses before any network call, and the step ends failed_runtime naming ``modal token new``."""
+    for var in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path / "no-modal.toml"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    record = _record(gcs_bucket, sample_fmus["first_order_lag"])
+    backend = ModalBackend(app_name="validibot-fmi", cache_volume="fmi-cache-test")
+    out, launch = fmi.probe(record, store_uri=f"{gcs_bucket}/store", backend=backend, attempt="x")
+    assert out.status.value == "failed_runtime" and out.messages[0].code == "BACKEND_ERROR"
+    assert "modal token new" in out.messages[0].text, out.messages[0].text
