@@ -34,6 +34,9 @@ def _listed(path: Path) -> tuple[str, ...]:
 def image_packages(variant: str) -> ImagePackages:
     """``containers/apt-<variant>.txt``, ``requirements-<variant>.txt`` and ``requirements-<variant>-nodeps.txt``:
     one list per image for Docker, Cloud Run and Modal, so the three workers cannot drift apart."""
+    if not (CONTAINERS / f"requirements-{variant}.txt").is_file():
+        raise FileNotFoundError(f"containers/requirements-{variant}.txt is missing: every validator image lists "
+                                "its pinned runtime dependencies there (see containers/Dockerfile)")
     return ImagePackages(apt=_listed(CONTAINERS / f"apt-{variant}.txt"),
                          pip=_listed(CONTAINERS / f"requirements-{variant}.txt"),
                          pip_no_deps=_listed(CONTAINERS / f"requirements-{variant}-nodeps.txt"))

@@ -118,6 +118,17 @@ def test_output_for_an_unknown_run_is_ignored(gcs_bucket, tmp_path, sample_fmus)
         assert list(store.list(join_uri(p.store_uri, "launches"))) == []
 
 
+def test_an_output_whose_partition_was_deleted_does_not_stop_the_sensor(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001
+    """A launch the code can no longer place (its model's partition deleted meanwhile) is reported and
+    retired; the tick succeeds, so the other launches are still collected."""
+    with _one_probe_executed(gcs_bucket, tmp_path, sample_fmus["first_order_lag"]) as (p, bundle):
+        (partition,) = p.partitions()
+        p.instance.delete_dynamic_partition("fmu_models", partition)
+        assert tick(p.defs, p.instance, sensor_name="output_sensor") == []
+        tick(p.defs, p.instance, sensor_name="output_sensor")  # retires the marker
+        assert list(get_store(bundle).list(join_uri(p.store_uri, "launches"))) == []
+
+
 def test_duplicate_output_never_applies_twice(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001
     with instance_in(tmp_path, "home") as instance:
         p = pipeline_on(instance, gcs_bucket, cloudrun_stand_in())
@@ -231,20 +242,80 @@ def test_output_sensor_work_per_tick_is_bounded(local_root):  # noqa: ANN001
     assert listed == [join_uri(local_root, "launches")] * 3
 
 
-def test_a_crashed_execution_without_output_is_collected_through_its_status(local_root):  # noqa: ANN001
+def _launched_bundle(root: str, run_id: str, *, marker: bool = True, **launch: object) -> str:
+    """A bundle as the Cloud Run backend leaves it: input envelope, launch record (+ fields), marker."""
     from validibot_pipelines.envelopes import ExecutionContext, InputEnvelope, ValidatorRef
 
-    bundle = join_uri(local_root, "runs", "crashed")
+    bundle = join_uri(root, "runs", run_id)
     store = get_store(bundle)
-    envelope = InputEnvelope(run_id="crashed", validator=ValidatorRef(id="fmi-probe", type="fmi-probe", version="0"),
-                             context=ExecutionContext(callback_id="crashed", execution_bundle_uri=bundle,
+    envelope = InputEnvelope(run_id=run_id, validator=ValidatorRef(id="fmi-probe", type="fmi-probe", version="0"),
+                             context=ExecutionContext(callback_id=run_id, execution_bundle_uri=bundle,
                                                       expected_output_uri=join_uri(bundle, "output.json")))
     store.write_bytes(join_uri(bundle, "input.json"), envelope.model_dump_json().encode())
     store.write_bytes(join_uri(bundle, "launch.json"), json.dumps(
-        {"execution": "e", "callback_id": "crashed", "run_id": "crashed", "asset": "fmu_probe",
-         "partition": "p"}).encode())
-    store.write_bytes(_marker(local_root, "crashed"), b"{}")
+        {"execution": f"e-{run_id}", "callback_id": run_id, "run_id": run_id, "asset": "fmu_probe",
+         "partition": "p", **launch}).encode())
+    if marker:
+        store.write_bytes(_marker(root, run_id), b"{}")
+    return bundle
+
+
+def test_a_crashed_execution_without_output_is_collected_through_its_status(local_root):  # noqa: ANN001
+    _launched_bundle(local_root, "crashed")
     assert scan_outputs(local_root, None, status_of=lambda _launch: "RUNNING").completions == []
     scan = scan_outputs(local_root, None, status_of=lambda _launch: "FAILED")
     assert [(c.callback_id, c.reason, c.partition) for c in scan.completions] == [("crashed", "FAILED", "p")]
     assert scan_outputs(local_root, scan.cursor, status_of=lambda _launch: "FAILED").completions == []
+
+
+def test_status_checks_rotate_over_every_pending_launch(local_root):  # noqa: ANN001
+    """More launches in flight than status checks per tick: each gets its turn, so a crash far down the list
+    is still found (the output checks, which are cheap, see them all every tick)."""
+    for i in range(30):
+        _launched_bundle(local_root, f"r{i:02d}")
+    asked: list[str] = []
+
+    def running(launch: dict) -> str:
+        asked.append(launch["run_id"])
+        return "RUNNING"
+
+    cursor = None
+    for _ in range(3):
+        cursor = scan_outputs(local_root, cursor, max_status_checks=20, status_of=running).cursor
+    assert len(asked) == 60 and set(asked) == {f"r{i:02d}" for i in range(30)}
+
+
+def test_a_launch_is_collected_only_after_the_run_that_launched_it_ended(local_root):  # noqa: ANN001
+    """A backfill batch writes its models as 'launched' when its step ends: collecting an early model before
+    then would let that placeholder overwrite the collected result."""
+    bundle = _launched_bundle(local_root, "early", dagster_run_id="batch-run")
+    get_store(bundle).write_bytes(join_uri(bundle, "output.json"), b"{}")
+    busy = scan_outputs(local_root, None, launcher_finished=lambda run_id: run_id != "batch-run")
+    assert busy.completions == []
+    later = scan_outputs(local_root, busy.cursor, launcher_finished=lambda _run_id: True)
+    assert [c.callback_id for c in later.completions] == ["early"]
+
+
+def test_a_launch_that_never_reached_cloud_run_is_collected_as_failed(local_root):  # noqa: ANN001
+    """The launching process died between writing the launch record and run_job's answer: no execution name,
+    so no status to ask — after a grace period it is collected as failed instead of pending forever."""
+    from datetime import UTC, datetime, timedelta
+
+    from validibot_pipelines.resources.backends.cloudrun import describe_launch
+
+    long_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    bundle = _launched_bundle(local_root, "orphan", execution="", launched_at=long_ago, stand_in=True)
+    _launched_bundle(local_root, "fresh", execution="", launched_at=datetime.now(UTC).isoformat(), stand_in=True)
+    scan = scan_outputs(local_root, None)
+    assert [(c.callback_id, c.reason) for c in scan.completions] == [("orphan", "FAILED")]
+    assert "never reached Cloud Run" in describe_launch(bundle).log_tail
+
+
+def test_a_cursor_from_before_the_marker_index_is_migrated(local_root):  # noqa: ANN001
+    """Launches in flight when this version is deployed were recorded in the old cursor's pending list."""
+    bundle = _launched_bundle(local_root, "inflight", marker=False)
+    get_store(bundle).write_bytes(join_uri(bundle, "output.json"), b"{}")
+    assert scan_outputs(local_root, None).completions == []  # no marker: invisible without the old cursor
+    old = json.dumps({"outputs": {"updated_ns": 1, "uri": ""}, "launches": {"updated_ns": 1, "uri": ""},
+                      "pending": [bundle]})
+    assert [c.callback_id for c in scan_outputs(local_root, old).completions] == ["inflight"]

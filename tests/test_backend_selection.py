@@ -146,3 +146,28 @@ def test_real_cloud_run_client_without_credentials_is_a_clear_failed_runtime(gcs
         assert out.status == "failed_runtime" and out.messages[0].code == "BACKEND_ERROR"
     assert not get_store(bundle).exists(join_uri(bundle, "launch.json"))  # nothing left for the sensor to wait on
     cloudrun_api.google_cloud_run_api.cache_clear()
+
+
+def test_a_retried_step_never_launches_its_bundle_twice(gcs_bucket) -> None:  # noqa: ANN001
+    """One bundle is one execution: launching the same envelope again (a retried step) returns the execution
+    already running — also once it ended, since the output sensor collects it under the same callback id."""
+    from validibot_pipelines.envelopes import ExecutionContext, InputEnvelope, ValidatorRef
+
+    runner = LocalJobRunner.shared()
+    runner.deploy("validibot-sleepy", JobSpec(command=[sys.executable, "-c", "import time; time.sleep(2)"]))
+    backend = CloudRunJobsBackend(project="validibot-test", region="europe-west1", job="validibot-sleepy",
+                                  stand_in=True)
+    bundle = join_uri(gcs_bucket, "runs", "twice")
+    envelope = InputEnvelope(run_id="twice", validator=ValidatorRef(id="fmi-probe", type="fmi-probe", version="0"),
+                             context=ExecutionContext(callback_id="twice", execution_bundle_uri=bundle,
+                                                      expected_output_uri=join_uri(bundle, "output.json")))
+    uri = join_uri(bundle, "input.json")
+    get_store(uri).write_bytes(uri, envelope.model_dump_json().encode())
+    before = len(runner.requests)
+    first = backend.launch(uri, run_id="twice", timeout_seconds=30)
+    again = backend.launch(uri, run_id="twice", timeout_seconds=30)
+    assert first.pending and again.pending and again.launch_id == first.launch_id
+    assert runner.wait(first.launch_id) == "SUCCEEDED"
+    after_end = backend.launch(uri, run_id="twice", timeout_seconds=30)
+    assert after_end.pending and after_end.launch_id == first.launch_id and after_end.status == "SUCCEEDED"
+    assert len(runner.requests) == before + 1

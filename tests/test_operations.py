@@ -287,6 +287,11 @@ def test_cloudrun_backfill_batch_launches_each_model_once_and_the_sensor_collect
         assert batch_run.tags["dagster/asset_partition_range_start"] != batch_run.tags[
             "dagster/asset_partition_range_end"]
 
+        # The job's limit was hit and the batch waited for room in place — no step retry walking it again.
+        logs = instance.all_logs(batch_run.run_id)
+        assert any("launch deferred" in (e.user_message or "") for e in logs)
+        assert not instance.all_logs(batch_run.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
+
         runs = join_uri(store, "runs")
         launches = [json.loads(get_store(o.uri).read_bytes(o.uri)) for o in get_store(runs).list(runs)
                     if leaf_name(o.uri) == "launch.json"]

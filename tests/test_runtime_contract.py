@@ -148,3 +148,20 @@ def test_input_time_series_drives_the_fmu_inputs(local_root, sample_fmus, tmp_pa
     assert out.status == "success", out.messages
     y = out.outputs["output_values"]["y"]
     assert abs(y - 6 * (1 - math.exp(-4))) < 0.05 and abs(y - 6 * (1 - math.exp(-6))) > 0.05
+
+
+def test_a_retried_step_replays_instead_of_recomputing(local_root, sample_fmus):  # noqa: ANN001
+    """The same step launched again in its run (same run id, files and inputs — a Dagster step retry) keeps
+    the bundle's envelope bytes (only queued_at would differ), so the worker replays the existing output."""
+    from validibot_pipelines.orchestration.layout import bundle_uri
+
+    input_uri = join_uri(bundle_uri(local_root, "retry1"), "input.json")
+    first, _ = _launch(local_root, sample_fmus["first_order_lag"], "retry1")
+    written = get_store(input_uri).read_bytes(input_uri)
+    again, record = _launch(local_root, sample_fmus["first_order_lag"], "retry1")
+    assert get_store(input_uri).read_bytes(input_uri) == written
+    assert "replay:" in record.log_tail and again.outputs == first.outputs
+    # Different inputs under the same run id are a different request: the envelope is rewritten, recomputed.
+    changed, record = _launch(local_root, sample_fmus["first_order_lag"], "retry1",
+                              inputs={"simulation": {"stop_time": 2}})
+    assert get_store(input_uri).read_bytes(input_uri) != written and "replay:" not in record.log_tail

@@ -7,7 +7,7 @@ from dagster import AssetExecutionContext, Config, Failure, MetadataValue
 
 from validibot_pipelines.assets.batch import ModelResult, per_model
 from validibot_pipelines.assets.checks import intake_check
-from validibot_pipelines.orchestration.models import ModelRecord, intake, missing_record
+from validibot_pipelines.orchestration.models import IntakeRecordMissing, ModelRecord, intake, missing_record
 from validibot_pipelines.orchestration.revalidate import revalidation_record
 from validibot_pipelines.resources.settings import ValidibotSettings
 
@@ -39,7 +39,7 @@ def run_intake(context: AssetExecutionContext, config: IntakeConfig, settings: V
         else:
             try:
                 record = revalidation_record(settings.store_uri, sha, settings.intake_limits())
-            except FileNotFoundError as exc:
+            except IntakeRecordMissing as exc:  # only this: a landing file vanishing mid-re-intake fails the run
                 record = missing_record(sha, kind, str(exc))
         return ModelResult(record.model_dump(mode="json"), _metadata(record, fact_keys), [intake_check(record)])
 

@@ -119,7 +119,9 @@ def _step_failures(instance: DagsterInstance, run_id: str) -> list[tuple[str, st
         data = entry.dagster_event.event_specific_data
         failure = getattr(data, "user_failure_data", None)
         error = root = data.error
-        while root is not None and root.cause is not None:  # user code errors come wrapped by Dagster's step error
+        # User code errors come wrapped in Dagster's step error: report the first error that is not Dagster's
+        # own wrapper (not the deepest cause, which may be a library detail under a clearer message).
+        while root is not None and root.cls_name.startswith("Dagster") and root.cause is not None:
             root = root.cause
         message = (failure.description if failure and failure.description else None) or (
             root.message.strip() if root else "failed")

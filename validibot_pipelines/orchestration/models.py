@@ -228,6 +228,10 @@ def save_record(record: ModelRecord, store_uri: str) -> None:
     get_store(uri).write_bytes(uri, record.model_dump_json(indent=2).encode(), "application/json")
 
 
+class IntakeRecordMissing(FileNotFoundError):
+    """No ``models/<sha256>/model.json`` in the store: the partition was registered but never taken in here."""
+
+
 def missing_record(sha256: str, kind: str, problem: str) -> ModelRecord:
     """The failed record of a partition with no intake record (registered, but the upload never reached
     this store): ``failed_runtime`` naming the fix, so a batch or nightly run reports that one model and goes on
@@ -244,7 +248,7 @@ def load_record(store_uri: str, sha256: str) -> ModelRecord:
     try:
         return ModelRecord.model_validate_json(get_store(uri).read_bytes(uri))
     except FileNotFoundError:
-        raise FileNotFoundError(
+        raise IntakeRecordMissing(
             f"no intake record for model {sha256} at {uri}; the model was never uploaded to this store — "
             "drop the file into the landing zone again"
         ) from None

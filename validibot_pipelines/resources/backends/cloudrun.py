@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from dagster import ConfigurableResource
@@ -28,7 +28,6 @@ from validibot_pipelines.orchestration.layout import launch_marker_uri
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.cloudrun_api import (
     API_ERRORS,
-    TERMINAL,
     CloudRunJobsApi,
     execution_status,
     google_cloud_run_api,
@@ -39,6 +38,9 @@ from validibot_pipelines.runtime.entrypoint import ENV_INPUT, ENV_RUN_ID, replay
 from validibot_pipelines.storage import get_store, join_uri
 
 LAUNCH_FILE = "launch.json"
+#: A launch record without an execution name this old means the launching process died before ``run_job``
+#: answered (it writes the record first): the sensor then collects it as failed instead of waiting forever.
+NEVER_STARTED_AFTER_SECONDS = 600
 
 
 def cloudrun_api(stand_in: bool) -> CloudRunJobsApi:
@@ -80,12 +82,15 @@ class CloudRunJobsBackend(ConfigurableResource):
             return done(error="no GCP project for Cloud Run: set VALIDIBOT_CLOUDRUN_PROJECT (or GOOGLE_CLOUD_PROJECT)")
         raw = get_store(input_uri).read_bytes(input_uri)
         envelope = load_input_envelope(raw, where=input_uri)
+        bundle = envelope.context.execution_bundle_uri
+        marker_uri = launch_marker_uri(bundle)
         if replayable_output(envelope.context.expected_output_uri, envelope_sha256(raw)) is not None:
+            get_store(marker_uri).delete(marker_uri)  # this step reads the output itself: the sensor must not too
             return done(launch_id=f"replay:{envelope.context.expected_output_uri}", returncode=0, status="SUCCEEDED",
                         log_tail="the bundle already holds the output for this envelope; no execution launched")
-        running = self._already_running(envelope.context.execution_bundle_uri, envelope.context.callback_id)
-        if running:  # a retried step (e.g. a batch deferred as busy) must not launch the same model twice
-            return done(launch_id=running[0], pending=True, status=running[1],
+        earlier = self._earlier_launch(bundle, envelope.context.callback_id)
+        if earlier:  # a retried step: one bundle is one execution, which the output sensor collects
+            return done(launch_id=earlier[0], pending=True, status=earlier[1],
                         log_tail="already launched for this bundle; the output sensor collects it")
         try:
             busy = self._busy()
@@ -100,28 +105,31 @@ class CloudRunJobsBackend(ConfigurableResource):
                 context.log.info(busy)
                 raise RetryRequested(max_retries=self.busy_max_retries, seconds_to_wait=self.busy_retry_seconds)
             return done(error=busy)
+        target = _dagster_target(context, envelope.context.tags.get("model_sha256", ""))
+        if context is not None and not target["partition"]:
+            return done(error=f"cannot tell which of this step's partitions {run_id} belongs to (envelope tag "
+                              "model_sha256 missing or not in the step); the output could not be collected")
         request = self.run_request(input_uri, run_id, timeout_seconds)
         launch: dict[str, Any] = {
             "backend": "cloudrun", "execution": "", "job_name": self.job_name, "stand_in": self.stand_in,
             "callback_id": envelope.context.callback_id, "run_id": envelope.run_id, "input_uri": input_uri,
             "expected_output_uri": envelope.context.expected_output_uri, "launched_at": started.isoformat(),
-            "status_at_launch": "PENDING", "log_uri": "",
-            **_dagster_target(context, envelope.context.tags.get("model_sha256", "")),
+            "status_at_launch": "PENDING", "log_uri": "", **target,
         }
-        launch_uri = join_uri(envelope.context.execution_bundle_uri, LAUNCH_FILE)
-        marker_uri = launch_marker_uri(envelope.context.execution_bundle_uri)
+        launch_uri = join_uri(bundle, LAUNCH_FILE)
         store = get_store(launch_uri)
         # Both written before run_job, so a fast worker's output is never seen without its launch record.
         store.write_bytes(launch_uri, json.dumps(launch, indent=2).encode(), "application/json")
         get_store(marker_uri).write_bytes(marker_uri, json.dumps(
-            {"bundle": envelope.context.execution_bundle_uri, "launched_at": launch["launched_at"]}).encode(),
-            "application/json")
+            {"bundle": bundle, "launched_at": launch["launched_at"]}).encode(), "application/json")
         try:
             execution = cloudrun_api(self.stand_in).run_job(request)
-        except API_ERRORS as exc:
-            get_store(marker_uri).delete(marker_uri)  # nothing runs: the sensor has nothing to wait for
+        except BaseException as exc:  # nothing runs: the sensor must have nothing to wait for
+            get_store(marker_uri).delete(marker_uri)
             store.delete(launch_uri)
-            return done(error=cloudrun_error_message(exc, self.job_name))
+            if isinstance(exc, API_ERRORS):
+                return done(error=cloudrun_error_message(exc, self.job_name))
+            raise
         status = execution_status(execution)
         launch.update(execution=execution.name, status_at_launch=status, log_uri=execution.log_uri)
         store.write_bytes(launch_uri, json.dumps(launch, indent=2).encode(), "application/json")
@@ -130,13 +138,14 @@ class CloudRunJobsBackend(ConfigurableResource):
         record.details["log_uri"] = execution.log_uri
         return done(launch_id=execution.name, pending=True, status=status)
 
-    def _already_running(self, bundle_uri: str, callback_id: str) -> tuple[str, str] | None:
-        """(execution, status) of an unfinished execution already launched for this bundle and callback."""
+    def _earlier_launch(self, bundle_uri: str, callback_id: str) -> tuple[str, str] | None:
+        """(execution, status) of the execution already launched for this bundle and callback, whatever its
+        state: running or not (even when its status cannot be asked right now), it is collected by the output
+        sensor under this callback id, so launching again would run the model twice or lose the second run."""
         launch = read_launch(bundle_uri)
         if not launch or launch.get("callback_id") != callback_id or not launch.get("execution"):
             return None
-        status = launch_status(launch)[0]
-        return (launch["execution"], status) if status not in TERMINAL and status != "UNKNOWN" else None
+        return launch["execution"], launch_status(launch)[0]
 
     def _wait_for_room(self, busy: str, log: Any) -> str:
         """In a backfill batch the models before this one are already launched: retrying the whole step would
@@ -144,7 +153,11 @@ class CloudRunJobsBackend(ConfigurableResource):
         for _ in range(self.busy_max_retries):
             log(f"{busy}; waiting {self.busy_retry_seconds} s")
             time.sleep(self.busy_retry_seconds)
-            busy = self._busy()
+            try:
+                busy = self._busy()
+            except API_ERRORS as exc:  # a passing API or credentials hiccup: keep waiting, it is retried
+                busy = f"could not count unfinished executions ({cloudrun_error_message(exc, self.job_name)})"
+                continue
             if not busy:
                 return ""
         return busy
@@ -213,6 +226,10 @@ def launch_status(launch: dict[str, Any]) -> tuple[str, str, bool]:
     """(job status, worker log lines, timed out) of a recorded launch, asked from the Cloud Run API (seam)."""
     name = launch.get("execution") or ""
     if not name:
+        launched = datetime.fromisoformat(launch["launched_at"]) if launch.get("launched_at") else None
+        if launched is not None and (now() - launched).total_seconds() > NEVER_STARTED_AFTER_SECONDS:
+            return "FAILED", ("the launch never reached Cloud Run: the process launching it stopped before "
+                              "run_job answered; re-run the validation"), False
         return launch.get("status_at_launch", "PENDING"), "", False
     api = cloudrun_api(bool(launch.get("stand_in")))
     try:
@@ -226,8 +243,6 @@ def launch_status(launch: dict[str, Any]) -> tuple[str, str, bool]:
 
 def describe_launch(bundle_uri: str) -> LaunchRecord:
     """The LaunchRecord of an asynchronous launch, rebuilt from ``launch.json`` and the execution's status."""
-    from datetime import datetime
-
     launch = read_launch(bundle_uri)
     if launch is None:
         return LaunchRecord(backend="unknown", launch_id="", returncode=None, timed_out=False, seconds=0.0,
