@@ -81,10 +81,7 @@ def test_spec_quality_and_meshing_blocks():
 
 def test_stopping_the_worker_leaves_no_gmsh_process_behind(local_root, cad_parts):  # noqa: ANN001
     """The backend stops a worker mid-search (SIGTERM, then SIGKILL): no Gmsh child may survive it."""
-    import threading
-    import time
-
-    from tests.processes import processes_running
+    from tests.processes import assert_none_left, stop_while_a_child_runs
     from validibot_pipelines.envelopes import InputFileItem
     from validibot_pipelines.intake.common import sha256_file
     from validibot_pipelines.orchestration.launch import launch_step
@@ -92,9 +89,6 @@ def test_stopping_the_worker_leaves_no_gmsh_process_behind(local_root, cad_parts
     from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
     from validibot_pipelines.runtime.mesh.calls import CHILD_MODULE
     from validibot_pipelines.storage import get_store, join_uri
-
-    def gmsh_children() -> list[str]:
-        return processes_running(CHILD_MODULE)
 
     part = cad_parts["two_volume_assembly"]
     uri = join_uri(local_root, "in", part.name)
@@ -104,35 +98,12 @@ def test_stopping_the_worker_leaves_no_gmsh_process_behind(local_root, cad_parts
                          sha256=sha)
     slow = MeshInputs(meshing=MeshingOptions(strategies=[MeshStrategy(name="far_too_fine", size_factor=0.002)],
                                              strategy_timeout_seconds=300))
-
-    def stop_after(timeout: float) -> tuple[list, list[str]]:
-        launched: list = []
-        runner = threading.Thread(target=lambda: launched.append(launch_step(
-            store_uri=local_root, run_id=f"stop{timeout:g}", validator=MESH_VALIDATOR, files=[item],
-            inputs=slow.model_dump(mode="json"), backend=LocalSubprocessBackend(grace_seconds=2),
-            timeout_seconds=timeout)))
-        runner.start()
-        seen: list[str] = []
-        while runner.is_alive() and not seen:
-            seen = gmsh_children()
-            time.sleep(0.1)
-        runner.join()
-        return launched, seen
-
-    # On a loaded CI machine the worker may need longer than the first timeout just to start Python and
-    # import Gmsh; the stop only means something if a Gmsh child was running when it happened, so retry
-    # with a longer timeout rather than weaken the assertion.
-    for timeout in (4, 12, 30):
-        launched, seen = stop_after(timeout)
-        if seen:
-            break
-    assert seen, "the worker never started a Gmsh child; the test proves nothing"
-    out, record = launched[0]
+    out, record = stop_while_a_child_runs(lambda timeout: launch_step(
+        store_uri=local_root, run_id=f"stop{timeout:g}", validator=MESH_VALIDATOR, files=[item],
+        inputs=slow.model_dump(mode="json"), backend=LocalSubprocessBackend(grace_seconds=2),
+        timeout_seconds=timeout), CHILD_MODULE, timeouts=(4, 12, 30))
     assert record.timed_out and out.status == "failed_runtime"
-    deadline = time.time() + 10
-    while gmsh_children() and time.time() < deadline:
-        time.sleep(0.2)
-    assert gmsh_children() == []
+    assert_none_left(CHILD_MODULE, within=10)
 
 
 def test_gmsh_that_cannot_load_is_the_workers_fault_not_the_parts(cad_parts, tmp_path, monkeypatch):  # noqa: ANN001

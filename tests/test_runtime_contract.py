@@ -97,41 +97,15 @@ def test_worker_killed_without_output_is_failed_runtime(local_root, sample_fmus)
 
 
 def test_stopping_the_worker_leaves_no_fmu_process_behind(local_root, sample_fmus):  # noqa: ANN001
-    import threading
-    import time
+    from tests.processes import assert_none_left, stop_while_a_child_runs
 
-    from tests.processes import processes_running
-
-    def fmu_children() -> list[str]:
-        return processes_running("validibot_pipelines.runtime.fmi.child")
-
-    def stop_after(timeout: float) -> tuple[list, list[str]]:
-        launched: list = []
-        runner = threading.Thread(target=lambda: launched.append(launch_step(
-            store_uri=local_root, run_id=f"k2-{timeout:g}", validator=SIMULATION_VALIDATOR,
-            files=[_item(sample_fmus["hang"])], inputs={"simulation_timeout_seconds": 120},
-            backend=LocalSubprocessBackend(grace_seconds=1), timeout_seconds=timeout)))
-        runner.start()
-        seen: list[str] = []
-        while runner.is_alive() and not seen:
-            seen = fmu_children()
-            time.sleep(0.05)
-        runner.join()
-        return launched, seen
-
-    # The stop only proves something if an fmpy child was running when it happened; a loaded machine may
-    # need longer than the first timeout to get there, so retry longer rather than weaken the assertion.
-    for timeout in (3, 10, 30):
-        launched, seen = stop_after(timeout)
-        if seen:
-            break
-    assert seen, "the worker never started an fmpy child; the test proves nothing"
-    out, record = launched[0]
+    child = "validibot_pipelines.runtime.fmi.child"
+    out, record = stop_while_a_child_runs(lambda timeout: launch_step(
+        store_uri=local_root, run_id=f"k2-{timeout:g}", validator=SIMULATION_VALIDATOR,
+        files=[_item(sample_fmus["hang"])], inputs={"simulation_timeout_seconds": 120},
+        backend=LocalSubprocessBackend(grace_seconds=1), timeout_seconds=timeout), child, timeouts=(3, 10, 30))
     assert record.timed_out and out.status == "failed_runtime"
-    deadline = time.time() + 5
-    while fmu_children() and time.time() < deadline:
-        time.sleep(0.2)
-    assert fmu_children() == []
+    assert_none_left(child, within=5)
 
 
 def test_input_time_series_drives_the_fmu_inputs(local_root, sample_fmus, tmp_path):  # noqa: ANN001
