@@ -12,10 +12,12 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 from tests.conftest import Pipeline
 from validibot_pipelines.definitions import build_defs
+from validibot_pipelines.envelopes import ExecutionContext, InputEnvelope, ValidatorRef
 from validibot_pipelines.local_runner import RunOutcome, tick
 from validibot_pipelines.resources.backends.cloudrun import CloudRunJobsBackend
 from validibot_pipelines.resources.backends.cloudrun_stand_in import ENV_STATE_DIR, LocalJobRunner
 from validibot_pipelines.resources.backends.modal import ModalBackend
+from validibot_pipelines.storage import get_store, join_uri
 
 PROJECT = "validibot-test"
 # One Cloud Run stand-in state folder per test session (executions are recorded there as JSON).
@@ -94,3 +96,14 @@ def merged_outputs(outcomes: list[RunOutcome], partition: str) -> dict:
         if outcome.partition_key == partition:
             out.update(outcome.outputs)
     return out
+
+
+def write_envelope(root: str, run_id: str) -> tuple[InputEnvelope, str]:
+    """A minimal fmi-probe input envelope in the bundle ``<root>/runs/<run_id>``: (envelope, its URI)."""
+    bundle = join_uri(root, "runs", run_id)
+    envelope = InputEnvelope(run_id=run_id, validator=ValidatorRef(id="fmi-probe", type="fmi-probe", version="0"),
+                             context=ExecutionContext(callback_id=run_id, execution_bundle_uri=bundle,
+                                                      expected_output_uri=join_uri(bundle, "output.json")))
+    uri = join_uri(bundle, "input.json")
+    get_store(uri).write_bytes(uri, envelope.model_dump_json().encode())
+    return envelope, uri

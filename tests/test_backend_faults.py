@@ -25,6 +25,7 @@ from tests.backend_helpers import (
     merged_outputs,
     pipeline_on,
     wait_for_executions,
+    write_envelope,
 )
 from tests.conftest import Pipeline
 from validibot_pipelines.local_runner import tick
@@ -244,14 +245,9 @@ def test_output_sensor_work_per_tick_is_bounded(local_root):  # noqa: ANN001
 
 def _launched_bundle(root: str, run_id: str, *, marker: bool = True, **launch: object) -> str:
     """A bundle as the Cloud Run backend leaves it: input envelope, launch record (+ fields), marker."""
-    from validibot_pipelines.envelopes import ExecutionContext, InputEnvelope, ValidatorRef
-
-    bundle = join_uri(root, "runs", run_id)
+    envelope, _ = write_envelope(root, run_id)
+    bundle = envelope.context.execution_bundle_uri
     store = get_store(bundle)
-    envelope = InputEnvelope(run_id=run_id, validator=ValidatorRef(id="fmi-probe", type="fmi-probe", version="0"),
-                             context=ExecutionContext(callback_id=run_id, execution_bundle_uri=bundle,
-                                                      expected_output_uri=join_uri(bundle, "output.json")))
-    store.write_bytes(join_uri(bundle, "input.json"), envelope.model_dump_json().encode())
     store.write_bytes(join_uri(bundle, "launch.json"), json.dumps(
         {"execution": f"e-{run_id}", "callback_id": run_id, "run_id": run_id, "asset": "fmu_probe",
          "partition": "p", **launch}).encode())

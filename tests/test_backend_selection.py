@@ -10,7 +10,7 @@ import pytest
 import yaml
 from dagster import RetryRequested, instance_for_test
 
-from tests.backend_helpers import cloudrun_stand_in
+from tests.backend_helpers import cloudrun_stand_in, write_envelope
 from validibot_pipelines.assets.energyplus import energyplus_simulation
 from validibot_pipelines.assets.fmi import fmu_probe, fmu_simulation
 from validibot_pipelines.definitions import build_defs
@@ -89,8 +89,6 @@ def test_worker_steps_are_in_their_backends_pool_and_the_instance_config_is_vali
 
 
 def test_cloudrun_launch_waits_while_too_many_executions_are_unfinished(gcs_bucket) -> None:  # noqa: ANN001
-    from validibot_pipelines.envelopes import ExecutionContext, InputEnvelope, ValidatorRef
-
     runner = LocalJobRunner.shared()
     runner.deploy("validibot-slow", JobSpec(command=[sys.executable, "-c", "import time; time.sleep(30)"],
                                             grace_seconds=0.2))
@@ -98,13 +96,7 @@ def test_cloudrun_launch_waits_while_too_many_executions_are_unfinished(gcs_buck
                                   stand_in=True, max_in_flight=1, busy_retry_seconds=7)
 
     def envelope(run_id: str) -> str:
-        bundle = join_uri(gcs_bucket, "runs", run_id)
-        env = InputEnvelope(run_id=run_id, validator=ValidatorRef(id="fmi-probe", type="fmi-probe", version="0"),
-                            context=ExecutionContext(callback_id=run_id, execution_bundle_uri=bundle,
-                                                     expected_output_uri=join_uri(bundle, "output.json")))
-        uri = join_uri(bundle, "input.json")
-        get_store(uri).write_bytes(uri, env.model_dump_json().encode())
-        return uri
+        return write_envelope(gcs_bucket, run_id)[1]
 
     first = backend.launch(envelope("a"), run_id="a", timeout_seconds=5)
     assert first.pending and first.status in {"PENDING", "RUNNING"}
@@ -125,18 +117,13 @@ def test_cloudrun_launch_waits_while_too_many_executions_are_unfinished(gcs_buck
 def test_real_cloud_run_client_without_credentials_is_a_clear_failed_runtime(gcs_bucket, monkeypatch, tmp_path) -> None:  # noqa: ANN001, E501
     """The production side of the seam (``GoogleCloudRunApi``, real ``run_v2`` clients) on a machine without
     Google credentials: the step ends ``failed_runtime`` saying what to do — never a traceback."""
-    from validibot_pipelines.envelopes import ExecutionContext, InputEnvelope, ValidatorRef
     from validibot_pipelines.orchestration.launch import read_output
     from validibot_pipelines.resources.backends import cloudrun_api
 
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
     cloudrun_api.google_cloud_run_api.cache_clear()
-    bundle = join_uri(gcs_bucket, "runs", "nocreds")
-    envelope = InputEnvelope(run_id="nocreds", validator=ValidatorRef(id="fmi-probe", type="fmi-probe", version="0"),
-                             context=ExecutionContext(callback_id="nocreds", execution_bundle_uri=bundle,
-                                                      expected_output_uri=join_uri(bundle, "output.json")))
-    uri = join_uri(bundle, "input.json")
-    get_store(uri).write_bytes(uri, envelope.model_dump_json().encode())
+    envelope, uri = write_envelope(gcs_bucket, "nocreds")
+    bundle = envelope.context.execution_bundle_uri
     for backend in (CloudRunJobsBackend(project="acme", region="europe-west1", job="validibot-fmi"),
                     CloudRunJobsBackend(project="acme", region="europe-west1", job="validibot-fmi", max_in_flight=5)):
         record = backend.launch(uri, run_id="nocreds", timeout_seconds=60)
@@ -151,18 +138,11 @@ def test_real_cloud_run_client_without_credentials_is_a_clear_failed_runtime(gcs
 def test_a_retried_step_never_launches_its_bundle_twice(gcs_bucket) -> None:  # noqa: ANN001
     """One bundle is one execution: launching the same envelope again (a retried step) returns the execution
     already running — also once it ended, since the output sensor collects it under the same callback id."""
-    from validibot_pipelines.envelopes import ExecutionContext, InputEnvelope, ValidatorRef
-
     runner = LocalJobRunner.shared()
     runner.deploy("validibot-sleepy", JobSpec(command=[sys.executable, "-c", "import time; time.sleep(2)"]))
     backend = CloudRunJobsBackend(project="validibot-test", region="europe-west1", job="validibot-sleepy",
                                   stand_in=True)
-    bundle = join_uri(gcs_bucket, "runs", "twice")
-    envelope = InputEnvelope(run_id="twice", validator=ValidatorRef(id="fmi-probe", type="fmi-probe", version="0"),
-                             context=ExecutionContext(callback_id="twice", execution_bundle_uri=bundle,
-                                                      expected_output_uri=join_uri(bundle, "output.json")))
-    uri = join_uri(bundle, "input.json")
-    get_store(uri).write_bytes(uri, envelope.model_dump_json().encode())
+    _, uri = write_envelope(gcs_bucket, "twice")
     before = len(runner.requests)
     first = backend.launch(uri, run_id="twice", timeout_seconds=30)
     again = backend.launch(uri, run_id="twice", timeout_seconds=30)
