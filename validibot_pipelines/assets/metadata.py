@@ -28,11 +28,11 @@ def metrics_table(out: OutputEnvelope) -> MetadataValue:
     """The envelope's metrics as a table: numbers stay numbers (the UI sorts them); any other value is in
     ``text`` so nothing a worker reported is dropped."""
 
-    def number(value: object) -> float | None:
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-    rows = [{"metric": m.name, "value": number(m.value), "text": "" if number(m.value) is not None else
-             ("" if m.value is None else str(m.value)), "unit": m.unit or ""} for m in out.metrics]
+    rows = []
+    for m in out.metrics:
+        numeric = isinstance(m.value, int | float) and not isinstance(m.value, bool)
+        rows.append({"metric": m.name, "value": float(m.value) if numeric else None,
+                     "text": "" if numeric or m.value is None else str(m.value), "unit": m.unit or ""})
     return frame_table(pd.DataFrame(rows, columns=["metric", "value", "text", "unit"]).astype({"value": float}))
 
 

@@ -98,9 +98,8 @@ class OutputScan:
     cursor: str
 
 
-def _completion(bundle: str, reason: str, ignored: list[str]) -> Completion | None:
+def _completion(bundle: str, launch: dict[str, Any] | None, reason: str, ignored: list[str]) -> Completion | None:
     """Match an output (or a terminal execution) to its launch record; None (+ a reason) when it is unknown."""
-    launch = read_launch(bundle)
     if launch is None:
         ignored.append(f"{bundle}: output for an unknown run (no launch.json in the bundle)")
         return None
@@ -148,12 +147,11 @@ def scan_outputs(store_uri: str, cursor: str | None, *, max_per_tick: int = MAX_
     after = state.after
     without_output: list[tuple[str, str]] = []
 
-    def settle(marker: str, bundle: str, reason: str) -> None:
+    def settle(marker: str, bundle: str, launch: dict[str, Any] | None, reason: str) -> None:
         """Collect (or report as unknown) and retire the marker — unless its launching run is still going."""
-        launch = read_launch(bundle) or {}
-        if launch.get("dagster_run_id") and not launcher_finished(launch["dagster_run_id"]):
+        if launch and launch.get("dagster_run_id") and not launcher_finished(launch["dagster_run_id"]):
             return  # looked at again on a later tick
-        done = _completion(bundle, reason, ignored)
+        done = _completion(bundle, launch, reason, ignored)
         if done is not None:
             completions.append(done)
         requested.append(marker)
@@ -165,7 +163,7 @@ def scan_outputs(store_uri: str, cursor: str | None, *, max_per_tick: int = MAX_
         bundle = bundle_uri(store_uri, leaf_name(marker).removesuffix(".json"))
         output = join_uri(bundle, OUTPUT_FILE)
         if get_store(output).exists(output):
-            settle(marker, bundle, "output")
+            settle(marker, bundle, read_launch(bundle), "output")
         else:
             without_output.append((marker, bundle))
     status_after = state.status_after
@@ -175,12 +173,12 @@ def scan_outputs(store_uri: str, cursor: str | None, *, max_per_tick: int = MAX_
         status_after = marker
         launch = read_launch(bundle)
         if launch is None:
-            settle(marker, bundle, "missing")  # reported as unknown
+            settle(marker, bundle, None, "missing")  # reported as unknown
             continue
         status = status_of(launch)
         if status in TERMINAL:
             output = join_uri(bundle, OUTPUT_FILE)  # it may have landed between the two looks
-            settle(marker, bundle, "output" if get_store(output).exists(output) else status)
+            settle(marker, bundle, launch, "output" if get_store(output).exists(output) else status)
     return OutputScan(completions=completions, ignored=ignored, cursor=OutputCursor(
         after=after, status_after=status_after, requested=requested).dumps())
 
