@@ -92,7 +92,9 @@ def test_malformed_output_becomes_failed_runtime(gcs_bucket, tmp_path, sample_fm
 
 
 def _marker(store_uri: str, run_id: str) -> str:
-    return join_uri(store_uri, "launches", f"{run_id}.json")
+    from validibot_pipelines.orchestration.layout import bundle_uri, launch_marker_uri
+
+    return launch_marker_uri(bundle_uri(store_uri, run_id))
 
 
 def test_output_for_an_unknown_run_is_ignored(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001
