@@ -81,6 +81,25 @@ class InputFileItem(_Strict):
     _name = field_validator("name")(classmethod(lambda cls, v: check_leaf_name(v)))
 
 
+GIB = 1024**3
+
+
+class SandboxLimits(_Strict):
+    """Resource limits on every sandboxed (untrusted) process of a launch: the model's own code.
+
+    Part of the envelope, so every backend's worker applies the same limits and a changed limit is a new
+    request (no replay of a result computed under other limits). ``cpu_seconds`` ``None`` means twice the
+    step's timeout: CPU time is a backstop against a model that escapes the wall-clock timeout by burning
+    CPU in many threads, not a second timeout.
+    """
+
+    memory_bytes: int = Field(default=4 * GIB, gt=0, description="address space (RLIMIT_AS) per process")
+    max_processes: int = Field(default=256, gt=0, description="processes and threads in the sandbox")
+    max_file_bytes: int = Field(default=2 * GIB, gt=0, description="largest file a sandboxed process may write")
+    max_open_files: int = Field(default=1024, gt=16, description="open file descriptors per process")
+    cpu_seconds: int | None = Field(default=None, gt=0, description="CPU time per process; None: 2 x timeout")
+
+
 class ExecutionContext(_Strict):
     callback_id: str
     callback_url: str | None = None
@@ -88,6 +107,7 @@ class ExecutionContext(_Strict):
     execution_bundle_uri: str
     expected_output_uri: str
     timeout_seconds: int = Field(default=3600, gt=0)
+    limits: SandboxLimits = Field(default_factory=SandboxLimits)
     tags: dict[str, str] = Field(default_factory=dict)
 
 

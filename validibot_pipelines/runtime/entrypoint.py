@@ -27,6 +27,7 @@ from validibot_pipelines.envelopes import (
     load_output_envelope,
 )
 from validibot_pipelines.envelopes.base import EnvelopeError, now
+from validibot_pipelines.envelopes.bounds import bound_output
 from validibot_pipelines.runtime.context import RunContext, file_sha256
 from validibot_pipelines.runtime.process import install_sigterm_exit
 from validibot_pipelines.runtime.registry import runner_for
@@ -173,6 +174,7 @@ def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: s
             output.error("WORKER_ERROR", f"{envelope.validator.type} worker failed: {type(exc).__name__}: {exc}")
     output.timing.finished_at = now()
     try:
+        output = bound_output(output)
         get_store(expected).write_bytes(expected, output.model_dump_json(indent=2).encode(),
                                         content_type="application/json")
     except Exception as exc:

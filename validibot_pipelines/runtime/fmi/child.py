@@ -3,7 +3,8 @@
 One process per simulation: an FMU that segfaults or hangs takes only this process down, and the parent
 (:mod:`validibot_pipelines.runtime.fmi.simulate`) turns that into a clear failed_validation.
 Usage: ``python -m validibot_pipelines.runtime.fmi.child REQUEST.json`` → writes ``result.npy`` and
-``child.json`` next to the request.
+``child.json`` next to the request. It runs inside the sandbox (:mod:`validibot_pipelines.runtime.sandbox`):
+everything it writes is untrusted, and the parent checks it before anything reaches the output envelope.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def simulate(request: dict[str, Any]) -> dict[str, Any]:
         if len(log) < MAX_LOG_LINES:
             text = message.decode(errors="replace") if isinstance(message, bytes) else str(message)
             cat = category.decode(errors="replace") if isinstance(category, bytes) else str(category)
-            log.append(f"[{cat}] {text}")
+            log.append(_clipped(f"[{cat}] {text}"))
 
     input_array = None
     if request.get("input_csv"):
@@ -45,6 +46,10 @@ def simulate(request: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "simulation_time_reached": time_reached, "fmu_log": log}
 
 
+def _clipped(text: str, limit: int = 1000) -> str:
+    return text if len(text) <= limit else text[:limit] + f" … ({len(text) - limit:,} more characters)"
+
+
 def main() -> int:
     request_path = Path(sys.argv[1])
     request = json.loads(request_path.read_text())
@@ -53,7 +58,7 @@ def main() -> int:
         meta = simulate(request)
         code = 0
     except Exception as exc:  # reported to the parent as the model's problem, with fmpy's own words
-        meta = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        meta = {"ok": False, "error": _clipped(f"{type(exc).__name__}: {exc}", 4000)}
         code = 1
     meta_path.write_text(json.dumps(meta))
     return code
