@@ -116,7 +116,14 @@ def test_gmsh_that_cannot_load_is_the_workers_fault_not_the_parts(cad_parts, tmp
     shadow.mkdir()
     (shadow / "gmsh.py").write_text(
         "raise OSError('libgomp.so.1: cannot open shared object file: No such file or directory')\n")
-    monkeypatch.setenv("PYTHONPATH", str(shadow))
+    from validibot_pipelines.runtime.mesh import calls
+    from validibot_pipelines.runtime.sandbox import bwrap, run_untrusted
+
+    def with_shadow(cmd, *, readonly=(), env=None, **kwargs):  # noqa: ANN001, ANN202 - the sandbox scrubs PYTHONPATH
+        paths = f"{shadow}:{bwrap.PACKAGE_DIR.parent}"
+        return run_untrusted(cmd, readonly=[*readonly, shadow], env={**(env or {}), "PYTHONPATH": paths}, **kwargs)
+
+    monkeypatch.setattr(calls, "run_untrusted", with_shadow)
     with pytest.raises(MeshFailure) as caught:
         preview_part(cad_parts["box"], "box.step", tmp_path / "work", MeshPreviewInputs(), log=lambda _m: None)
     assert caught.value.code == "MESH_ENGINE_UNAVAILABLE" and caught.value.system_fault

@@ -21,13 +21,16 @@ from pathlib import Path
 from validibot_pipelines.envelopes import (
     InputEnvelope,
     OutputEnvelope,
+    Severity,
     Status,
+    ValidationMessage,
     envelope_sha256,
     load_input_envelope,
     load_output_envelope,
 )
 from validibot_pipelines.envelopes.base import EnvelopeError, now
 from validibot_pipelines.envelopes.bounds import bound_output
+from validibot_pipelines.runtime import sandbox
 from validibot_pipelines.runtime.context import RunContext, file_sha256
 from validibot_pipelines.runtime.process import install_sigterm_exit
 from validibot_pipelines.runtime.registry import runner_for
@@ -168,10 +171,15 @@ def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: s
         except WorkerBroken as exc:
             output.status = Status.FAILED_RUNTIME
             output.error("WORKER_INPUT", str(exc))
+        except sandbox.SandboxUnavailable as exc:  # the system's fault: this worker cannot confine a model
+            output.status = Status.FAILED_RUNTIME
+            output.error("SANDBOX_UNAVAILABLE", str(exc))
         except Exception as exc:  # the system's fault: keep the traceback in the log, a sentence in the envelope
             log(traceback.format_exc())
             output.status = Status.FAILED_RUNTIME
             output.error("WORKER_ERROR", f"{envelope.validator.type} worker failed: {type(exc).__name__}: {exc}")
+    if note := sandbox.warning():
+        output.messages.append(ValidationMessage(severity=Severity.WARNING, code="SANDBOX_DISABLED", text=note))
     output.timing.finished_at = now()
     try:
         output = bound_output(output)

@@ -2,8 +2,9 @@
 
 The user's file is never modified: the worker writes ``run/in.idf`` (or ``in.epJSON``) with Output:SQLite,
 the two summary reports, the requested Timestep and output variables, runs the real ``energyplus`` binary
-in a child process with a timeout, and reads the metrics from ``eplusout.sql``. success only with return
-code 0, no fatal error and no error message.
+in the sandbox (:mod:`validibot_pipelines.runtime.sandbox`) with a timeout, copies ``eplusout.err``
+and ``eplusout.sql`` out of the sandbox's folder (no links, size-capped), reads the metrics from the copy.
+success only with return code 0, no fatal error and no error message.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import json
 from pathlib import Path
 
 from validibot_pipelines.envelopes import Severity, Status, ValidationMessage, ValidationMetric
+from validibot_pipelines.envelopes.bounds import clip_tail
 from validibot_pipelines.envelopes.energyplus import EnergyPlusInputs, EnergyPlusOutputs
 from validibot_pipelines.runtime.context import RunContext
 from validibot_pipelines.runtime.energyplus import install
-from validibot_pipelines.runtime.process import run_child, tail
+from validibot_pipelines.runtime.process import tail
+from validibot_pipelines.runtime.sandbox import UnsafeResult, copy_result, limit_failure, run_untrusted
 
+MAX_ERR_BYTES = 64 * 1024 * 1024
 UNITS = {"_kwh": "kWh", "_kwh_m2": "kWh/m2", "_m2": "m2", "_hours": "h", "_w": "W"}
 
 
@@ -89,26 +93,28 @@ def run(ctx: RunContext) -> None:
     engine = install.engine_version()
     timeout = min(inputs.simulation_timeout_seconds, ctx.envelope.context.timeout_seconds)
     ctx.log(f"EnergyPlus {engine}: {name} with {weather.name} (timestep {inputs.timestep_per_hour}/h)")
-    child = run_child([str(install.binary()), "-w", str(weather), "-d", str(rundir / "out"), "-x", str(model)],
-                      timeout=timeout, cwd=rundir)
-    out = rundir / "out"
-    err_text = _read_text(out / "eplusout.err") if (out / "eplusout.err").exists() else ""
+    child = run_untrusted([str(install.binary()), "-w", str(weather), "-d", str(rundir / "out"), "-x", str(model)],
+                          scratch=rundir, timeout=timeout, limits=ctx.envelope.context.limits, readonly=[weather])
+    trusted = ctx.workdir / "results"
+    err_path = _take(rundir, rundir / "out" / "eplusout.err", trusted, MAX_ERR_BYTES, ctx)
+    err_text = _read_text(err_path) if err_path else ""
     err = parse_err(err_text)
-    sql = out / "eplusout.sql"
-    metrics = read_metrics(sql) if sql.exists() else {}
+    sql = _take(rundir, rundir / "out" / "eplusout.sql", trusted, ctx.envelope.context.limits.max_file_bytes, ctx)
+    metrics = read_metrics(sql) if sql else {}
     outputs = EnergyPlusOutputs(
         energyplus_version=engine, idd_version=idd_version(), model_version=version,
         version_match=bool(version) and engine.startswith(str(version)), weather_file=weather.name,
         return_code=child.returncode, completed_successfully=bool(err.get("completed_successfully")),
         warning_count=err.get("warning_count", 0), severe_count=err.get("severe_count", 0),
         fatal_count=err.get("fatal_count", 0), metrics=metrics, stdout_tail=tail(child.stdout, 20),
-        stderr_tail=tail(child.stderr, 20), err_tail=tail(err_text, 30), execution_seconds=round(child.seconds, 3),
+        stderr_tail=clip_tail(tail(child.stderr, 20)), err_tail=clip_tail(tail(err_text, 30)),
+        execution_seconds=round(child.seconds, 3),
     )
-    if sql.exists():
+    if sql:
         outputs.sql_uri = ctx.store_artifact(sql, "eplusout.sql", "simulation-db", "application/vnd.sqlite3").uri
-    if err_text:
-        outputs.err_uri = ctx.store_artifact(out / "eplusout.err", "eplusout.err", "log", "text/plain").uri
-    if inputs.output_variables and sql.exists():
+    if err_path:
+        outputs.err_uri = ctx.store_artifact(err_path, "eplusout.err", "log", "text/plain").uri
+    if inputs.output_variables and sql:
         outputs.timeseries_uri = _timeseries(ctx, sql, inputs.output_variables)
     _verdict(ctx, name, child, outputs, err, timeout)
     ctx.output.outputs = outputs.model_dump(mode="json")
@@ -118,6 +124,19 @@ def run(ctx: RunContext) -> None:
     ctx.output.metrics.append(ValidationMetric(name="execution_seconds", value=outputs.execution_seconds, unit="s"))
     ctx.log(f"EnergyPlus finished {name}: rc={child.returncode}, {outputs.warning_count} warnings, "
             f"{outputs.severe_count} severe, {outputs.fatal_count} fatal; status {ctx.output.status.value}")
+
+
+def _take(scratch: Path, path: Path, trusted: Path, max_bytes: int, ctx: RunContext) -> Path | None:
+    """Copy one output file out of the sandbox's folder (no links, size-capped); ``None`` when absent or unsafe."""
+    try:
+        return copy_result(scratch, path, trusted / path.name, max_bytes)
+    except FileNotFoundError:
+        return None
+    except UnsafeResult as exc:
+        ctx.output.messages.append(ValidationMessage(
+            severity=Severity.WARNING, code="EP_OUTPUT_UNSAFE", location=path.name,
+            text=f"{path.name} left by the EnergyPlus run was not read: {exc}"))
+        return None
 
 
 def _timeseries(ctx: RunContext, sql: Path, variables: list[str]) -> str | None:
@@ -143,10 +162,16 @@ def _verdict(ctx: RunContext, name: str, child, outputs: EnergyPlusOutputs, err:
         ctx.output.error("EP_TIMEOUT", f"{name}: EnergyPlus did not finish within {timeout:g} s and was stopped; "
                          "shorten the RunPeriod, lower timestep_per_hour or raise the timeout")
         return
-    if child.signal_name:
-        ctx.output.status = Status.FAILED_RUNTIME
-        ctx.output.error("EP_CRASHED", f"{name}: the EnergyPlus process died with {child.signal_name}; "
-                         f"stderr: {tail(child.stderr, 5)}")
+    limited = limit_failure(child, "EP", name)
+    if limited:
+        ctx.output.status = Status.FAILED_VALIDATION
+        ctx.output.error(*limited)
+        return
+    if child.signal_name:  # EnergyPlus runs the model's own input: a crash on it is the model's to fix
+        ctx.output.status = Status.FAILED_VALIDATION
+        ctx.output.error("EP_CRASHED", f"{name}: the EnergyPlus process died with {child.signal_name} on this "
+                         f"model; simplify the objects named last in eplusout.err. stderr: "
+                         f"{clip_tail(tail(child.stderr, 5), 1500)}")
         return
     problems = [*err.get("fatal_messages", []), *err.get("severe_messages", [])]
     if child.returncode != 0 or outputs.fatal_count or not outputs.completed_successfully:

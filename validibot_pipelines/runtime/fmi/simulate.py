@@ -169,7 +169,8 @@ def _load_result(scratch: Path, outputs: list[str], meta: dict[str, Any]) -> Any
         raise ValueError("result.npy's time column goes backwards")
     reached = float(result["time"][-1]) if len(result) else None
     claimed = meta.get("simulation_time_reached")
-    if reached is not None and (not isinstance(claimed, int | float) or abs(claimed - reached) > 1e-9 * max(1, abs(reached))):
+    drift = abs(claimed - reached) if isinstance(claimed, int | float) else None
+    if reached is not None and (drift is None or drift > 1e-9 * max(1, abs(reached))):
         raise ValueError(f"the process claimed to reach t={claimed!r} but its time series ends at t={reached}")
     return result
 

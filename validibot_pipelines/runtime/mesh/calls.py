@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -18,13 +17,23 @@ from pathlib import Path
 from typing import Any
 
 from validibot_pipelines.envelopes import Status
+from validibot_pipelines.envelopes.base import SandboxLimits
+from validibot_pipelines.envelopes.bounds import clip_tail
 from validibot_pipelines.runtime.context import RunContext
-from validibot_pipelines.runtime.process import ChildResult, kill_group, run_child, tail
+from validibot_pipelines.runtime.process import ChildResult, kill_group, tail
+from validibot_pipelines.runtime.sandbox import (
+    SandboxResult,
+    UnsafeResult,
+    copy_result,
+    limit_failure,
+    read_result,
+    run_untrusted,
+)
 
 CHILD_MODULE = "validibot_pipelines.runtime.mesh.child"
-#: The folder holding the ``validibot_pipelines`` package: children run in a scratch cwd, so images that ship
-#: the source tree rather than an installed package (Modal's ``add_local_python_source``) still import it.
-PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
+OUTPUT_KEYS = ("msh", "preview")  # request keys naming files the child writes
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+_limits = SandboxLimits()
 _counter = itertools.count()
 _live: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
@@ -66,18 +75,38 @@ class ChildAnswer:
         """Why the child did not answer ok, in words a user can act on."""
         if self.child.timed_out:
             return f"timed out after {self.child.seconds:.1f} s"
+        if isinstance(self.child, SandboxResult) and self.child.limit:
+            return f"stopped at a sandbox limit: {self.child.limit_text()}"
         if self.child.signal_name:
             return f"the Gmsh process crashed ({self.child.signal_name})"
         if self.data.get("error"):
             return str(self.data["error"])
-        return f"the Gmsh process exited with code {self.child.returncode}: {tail(self.child.stderr, 3) or 'no output'}"
+        return (f"the Gmsh process exited with code {self.child.returncode}: "
+                f"{clip_tail(tail(self.child.stderr, 3), 1500) or 'no output'}")
+
+
+def set_limits(limits: SandboxLimits) -> None:
+    """The sandbox limits of the envelope being run; every Gmsh child of this worker gets them."""
+    global _limits
+    _limits = limits
 
 
 def call(mode: str, request: dict[str, Any], workdir: Path, timeout: float) -> ChildAnswer:
-    """Run one Gmsh child; thread-safe (every call gets its own request file), so volumes can fan out."""
+    """Run one Gmsh child in its own sandbox; thread-safe, so volumes can fan out.
+
+    Every call gets a fresh scratch folder: the part and earlier meshes are visible read-only, the files it must
+    produce (``msh``, ``preview``) are written there and copied out to the requested paths only after checks
+    (no links, size-capped) — one candidate can never touch another's results.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / f"{mode}-{next(_counter)}.json"
-    path.write_text(json.dumps({**request, "mode": mode}))
+    scratch = workdir / f"{mode}-{next(_counter)}"
+    scratch.mkdir()
+    wanted = {key: Path(request[key]) for key in OUTPUT_KEYS if key in request}
+    inside = {**request, "mode": mode, **{key: str(scratch / path.name) for key, path in wanted.items()}}
+    readonly = [Path(request["part"])] if "part" in request else []
+    readonly += [Path(p) for p in request.get("inputs", [])]
+    path = scratch / "request.json"
+    path.write_text(json.dumps(inside))
     proc_seen: list[subprocess.Popen] = []
 
     def track(proc: subprocess.Popen) -> None:
@@ -86,21 +115,31 @@ def call(mode: str, request: dict[str, Any], workdir: Path, timeout: float) -> C
             _live.add(proc)
 
     try:
-        child = run_child([sys.executable, "-m", CHILD_MODULE, str(path)], timeout=timeout, cwd=workdir,
-                          env=_child_env(), on_start=track)
+        child = run_untrusted([sys.executable, "-m", CHILD_MODULE, str(path)], scratch=scratch, timeout=timeout,
+                              limits=_limits, readonly=readonly, on_start=track)
     finally:
         with _live_lock:
             _live.difference_update(proc_seen)
-    result_path = path.with_name(path.name + ".result.json")
     data: dict[str, Any] = {}
-    if result_path.exists() and not child.timed_out:
-        data = json.loads(result_path.read_text())
+    if not child.timed_out:
+        try:
+            data = json.loads(read_result(scratch, path.with_name(path.name + ".result.json"), MAX_ANSWER_BYTES))
+            for target in wanted.values():
+                if data.get("ok") and (scratch / target.name).exists():
+                    copy_result(scratch, scratch / target.name, target, _limits.max_file_bytes)
+        except FileNotFoundError:
+            data = {}
+        except (UnsafeResult, ValueError) as exc:
+            data = {"ok": False, "error": f"the Gmsh process left an unusable result ({exc})"}
+    if not isinstance(data, dict):
+        data = {"ok": False, "error": "the Gmsh process left an unusable result (not a JSON object)"}
     return ChildAnswer(ok=bool(data.get("ok")) and child.returncode == 0, data=data, child=child)
 
 
-def _child_env() -> dict[str, str]:
-    paths = [PACKAGE_ROOT, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+def limit_failure_of(name: str, answer: ChildAnswer) -> MeshFailure | None:
+    """A :class:`MeshFailure` (``MESH_MEMORY_LIMIT``…) when the child was stopped by a sandbox limit."""
+    found = limit_failure(answer.child, "MESH", name) if isinstance(answer.child, SandboxResult) else None
+    return MeshFailure(*found) if found else None
 
 
 def kill_all() -> None:

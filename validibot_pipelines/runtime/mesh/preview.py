@@ -14,7 +14,14 @@ from pathlib import Path
 from validibot_pipelines.envelopes import Severity, Status, ValidationMessage
 from validibot_pipelines.envelopes.mesh import BoundingBox, MeshPreviewInputs, MeshPreviewOutputs
 from validibot_pipelines.runtime.context import RunContext
-from validibot_pipelines.runtime.mesh.calls import MeshFailure, call, engine_unavailable, fail
+from validibot_pipelines.runtime.mesh.calls import (
+    MeshFailure,
+    call,
+    engine_unavailable,
+    fail,
+    limit_failure_of,
+    set_limits,
+)
 
 
 @dataclass
@@ -37,6 +44,8 @@ def preview_part(part: Path, name: str, workdir: Path, inputs: MeshPreviewInputs
     answer = call("preview", {"part": str(part), "preview": str(target), "min_size_divisor": inputs.min_size_divisor,
                               "max_size_divisor": inputs.max_size_divisor}, workdir, inputs.timeout_seconds)
     if not answer.ok:
+        if limited := limit_failure_of(name, answer):
+            raise limited
         if answer.child.timed_out:
             raise MeshFailure("MESH_PREVIEW_TIMEOUT", f"{name}: the preview surface mesh did not finish within "
                               f"{inputs.timeout_seconds:g} s; simplify the part (tiny faces, sliver edges)")
@@ -65,6 +74,7 @@ def run(ctx: RunContext) -> None:
     item = ctx.envelope.file_with_role("primary-model")
     inputs = MeshPreviewInputs.model_validate(ctx.envelope.inputs)
     timeout = min(inputs.timeout_seconds, ctx.envelope.context.timeout_seconds)
+    set_limits(ctx.envelope.context.limits)
     try:
         result = preview_part(ctx.files["primary-model"], item.name, ctx.workdir / "preview",
                               inputs.model_copy(update={"timeout_seconds": timeout}), ctx.log)

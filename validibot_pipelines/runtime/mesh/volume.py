@@ -29,7 +29,15 @@ from validibot_pipelines.envelopes.mesh import (
     VolumeResult,
 )
 from validibot_pipelines.runtime.context import RunContext
-from validibot_pipelines.runtime.mesh.calls import MeshFailure, call, engine_unavailable, fail, kill_all
+from validibot_pipelines.runtime.mesh.calls import (
+    MeshFailure,
+    call,
+    engine_unavailable,
+    fail,
+    kill_all,
+    limit_failure_of,
+    set_limits,
+)
 from validibot_pipelines.runtime.mesh.preview import unreadable
 from validibot_pipelines.runtime.mesh.quality import score
 
@@ -119,6 +127,8 @@ def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs,
     stem = Path(name).stem
     found = call("inspect", {"part": str(part)}, workdir, inputs.meshing.strategy_timeout_seconds)
     if not found.ok:
+        if limited := limit_failure_of(name, found):
+            raise limited
         if found.engine_broken:
             raise engine_unavailable(name, found)
         raise unreadable(name, found.problem)
@@ -195,6 +205,7 @@ def _quality_document(name: str, inputs: MeshInputs, out: MeshOutputs, total: di
 def run(ctx: RunContext) -> None:
     item = ctx.envelope.file_with_role("primary-model")
     inputs = MeshInputs.model_validate(ctx.envelope.inputs)
+    set_limits(ctx.envelope.context.limits)
     try:
         result = mesh_part(ctx.files["primary-model"], item.name, ctx.workdir / "mesh", inputs, ctx.log)
     except MeshFailure as exc:
