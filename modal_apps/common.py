@@ -52,7 +52,8 @@ def worker_image(variant: str) -> modal.Image:
     image = image.pip_install(*packages.pip)
     if packages.pip_no_deps:
         image = image.pip_install(*packages.pip_no_deps, extra_options="--no-deps")
-    return image.add_local_python_source("validibot_pipelines")
+    # The Modal container is the outer sandbox: the model's child gets a scrubbed environment and rlimits.
+    return image.env({"VALIDIBOT_SANDBOX": "container"}).add_local_python_source("validibot_pipelines")
 
 
 def run_envelope(input_uri: str, volume: Any | None = None, *, cache_volume: Any | None = None,

@@ -25,3 +25,19 @@ def default_landing_uri() -> str:
     from validibot_pipelines.environments import scoped_uri
 
     return scoped_uri(os.environ.get("VALIDIBOT_LANDING_URI") or (validibot_home() / "landing").as_uri())
+
+
+#: ``VALIDIBOT_SANDBOX_<FIELD>`` environment variables, one per :class:`~validibot_pipelines.envelopes.base.
+#: SandboxLimits` field (e.g. ``VALIDIBOT_SANDBOX_MEMORY_BYTES``): defaults of the settings resource and the CLI.
+SANDBOX_ENV_PREFIX = "VALIDIBOT_SANDBOX_"
+
+
+def sandbox_limits_from_env():  # noqa: ANN201 - SandboxLimits; imported lazily to keep this module light
+    from validibot_pipelines.envelopes.base import SandboxLimits
+
+    values = {}
+    for name in SandboxLimits.model_fields:
+        raw = os.environ.get(SANDBOX_ENV_PREFIX + name.upper())
+        if raw:
+            values[name] = int(float(raw))
+    return SandboxLimits(**values)

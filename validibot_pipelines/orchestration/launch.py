@@ -18,7 +18,7 @@ from validibot_pipelines.envelopes import (
     load_input_envelope,
     load_output_envelope,
 )
-from validibot_pipelines.envelopes.base import EnvelopeError, now
+from validibot_pipelines.envelopes.base import EnvelopeError, SandboxLimits, now
 from validibot_pipelines.orchestration.layout import bundle_uri
 from validibot_pipelines.resources.backends.base import ComputeBackend, LaunchRecord
 from validibot_pipelines.storage import get_store, join_uri
@@ -44,7 +44,8 @@ def launch_step(
         run_id=run_id, validator=validator, input_files=files, inputs=inputs,
         context=ExecutionContext(
             callback_id=run_id, execution_bundle_uri=bundle, expected_output_uri=join_uri(bundle, "output.json"),
-            timeout_seconds=timeout_seconds, tags={"queued_at": now().isoformat(), **(tags or {})},
+            timeout_seconds=timeout_seconds, limits=sandbox_limits(context),
+            tags={"queued_at": now().isoformat(), **(tags or {})},
         ),
     )
     input_uri = join_uri(bundle, "input.json")
@@ -54,6 +55,20 @@ def launch_step(
     if record.pending:  # asynchronous backend: the output sensor collects the result later (collect_step)
         return None, record
     return read_output(envelope, record), record
+
+
+def sandbox_limits(context: Any = None) -> SandboxLimits:
+    """The limits for the model's sandboxed processes: the step's ``settings`` resource, else the environment.
+
+    Read from the step's context so no asset body has to pass them; ``validibot validate`` (no Dagster context)
+    gets the same ``VALIDIBOT_SANDBOX_*`` environment defaults the settings resource uses.
+    """
+    settings = getattr(getattr(context, "resources", None), "settings", None)
+    if settings is not None and hasattr(settings, "sandbox_limits"):
+        return settings.sandbox_limits()
+    from validibot_pipelines.settings import sandbox_limits_from_env
+
+    return sandbox_limits_from_env()
 
 
 def _same_request_already_written(input_uri: str, envelope: InputEnvelope) -> bool:
