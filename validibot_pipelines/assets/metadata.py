@@ -77,6 +77,9 @@ def envelope_metadata(out: OutputEnvelope, bundle_input_uri: str | None = None) 
         "run_id": out.run_id,
         "findings": messages_markdown(out.messages),
     }
+    unsandboxed = [m.text for m in out.messages if m.code == "SANDBOX_DISABLED"]
+    if unsandboxed:  # the operator's opt-out: said on the asset itself, not only deep in the findings
+        meta["sandbox_warning"] = MetadataValue.text(f"WARNING: {unsandboxed[0]}")
     if out.timing.started_at and out.timing.finished_at:
         meta["execution_seconds"] = MetadataValue.float(
             (out.timing.finished_at - out.timing.started_at).total_seconds())
