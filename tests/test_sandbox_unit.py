@@ -1,0 +1,157 @@
+"""The sandbox's own promises, one at a time, with plain Python as the untrusted program."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from validibot_pipelines.envelopes import OutputEnvelope, Status, ValidatorRef
+from validibot_pipelines.envelopes.base import SandboxLimits
+from validibot_pipelines.envelopes.bounds import MAX_ENVELOPE_BYTES, MAX_TEXT_CHARS, bound_output
+from validibot_pipelines.runtime.sandbox import (
+    SandboxUnavailable,
+    UnsafeResult,
+    copy_result,
+    mode,
+    read_result,
+    run_untrusted,
+)
+
+
+def run_py(code: str, scratch: Path, **kwargs):  # noqa: ANN003, ANN201
+    scratch.mkdir(parents=True, exist_ok=True)
+    return run_untrusted([sys.executable, "-c", code], scratch=scratch, timeout=kwargs.pop("timeout", 30), **kwargs)
+
+
+def test_the_sandbox_sees_no_store_no_home_no_network_and_no_other_process(tmp_path: Path) -> None:
+    secret_dir = tmp_path / "store"
+    secret_dir.mkdir()
+    (secret_dir / "verdict.json").write_text("{}")
+    with socket.socket() as server:  # a service on the host's loopback the model would love to reach
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        code = f"""
+import json, os, socket
+seen = {{"store": os.path.exists({str(secret_dir)!r}), "root_home": os.path.exists("/root/.bashrc"),
+        "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()), "uid": os.getuid(),
+        "env": sorted(os.environ), "hostname": os.uname().nodename}}
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=2); seen["net"] = True
+except OSError:
+    seen["net"] = False
+try:
+    open("/usr/evil", "w"); seen["usr_writable"] = True
+except OSError:
+    seen["usr_writable"] = False
+print(json.dumps(seen))
+"""
+        result = run_py(code, tmp_path / "scratch")
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["store"] is False and seen["root_home"] is False
+    assert seen["net"] is False and seen["usr_writable"] is False
+    assert max(seen["pids"]) < 10  # its own PID namespace: the worker and the control plane are not there
+    assert seen["uid"] == 65534 and seen["hostname"] == "validibot-sandbox"
+    assert "AWS_SECRET_ACCESS_KEY" not in seen["env"] and "DAGSTER_HOME" not in seen["env"]
+
+
+def test_inputs_are_read_only_and_only_scratch_is_writable(tmp_path: Path) -> None:
+    model = tmp_path / "inputs" / "model.fmu"
+    model.parent.mkdir()
+    model.write_bytes(b"original")
+    code = f"""
+import pathlib
+p = pathlib.Path({str(model)!r})
+try:
+    p.write_bytes(b"changed"); print("wrote")
+except OSError:
+    print("refused")
+pathlib.Path("out.txt").write_text("mine")
+"""
+    result = run_py(code, tmp_path / "scratch", readonly=[model])
+    assert result.stdout.strip() == "refused"
+    assert model.read_bytes() == b"original"
+    assert (tmp_path / "scratch" / "out.txt").read_text() == "mine"
+
+
+def test_secrets_of_the_worker_are_not_inherited_in_container_mode(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("VALIDIBOT_SANDBOX", "container")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sekrit")
+    result = run_py("import os, resource; print(os.environ.get('AWS_SECRET_ACCESS_KEY'), "
+                    "resource.getrlimit(resource.RLIMIT_AS)[0])", tmp_path / "s",
+                    limits=SandboxLimits(memory_bytes=2 * 1024**3))
+    assert result.mode == "container"
+    assert result.stdout.split() == ["None", str(2 * 1024**3)]
+
+
+def test_timeout_kills_every_descendant_and_does_not_wait_for_their_pipes(tmp_path: Path) -> None:
+    code = ("import subprocess, time\n"
+            "subprocess.Popen(['sleep', '271.5'], start_new_session=True)\n"
+            "time.sleep(600)\n")
+    result = run_py(code, tmp_path / "s", timeout=2, grace=1)
+    assert result.timed_out and result.seconds < 10
+    from tests.processes import processes_running
+
+    assert processes_running("271.5") == []
+
+
+def test_an_unknown_mode_or_a_missing_bwrap_is_refused_with_the_fix(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("VALIDIBOT_SANDBOX", "chroot")
+    with pytest.raises(SandboxUnavailable, match="not a sandbox mode"):
+        mode()
+    monkeypatch.setenv("VALIDIBOT_SANDBOX", "bwrap")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
+        mode()
+    monkeypatch.setenv("VALIDIBOT_ALLOW_UNSANDBOXED", "1")
+    assert mode() == "unsandboxed"
+
+
+def test_result_files_are_read_only_when_regular_inside_scratch_and_small(tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    outside = tmp_path / "other-models-verdict.json"
+    outside.write_text('{"status": "success"}')
+    (scratch / "ok.json").write_text("{}")
+    (scratch / "link.json").symlink_to(outside)
+    (scratch / "dir").symlink_to(tmp_path)
+    os.mkfifo(scratch / "fifo.json")
+    (scratch / "big.bin").write_bytes(b"x" * 2000)
+    assert read_result(scratch, scratch / "ok.json", 100) == b"{}"
+    for name in ("link.json", "fifo.json", "big.bin"):
+        with pytest.raises(UnsafeResult):
+            read_result(scratch, scratch / name, 1000)
+    with pytest.raises(UnsafeResult):
+        copy_result(scratch, scratch / "dir" / "other-models-verdict.json", tmp_path / "copy", 1000)
+    with pytest.raises(FileNotFoundError):
+        read_result(scratch, scratch / "missing.json", 100)
+
+
+def test_envelopes_stay_small_whatever_the_model_produced() -> None:
+    out = OutputEnvelope(run_id="r", validator=ValidatorRef(id="v", type="fmi-simulation", version="1"),
+                         status=Status.FAILED_VALIDATION)
+    for i in range(60_000):
+        out.error("SPEC_UNKNOWN_VARIABLE", f"model.fmu: input 'u{i}' does not exist in the FMU")
+    out.error("FMU_VALIDATION", "x" * 22_000_000)
+    out.outputs = {"fmu_log": ["L" * 100_000] * 5000}
+    bounded = bound_output(out)
+    raw = bounded.model_dump_json()
+    assert len(raw) < MAX_ENVELOPE_BYTES and len(raw) < 1_000_000
+    unknown = [m for m in bounded.messages if m.code == "SPEC_UNKNOWN_VARIABLE"]
+    assert len(unknown) == 21 and "59,980 more SPEC_UNKNOWN_VARIABLE" in unknown[-1].text
+    assert all(len(m.text) <= MAX_TEXT_CHARS for m in bounded.messages)
+    assert bounded.status == Status.FAILED_VALIDATION
+
+
+def test_an_envelope_over_the_cap_drops_its_outputs_and_says_so() -> None:
+    out = OutputEnvelope(run_id="r", validator=ValidatorRef(id="v", type="fmi-simulation", version="1"),
+                         status=Status.SUCCESS, outputs={"output_values": {f"y{i}": 1.0 for i in range(600_000)}})
+    bounded = bound_output(out)
+    assert bounded.status == Status.FAILED_VALIDATION and bounded.outputs == {}
+    assert any(m.code == "ENVELOPE_TOO_LARGE" and "output_variables" in m.text for m in bounded.messages)
