@@ -156,6 +156,13 @@ class Pipeline:
         return list(self.instance.get_dynamic_partitions("fmu_models"))
 
 
+@pytest.fixture(autouse=True)
+def _uploads_settle_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests drop files and tick at once: a truncated upload is judged by intake, not held as still being
+    written (the landing tests that check the settle time set their own)."""
+    monkeypatch.setenv("VALIDIBOT_LANDING_SETTLE_SECONDS", "0")
+
+
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     from dagster import instance_for_test

@@ -53,6 +53,8 @@ ModelFormat = Literal["idf", "epjson"]
 #: extra fields or objects into the written IDF).
 _IDF_SPECIAL = re.compile(r"[,;!\r\n]")
 _IDF_DELIMITER = re.compile(r"[,;!\n]")
+_BLANKS = frozenset(" \t\r\f\v")
+_TRAILING_BLANKS = re.compile(r"[ \t\r\f\v]*")
 _SCHEMA_RELATIVE = Path("payload") / "Energy+.schema.epJSON"
 #: Class names recognised when the EnergyPlus schema is not installed (detection only needs one to match).
 _CORE_CLASSES = frozenset(
@@ -210,6 +212,38 @@ def detect_format(text: str) -> ModelFormat:
     except (ValueError, RecursionError):
         return "idf"
     return "epjson" if isinstance(data, dict) and is_epjson_model(data) else "idf"
+
+
+#: Deepest JSON nesting an epJSON model may have. Real models nest 4 levels (class, object, field, array item) and
+#: at most 6 (arrays of objects inside fields); anything far deeper is hostile and would exhaust the recursion
+#: of ``json.loads`` (a RecursionError, or a crash in a C extension) before a single field is checked.
+MAX_JSON_DEPTH = 32
+#: A JSON string (escapes included), an unterminated one, or a bracket: what :func:`json_too_deep` looks at.
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|"|[\[\]{}]')
+
+
+def json_too_deep(text: str, max_depth: int = MAX_JSON_DEPTH) -> int | None:
+    """Character offset of the first bracket nesting deeper than ``max_depth`` in JSON ``text``, else ``None``.
+
+    Hand-written because the standard library has no depth limit: ``json.loads`` recurses once per level and
+    fails with ``RecursionError`` (or worse, in other parsers) on a few thousand ``[``. One regular expression
+    skips strings (so brackets inside names and values do not count) and finds brackets in C; only the brackets
+    and strings are visited in Python, so this is linear and uses constant memory. It does not validate JSON:
+    on malformed text (an unterminated string, unbalanced brackets) it stops or under-counts, and the real
+    parser that runs next reports the syntax error.
+    """
+    depth = 0
+    for match in _JSON_TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > max_depth:
+                return match.start()
+        elif token in ("]", "}"):
+            depth -= 1
+        elif token == '"':  # a quote that opens no terminated string: malformed, json.loads will say where
+            return None
+    return None
 
 
 def looks_like_json(text: str) -> bool:
@@ -425,13 +459,20 @@ def normalise_epjson(
 
 
 def _whole_lines(text: str, begin: int, end: int) -> tuple[int, int]:
-    """Widen an object's span to its whole line(s) when nothing else shares them, so cutting leaves no gap."""
-    line_start = text.rfind("\n", 0, begin) + 1
-    if text[line_start:begin].strip():
+    """Widen an object's span to its whole line(s) when nothing else shares them, so cutting leaves no gap.
+
+    Only the blanks next to the object are scanned (not the whole line with ``rfind``/``find``): a hostile model
+    with 100,000 objects on one 20 MB line would otherwise cost 100,000 scans of that line (quadratic).
+    """
+    line_start = begin
+    while line_start > 0 and text[line_start - 1] in _BLANKS:
+        line_start -= 1
+    if line_start > 0 and text[line_start - 1] != "\n":
         return begin, end
-    line_end = text.find("\n", end)
-    line_end = len(text) if line_end < 0 else line_end + 1
-    return (line_start, line_end) if not text[end:line_end].strip() else (line_start, end)
+    line_end = _TRAILING_BLANKS.match(text, end).end()
+    if line_end < len(text) and text[line_end] != "\n":
+        return line_start, end
+    return line_start, min(line_end + 1, len(text))
 
 
 def _epjson_objects(objects: Any) -> list[dict[str, Any]]:

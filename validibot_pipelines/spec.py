@@ -36,6 +36,7 @@ Design choices, and why:
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from validibot_pipelines.envelopes.mesh import MeshingOptions, QualityTargets
 __all__ = [
     "MAX_EXPR_CHARS",
     "MAX_SPEC_BYTES",
+    "KEYS_BY_KIND",
     "SPEC_SUFFIX",
     "Assertion",
     "SimulationSpec",
@@ -169,11 +171,12 @@ def load_spec_file(path: str | Path) -> ValidationSpec:
     return load_spec(raw, str(path))
 
 
-def load_spec(text: str | bytes | None, source: str) -> ValidationSpec:
+def load_spec(text: str | bytes | None, source: str, kind: str | None = None) -> ValidationSpec:
     """Parse spec YAML; ``source`` (usually the file name) is quoted in every error message.
 
-    An empty document (or ``None``) is an empty spec: "simulate with the model's defaults and assert
-    nothing" is a legitimate request.
+    With ``kind`` (the model's validator: ``fmi``, ``energyplus``, ``mesh``) a key of another validator is
+    refused naming the keys this one reads (see :data:`KEYS_BY_KIND`). An empty document (or ``None``) is an
+    empty spec: "simulate with the model's defaults and assert nothing" is a legitimate request.
     """
     if text is None:
         return ValidationSpec()
@@ -204,16 +207,77 @@ def load_spec(text: str | bytes | None, source: str) -> ValidationSpec:
             f"{source}: the top level must be a mapping of keys such as 'simulation' and 'assertions', "
             f"got {_yaml_type(data)}; {_FIX_HINT}"
         )
+    problems = [*_foreign_keys(data, kind, loader.lines), *_non_finite(data, (), loader.lines)]
+    spec: ValidationSpec | None = None
     try:
-        return ValidationSpec.model_validate(data)
+        spec = ValidationSpec.model_validate(data)
     except ValidationError as exc:
         errors = _collapse_union_errors(exc.errors())
-        problems = [_describe_pydantic_error(err, data, loader.lines) for err in errors]
+        if kind in KEYS_BY_KIND:  # top-level unknown keys were worded above, against this validator's keys
+            errors = [e for e in errors if not (e["type"] == "extra_forbidden" and len(e["loc"]) == 1)]
+        problems += [_describe_pydantic_error(err, data, loader.lines) for err in errors]
+    if problems:
         plural = "s" if len(problems) > 1 else ""
         listing = "\n".join(f"  - {p}" for p in problems)
         raise SpecError(
             f"{source}: invalid validation spec ({len(problems)} problem{plural}):\n{listing}\n{_FIX_HINT}"
-        ) from None
+        )
+    assert spec is not None  # pydantic either built it or reported at least one problem
+    return spec
+
+
+# --- what a spec may say for each validator, and numbers that mean something --------------------------------
+
+KEYS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "fmi": ("simulation", "inputs", "outputs", "input_timeseries", "assertions"),
+    "energyplus": ("weather", "timestep_per_hour", "inputs", "outputs", "assertions"),
+    "mesh": ("quality", "meshing", "assertions"),
+}
+"""Top-level keys each validator reads. Why refuse the others: ``weather:`` in an FMU spec is read by nobody,
+so a spec that looks like it configures something would silently configure nothing."""
+
+_KIND_NAMES = {"fmi": "FMU", "energyplus": "EnergyPlus", "mesh": "CAD (meshing)"}
+_MAX_PROBLEMS = 20  # a hostile spec with 10,000 bad numbers gets a readable message, not a 10,000-line one
+
+
+def _foreign_keys(data: dict[Any, Any], kind: str | None, lines: dict[int, dict[Any, int]]) -> list[str]:
+    allowed = KEYS_BY_KIND.get(kind or "")
+    if allowed is None:
+        return []
+    problems = []
+    for key in data:
+        if key in allowed:
+            continue
+        line = lines.get(id(data), {}).get(key)
+        prefix = f"line {line}: " if line else ""
+        owners = [_KIND_NAMES[k] for k, keys in KEYS_BY_KIND.items() if key in keys]
+        shown = str(key)[:80]
+        if owners:
+            why = f"'{shown}' is read for {' and '.join(owners)} models only, not for {_KIND_NAMES[kind]} models"
+        else:
+            guess = difflib.get_close_matches(str(key), allowed, n=1)
+            why = f"unknown key '{shown}'" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+        problems.append(f"{prefix}{shown}: {why}; remove it (keys for {_KIND_NAMES[kind]} models: "
+                        f"{', '.join(allowed)})")
+    return problems[:_MAX_PROBLEMS]
+
+
+def _non_finite(node: Any, loc: tuple[Any, ...], lines: dict[int, dict[Any, int]], root: Any = None) -> list[str]:
+    """Every NaN or infinite number in the spec. Why: they pass ``> 0`` checks or compare false everywhere, so
+    ``stop_time: .nan`` or ``strategy_timeout_seconds: .inf`` would quietly mean "default" or "never"."""
+    root = node if root is None else root
+    if isinstance(node, float) and not math.isfinite(node):
+        line = _line_of(root, loc, lines)
+        path = ".".join(str(p) for p in loc)
+        return [f"{'line ' + str(line) + ': ' if line else ''}{path}: {node} is not a finite number (NaN and infinity "
+                "mean nothing here); write a finite number, or leave the key out to use the default"]
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    problems: list[str] = []
+    for key, child in children:
+        problems += _non_finite(child, (*loc, key), lines, root)
+        if len(problems) >= _MAX_PROBLEMS:
+            break
+    return problems[:_MAX_PROBLEMS]
 
 
 # --- YAML loading ------------------------------------------------------------------------------

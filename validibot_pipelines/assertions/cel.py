@@ -271,8 +271,18 @@ def _loose_equal(a: Any, b: Any) -> bool:
         return False
 
 
+def _no_bool_arithmetic(a: Any, b: Any, mixed_only: bool = False) -> None:
+    """Refuse a boolean meeting a number. Why: celpy's ``BoolType`` subclasses Python ``int``, so its stock
+    operators compute ``o.y + true`` as ``o.y + 1`` and ``true < 2.0`` as ``1 < 2.0`` — a silent pass of an
+    assertion that means nothing. ``mixed_only`` keeps bool-vs-bool ordering (``false < true``), which CEL has."""
+    a_bool, b_bool = isinstance(a, bool | celtypes.BoolType), isinstance(b, bool | celtypes.BoolType)
+    if (a_bool or b_bool) and not (mixed_only and a_bool and b_bool):
+        raise TypeError("booleans are not numbers (no arithmetic or ordering between a bool and a number)")
+
+
 def _comparison(base: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     def compare(a: Any, b: Any) -> Any:
+        _no_bool_arithmetic(a, b, mixed_only=True)
         return base(*_promote(a, b))
 
     compare.__name__ = getattr(base, "__name__", "compare")
@@ -281,6 +291,7 @@ def _comparison(base: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 
 def _arithmetic(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     def apply(a: Any, b: Any) -> Any:
+        _no_bool_arithmetic(a, b)
         result = op(*_promote(a, b))
         return _as_double(result) if type(result) is float else result
 
@@ -301,6 +312,7 @@ def _ne(a: Any, b: Any) -> Any:
 
 
 def _mod(a: Any, b: Any) -> Any:
+    _no_bool_arithmetic(a, b)
     a, b = _promote(a, b)
     if isinstance(a, celtypes.DoubleType) and isinstance(b, celtypes.DoubleType):
         if float(b) == 0.0:
@@ -328,7 +340,22 @@ def _in(item: Any, container: Any) -> Any:
     return operator_in(item, container)
 
 
+def _numeric_conversion(name: str) -> Callable[[Any], Any]:
+    """``int()`` / ``uint()`` / ``double()`` without the bool overload celpy inherits from Python (CEL has none):
+    ``double(o.flag) > 0.5`` would otherwise turn a boolean into a number behind the rule above."""
+    base = base_functions[name]
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, bool | celtypes.BoolType):
+            raise TypeError(f"{name}() does not accept a bool; compare the bool directly (o.flag == true)")
+        return base(value)
+
+    convert.__name__ = name
+    return convert
+
+
 _FUNCTIONS: dict[str, Any] = {
+    **{name: _numeric_conversion(name) for name in ("int", "uint", "double")},
     "_<_": _comparison(base_functions["_<_"]),
     "_<=_": _comparison(base_functions["_<=_"]),
     "_>_": _comparison(base_functions["_>_"]),

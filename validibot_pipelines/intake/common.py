@@ -165,6 +165,28 @@ def format_bytes(n: int | float) -> str:
     return f"{value:.1f} GiB"  # pragma: no cover - loop always returns
 
 
+#: Longest accepted upload name, in UTF-8 bytes. Why not 255 (Linux's NAME_MAX): the pipeline writes files
+#: whose names are derived from the upload's — ``<name>.validation.yaml`` beside it, ``.<name>.<random>.part``
+#: while storing it atomically, ``<name>.preview.json`` in a bundle — and each of those must fit in 255 bytes
+#: too. A 250-byte name used to end as a "check credentials" system error; it is refused here instead.
+MAX_FILE_NAME_BYTES = 200
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be taken in (the problem and the fix, without the name), or ``None``."""
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size <= MAX_FILE_NAME_BYTES:
+        return None
+    return (f"the file name is {size} bytes long, over the {MAX_FILE_NAME_BYTES}-byte limit (file names the "
+            f"pipeline derives from it, such as '<name>.validation.yaml', must fit the 255-byte file-name limit); "
+            f"rename the file to at most {MAX_FILE_NAME_BYTES} bytes and upload it again")
+
+
+def shown_name(name: str, limit: int = 100) -> str:
+    """``name`` shortened for a message (head and tail kept), so a 250-character name cannot flood a report."""
+    return name if len(name) <= limit else f"{name[: limit - 25]}…{name[-24:]}"
+
+
 def regular_file_size(path: Path) -> int:
     """Size of ``path`` from ``stat`` alone, without opening or reading it.
 

@@ -9,6 +9,8 @@ here, with pure-Python parsing only (:mod:`validibot_pipelines.energyplus_idf`):
 * the wrong format for the extension (an epJSON saved as ``.idf`` or the reverse), which EnergyPlus would
   otherwise report as hundreds of confusing errors;
 * syntax errors, with the line (and column for JSON) so the user can fix them in an editor;
+* epJSON nested absurdly deep (checked before ``json.loads`` recurses into it, which would end in a
+  RecursionError, the system's fault, instead of a finding about the model);
 * objects that run code or reach outside the model: Python plugins, the External Interface (co-simulation with
   other programs), EMS programs and subroutines, and file references (``Schedule:File`` and friends) that are
   absolute, climb out of the model folder with ``..`` or are URLs.
@@ -32,8 +34,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from validibot_pipelines.energyplus_idf import (
+    MAX_JSON_DEPTH,
     IdfSyntaxError,
     is_epjson_model,
+    json_too_deep,
     looks_like_json,
     model_version,
     parse_idf,
@@ -79,7 +83,7 @@ class EnergyPlusCode(StrEnum):
     TOO_LARGE = "EP_TOO_LARGE"
     NOT_TEXT = "EP_NOT_TEXT"
     FORMAT_MISMATCH = "EP_FORMAT_MISMATCH"
-    SYNTAX = "EP_SYNTAX"
+    SYNTAX = "EP_SYNTAX"  # also absurd epJSON nesting (the text says which)
     NO_OBJECTS = "EP_NO_OBJECTS"
     UNSAFE_OBJECT = "EP_UNSAFE_OBJECT"
     NO_VERSION = "EP_NO_VERSION"  # WARNING
@@ -96,6 +100,9 @@ class EnergyPlusLimits(BaseModel):
     #: Major.minor version the workers run. A model declaring another gets a WARNING, not an ERROR: EnergyPlus
     #: itself only warns, and older models often still run. ``None`` skips the comparison.
     expected_version: str | None = "25.2"
+    #: Deepest bracket nesting of an epJSON model (real ones nest at most 6), checked before ``json.loads``
+    #: recurses into it, so a hostile 900-level file is a finding instead of a RecursionError.
+    max_json_depth: int = Field(default=MAX_JSON_DEPTH, ge=8, le=500)
 
 
 DEFAULT_ENERGYPLUS_LIMITS = EnergyPlusLimits()
@@ -183,7 +190,7 @@ def _check_model(
                 "is not valid UTF-8, which JSON requires (EnergyPlus rejects such epJSON files); re-save it as UTF-8",
             )
             return
-        model = _parse_epjson(text, findings)
+        model = _parse_epjson(text, findings, limits.max_json_depth)
         if model is None:
             return
         objects = list(_epjson_objects(model))
@@ -214,8 +221,23 @@ def _check_model(
     _check_version(facts["model_version"], limits, findings)
 
 
-def _parse_epjson(text: str, findings: Findings) -> dict[str, Any] | None:
-    """Decode epJSON and check its shape: ``{"Class": {"object name": {fields}}}``."""
+def _parse_epjson(text: str, findings: Findings, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any] | None:
+    """Decode epJSON and check its shape: ``{"Class": {"object name": {fields}}}``.
+
+    The nesting depth is checked first (:func:`~validibot_pipelines.energyplus_idf.json_too_deep`), so
+    ``json.loads`` never recurses into a hostile document.
+    """
+    deep_at = json_too_deep(text, max_depth)
+    if deep_at is not None:
+        line = text.count("\n", 0, deep_at) + 1
+        findings.error(
+            EnergyPlusCode.SYNTAX,
+            f"is JSON nested more than {max_depth} levels deep (at line {line}); an epJSON model nests "
+            f'{{"Class": {{"object name": {{"field": value}}}}}} a few levels only, so this is not an EnergyPlus '
+            f"model: export the model as epJSON again from EnergyPlus or your modelling tool",
+            location=f"line {line}",
+        )
+        return None
     try:
         model = json.loads(text)
     except json.JSONDecodeError as exc:

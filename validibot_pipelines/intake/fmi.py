@@ -80,6 +80,7 @@ class FmuCode(StrEnum):
     UNSUPPORTED_FMI_VERSION = "FMU_UNSUPPORTED_FMI_VERSION"
     NO_COSIMULATION = "FMU_NO_COSIMULATION"
     NO_BINARIES = "FMU_NO_BINARIES"  # WARNING
+    BINARY_NOT_ELF = "FMU_BINARY_NOT_ELF"
 
 
 class FmuLimits(BaseModel):
@@ -250,10 +251,54 @@ def _check_members(
             location="binaries/",
         )
 
+    if not too_many:  # a crafted archive with 10^5 members is reported as such, not opened member by member
+        _check_linux_binaries(archive, infos, unreadable, findings)
+
     # Full CRC verification decompresses everything, so only do it once the archive is known not to be a bomb.
     if limits.verify_members and not (bomb or too_many):
         skip = unreadable | ({md_info.filename} if md_info is not None else set())
         _verify_member_crcs(archive, infos, skip, limits, findings)
+
+
+#: Every Linux shared library starts with the ELF magic; anything else under binaries/<linux platform>/ cannot load.
+_ELF_MAGIC = b"\x7fELF"
+
+
+def _check_linux_binaries(
+    archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], unreadable: set[str], findings: Findings
+) -> None:
+    """Each ``binaries/<linux platform>/*.so`` must be an ELF file.
+
+    Why here: a Windows DLL renamed to ``.so``, or a text file under ``linux64`` otherwise reaches
+    the worker and fails there with a loader error that does not name the member. Only the first 8 bytes of
+    each member are decompressed, and nothing is loaded: intake is control plane.
+    """
+    for info in infos:
+        parts = info.filename.split("/")
+        if info.is_dir() or info.filename in unreadable or not _is_platform(parts) or parts[1] not in LINUX_PLATFORMS:
+            continue
+        if not re.search(r"\.so(\.[0-9]+)*$", parts[-1]):
+            continue
+        try:
+            with archive.open(info) as member:
+                header = member.read(8)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+            _member_read_failed(findings, info, exc)
+            continue
+        if header.startswith(_ELF_MAGIC):
+            continue
+        what = ("a Windows DLL, not" if header.startswith(b"MZ") else
+                "a macOS library, not" if header[:4] in _MACHO else "not")
+        findings.error(
+            FmuCode.BINARY_NOT_ELF,
+            f"member '{info.filename}' is {what} an ELF shared library (it starts with {header!r}), so the Linux "
+            f"worker cannot load it; re-export the FMU with "
+            f"a Linux x86-64 binary in binaries/{parts[1]}/ (or remove the folder if the FMU has no Linux build)",
+            location=info.filename,
+        )
+
+
+_MACHO = {b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"\xfe\xed\xfa\xcf"}
 
 
 def _is_platform(parts: list[str]) -> bool:

@@ -1,4 +1,9 @@
-"""EnergyPlus validator, control-plane side: launch the simulation, evaluate the CEL assertions."""
+"""EnergyPlus validator, control-plane side: launch the simulation, evaluate the CEL assertions.
+
+An uploaded weather file is checked in the control plane before the launch
+(:mod:`validibot_pipelines.intake.sidefiles`: size cap, EPW header and rows, read line by line), so garbage or a
+huge file is a ``failed_validation`` naming it rather than an EnergyPlus crash or a worker out of memory.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ from validibot_pipelines import __version__
 from validibot_pipelines.assertions import AssertionResult, evaluate_assertions
 from validibot_pipelines.envelopes import OutputEnvelope, ValidatorRef
 from validibot_pipelines.envelopes.energyplus import EnergyPlusInputs
-from validibot_pipelines.orchestration.fmi import step_run_id
+from validibot_pipelines.intake.sidefiles import SideFileLimits, check_stored_side_files
+from validibot_pipelines.orchestration.fmi import rejected_before_launch, side_file_limits, step_run_id
 from validibot_pipelines.orchestration.launch import Backend, launch_step
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
@@ -26,11 +32,17 @@ def simulation_inputs(record: ModelRecord, simulation_timeout_seconds: float) ->
 
 def simulate(
     record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str, simulation_timeout_seconds: float = 1800,
-    timeout_seconds: int = 3600, context: Any = None,
+    timeout_seconds: int = 3600, context: Any = None, limits: SideFileLimits | None = None,
 ) -> tuple[OutputEnvelope | None, LaunchRecord]:
+    run_id = step_run_id(record.sha256, "energyplus", attempt)
+    if record.resources:
+        problems = check_stored_side_files(record.resources, limits or side_file_limits(context),
+                                           model_name=record.file_name)
+        if problems:
+            return rejected_before_launch(run_id, VALIDATOR, problems)
     inputs = simulation_inputs(record, simulation_timeout_seconds)
     return launch_step(
-        store_uri=store_uri, run_id=step_run_id(record.sha256, "energyplus", attempt), validator=VALIDATOR,
+        store_uri=store_uri, run_id=run_id, validator=VALIDATOR,
         files=[record.input_file("primary-model"), *record.resources], inputs=inputs.model_dump(mode="json"),
         backend=backend, timeout_seconds=timeout_seconds, context=context, tags={"model_sha256": record.sha256},
     )

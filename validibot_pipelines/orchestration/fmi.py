@@ -1,15 +1,24 @@
-"""FMI validator, control-plane side: launch the probe and the simulation, evaluate the CEL assertions."""
+"""FMI validator, control-plane side: launch the probe and the simulation, evaluate the CEL assertions.
+
+Before the simulation is launched its side files (the spec's ``input_timeseries`` CSV) are checked in the
+control plane (:mod:`validibot_pipelines.intake.sidefiles`): a CSV the worker's parser would choke on is a
+``failed_validation`` naming the file, not gigabytes of memory in the worker.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from validibot_pipelines import __version__
 from validibot_pipelines.assertions import AssertionResult, evaluate_assertions
-from validibot_pipelines.envelopes import FMISimulationInputs, OutputEnvelope, ValidatorRef
+from validibot_pipelines.envelopes import FMISimulationInputs, OutputEnvelope, Status, ValidatorRef
+from validibot_pipelines.intake.sidefiles import SideFileLimits, check_stored_side_files
 from validibot_pipelines.orchestration.launch import Backend, launch_step
+from validibot_pipelines.orchestration.layout import bundle_uri
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
+from validibot_pipelines.storage import get_store, join_uri
 
 PROBE_VALIDATOR = ValidatorRef(id="fmi-probe", type="fmi-probe", version=__version__)
 SIMULATION_VALIDATOR = ValidatorRef(id="fmi-simulation", type="fmi-simulation", version=__version__)
@@ -40,14 +49,56 @@ def simulation_inputs(record: ModelRecord, simulation_timeout_seconds: float) ->
     )
 
 
+def side_file_limits(context: Any) -> SideFileLimits:
+    """The deployment's side-file limits: the ``settings`` resource of a Dagster step, else the defaults.
+
+    Read from the step's context so the asset bodies need not pass them (the CLI has no settings: defaults).
+    """
+    settings = getattr(getattr(context, "resources", None), "settings", None)  # unknown key: an AttributeError
+    return SideFileLimits.from_settings(settings) if settings is not None else SideFileLimits()
+
+
+def rejected_before_launch(run_id: str, validator: ValidatorRef,
+                           messages: list[Any]) -> tuple[OutputEnvelope, LaunchRecord]:
+    """``failed_validation`` for a step whose inputs the control plane refused: nothing was launched."""
+    out = OutputEnvelope(run_id=run_id, validator=validator, status=Status.FAILED_VALIDATION, messages=messages)
+    return out, LaunchRecord(backend="control-plane", launch_id="", returncode=None, timed_out=False, seconds=0.0,
+                             log_tail="not launched: a side file was rejected in the control plane")
+
+
+def probed_inputs(record: ModelRecord, store_uri: str, attempt: str) -> Collection[str] | None:
+    """Names the FMU accepts from an input time series (causality input, or tunable), from this run's probe.
+
+    ``None`` when the probe's output is not in the store for this attempt (e.g. only the simulation was re-run);
+    the column names are then left to the worker.
+    """
+    uri = join_uri(bundle_uri(store_uri, step_run_id(record.sha256, "probe", attempt)), "output.json")
+    store = get_store(uri)
+    try:
+        probe_out = OutputEnvelope.model_validate_json(store.read_bytes(uri)) if store.exists(uri) else None
+    except ValueError:  # a malformed probe output (EnvelopeError, pydantic) is the probe step's to report
+        return None
+    if probe_out is None or probe_out.status != Status.SUCCESS or "variables" not in probe_out.outputs:
+        return None
+    return {v["name"] for v in probe_out.outputs["variables"]
+            if v.get("causality") == "input" or v.get("variability") == "tunable"}
+
+
 def simulate(
     record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str, simulation_timeout_seconds: float = 300,
-    timeout_seconds: int = 3600, context: Any = None,
+    timeout_seconds: int = 3600, context: Any = None, limits: SideFileLimits | None = None,
 ) -> tuple[OutputEnvelope | None, LaunchRecord]:
+    run_id = step_run_id(record.sha256, "simulation", attempt)
+    series = [r for r in record.resources if r.role == "input-timeseries"]
+    if series:
+        problems = check_stored_side_files(series, limits or side_file_limits(context),
+                                           probed_inputs(record, store_uri, attempt), record.file_name)
+        if problems:
+            return rejected_before_launch(run_id, SIMULATION_VALIDATOR, problems)
     inputs = simulation_inputs(record, simulation_timeout_seconds)
     return launch_step(
-        store_uri=store_uri, run_id=step_run_id(record.sha256, "simulation", attempt),
-        validator=SIMULATION_VALIDATOR, files=[record.input_file("fmu"), *record.resources],
+        store_uri=store_uri, run_id=run_id, validator=SIMULATION_VALIDATOR,
+        files=[record.input_file("fmu"), *record.resources],
         inputs=inputs.model_dump(mode="json"),
         backend=backend, timeout_seconds=timeout_seconds, context=context, tags={"model_sha256": record.sha256},
     )

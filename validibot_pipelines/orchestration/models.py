@@ -5,6 +5,9 @@ Only ZIP/XML/text parsing happens here (see :mod:`validibot_pipelines.intake`) â
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from validibot_pipelines.envelopes.base import (
     MIME_STL,
     check_leaf_name,
 )
-from validibot_pipelines.intake.common import IntakeReport, sha256_file
+from validibot_pipelines.intake.common import IntakeReport, file_name_problem, sha256_file, shown_name
 from validibot_pipelines.intake.energyplus import EnergyPlusLimits, check_energyplus
 from validibot_pipelines.intake.fmi import FmuLimits, check_fmu
 from validibot_pipelines.intake.mesh import MeshLimits, check_cad
@@ -111,12 +114,22 @@ def intake(
     if kind_mime is None:
         raise ValueError(f"{name}: no validator handles this file type; upload {', '.join(sorted(KINDS))} files")
     kind, mime = kind_mime
+    special = _not_a_regular_file(source_uri)
+    if special:
+        return _refused(name, kind, mime, source_uri, expected_sha256, "NOT_A_REGULAR_FILE", special, store_uri)
     with tempfile.TemporaryDirectory(prefix="validibot-intake-") as tmp:
-        local = Path(tmp) / name
+        long_name = file_name_problem(name)
+        local = Path(tmp) / (f"upload{Path(name).suffix[:16]}" if long_name else name)
         get_store(source_uri).download_file(source_uri, local)
         sha, size = sha256_file(local)
         record = ModelRecord(sha256=sha, file_name=name, kind=kind, mime_type=mime, size_bytes=size,
                              source_uri=source_uri, status=Status.SUCCESS)
+        if long_name:
+            record.status = Status.FAILED_VALIDATION
+            record.findings.append(ValidationMessage(severity=Severity.ERROR, code="FILE_NAME_TOO_LONG",
+                                                     text=f"{shown_name(name)}: {long_name}"))
+            save_record(record, store_uri)
+            return record
         if expected_sha256 and sha != expected_sha256:
             record.status = Status.FAILED_RUNTIME
             record.findings.append(ValidationMessage(
@@ -143,6 +156,34 @@ def intake(
     return record
 
 
+def _not_a_regular_file(source_uri: str) -> str | None:
+    """For a local upload, why it is not a plain file (never opened: a FIFO would block intake forever)."""
+    if not source_uri.startswith("file://"):
+        return None  # buckets hold objects only
+    from validibot_pipelines.storage.local import uri_to_path
+
+    try:
+        st = os.lstat(uri_to_path(source_uri))
+    except OSError:
+        return None  # missing: the download below reports it as before
+    if stat.S_ISREG(st.st_mode):
+        return None
+    what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file (a folder, FIFO, socket or device)"
+    return f"is {what}, which intake never follows or opens; copy the file itself into the landing zone"
+
+
+def _refused(name: str, kind: str, mime: str, source_uri: str, sha256: str | None, code: str, problem: str,
+             store_uri: str) -> ModelRecord:
+    """The failed record of an upload refused before a byte of it was read (so its checksum is the partition's)."""
+    record = ModelRecord(sha256=sha256 or hashlib.sha256(source_uri.encode()).hexdigest(), file_name=name,
+                         kind=kind, mime_type=mime, size_bytes=0, source_uri=source_uri,
+                         status=Status.FAILED_VALIDATION,
+                         findings=[ValidationMessage(severity=Severity.ERROR, code=code,
+                                                     text=f"{shown_name(name)}: {problem}")])
+    save_record(record, store_uri)
+    return record
+
+
 def _attach_spec(record: ModelRecord, spec_uri: str | None, store_uri: str) -> None:
     if not spec_uri:
         return
@@ -154,7 +195,7 @@ def _attach_spec(record: ModelRecord, spec_uri: str | None, store_uri: str) -> N
         problem = f"{spec_name}: the spec file disappeared before it could be read; upload it again"
     if text is not None:
         try:
-            record.spec = load_spec(text, spec_name).model_dump(mode="json", exclude_none=True)
+            record.spec = load_spec(text, spec_name, record.kind).model_dump(mode="json", exclude_none=True)
             record.spec_source = spec_uri
             canonical = model_spec_uri(store_uri, record.sha256)
             get_store(canonical).write_bytes(canonical, text, content_type="application/yaml")
@@ -211,7 +252,7 @@ def _attach_upload(record: ModelRecord, store_uri: str, name: str, mime: str, ro
     try:
         check_leaf_name(name)
         store = get_store(uploaded)
-        if not store.exists(uploaded):
+        if not store.exists(uploaded) or _not_a_regular_file(uploaded):  # a symlink beside the model is not an upload
             return False
     except ValueError:
         return False

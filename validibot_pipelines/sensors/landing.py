@@ -13,19 +13,30 @@ upload is stamped when it *started*, and a large upload can finish after a small
 store reports the later of mtime and ctime, so ``mv`` / ``cp -p`` / ``rsync -a`` / ``tar x`` (old mtime, new
 ctime) are seen as new. Re-announcing an object is harmless anyway: its run key (checksum + spec checksum)
 is deduplicated by Dagster.
+
+Why the scan never stops on one entry: the landing zone is written by users. On a local folder the listing is
+``lstat`` only (:meth:`LocalStore.entries`): symlinks, FIFOs, sockets, devices and folders named like models are
+reported once (as ``skipped``, with the fix) and never followed or opened; a file that cannot be read is
+reported and the others go on; and a model still being written waits for a later tick (see
+:func:`still_being_written`) instead of being registered as a half file.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from validibot_pipelines.orchestration.models import KINDS, RESOURCE_SUFFIXES, SPEC_SUFFIX, kind_of
 from validibot_pipelines.orchestration.revalidate import spec_version
 from validibot_pipelines.storage import get_store, leaf_name
-from validibot_pipelines.storage.base import ObjectInfo
+from validibot_pipelines.storage.base import ObjectInfo, ObjectStore
+from validibot_pipelines.storage.local import LocalStore, uri_to_path
 
 
 @dataclass(frozen=True)
@@ -81,35 +92,35 @@ class Mark:
 @dataclass
 class ScanResult:
     uploads: list[Upload]
-    skipped: list[str]  # files no validator handles, with the reason
+    skipped: list[str]  # entries no validator handles or that cannot be taken in, with the reason and the fix
     cursor: str
     remaining: int  # new objects left for later ticks
+    pending: int = 0  # models still being written (see still_being_written); they wait for a later tick
 
 
 def scan(landing_uri: str, cursor: str | None, max_new: int = 50, max_bytes: int = 2 * 1024**3,
          log: Callable[[str], None] = lambda _msg: None) -> ScanResult:
+    """One bounded pass over the landing zone; one bad entry is reported and never stops the others."""
     store = get_store(landing_uri)
     mark = Mark.loads(cursor)
-    fresh = sorted((o for o in store.list(landing_uri) if not mark.handled(o.uri, o.updated_ns)),
-                   key=lambda o: (o.updated_ns, o.uri))
-    batch: list[ObjectInfo] = []
-    hashed = 0
-    for obj in fresh[:max_new]:  # bounded by count and by bytes hashed (always at least one object)
-        if batch and hashed + obj.size > max_bytes:
-            break
-        batch.append(obj)
-        hashed += obj.size
-    remaining = len(fresh) - len(batch)
+    objects, bad = _listing(store, landing_uri)
+    listed = {o.uri for o in objects}
+    skipped = [problem for info, problem in bad if not mark.handled(info.uri, info.updated_ns)]
+    noted = [info for info, _ in bad if not mark.handled(info.uri, info.updated_ns)]
+    fresh = sorted((o for o in objects if not mark.handled(o.uri, o.updated_ns)), key=lambda o: (o.updated_ns, o.uri))
+    batch, pending = _take(store, fresh, max_new, max_bytes)
+    waiting = {o.uri for o in pending}
+    remaining = len(fresh) - len(batch) - len(pending)
     uploads: list[Upload] = []
-    skipped: list[str] = []
     models_in_batch = {o.uri for o in batch}
     for obj in batch:
         name = leaf_name(obj.uri)
         if name.endswith(SPEC_SUFFIX):
             model_uri = obj.uri[: -len(SPEC_SUFFIX)]
-            # A spec changed on its own: re-validate its model (unless the model is in this batch anyway).
-            if model_uri not in models_in_batch and kind_of(leaf_name(model_uri)) and store.exists(model_uri):
-                uploads.append(_upload(model_uri, obj.uri))
+            # A spec changed on its own: re-validate its model (unless the model is in this batch anyway, or
+            # still being written: it is registered with its spec once complete).
+            if model_uri not in models_in_batch | waiting and kind_of(leaf_name(model_uri)) and model_uri in listed:
+                _add(uploads, skipped, model_uri, obj.uri)
             continue
         kind = kind_of(name)
         if kind is None:
@@ -117,11 +128,58 @@ def scan(landing_uri: str, cursor: str | None, max_new: int = 50, max_bytes: int
                 skipped.append(f"{name}: no validator for this file type (known: {', '.join(sorted(KINDS))})")
             continue
         spec_uri = obj.uri + SPEC_SUFFIX
-        uploads.append(_upload(obj.uri, spec_uri if store.exists(spec_uri) else None))
-    mark = mark.advance(batch)
+        _add(uploads, skipped, obj.uri, spec_uri if spec_uri in listed else None)
+    for obj in pending:
+        log(f"{leaf_name(obj.uri)}: still being written (changed less than {settle_seconds():g} s ago and does not "
+            "end like a complete file); it is registered once complete")
+    mark = mark.advance([*batch, *noted])
     for upload in uploads:
         log(f"new {upload.kind} upload {upload.uri} sha256={upload.sha256}")
-    return ScanResult(uploads=uploads, skipped=skipped, cursor=mark.dumps(), remaining=remaining)
+    return ScanResult(uploads=uploads, skipped=skipped, cursor=mark.dumps(), remaining=remaining,
+                      pending=len(pending))
+
+
+def _listing(store: ObjectStore, landing_uri: str) -> tuple[list[ObjectInfo], list[tuple[ObjectInfo, str]]]:
+    """The landing zone's objects, and its entries that are not objects (symlinks, FIFOs, …) with the reason.
+
+    Only a local folder has such entries; a bucket lists objects only.
+    """
+    if not isinstance(store, LocalStore):
+        return list(store.list(landing_uri)), []
+    objects, bad = [], []
+    for info, problem in store.entries(landing_uri):
+        if problem is None:
+            objects.append(info)
+        else:
+            bad.append((info, problem))
+    return objects, bad
+
+
+def _take(store: ObjectStore, fresh: list[ObjectInfo], max_new: int,
+          max_bytes: int) -> tuple[list[ObjectInfo], list[ObjectInfo]]:
+    """The objects to handle this tick — bounded by count and by bytes hashed, always at least one — and the
+    models still being written, which are left for a later tick (looked at no more than ``4 * max_new``)."""
+    batch: list[ObjectInfo] = []
+    pending: list[ObjectInfo] = []
+    hashed = 0
+    for obj in fresh:
+        if len(batch) >= max_new or len(pending) >= 4 * max_new or (batch and hashed + obj.size > max_bytes):
+            break
+        if isinstance(store, LocalStore) and still_being_written(uri_to_path(obj.uri), kind_of(leaf_name(obj.uri))):
+            pending.append(obj)
+            continue
+        batch.append(obj)
+        hashed += obj.size
+    return batch, pending
+
+
+def _add(uploads: list[Upload], skipped: list[str], model_uri: str, spec_uri: str | None) -> None:
+    """Hash one model (and its spec) into an upload; a file that vanished or cannot be read is skipped."""
+    try:
+        uploads.append(_upload(model_uri, spec_uri))
+    except OSError as exc:
+        skipped.append(f"{leaf_name(model_uri)[:120]}: skipped, cannot read it ({exc.strerror or exc}); make it a "
+                       "readable regular file and upload it again")
 
 
 def _upload(model_uri: str, spec_uri: str | None) -> Upload:
@@ -131,3 +189,78 @@ def _upload(model_uri: str, spec_uri: str | None) -> Upload:
     kind = kind_of(leaf_name(model_uri))
     assert kind is not None
     return Upload(uri=model_uri, kind=kind[0], sha256=sha, spec_uri=spec_uri, spec_sha256=spec_sha)
+
+
+# --- files still being written (local folders) ---------------------------------------------------------------
+#
+# A bucket shows an object only once its upload finished; a folder shows a file while it is being written, and a
+# tick in the middle of an upload would register the half file as a model of its own. So a local model file is
+# taken only when it is *stable*: it ends like a complete file of its kind (a ZIP's end-of-central-directory
+# record, STEP's END-ISO-10303-21, an STL's declared length, epJSON's closing brace, an IDF object's ';')
+# or it has not changed for VALIDIBOT_LANDING_SETTLE_SECONDS (default 2 s) — then it is taken whatever it holds
+# and intake judges it, so a truncated upload is reported, not ignored. Looking at the end (not only waiting)
+# keeps complete files, which are most of them, from waiting a tick. Only the first and last 64 KiB are read,
+# from a descriptor opened with O_NOFOLLOW | O_NONBLOCK and checked to be a regular file.
+
+_TAIL = 64 * 1024 + 22
+_EOCD = b"PK\x05\x06"
+
+
+def settle_seconds() -> float:
+    raw = os.environ.get("VALIDIBOT_LANDING_SETTLE_SECONDS", "2")
+    try:
+        value = float(raw)
+    except ValueError:
+        return 2.0
+    return value if math.isfinite(value) and value >= 0 else 2.0
+
+
+def still_being_written(path: Path, kind: tuple[str, str] | None, now_ns: int | None = None) -> bool:
+    """``True`` when the model at ``path`` changed within the settle time and does not end like a complete file."""
+    if kind is None:
+        return False  # specs and side files are read when their model runs; a changed spec re-runs it
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False  # gone or unreadable: hashing it reports why
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        age_ns, settle_ns = (now_ns or time.time_ns()) - st.st_mtime_ns, settle_seconds() * 1e9
+        if not -settle_ns < age_ns < settle_ns:  # settled (or stamped in the future by a skewed clock: not waiting)
+            return False
+        head = os.pread(fd, 512, 0)
+        tail = os.pread(fd, _TAIL, max(0, st.st_size - _TAIL))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return not _looks_complete(path.name.lower(), st.st_size, head, tail)
+
+
+def _looks_complete(name: str, size: int, head: bytes, tail: bytes) -> bool:
+    """Whether a file ends like a complete one of its kind. A file that does not even *start* like its kind will
+    not become one by waiting: it counts as complete and intake says what it is."""
+    if size == 0:
+        return False  # just created; the bytes are on their way
+    if name.endswith(".fmu"):
+        if not head.startswith(b"PK"):
+            return True
+        end = tail.rfind(_EOCD)
+        if end < 0 or end + 22 > len(tail):
+            return False
+        comment = int.from_bytes(tail[end + 20:end + 22], "little")
+        return end + 22 + comment == len(tail)
+    if name.endswith((".step", ".stp")):
+        return not head.lstrip().startswith(b"ISO-10303-21") or b"END-ISO-10303-21" in tail[-4096:]
+    if name.endswith(".stl"):
+        if head[:5].lower() == b"solid":
+            return b"endsolid" in tail[-4096:].lower()
+        return size >= 84 and size >= 84 + 50 * int.from_bytes(head[80:84], "little")
+    if name.endswith(".epjson"):
+        return not head.lstrip().startswith(b"{") or tail.rstrip().endswith(b"}")
+    if name.endswith(".idf"):  # every IDF object ends with ';' (comments start with '!'), so a cut shows
+        last = tail.rstrip().rsplit(b"\n", 1)[-1].split(b"!", 1)[0].strip()
+        return not last or last.endswith(b";")
+    return True

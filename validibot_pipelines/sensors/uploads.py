@@ -1,4 +1,9 @@
-"""The upload sensor: new files in the landing zone → dynamic partitions (by checksum) → runs."""
+"""The upload sensor: new files in the landing zone → dynamic partitions (by checksum) → runs.
+
+Entries that cannot be taken in (symlinks, FIFOs, unreadable files, unknown types) come back from the scan as
+``skipped`` reasons and are logged as warnings, once each; they never fail the tick, so one bad entry cannot stop
+every later upload from being processed.
+"""
 
 import os
 
@@ -25,6 +30,11 @@ MAX_NEW_PER_TICK = 50
 INTERVAL_SECONDS = int(os.environ.get("VALIDIBOT_SENSOR_INTERVAL_SECONDS", "15"))
 
 
+def intake_run_config(kind: str, source_uri: str, spec_uri: str | None) -> dict:
+    """The run config that points a validator's job at one upload (and its spec)."""
+    return {"ops": {INTAKE_ASSET_BY_KIND[kind]: {"config": {"source_uri": source_uri, "spec_uri": spec_uri or ""}}}}
+
+
 @sensor(
     name="upload_sensor", jobs=list(JOBS_BY_KIND.values()), minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
@@ -45,12 +55,12 @@ def upload_sensor(context: SensorEvaluationContext, settings: ValidibotSettings)
             run_key=upload.run_key,
             job_name=JOBS_BY_KIND[upload.kind].name,
             partition_key=upload.sha256,
-            run_config={"ops": {INTAKE_ASSET_BY_KIND[upload.kind]: {"config": {
-                "source_uri": upload.uri, "spec_uri": upload.spec_uri or ""}}}},
+            run_config=intake_run_config(upload.kind, upload.uri, upload.spec_uri),
             tags={"validibot/source_uri": upload.uri, "validibot/kind": upload.kind},
         ))
     if not requests and not result.skipped:
-        return SensorResult(skip_reason=SkipReason("no new uploads"), cursor=result.cursor)
+        reason = f"{result.pending} upload(s) still being written" if result.pending else "no new uploads"
+        return SensorResult(skip_reason=SkipReason(reason), cursor=result.cursor)
     return SensorResult(
         run_requests=requests,
         # The spec each run will use, recorded before it starts, so the intake's provenance names it and a
