@@ -145,3 +145,14 @@ def test_a_flood_of_log_lines_keeps_the_envelope_small(home: Path, tmp_path: Pat
     assert rc == 0 and envelope["status"] == "success"
     log = envelope["outputs"]["fmu_log"]
     assert 0 < len(log) <= 201 and all(len(line) <= 1000 for line in log)
+
+
+def test_a_700_byte_step_file_with_a_self_referencing_edge_hits_the_memory_limit(home: Path) -> None:
+    """The part drove OpenCASCADE to 23 GB and the machine-wide OOM killer before the sandbox existed."""
+    part = Path(__file__).parent / "hostile" / "self_referencing_edge.step"
+    assert part.stat().st_size < 1000
+    rc, envelope, _ = validate(part, home, env={"VALIDIBOT_SANDBOX_MEMORY_BYTES": str(1024**3)})
+    assert (rc, envelope["status"]) == (1, "failed_validation"), envelope["messages"]
+    message = next(m["text"] for m in envelope["messages"] if m["code"] == "MESH_MEMORY_LIMIT")
+    assert part.name in message and "1 GiB" in message and "VALIDIBOT_SANDBOX_MEMORY_BYTES" in message
+    assert left_behind(str(home)) == []

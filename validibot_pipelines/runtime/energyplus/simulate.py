@@ -162,7 +162,7 @@ def _verdict(ctx: RunContext, name: str, child, outputs: EnergyPlusOutputs, err:
         ctx.output.error("EP_TIMEOUT", f"{name}: EnergyPlus did not finish within {timeout:g} s and was stopped; "
                          "shorten the RunPeriod, lower timestep_per_hour or raise the timeout")
         return
-    limited = limit_failure(child, "EP", name)
+    limited = limit_failure(child, "EP", name, who="EnergyPlus running the model")
     if limited:
         ctx.output.status = Status.FAILED_VALIDATION
         ctx.output.error(*limited)

@@ -121,7 +121,7 @@ def _failure(name: str, child: SandboxResult, timeout: float, scratch: Path) -> 
     if child.timed_out:
         return ("FMU_TIMEOUT", f"{name}: the simulation did not finish within {timeout:g} s and was stopped; "
                 "check the FMU terminates, shorten stop_time or raise the timeout")
-    limited = limit_failure(child, "FMU", name)
+    limited = limit_failure(child, "FMU", name, who="the FMU's simulation process")
     if limited:
         return limited
     if child.signal_name:

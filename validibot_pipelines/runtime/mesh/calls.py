@@ -138,7 +138,8 @@ def call(mode: str, request: dict[str, Any], workdir: Path, timeout: float) -> C
 
 def limit_failure_of(name: str, answer: ChildAnswer) -> MeshFailure | None:
     """A :class:`MeshFailure` (``MESH_MEMORY_LIMIT``…) when the child was stopped by a sandbox limit."""
-    found = limit_failure(answer.child, "MESH", name) if isinstance(answer.child, SandboxResult) else None
+    found = (limit_failure(answer.child, "MESH", name, who="Gmsh/OpenCASCADE reading the part")
+             if isinstance(answer.child, SandboxResult) else None)
     return MeshFailure(*found) if found else None
 
 

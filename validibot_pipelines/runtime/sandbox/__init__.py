@@ -40,8 +40,9 @@ ENV_OPT_OUT = "VALIDIBOT_ALLOW_UNSANDBOXED"
 GRACE_SECONDS = 5.0
 TAIL_BYTES = 64 * 1024
 LIMIT_FIXES = {
-    "memory": "it exceeded the sandbox's address-space limit of {memory}; reduce the model's memory use or "
-              "raise VALIDIBOT_SANDBOX_MEMORY_BYTES (settings sandbox_memory_bytes)",
+    "memory": "it exceeded the sandbox's address-space limit of {memory}; a malformed or self-referencing model "
+              "can do that — repair the model, or raise VALIDIBOT_SANDBOX_MEMORY_BYTES (settings "
+              "sandbox_memory_bytes) if it really needs more",
     "cpu": "it used more than its CPU-time limit of {cpu} s; make it finish sooner or raise the timeout",
     "file_size": "it tried to write a file larger than the sandbox's limit of {file}; write less output or "
                  "raise sandbox_max_file_bytes",
@@ -226,8 +227,9 @@ def copy_result(scratch: Path, path: Path, dest: Path, max_bytes: int) -> Path:
     return dest
 
 
-def limit_failure(result: SandboxResult, prefix: str, name: str) -> tuple[str, str] | None:
+def limit_failure(result: SandboxResult, prefix: str, name: str,
+                  who: str = "the model's process") -> tuple[str, str] | None:
     """``(code, text)`` when the child failed because it hit a sandbox limit, e.g. ``FMU_MEMORY_LIMIT``."""
     if result.limit is None:
         return None
-    return f"{prefix}_{result.limit.upper()}_LIMIT", f"{name}: the model's process was stopped: {result.limit_text()}"
+    return f"{prefix}_{result.limit.upper()}_LIMIT", f"{name}: {who} was stopped: {result.limit_text()}"
