@@ -6,6 +6,7 @@ worker image from ``containers/`` (see tests/docker_engine.py). Every test runs 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -419,6 +420,28 @@ def test_s3_store_gets_network_and_endpoint_settings_and_no_mounts(docker_url, w
     assert spec["network_mode"] == "bridge" and spec["mounts"] == []
     assert spec["environment"]["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
     assert spec["environment"]["AWS_ACCESS_KEY_ID"] == "testing"
+
+
+def test_the_models_process_in_the_container_gets_no_store_credentials_and_the_limits(  # noqa: ANN001
+        docker_url, worker_image, s3_bucket, tmp_path, monkeypatch):
+    """The container holds the store's credentials (the trusted worker needs them for s3://); the FMU's own
+    process inside it must not inherit them, and it runs under the envelope's rlimits."""
+    from tests.hostile_fmus import build_hostile
+
+    backend = DockerBackend(image=worker_image, docker_host=docker_url, network="host")
+    assert os.environ["AWS_SECRET_ACCESS_KEY"]  # set for moto by the s3 fixture, forwarded to the container
+    leak = _accepted(build_hostile("env_secrets", tmp_path / "fmus"), s3_bucket)
+    out, _ = fmi.simulate(leak, store_uri=s3_bucket, backend=backend, attempt="leak", simulation_timeout_seconds=60)
+    assert out.status == Status.SUCCESS, out.messages
+    log = out.outputs["fmu_log"]
+    assert any("leak AWS_SECRET_ACCESS_KEY=(unset)" in line for line in log), log
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in out.model_dump_json()
+
+    hog = _accepted(build_hostile("memory", tmp_path / "fmus"), s3_bucket)
+    monkeypatch.setenv("VALIDIBOT_SANDBOX_MEMORY_BYTES", str(1024**3))  # read by launch_step for the envelope
+    out, _ = fmi.simulate(hog, store_uri=s3_bucket, backend=backend, attempt="hog", simulation_timeout_seconds=60)
+    assert out.status == Status.FAILED_VALIDATION
+    assert [m.code for m in out.messages] == ["FMU_MEMORY_LIMIT"], out.messages
 
 
 def test_file_store_gets_no_network_and_no_credentials(worker_image, sample_fmus, tmp_path, monkeypatch):  # noqa: ANN001

@@ -3,7 +3,8 @@
 One process per simulation: an FMU that segfaults or hangs takes only this process down, and the parent
 (:mod:`validibot_pipelines.runtime.fmi.simulate`) turns that into a clear failed_validation.
 Usage: ``python -m validibot_pipelines.runtime.fmi.child REQUEST.json`` → writes ``result.npy`` and
-``child.json`` next to the request. It runs inside the sandbox (:mod:`validibot_pipelines.runtime.sandbox`):
+``child.json`` next to the request (mode ``probe``: only ``child.json``, the probe facts). It runs inside
+the sandbox (:mod:`validibot_pipelines.runtime.sandbox`):
 everything it writes is untrusted, and the parent checks it before anything reaches the output envelope.
 """
 
@@ -50,12 +51,23 @@ def _clipped(text: str, limit: int = 1000) -> str:
     return text if len(text) <= limit else text[:limit] + f" … ({len(text) - limit:,} more characters)"
 
 
+def probe(request: dict[str, Any]) -> dict[str, Any]:
+    """fmpy's reading and schema validation of the model description (untrusted XML in a native parser)."""
+    from validibot_pipelines.runtime.fmi.probe import probe_facts
+
+    facts, problems = probe_facts(request["fmu"])
+    return {"ok": True, "facts": facts.model_dump(mode="json"), "problems": [_clipped(p, 4000) for p in problems]}
+
+
+MODES = {"simulate": simulate, "probe": probe}
+
+
 def main() -> int:
     request_path = Path(sys.argv[1])
     request = json.loads(request_path.read_text())
     meta_path = request_path.with_name("child.json")
     try:
-        meta = simulate(request)
+        meta = MODES[request.get("mode", "simulate")](request)
         code = 0
     except Exception as exc:  # reported to the parent as the model's problem, with fmpy's own words
         meta = {"ok": False, "error": _clipped(f"{type(exc).__name__}: {exc}", 4000)}

@@ -1,16 +1,28 @@
 """Probe an FMU: read its model description with fmpy, run ``validate_fmu``, list the variable catalog.
 
-Runs in the isolated backend even though it only parses XML, so the control plane never hands an
-untrusted archive to a native-code-capable library.
+Runs in the isolated backend, and there in the sandbox (design: "an XML schema check is untrusted"), even
+though it only parses XML: the control plane never hands an untrusted archive to a native-code parser, and
+the worker never parses it outside the sandbox.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from validibot_pipelines.envelopes import FMIProbeOutputs, Severity, Status, ValidationMessage, ValidationMetric
+from validibot_pipelines.envelopes.bounds import clip, clip_tail
 from validibot_pipelines.envelopes.fmi import DefaultExperiment, FMIVariable
 from validibot_pipelines.runtime.context import RunContext
+from validibot_pipelines.runtime.process import tail
+from validibot_pipelines.runtime.sandbox import UnsafeResult, limit_failure, read_result, run_untrusted
+
+PROBE_TIMEOUT_SECONDS = 300
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
 
 _VALUE_TYPES = {"Real", "Integer", "Boolean", "String", "Enumeration", "Float64", "Float32", "Int8", "UInt8",
                 "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Binary", "Clock"}
@@ -82,14 +94,15 @@ def _float(value: Any) -> float | None:
 
 
 def run(ctx: RunContext) -> None:
+    """Probe in the sandbox: fmpy parses and schema-checks the untrusted model description there, and only
+    the facts come back, size-bounded and checked against :class:`FMIProbeOutputs` before they are used."""
     fmu = ctx.files["fmu"]
     name = ctx.envelope.file_with_role("fmu").name
     try:
-        facts, problems = probe_facts(str(fmu))
-    except Exception as exc:  # fmpy rejects the model description: the model's fault
+        facts, problems = _sandboxed_probe(ctx, fmu)
+    except ProbeFailed as exc:
         ctx.output.status = Status.FAILED_VALIDATION
-        ctx.output.error("FMU_UNREADABLE", f"{name}: fmpy cannot read the model description ({exc}); "
-                         "export the FMU again with a standards-conformant tool")
+        ctx.output.error(exc.code, f"{name}: {exc}")
         return
     for problem in problems:
         ctx.output.messages.append(ValidationMessage(
@@ -102,3 +115,41 @@ def run(ctx: RunContext) -> None:
     ctx.output.status = Status.SUCCESS if facts.approved else Status.FAILED_VALIDATION
     ctx.log(f"probe {name}: FMI {facts.fmi_version} '{facts.model_name}', {facts.counts}, "
             f"{len(problems)} problem(s)")
+
+
+class ProbeFailed(Exception):
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+
+
+def _sandboxed_probe(ctx: RunContext, fmu: Path) -> tuple[FMIProbeOutputs, list[str]]:
+    scratch = ctx.workdir / "probe-sandbox"
+    scratch.mkdir()
+    request = scratch / "request.json"
+    request.write_text(json.dumps({"mode": "probe", "fmu": str(fmu)}))
+    timeout = min(PROBE_TIMEOUT_SECONDS, ctx.envelope.context.timeout_seconds)
+    child = run_untrusted([sys.executable, "-m", "validibot_pipelines.runtime.fmi.child", str(request)],
+                          scratch=scratch, timeout=timeout, limits=ctx.envelope.context.limits, readonly=[fmu])
+    if child.timed_out:
+        raise ProbeFailed("FMU_PROBE_TIMEOUT", f"reading the model description took longer than {timeout:g} s; "
+                          "export the FMU again with a smaller modelDescription.xml")
+    if limited := limit_failure(child, "FMU", "", who="reading the model description"):
+        raise ProbeFailed(limited[0], limited[1].removeprefix(": "))
+    try:
+        answer = json.loads(read_result(scratch, scratch / "child.json", MAX_ANSWER_BYTES))
+    except (FileNotFoundError, UnsafeResult, ValueError) as exc:
+        detail = clip_tail(tail(child.stderr, 5), 1500) or f"exit code {child.returncode}"
+        raise ProbeFailed("FMU_UNREADABLE", f"fmpy could not read the model description ({exc}; {detail}); "
+                          "export the FMU again with a standards-conformant tool") from None
+    if not isinstance(answer, dict) or not answer.get("ok"):
+        error = clip(str(answer.get("error") if isinstance(answer, dict) else answer), 2000)
+        raise ProbeFailed("FMU_UNREADABLE", f"fmpy cannot read the model description ({error}); "
+                          "export the FMU again with a standards-conformant tool")
+    try:
+        facts = FMIProbeOutputs.model_validate(answer["facts"])
+        problems = [clip(str(p)) for p in answer.get("problems", [])]
+    except (ValidationError, KeyError, TypeError) as exc:
+        raise ProbeFailed("FMU_UNREADABLE", f"the probe returned malformed facts ({clip(str(exc), 500)}); "
+                          "export the FMU again with a standards-conformant tool") from None
+    return facts, problems
