@@ -157,7 +157,7 @@ def _load_result(scratch: Path, outputs: list[str], meta: dict[str, Any]) -> Any
     try:
         local = copy_result(scratch, path, scratch.parent / "result.npy", MAX_RESULT_BYTES)
     except UnsafeResult as exc:
-        if "MB, over" in str(exc):
+        if "bytes, over" in str(exc):
             raise ValueError(f"{exc}; raise step_size or name fewer output_variables") from None
         raise
     result = np.load(local, allow_pickle=False)

@@ -208,8 +208,8 @@ def _open_result(scratch: Path, path: Path, max_bytes: int) -> int:
         raise UnsafeResult(f"{path.name} is not a regular file")
     if info.st_size > max_bytes:
         os.close(fd)
-        raise UnsafeResult(f"{path.name} is {info.st_size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB a "
-                           "result may have")
+        raise UnsafeResult(f"{path.name} is {info.st_size:,} bytes, over the {max_bytes:,} bytes a result may "
+                           "have")
     return fd
 
 
