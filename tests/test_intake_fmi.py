@@ -282,11 +282,23 @@ def test_fmi1_is_unsupported(write) -> None:
 
 
 @pytest.mark.parametrize("md", [MD_FMI2, MD_FMI3], ids=["fmi2", "fmi3"])
-def test_model_exchange_only(write, md: str) -> None:
+def test_model_exchange_only_is_accepted(write, md: str) -> None:
     md = md.replace("<CoSimulation", "<ModelExchange")
     report = check(write(build_fmu(good_fmi2(**{"modelDescription.xml": md}))))
-    assert_rejected(report, FmuCode.NO_COSIMULATION)
-    assert "Model Exchange" in report.errors[0].text
+    assert not report.errors, report.errors
+
+
+def test_scheduled_execution_only_is_refused_saying_why(write) -> None:
+    md = MD_FMI3.replace("<CoSimulation", "<ScheduledExecution")
+    report = check(write(build_fmu(good_fmi2(**{"modelDescription.xml": md}))))
+    assert_rejected(report, FmuCode.INTERFACE_UNSUPPORTED)
+    assert "Scheduled Execution" in report.errors[0].text and "scheduler" in report.errors[0].text
+
+
+def test_no_interface_at_all_is_refused(write) -> None:
+    md = MD_FMI2.replace("<CoSimulation", "<Nothing")
+    report = check(write(build_fmu(good_fmi2(**{"modelDescription.xml": md}))))
+    assert_rejected(report, FmuCode.NO_INTERFACE)
 
 
 # --- member paths and kinds -------------------------------------------------------------------------------

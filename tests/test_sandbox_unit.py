@@ -160,7 +160,7 @@ def test_an_envelope_over_the_cap_drops_its_outputs_and_says_so() -> None:
 def test_a_result_too_large_to_load_names_the_file_and_the_fix(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     import numpy as np
 
-    from validibot_pipelines.runtime.fmi import simulate
+    from validibot_pipelines.runtime.fmi import results as simulate
 
     scratch = tmp_path / "sandbox"
     scratch.mkdir()
@@ -170,10 +170,10 @@ def test_a_result_too_large_to_load_names_the_file_and_the_fix(tmp_path: Path, m
     monkeypatch.setattr(simulate, "MAX_RESULT_BYTES", 4096)
     too_large = r"result\.npy is 16,128 bytes, over the 4,096 .*raise step_size or name fewer output"
     with pytest.raises(ValueError, match=too_large):
-        simulate._load_result(scratch, ["y"], {"simulation_time_reached": 999.0})
+        simulate.load_result(scratch, ["y"], {"simulation_time_reached": 999.0})
     monkeypatch.setattr(simulate, "MAX_RESULT_BYTES", 1 << 20)
-    assert len(simulate._load_result(scratch, ["y"], {"simulation_time_reached": 999.0})) == 1000
+    assert len(simulate.load_result(scratch, ["y"], {"simulation_time_reached": 999.0})) == 1000
     with pytest.raises(ValueError, match="claimed to reach"):  # the child's word must match its own data
-        simulate._load_result(scratch, ["y"], {"simulation_time_reached": 5000.0})
+        simulate.load_result(scratch, ["y"], {"simulation_time_reached": 5000.0})
     with pytest.raises(ValueError, match="lacks columns z"):
-        simulate._load_result(scratch, ["z"], {"simulation_time_reached": 999.0})
+        simulate.load_result(scratch, ["z"], {"simulation_time_reached": 999.0})

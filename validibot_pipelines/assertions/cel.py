@@ -9,12 +9,16 @@ Numbers (the coercion rule)
 
     1. every number in the context (Python ``int``/``float``, numpy scalars) becomes a CEL ``double``,
        because model values are measurements and ``p.counts.outputs / p.counts.variables`` must not
-       silently truncate to ``0``;
+       silently truncate to ``0`` — except where a double would not be exact: a value marked
+       :class:`ExactInt` / :class:`ExactUint` (FMI 3 ``Int64`` / ``UInt64`` variables) and any integer
+       beyond 2**53 become CEL ``int`` / ``uint``, so ``9007199254740993`` never equals ``...992``;
     2. literals in the expression keep their CEL type (``1`` is an int), so list indexing ``o.xs[0]``,
        ``size(...)`` and integer arithmetic between literals behave exactly as in CEL;
     3. whenever two *different* numeric types meet in ``== != < <= > >= + - * / %`` or ``in``, both
        sides are promoted to double (``o.y > 1``, ``1 < o.y``, ``size(o.xs) == p.n`` all work);
-       list/map equality applies the same rule element by element;
+       list/map equality applies the same rule element by element. Comparisons involving an ``int`` or
+       ``uint`` are exact instead (Python compares int with float exactly), and ``int`` with ``uint``
+       arithmetic stays an exact integer;
     4. a double with a whole value may index a list (``o.xs[p.n - 1]``) and ``%`` on doubles is
        C ``fmod``. Booleans are never numbers.
 
@@ -183,6 +187,31 @@ def _failure(error: str) -> dict[str, Any]:
 # --- context conversion ------------------------------------------------------------------------
 
 
+class ExactInt(int):
+    """An integer that must stay exact in CEL (a 64-bit FMI variable): bound as CEL ``int``."""
+
+
+class ExactUint(int):
+    """An unsigned integer that must stay exact in CEL (an FMI ``UInt64``): bound as CEL ``uint``."""
+
+
+DOUBLE_EXACT = 2**53
+INT64 = (-(2**63), 2**63 - 1)
+UINT64_MAX = 2**64 - 1
+
+
+def _exact_integer(value: int) -> Any:
+    """CEL int/uint for a value a double cannot hold exactly (or one marked so); None: a double will do."""
+    if isinstance(value, ExactUint) and 0 <= value <= UINT64_MAX:
+        return celtypes.UintType(int(value))
+    if isinstance(value, ExactInt) or abs(value) > DOUBLE_EXACT:
+        if INT64[0] <= value <= INT64[1]:
+            return celtypes.IntType(int(value))
+        if 0 <= value <= UINT64_MAX:
+            return celtypes.UintType(int(value))
+    return None
+
+
 class _ContextError(ValueError):
     """The context cannot be given to CEL (too deep, cyclic or an unsupported value type)."""
 
@@ -197,6 +226,9 @@ def _to_cel(value: Any, path: str, depth: int) -> Any:
         return celtypes.BoolType(value)
     if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
         return _to_cel(value.item(), path, depth)
+    if isinstance(value, numbers.Integral) and (exact := _exact_integer(int(value) if not isinstance(
+            value, ExactInt | ExactUint) else value)) is not None:
+        return exact
     if isinstance(value, numbers.Real):
         return celtypes.DoubleType(float(value))
     if isinstance(value, str):
@@ -235,6 +267,26 @@ def _short(path: str, limit: int = 120) -> str:
 _NUMBERS = (celtypes.IntType, celtypes.UintType, celtypes.DoubleType)
 
 
+_INTEGERS = (celtypes.IntType, celtypes.UintType)
+
+
+def _exact_pair(a: Any, b: Any) -> tuple[Any, Any] | None:
+    """Plain Python numbers for an exact comparison when an int/uint meets another numeric type, else None."""
+    if type(a) is type(b) or not (isinstance(a, (*_NUMBERS, float)) and isinstance(b, (*_NUMBERS, float))):
+        return None
+    if not (isinstance(a, _INTEGERS) or isinstance(b, _INTEGERS)):
+        return None
+    return tuple(int(x) if isinstance(x, _INTEGERS) else float(x) for x in (a, b))  # type: ignore[return-value]
+
+
+def _integer(value: int) -> Any:
+    if INT64[0] <= value <= INT64[1]:
+        return celtypes.IntType(value)
+    if 0 <= value <= UINT64_MAX:
+        return celtypes.UintType(value)
+    raise OverflowError("integer result outside the int64 and uint64 ranges")
+
+
 def _promote(a: Any, b: Any) -> tuple[Any, Any]:
     # celpy's double arithmetic returns plain Python floats (1.5 + 1.0 is a float, not a DoubleType);
     # treat those as doubles so later comparisons and error messages stay in CEL terms.
@@ -259,6 +311,9 @@ def _equal(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(_loose_equal(a[k], b[k]) for k in a)
     if isinstance(a, celtypes.BoolType) != isinstance(b, celtypes.BoolType):
         raise TypeError("booleans are not numbers")  # Python would say True == 1
+    exact = _exact_pair(a, b)
+    if exact is not None:
+        return exact[0] == exact[1]
     a, b = _promote(a, b)
     return bool(a == b)
 
@@ -283,6 +338,9 @@ def _no_bool_arithmetic(a: Any, b: Any, mixed_only: bool = False) -> None:
 def _comparison(base: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     def compare(a: Any, b: Any) -> Any:
         _no_bool_arithmetic(a, b, mixed_only=True)
+        exact = _exact_pair(a, b)
+        if exact is not None:
+            return celtypes.BoolType(base(*exact))
         return base(*_promote(a, b))
 
     compare.__name__ = getattr(base, "__name__", "compare")
@@ -292,6 +350,9 @@ def _comparison(base: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 def _arithmetic(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     def apply(a: Any, b: Any) -> Any:
         _no_bool_arithmetic(a, b)
+        if isinstance(a, _INTEGERS) and isinstance(b, _INTEGERS) and type(a) is not type(b) \
+                and op in (operator.add, operator.sub, operator.mul):
+            return _integer(op(int(a), int(b)))  # int with uint: exact, not via double
         result = op(*_promote(a, b))
         return _as_double(result) if type(result) is float else result
 

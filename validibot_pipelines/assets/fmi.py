@@ -56,9 +56,12 @@ def fmu_probe(context: AssetExecutionContext, config: WorkerStepConfig, fmu_inta
         if facts:
             meta.update({
                 "fmi_version": facts["fmi_version"], "model_name": facts["model_name"], "guid": facts["guid"],
+                "interfaces": ", ".join(facts.get("interfaces") or []) or "none",
                 "counts": MetadataValue.json(facts["counts"]),
                 "default_experiment": MetadataValue.json(facts["default_experiment"]),
-                "variables": frame_table(pd.DataFrame(facts["variables"]).astype({"start": str})),
+                "variables": frame_table(pd.DataFrame(facts["variables"]).astype(
+                    {"start": str, **({"dimensions": str} if "dimensions" in facts["variables"][0] else {})})
+                    if facts["variables"] else pd.DataFrame()),
             })
         return ModelResult(out.model_dump(mode="json"), meta, [status_check("probe_approved", out)])
 
@@ -94,6 +97,12 @@ def fmu_simulation(context: AssetExecutionContext, config: WorkerStepConfig, fmu
             meta["simulation_time_reached"] = MetadataValue.float(sim["simulation_time_reached"] or 0.0)
             meta["timeseries_uri"] = MetadataValue.url(sim["timeseries_uri"])
             meta["fmu_guid"] = sim["fmu_guid"]
+            meta["interface"] = sim.get("interface", "co_simulation") + (
+                f" ({sim['solver']})" if sim.get("solver") else "")
+            if sim.get("not_recorded"):
+                meta["not_recorded"] = ", ".join(sim["not_recorded"])
+            if sim.get("build_log"):
+                meta["build_log"] = MetadataValue.md(f"```\n{sim['build_log'][-3000:]}\n```")
             meta["plot"] = plot_markdown(sim["timeseries_uri"], record.file_name)
         results = fmi.check(record, out, probe_out) if out.status == Status.SUCCESS else []
         value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}

@@ -27,15 +27,34 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def numeric_series(frame: pd.DataFrame) -> list[tuple[str, Any]]:
+    """(label, float values) per plottable signal: scalar columns, and array columns element by element
+    (``y[0]``, ``y[1]``…, flattened in row-major order); text columns are left out."""
+    import numpy as np
+
+    series = []
+    for column in frame.columns:
+        if column == "time":
+            continue
+        values = frame[column]
+        if values.dtype == object and len(values) and hasattr(values.iloc[0], "__len__") \
+                and not isinstance(values.iloc[0], str | bytes):
+            stacked = np.stack([np.asarray(v, dtype=float).ravel() for v in values])
+            series += [(f"{column}[{i}]", stacked[:, i]) for i in range(stacked.shape[1])]
+        elif values.dtype.kind in "biuf":
+            series.append((column, values.astype(float).to_numpy()))
+    return series
+
+
 def timeseries_png(frame: pd.DataFrame, title: str, max_series: int = 8) -> bytes:
     plt = _pyplot()
-    columns = [c for c in frame.columns if c != "time"][:max_series]
+    series = numeric_series(frame)[:max_series]
     fig, ax = plt.subplots(figsize=(6, 3), dpi=80)
-    for column in columns:
-        ax.plot(frame["time"], frame[column].astype(float), label=column)
+    for label, values in series:
+        ax.plot(frame["time"], values, label=label)
     ax.set_xlabel("time [s]")
     ax.set_title(title, fontsize=10)
-    if columns:
+    if series:
         ax.legend(fontsize=8, loc="best")
     return _png(fig)
 

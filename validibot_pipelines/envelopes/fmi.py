@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Interface = Literal["co_simulation", "model_exchange"]
+Solver = Literal["cvode", "euler"]
 
 
 class _Strict(BaseModel):
@@ -18,11 +21,23 @@ class SimulationSettings(_Strict):
     stop_time: float | None = None
     step_size: float | None = Field(default=None, gt=0)
     tolerance: float | None = Field(default=None, gt=0)
+    #: ``None``: Co-Simulation when the FMU offers it, else Model Exchange (what fmpy's own default does).
+    interface: Interface | None = None
+    #: Model Exchange only: fmpy's solvers, CVode (variable step, the default) or Euler (fixed ``step_size``).
+    solver: Solver | None = None
+
+    @field_validator("interface", "solver", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        # "CVode", "Model-Exchange", "co-simulation" are how people write them.
+        return value.strip().lower().replace("-", "_").replace(" ", "_") if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _stop_after_start(self) -> SimulationSettings:
         if self.stop_time is not None and self.stop_time <= (self.start_time or 0.0):
             raise ValueError(f"stop_time ({self.stop_time}) must be greater than start_time ({self.start_time or 0})")
+        if self.solver is not None and self.interface == "co_simulation":
+            raise ValueError("solver applies to interface model_exchange only (a co-simulation FMU brings its own)")
         return self
 
 
@@ -40,6 +55,7 @@ class FMIVariable(_Strict):
                         "Clock"]
     unit: str | None = None
     start: Any = None
+    dimensions: list[int] | None = None  # FMI 3 arrays: the size of each dimension (structural parameters resolved)
 
 
 class DefaultExperiment(_Strict):
@@ -54,6 +70,9 @@ class FMIProbeOutputs(_Strict):
     model_name: str
     guid: str
     supports_co_simulation: bool
+    supports_model_exchange: bool = False
+    supports_scheduled_execution: bool = False
+    interfaces: list[str] = Field(default_factory=list)  # co_simulation, model_exchange, scheduled_execution
     variables: list[FMIVariable]
     default_experiment: DefaultExperiment
     counts: dict[str, int]
@@ -70,7 +89,9 @@ class FMISimulationInputs(_Strict):
 
 
 class FMISimulationOutputs(_Strict):
-    output_values: dict[str, float | int | bool | str | None]
+    #: Last value per output: numbers exact (64-bit integers too), arrays as (nested) lists, strings, binaries
+    #: as hex strings; ``None`` when the FMU could not give it.
+    output_values: dict[str, Any]
     timeseries_uri: str | None
     fmu_guid: str
     fmi_version: str
@@ -78,3 +99,7 @@ class FMISimulationOutputs(_Strict):
     execution_seconds: float
     simulation_time_reached: float | None
     fmu_log: list[str] = Field(default_factory=list)
+    interface: Interface = "co_simulation"
+    solver: Solver | None = None
+    not_recorded: list[str] = Field(default_factory=list)  # outputs fmpy cannot record over time (String, …)
+    build_log: str | None = None  # a source FMU compiled in the worker: the compiler's words

@@ -61,6 +61,11 @@ _S_IFMT = 0o170000
 _S_IFLNK = 0o120000
 
 
+#: modelDescription elements of the FMI interfaces, in the order a model's identifier is taken from.
+INTERFACE_TAGS = {"CoSimulation": "co_simulation", "ModelExchange": "model_exchange",
+                  "ScheduledExecution": "scheduled_execution"}
+
+
 class FmuCode(StrEnum):
     """Stable finding codes; clients route on these, so never rename one."""
 
@@ -78,7 +83,9 @@ class FmuCode(StrEnum):
     XML_UNSAFE = "FMU_XML_UNSAFE"
     XML_INVALID = "FMU_XML_INVALID"
     UNSUPPORTED_FMI_VERSION = "FMU_UNSUPPORTED_FMI_VERSION"
-    NO_COSIMULATION = "FMU_NO_COSIMULATION"
+    NO_COSIMULATION = "FMU_NO_COSIMULATION"  # no longer raised: Model Exchange FMUs are simulated too
+    NO_INTERFACE = "FMU_NO_INTERFACE"
+    INTERFACE_UNSUPPORTED = "FMU_INTERFACE_UNSUPPORTED"
     NO_BINARIES = "FMU_NO_BINARIES"  # WARNING
     BINARY_NOT_ELF = "FMU_BINARY_NOT_ELF"
 
@@ -566,21 +573,31 @@ def _check_model_description_content(root: Element, findings: Findings, facts: d
         invalid("has no modelName attribute")
     facts["model_name"] = model_name or None
 
-    cosim = root.find("CoSimulation")
-    if cosim is None:
-        only = " (it only supports Model Exchange)" if root.find("ModelExchange") is not None else ""
+    interfaces = [(tag, element) for tag in INTERFACE_TAGS if (element := root.find(tag)) is not None]
+    facts["interfaces"] = [INTERFACE_TAGS[tag] for tag, _ in interfaces]
+    if not interfaces:
         findings.error(
-            FmuCode.NO_COSIMULATION,
-            f"{MODEL_DESCRIPTION} has no <CoSimulation> element{only}, but the workers run Co-Simulation FMUs; "
-            f"re-export the FMU with Co-Simulation enabled",
+            FmuCode.NO_INTERFACE,
+            f"{MODEL_DESCRIPTION} has no <CoSimulation>, <ModelExchange> or <ScheduledExecution> element, so there "
+            f"is nothing to simulate; re-export the FMU with Co-Simulation or Model Exchange enabled",
             location=MODEL_DESCRIPTION,
         )
         return
-    identifier = cosim.get("modelIdentifier")
-    if not identifier:
-        invalid("has a <CoSimulation> element without a modelIdentifier attribute")
-    elif not _C_IDENTIFIER.match(identifier):
-        # The worker builds binaries/<platform>/<modelIdentifier>.so from it, so it must not contain a path.
-        invalid(f"has modelIdentifier '{identifier}', which is not a valid C identifier (FMI requires one)")
-    else:
-        facts["model_identifier"] = identifier
+    if all(tag == "ScheduledExecution" for tag, _ in interfaces):
+        findings.error(
+            FmuCode.INTERFACE_UNSUPPORTED,
+            f"{MODEL_DESCRIPTION} offers only Scheduled Execution; that interface needs a scheduler that "
+            f"activates the model's clocked partitions, which fmpy (the engine here) does not provide, so it cannot "
+            f"be validated — re-export the FMU with Co-Simulation or Model Exchange as well",
+            location=MODEL_DESCRIPTION,
+        )
+        return
+    for tag, element in interfaces:
+        identifier = element.get("modelIdentifier")
+        if not identifier:
+            invalid(f"has a <{tag}> element without a modelIdentifier attribute")
+        elif not _C_IDENTIFIER.match(identifier):
+            # The worker builds binaries/<platform>/<modelIdentifier>.so from it, so it must not contain a path.
+            invalid(f"has modelIdentifier '{identifier}', which is not a valid C identifier (FMI requires one)")
+        else:
+            facts["model_identifier"] = facts.get("model_identifier") or identifier

@@ -12,6 +12,7 @@ from typing import Any
 
 from validibot_pipelines import __version__
 from validibot_pipelines.assertions import AssertionResult, evaluate_assertions
+from validibot_pipelines.assertions.cel import ExactInt, ExactUint
 from validibot_pipelines.envelopes import FMISimulationInputs, OutputEnvelope, Status, ValidatorRef
 from validibot_pipelines.intake.sidefiles import SideFileLimits, check_stored_side_files
 from validibot_pipelines.orchestration.launch import Backend, launch_step
@@ -104,12 +105,23 @@ def simulate(
     )
 
 
+def _exact(value: Any, value_type: str | None) -> Any:
+    """64-bit integer outputs (scalars or arrays) marked so CEL binds them as exact int/uint, not double."""
+    wrap = {"Int64": ExactInt, "UInt64": ExactUint}.get(value_type or "")
+    if wrap is None:
+        return value
+    if isinstance(value, list):
+        return [_exact(v, value_type) for v in value]
+    return wrap(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def check(record: ModelRecord, simulation: OutputEnvelope, probe_out: OutputEnvelope) -> list[AssertionResult]:
     """Evaluate the spec's assertions: ``i`` = spec inputs, ``o`` = output values, ``p`` = probe facts."""
     spec = record.validation_spec()
     if not spec.assertions:
         return []
-    outputs = dict(simulation.outputs.get("output_values", {}))
+    types = {v["name"]: v.get("value_type") for v in probe_out.outputs.get("variables", [])}
+    outputs = {k: _exact(v, types.get(k)) for k, v in simulation.outputs.get("output_values", {}).items()}
     outputs.update({m.name: m.value for m in simulation.metrics if m.name not in outputs})
     probe_facts = {k: v for k, v in probe_out.outputs.items() if k != "variables"}
     probe_facts["variables"] = {v["name"]: v for v in probe_out.outputs.get("variables", [])}

@@ -85,7 +85,7 @@ def _merge(record: ModelRecord, out: OutputEnvelope, earlier: OutputEnvelope | N
     merged.messages = [*record.findings, *(earlier.messages if earlier else []), *out.messages]
     merged.outputs = {"sha256": record.sha256, "file_name": record.file_name, **out.outputs}
     if earlier is not None:
-        merged.outputs[earlier_key] = {k: v for k, v in earlier.outputs.items() if k != "variables"}
+        merged.outputs[earlier_key] = dict(earlier.outputs)  # the whole probe, variable catalog included
     return merged
 
 

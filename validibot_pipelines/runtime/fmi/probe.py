@@ -65,7 +65,7 @@ def probe_facts(path: str) -> tuple[FMIProbeOutputs, list[str]]:
         FMIVariable(
             name=v.name, causality=v.causality or "local", variability=v.variability,
             value_reference=int(v.valueReference), value_type=v.type if v.type in _VALUE_TYPES else "Real",
-            unit=_unit(v), start=_start(v),
+            unit=_unit(v), start=_start(v), dimensions=[int(d) for d in v.shape] if v.shape else None,
         )
         for v in md.modelVariables
     ]
@@ -79,12 +79,18 @@ def probe_facts(path: str) -> tuple[FMIProbeOutputs, list[str]]:
         "inputs": sum(v.causality == "input" for v in variables),
         "outputs": sum(v.causality == "output" for v in variables),
         "parameters": sum(v.causality in {"parameter", "calculatedParameter"} for v in variables),
+        "structural_parameters": sum(v.causality == "structuralParameter" for v in variables),
+        "arrays": sum(v.dimensions is not None for v in variables),
     }
-    supports_cs = md.coSimulation is not None
+    offered = {"co_simulation": md.coSimulation is not None, "model_exchange": md.modelExchange is not None,
+               "scheduled_execution": getattr(md, "scheduledExecution", None) is not None}
     facts = FMIProbeOutputs(
         fmi_version=md.fmiVersion, model_name=md.modelName, guid=md.guid or getattr(md, "instantiationToken", ""),
-        supports_co_simulation=supports_cs, variables=variables, default_experiment=experiment, counts=counts,
-        approved=supports_cs and not problems,
+        supports_co_simulation=offered["co_simulation"], supports_model_exchange=offered["model_exchange"],
+        supports_scheduled_execution=offered["scheduled_execution"],
+        interfaces=[name for name, yes in offered.items() if yes], variables=variables,
+        default_experiment=experiment, counts=counts,
+        approved=(offered["co_simulation"] or offered["model_exchange"]) and not problems,
     )
     return facts, problems
 
@@ -107,9 +113,11 @@ def run(ctx: RunContext) -> None:
     for problem in problems:
         ctx.output.messages.append(ValidationMessage(
             severity=Severity.ERROR, code="FMU_VALIDATION", text=f"{name}: {problem}", location="modelDescription.xml"))
-    if not facts.supports_co_simulation:
-        ctx.output.error("FMU_NO_COSIMULATION", f"{name}: the FMU does not support co-simulation; "
-                         "export it with the Co-Simulation interface")
+    if not (facts.supports_co_simulation or facts.supports_model_exchange):
+        offered = ", ".join(facts.interfaces) or "none"
+        ctx.output.error("FMU_INTERFACE_UNSUPPORTED", f"{name}: the FMU offers only {offered}; Scheduled Execution "
+                         "needs a scheduler that activates the model's clocked partitions, which fmpy does not "
+                         "provide, so it cannot be simulated here — export it with Co-Simulation or Model Exchange")
     ctx.output.outputs = facts.model_dump(mode="json")
     ctx.output.metrics = [ValidationMetric(name=f"{k}_count", value=v) for k, v in facts.counts.items()]
     ctx.output.status = Status.SUCCESS if facts.approved else Status.FAILED_VALIDATION

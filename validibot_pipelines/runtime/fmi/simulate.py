@@ -1,4 +1,5 @@
-"""Simulate an FMU with fmpy in a child process with a timeout, and publish the results.
+"""Simulate an FMU with fmpy (Co-Simulation, or Model Exchange with CVode/Euler) in a sandboxed child with a
+timeout, and publish the results.
 
 Outputs: last sample per output variable, the full time series as a parquet artifact, FMU facts, timing,
 the FMU's own log lines. A crash or a hang of the FMU is the model's fault (failed_validation).
@@ -24,20 +25,17 @@ from validibot_pipelines.envelopes import (
 )
 from validibot_pipelines.envelopes.bounds import clip, clip_tail
 from validibot_pipelines.runtime.context import RunContext
-from validibot_pipelines.runtime.process import tail
-from validibot_pipelines.runtime.sandbox import (
-    SandboxResult,
-    UnsafeResult,
-    copy_result,
-    limit_failure,
-    read_result,
-    run_untrusted,
+from validibot_pipelines.runtime.fmi.child import UNRECORDED_TYPES
+from validibot_pipelines.runtime.fmi.results import (
+    child_meta,
+    last_values,
+    load_result,
+    unrecorded_values,
+    write_parquet,
 )
+from validibot_pipelines.runtime.process import tail
+from validibot_pipelines.runtime.sandbox import SandboxResult, UnsafeResult, limit_failure, run_untrusted
 from validibot_pipelines.storage import get_store
-
-MAX_META_BYTES = 4 * 1024 * 1024
-MAX_RESULT_BYTES = 512 * 1024 * 1024
-MAX_LOG_LINES = 200
 
 
 def _spec_problems(name: str, inputs: FMISimulationInputs, md: Any) -> list[str]:
@@ -58,17 +56,14 @@ def _spec_problems(name: str, inputs: FMISimulationInputs, md: Any) -> list[str]
     return problems
 
 
-def _scalar(value: Any) -> Any:
-    item = value.item() if hasattr(value, "item") else value
-    return item.decode() if isinstance(item, bytes) else item
-
-
 def run(ctx: RunContext) -> None:
     from fmpy import read_model_description
 
     fmu = ctx.files["fmu"]
     name = ctx.envelope.file_with_role("fmu").name
     inputs = FMISimulationInputs.model_validate(ctx.envelope.inputs)
+    # fmpy (lxml) parses the model description here, in the trusted worker: intake already parsed these exact
+    # bytes (checksum-verified on staging) with defusedxml, so no entity or DTD trick reaches this parser.
     md = read_model_description(str(fmu), validate=False)
     problems = _spec_problems(name, inputs, md)
     if problems:
@@ -76,11 +71,21 @@ def run(ctx: RunContext) -> None:
         for problem in problems:
             ctx.output.error("SPEC_UNKNOWN_VARIABLE", problem, location="validation spec")
         return
-    outputs = inputs.output_variables or [v.name for v in md.modelVariables if v.causality == "output"]
     sim = inputs.simulation
+    try:
+        interface = choose_interface(name, md, sim.interface)
+    except ValueError as exc:
+        ctx.output.status = Status.FAILED_VALIDATION
+        ctx.output.error("FMU_INTERFACE_NOT_OFFERED", str(exc), location="validation spec")
+        return
+    solver = (sim.solver or "cvode") if interface == "model_exchange" else None
+    outputs = inputs.output_variables or [v.name for v in md.modelVariables if v.causality == "output"]
+    types = {v.name: v.type for v in md.modelVariables}
+    recorded = [o for o in outputs if types.get(o) not in UNRECORDED_TYPES]
     request: dict[str, Any] = {
         "fmu": str(fmu), "start_time": sim.start_time, "stop_time": sim.stop_time, "step_size": sim.step_size,
         "tolerance": sim.tolerance, "start_values": inputs.input_values, "outputs": outputs,
+        "interface": interface, "solver": solver,
     }
     if "input-timeseries" in ctx.files:  # staged and checksum-verified like every input file
         request["input_csv"] = str(ctx.files["input-timeseries"])
@@ -94,7 +99,8 @@ def run(ctx: RunContext) -> None:
     request_path = scratch / "request.json"
     request_path.write_text(json.dumps(request))
     timeout = min(inputs.simulation_timeout_seconds, ctx.envelope.context.timeout_seconds)
-    ctx.log(f"simulating {name} (outputs: {', '.join(outputs)}; timeout {timeout:g} s)")
+    how = interface.replace("_", "-") + (f", {solver}" if solver else "")
+    ctx.log(f"simulating {name} ({how}; outputs: {', '.join(outputs)}; timeout {timeout:g} s)")
     readonly = [Path(request["fmu"])] + ([Path(request["input_csv"])] if request.get("input_csv") else [])
     child = run_untrusted([sys.executable, "-m", "validibot_pipelines.runtime.fmi.child", str(request_path)],
                           scratch=scratch, timeout=timeout, limits=ctx.envelope.context.limits, readonly=readonly)
@@ -102,10 +108,10 @@ def run(ctx: RunContext) -> None:
     failure = _failure(name, child, timeout, scratch)
     if failure is None:
         try:
-            meta = _child_meta(scratch)
+            meta = child_meta(scratch)
             if not meta["ok"]:
                 raise ValueError(meta.get("error") or "the process reported failure without a reason")
-            result = _load_result(scratch, outputs, meta)
+            result = load_result(scratch, recorded, meta)
         except (UnsafeResult, ValueError, FileNotFoundError) as exc:
             failure = ("FMU_RESULT_INVALID", f"{name}: the simulation process left no usable result ({exc}); "
                        "the FMU's code interfered with the simulation — debug its native code")
@@ -113,7 +119,26 @@ def run(ctx: RunContext) -> None:
         ctx.output.status = Status.FAILED_VALIDATION
         ctx.output.error(*failure)
         return
-    _publish(ctx, name, md, outputs, meta, result, child.seconds, sim.stop_time or _default_stop(md))
+    values = {**last_values(result, recorded), **unrecorded_values(meta, [o for o in outputs if o not in recorded])}
+    run_facts = {"interface": interface, "solver": solver, "build_log": meta.get("build_log")}
+    _publish(ctx, name, md, outputs, values, meta, result, child.seconds, sim.stop_time or _default_stop(md),
+             run_facts)
+
+
+def choose_interface(name: str, md: Any, wanted: str | None) -> str:
+    """The FMI interface to simulate: the spec's, else Co-Simulation when offered, else Model Exchange."""
+    offered = {"co_simulation": md.coSimulation is not None, "model_exchange": md.modelExchange is not None}
+    if wanted is not None:
+        if not offered[wanted]:
+            have = ", ".join(k for k, v in offered.items() if v) or "neither"
+            raise ValueError(f"{name}: the spec asks for interface {wanted}, but the FMU offers {have}; set "
+                             f"simulation.interface to one it offers (or leave it out)")
+        return wanted
+    if offered["co_simulation"]:
+        return "co_simulation"
+    if offered["model_exchange"]:
+        return "model_exchange"
+    raise ValueError(f"{name}: the FMU offers neither Co-Simulation nor Model Exchange; export it with one of them")
 
 
 def _failure(name: str, child: SandboxResult, timeout: float, scratch: Path) -> tuple[str, str] | None:
@@ -129,50 +154,16 @@ def _failure(name: str, child: SandboxResult, timeout: float, scratch: Path) -> 
                 f"debug the FMU's native code. stderr: {clip_tail(tail(child.stderr, 5), 1500)}")
     if child.returncode != 0:
         try:
-            error = _child_meta(scratch).get("error")
+            meta = child_meta(scratch)
+            error = meta.get("error")
+            if meta.get("build_failed"):
+                return ("FMU_SOURCE_BUILD_FAILED", f"{name}: {error}; fix the FMU's sources or ship a binary for "
+                        "x86_64 Linux")
         except (UnsafeResult, ValueError, FileNotFoundError):
             error = None
         detail = error or clip_tail(tail(child.stderr, 10), 2000) or "no output"
         return ("FMU_SIMULATION_FAILED", f"{name}: simulation failed (exit code {child.returncode}): {detail}")
     return None
-
-
-def _child_meta(scratch: Path) -> dict[str, Any]:
-    """``child.json``, size-bounded and shape-checked: a dict with ``ok``, an optional error and log lines."""
-    meta = json.loads(read_result(scratch, scratch / "child.json", MAX_META_BYTES))
-    if not isinstance(meta, dict) or not isinstance(meta.get("ok"), bool):
-        raise ValueError("child.json is not a result record")
-    log = meta.get("fmu_log", [])
-    meta["fmu_log"] = [clip(str(line), 1000) for line in log[:MAX_LOG_LINES]] if isinstance(log, list) else []
-    if meta.get("error") is not None:
-        meta["error"] = clip(str(meta["error"]), 4000)
-    return meta
-
-
-def _load_result(scratch: Path, outputs: list[str], meta: dict[str, Any]) -> Any:
-    """The time series the child left, checked: a plain structured array with time and every output."""
-    import numpy as np
-
-    path = scratch / "result.npy"
-    try:
-        local = copy_result(scratch, path, scratch.parent / "result.npy", MAX_RESULT_BYTES)
-    except UnsafeResult as exc:
-        if "bytes, over" in str(exc):
-            raise ValueError(f"{exc}; raise step_size or name fewer output_variables") from None
-        raise
-    result = np.load(local, allow_pickle=False)
-    names = result.dtype.names or ()
-    missing = [col for col in ["time", *outputs] if col not in names]
-    if missing or result.ndim != 1:
-        raise ValueError(f"result.npy lacks columns {', '.join(missing) or '(bad shape)'}")
-    if len(result) and np.any(np.diff(result["time"]) < 0):
-        raise ValueError("result.npy's time column goes backwards")
-    reached = float(result["time"][-1]) if len(result) else None
-    claimed = meta.get("simulation_time_reached")
-    drift = abs(claimed - reached) if isinstance(claimed, int | float) else None
-    if reached is not None and (drift is None or drift > 1e-9 * max(1, abs(reached))):
-        raise ValueError(f"the process claimed to reach t={claimed!r} but its time series ends at t={reached}")
-    return result
 
 
 def _default_stop(md: Any) -> float | None:
@@ -183,22 +174,24 @@ def _default_stop(md: Any) -> float | None:
         return None
 
 
-def _publish(ctx: RunContext, name: str, md: Any, outputs: list[str], meta: dict, result: Any, seconds: float,
-             stop_time: float | None) -> None:
-    import numpy as np
-    import pyarrow as pa  # pyarrow directly: pandas would add ~0.5 s of import to every worker start
-    import pyarrow.parquet as pq
-
-    table = pa.table({col: np.ascontiguousarray(result[col]) for col in result.dtype.names})
+def _publish(ctx: RunContext, name: str, md: Any, outputs: list[str], values: dict[str, Any], meta: dict,
+             result: Any, seconds: float, stop_time: float | None, run_facts: dict[str, Any]) -> None:
     parquet = ctx.workdir / "timeseries.parquet"
-    pq.write_table(table, parquet)
+    write_parquet(result, parquet)
     artifact = ctx.store_artifact(parquet, "timeseries.parquet", "timeseries", "application/vnd.apache.parquet")
-    last = {col: _scalar(result[col][-1]) if len(result) else None for col in outputs}
+    unrecorded = [o for o in outputs if o in meta.get("unrecorded", [])]
     sim_outputs = FMISimulationOutputs(
-        output_values=last, timeseries_uri=artifact.uri, fmu_guid=md.guid or "", fmi_version=md.fmiVersion,
+        output_values=values, timeseries_uri=artifact.uri, fmu_guid=md.guid or "", fmi_version=md.fmiVersion,
         model_name=md.modelName, execution_seconds=round(seconds, 4),
         simulation_time_reached=float(result["time"][-1]) if len(result) else None, fmu_log=meta["fmu_log"],
+        interface=run_facts["interface"], solver=run_facts["solver"], not_recorded=unrecorded,
+        build_log=clip(str(run_facts["build_log"]), 8000) if run_facts.get("build_log") else None,
     )
+    for output in unrecorded:
+        got = "its last value is reported" if values.get(output) is not None else "the FMU did not give its value"
+        ctx.output.messages.append(ValidationMessage(
+            severity=Severity.INFO, code="FMU_OUTPUT_NOT_RECORDED", location=output,
+            text=f"{name}: output '{output}' has a type fmpy does not record over time; {got}"))
     reached = sim_outputs.simulation_time_reached
     if stop_time is not None and (reached is None or reached < stop_time - 1e-6 * max(1.0, abs(stop_time))):
         ctx.output.messages.append(ValidationMessage(
@@ -206,6 +199,8 @@ def _publish(ctx: RunContext, name: str, md: Any, outputs: list[str], meta: dict
             text=f"{name}: the simulation ended at t={reached} before stop_time {stop_time:g}; the FMU asked to "
                  "terminate early — check its events or stop_time"))
     ctx.output.outputs = sim_outputs.model_dump(mode="json")
-    ctx.output.metrics.extend(ValidationMetric(name=k, value=v) for k, v in last.items())
+    ctx.output.metrics.extend(ValidationMetric(name=k, value=v) for k, v in values.items()
+                              if isinstance(v, bool | int | float | str) or v is None)
     ctx.output.status = Status.SUCCESS
-    ctx.log(f"simulated {name} to t={sim_outputs.simulation_time_reached}: {last}")
+    ctx.log(f"simulated {name} ({run_facts['interface']}) to t={sim_outputs.simulation_time_reached}: "
+            f"{clip(str(values), 1000)}")
