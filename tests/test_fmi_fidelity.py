@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -197,3 +198,38 @@ def test_scheduled_execution_only_is_refused_saying_why(fmus, tmp_path) -> None:
     assert rc == 1 and out["status"] == "failed_validation"
     text = " ".join(m["text"] for m in out["messages"] if m["code"] == "FMU_INTERFACE_UNSUPPORTED")
     assert "Scheduled Execution" in text and "se_only_fmi3.fmu" in text
+
+
+def _reference_csv(path: Path, result, scale: float = 1.0, names: list[str] | None = None) -> Path:  # noqa: ANN001
+    names = names or [n for n in result.dtype.names[1:] if result[n].ndim == 1]
+    lines = [",".join(f'"{n}"' for n in ["time", *names])]
+    lines += [",".join(repr(float(v)) for v in [row["time"], *(row[n] * scale for n in names)]) for row in result]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_reference_result_within_tolerance_passes_and_a_drifted_one_names_its_signals(fmus, tmp_path) -> None:  # noqa: ANN001
+    fmu = fmus["cs_and_me_fmi2"]
+    reference = direct(fmu)
+    good = _reference_csv(tmp_path / "lag_ref.csv", reference)
+    staged = tmp_path / "run"
+    staged.mkdir()
+    shutil.copy(fmu, staged / fmu.name)
+    shutil.copy(good, staged / good.name)
+    rc, out = validate(staged / fmu.name, staged, "reference: lag_ref.csv\n")
+    assert rc == 0 and out["status"] == "success", out["messages"]
+    comparison = out["outputs"]["reference"]
+    assert comparison["passed"] and [s["name"] for s in comparison["signals"]] == ["y"]
+    assert comparison["signals"][0]["outliers"] == 0
+
+    _reference_csv(staged / "lag_ref.csv", reference, scale=1.5)  # the model "changed": 50 % off
+    rc, out = validate(staged / fmu.name, staged / "again", "reference: {file: lag_ref.csv, tolerance: 0.05}\n")
+    assert rc == 1 and out["status"] == "failed_validation"
+    [mismatch] = [m for m in out["messages"] if m["code"] == "REFERENCE_MISMATCH"]
+    assert fmu.name in mismatch["text"] and "y (" in mismatch["text"] and "lag_ref.csv" in mismatch["text"]
+
+
+def test_a_missing_reference_file_is_refused_at_intake(fmus, tmp_path) -> None:  # noqa: ANN001
+    rc, out = validate(fmus["cs_and_me_fmi2"], tmp_path, "reference: nowhere.csv\n")
+    assert rc == 1
+    assert any(m["code"] == "REFERENCE_NOT_FOUND" and "nowhere.csv" in m["text"] for m in out["messages"])

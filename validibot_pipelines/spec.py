@@ -9,6 +9,7 @@ explicitly with ``--spec``::
     outputs: [y]                      # optional; default: every causality=output variable
     weather: USA_IL_Chicago-OHare.Intl.AP.725300_TMY3.epw   # optional (EnergyPlus)
     input_timeseries: u_profile.csv   # optional (FMI): columns time,<input names>, uploaded next to the model
+    reference: {file: lag_ref.csv, tolerance: 0.1}  # optional (FMI): a reference result CSV next to the model
     timestep_per_hour: 4              # optional, divides 60 (EnergyPlus)
     quality: {sicn_min: 0.2, gamma_avg: 0.6}   # optional mesh quality targets (meshing)
     meshing: {max_elements: 200000, strategy_timeout_seconds: 60}   # optional meshing limits / strategies
@@ -45,7 +46,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from validibot_pipelines.envelopes.base import Severity
-from validibot_pipelines.envelopes.fmi import SimulationSettings
+from validibot_pipelines.envelopes.fmi import ReferenceSettings, SimulationSettings
 from validibot_pipelines.envelopes.mesh import MeshingOptions, QualityTargets
 
 __all__ = [
@@ -108,6 +109,7 @@ class ValidationSpec(_Strict):
     outputs: list[str] | None = None
     weather: str | None = Field(default=None, min_length=1)
     input_timeseries: str | None = Field(default=None, min_length=1)  # FMI: a CSV (time, <input>...) next to the model
+    reference: ReferenceSettings | None = None  # FMI: a reference result CSV next to the model, with tolerances
     timestep_per_hour: int | None = Field(default=None, ge=1, le=60)
     quality: QualityTargets | None = None
     meshing: MeshingOptions | None = None
@@ -229,7 +231,7 @@ def load_spec(text: str | bytes | None, source: str, kind: str | None = None) ->
 # --- what a spec may say for each validator, and numbers that mean something --------------------------------
 
 KEYS_BY_KIND: dict[str, tuple[str, ...]] = {
-    "fmi": ("simulation", "inputs", "outputs", "input_timeseries", "assertions"),
+    "fmi": ("simulation", "inputs", "outputs", "input_timeseries", "reference", "assertions"),
     "energyplus": ("weather", "timestep_per_hour", "inputs", "outputs", "assertions"),
     "mesh": ("quality", "meshing", "assertions"),
 }

@@ -10,6 +10,7 @@ from validibot_pipelines.assertions import AssertionResult, verdict
 from validibot_pipelines.assets.metadata import frame_table, png_markdown
 from validibot_pipelines.assets.plots import timeseries_png
 from validibot_pipelines.envelopes import OutputEnvelope, Status
+from validibot_pipelines.envelopes.fmi import ReferenceComparison
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.storage import get_store
 
@@ -55,6 +56,26 @@ def assertions_check(results: list[AssertionResult], out: OutputEnvelope,
     )
 
 
+def reference_check(out: OutputEnvelope) -> AssetCheckResult:
+    """``matches_reference``: the simulation follows the spec's reference result within its tolerance band."""
+    comparison = (out.outputs or {}).get("reference")
+    if comparison is None:
+        described = "no reference result in the spec (add `reference:` to compare)" if out.status == Status.SUCCESS \
+            else f"not compared: the worker ended {out.status.value}"
+        return AssetCheckResult(check_name="matches_reference", passed=out.status == Status.SUCCESS,
+                                severity=AssetCheckSeverity.WARN, description=described,
+                                metadata={"compared": False})
+    result = ReferenceComparison.model_validate(comparison)
+    rows = pd.DataFrame([s.model_dump() for s in result.signals],
+                        columns=["name", "samples", "outliers", "fraction_outside", "passed"])
+    return AssetCheckResult(
+        check_name="matches_reference", passed=result.passed, severity=AssetCheckSeverity.ERROR,
+        description=f"{result.file}: {result.summary()}"[:2000],
+        metadata={"compared": True, "signals": frame_table(rows), "tolerance": result.tolerance,
+                  "max_outliers": result.max_outliers, "missing": MetadataValue.json(result.missing)},
+    )
+
+
 def read_parquet(uri: str) -> pd.DataFrame:
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "data.parquet"
@@ -62,5 +83,17 @@ def read_parquet(uri: str) -> pd.DataFrame:
         return pd.read_parquet(local)
 
 
-def plot_markdown(timeseries_uri: str, title: str) -> MetadataValue:
-    return png_markdown(timeseries_png(read_parquet(timeseries_uri), title), title)
+def read_reference(uri: str) -> pd.DataFrame:
+    """A reference result CSV (FMI Cross-Check format) as a frame, read with fmpy's own reader."""
+    from fmpy.util import read_csv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "reference.csv"
+        get_store(uri).download_file(uri, local)
+        return pd.DataFrame(read_csv(local))
+
+
+def plot_markdown(timeseries_uri: str, title: str, reference_uri: str | None = None) -> MetadataValue:
+    """The result's signals; with a reference, its signals dashed on top (same colours per name)."""
+    reference = read_reference(reference_uri) if reference_uri else None
+    return png_markdown(timeseries_png(read_parquet(timeseries_uri), title, reference=reference), title)

@@ -16,7 +16,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, MetadataValue, Resour
 
 from validibot_pipelines.assets.backend_step import WorkerStepConfig, run_worker_step, worker_asset
 from validibot_pipelines.assets.batch import ModelResult
-from validibot_pipelines.assets.checks import assertions_check, plot_markdown, status_check
+from validibot_pipelines.assets.checks import assertions_check, plot_markdown, reference_check, status_check
 from validibot_pipelines.assets.intake import IntakeConfig, attempt_of, run_intake
 from validibot_pipelines.assets.metadata import frame_table
 from validibot_pipelines.assets.specs import SPEC_SOURCES
@@ -81,6 +81,8 @@ def fmu_probe(context: AssetExecutionContext, config: WorkerStepConfig, fmu_inta
                        description="the FMU simulated to the stop time without crashing or timing out"),
         AssetCheckSpec("cel_assertions", asset="fmu_simulation",
                        description="the spec's CEL assertions over i (inputs), o (outputs), p (probe facts)"),
+        AssetCheckSpec("matches_reference", asset="fmu_simulation",
+                       description="the result stays within the tolerance band of the spec's reference result"),
     ],
 )
 def fmu_simulation(context: AssetExecutionContext, config: WorkerStepConfig, fmu_intake: dict[str, Any],
@@ -103,10 +105,12 @@ def fmu_simulation(context: AssetExecutionContext, config: WorkerStepConfig, fmu
                 meta["not_recorded"] = ", ".join(sim["not_recorded"])
             if sim.get("build_log"):
                 meta["build_log"] = MetadataValue.md(f"```\n{sim['build_log'][-3000:]}\n```")
-            meta["plot"] = plot_markdown(sim["timeseries_uri"], record.file_name)
+            reference = next((r.uri for r in record.resources if r.role == "reference"), None)
+            meta["plot"] = plot_markdown(sim["timeseries_uri"], record.file_name, reference)
         results = fmi.check(record, out, probe_out) if out.status == Status.SUCCESS else []
         value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
-        return ModelResult(value, meta, [status_check("simulation_succeeded", out), assertions_check(results, out)])
+        checks = [status_check("simulation_succeeded", out), assertions_check(results, out), reference_check(out)]
+        return ModelResult(value, meta, checks)
 
     def launch(record: ModelRecord, _up: Mapping[str, Any]) -> tuple[OutputEnvelope | None, LaunchRecord]:
         return fmi.simulate(

@@ -46,12 +46,16 @@ def numeric_series(frame: pd.DataFrame) -> list[tuple[str, Any]]:
     return series
 
 
-def timeseries_png(frame: pd.DataFrame, title: str, max_series: int = 8) -> bytes:
+def timeseries_png(frame: pd.DataFrame, title: str, max_series: int = 8,
+                   reference: pd.DataFrame | None = None) -> bytes:
     plt = _pyplot()
     series = numeric_series(frame)[:max_series]
     fig, ax = plt.subplots(figsize=(6, 3), dpi=80)
     for label, values in series:
-        ax.plot(frame["time"], values, label=label)
+        line, = ax.plot(frame["time"], values, label=label)
+        if reference is not None and label in reference.columns:
+            ax.plot(reference["time"], reference[label].astype(float), linestyle="--", color=line.get_color(),
+                    label=f"{label} (reference)")
     ax.set_xlabel("time [s]")
     ax.set_title(title, fontsize=10)
     if series:

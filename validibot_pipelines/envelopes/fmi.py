@@ -79,6 +79,49 @@ class FMIProbeOutputs(_Strict):
     approved: bool
 
 
+class ReferenceSettings(_Strict):
+    """How closely the simulation must follow a reference result (the FMI Cross-Check convention).
+
+    ``tolerance`` is fmpy's band half-height as a fraction of each reference signal's range
+    (``fmpy.util.validate_signal(dy=…)``; the band is also ``dx`` samples wide, fmpy's default 20 of 1000), and
+    ``max_outliers`` the fraction of result samples allowed outside it (0: none, as the cross-check rules ask).
+    """
+
+    file: str = Field(min_length=1)
+    tolerance: float = Field(default=0.1, gt=0, le=1)
+    max_outliers: float = Field(default=0.0, ge=0, lt=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_shorthand(cls, value: Any) -> Any:
+        return {"file": value} if isinstance(value, str) else value
+
+
+class SignalComparison(_Strict):
+    name: str
+    samples: int
+    outliers: int
+    fraction_outside: float
+    passed: bool
+
+
+class ReferenceComparison(_Strict):
+    """The result against the reference: per signal, how many samples left the tolerance band."""
+
+    file: str
+    tolerance: float
+    max_outliers: float
+    signals: list[SignalComparison]
+    missing: list[str] = Field(default_factory=list)  # reference signals the simulation did not record
+    passed: bool
+
+    def summary(self) -> str:
+        outside = [f"{s.name} ({s.outliers} of {s.samples} samples outside)" for s in self.signals if not s.passed]
+        parts = ([f"outside the tolerance band: {', '.join(outside)}"] if outside else []) + (
+            [f"not in the result: {', '.join(self.missing)} (name them in outputs)"] if self.missing else [])
+        return "; ".join(parts) or f"all {len(self.signals)} signal(s) within the band"
+
+
 class FMISimulationInputs(_Strict):
     kind: Literal["fmi_simulation"] = "fmi_simulation"
     input_values: dict[str, float | int | bool | str] = Field(default_factory=dict)
@@ -86,6 +129,7 @@ class FMISimulationInputs(_Strict):
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
     output_variables: list[str] | None = None  # None: every causality=output variable
     simulation_timeout_seconds: float = Field(default=300, gt=0)
+    reference: ReferenceSettings | None = None  # the file itself is staged with role "reference"
 
 
 class FMISimulationOutputs(_Strict):
@@ -103,3 +147,4 @@ class FMISimulationOutputs(_Strict):
     solver: Solver | None = None
     not_recorded: list[str] = Field(default_factory=list)  # outputs fmpy cannot record over time (String, …)
     build_log: str | None = None  # a source FMU compiled in the worker: the compiler's words
+    reference: ReferenceComparison | None = None

@@ -47,6 +47,7 @@ def simulation_inputs(record: ModelRecord, simulation_timeout_seconds: float) ->
     return FMISimulationInputs(
         input_values=spec.inputs, simulation=spec.simulation, output_variables=spec.outputs or None,
         simulation_timeout_seconds=simulation_timeout_seconds, input_timeseries_uri=series[0] if series else None,
+        reference=spec.reference,
     )
 
 

@@ -148,6 +148,7 @@ def intake(
             _attach_weather(record, store_uri)
         if kind == "fmi" and record.accepted:
             _attach_input_timeseries(record, store_uri)
+            _attach_reference(record, store_uri)
         store_root = model_dir(store_uri, sha)
         if record.accepted:
             record.canonical_uri = join_uri(store_root, name)
@@ -241,6 +242,18 @@ def _attach_input_timeseries(record: ModelRecord, store_uri: str) -> None:
             severity=Severity.ERROR, code="INPUT_TIMESERIES_NOT_FOUND", location="validation spec",
             text=f"{record.file_name}: input time series '{wanted}' was not uploaded next to the model; upload the "
                  "CSV (header: time,<input names>) to the landing zone beside it or drop `input_timeseries:`"))
+
+
+def _attach_reference(record: ModelRecord, store_uri: str) -> None:
+    """Resolve the spec's ``reference:`` (FMI) to a reference result CSV uploaded next to the model."""
+    reference = record.validation_spec().reference
+    if reference and not _attach_upload(record, store_uri, reference.file, MIME_CSV, "reference"):
+        record.status = Status.FAILED_VALIDATION
+        record.findings.append(ValidationMessage(
+            severity=Severity.ERROR, code="REFERENCE_NOT_FOUND", location="validation spec",
+            text=f"{record.file_name}: reference result '{reference.file}' was not uploaded next to the model; "
+                 "upload the CSV (header: time,<output names>, the FMI Cross-Check format) to the landing zone "
+                 "beside it or drop `reference:`"))
 
 
 def _attach_upload(record: ModelRecord, store_uri: str, name: str, mime: str, role: str) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from validibot_pipelines.assertions import AssertionResult, verdict
 from validibot_pipelines.envelopes import OutputEnvelope, Severity, Status, ValidationMessage
+from validibot_pipelines.envelopes.fmi import ReferenceComparison
 from validibot_pipelines.orchestration import energyplus, fmi, mesh
 from validibot_pipelines.orchestration.launch import Backend
 from validibot_pipelines.orchestration.models import ModelRecord, intake
@@ -51,7 +52,22 @@ def validate_file(model: Path, spec: Path | None, *, store_uri: str, backend: Ba
     result = _merge(record, sim_out, probe_out)
     if sim_out.status == Status.SUCCESS:
         apply_assertions(result, fmi.check(record, sim_out, probe_out))
+        apply_reference(result, sim_out, record.file_name)
     return result
+
+
+def apply_reference(out: OutputEnvelope, sim_out: OutputEnvelope, file_name: str) -> None:
+    """A result outside the spec's reference band makes the run failed_validation, naming the signals."""
+    comparison = sim_out.outputs.get("reference")
+    if comparison is None:
+        return
+    result = ReferenceComparison.model_validate(comparison)
+    if not result.passed:
+        out.messages.append(ValidationMessage(
+            severity=Severity.ERROR, code="REFERENCE_MISMATCH", location=result.file,
+            text=f"{file_name}: the result does not match {result.file} within "
+                 f"tolerance {result.tolerance:g}: {result.summary()}"))
+        out.status = Status.FAILED_VALIDATION
 
 
 def _mesh(record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str) -> OutputEnvelope:

@@ -26,6 +26,7 @@ from validibot_pipelines.envelopes import (
 from validibot_pipelines.envelopes.bounds import clip, clip_tail
 from validibot_pipelines.runtime.context import RunContext
 from validibot_pipelines.runtime.fmi.child import UNRECORDED_TYPES
+from validibot_pipelines.runtime.fmi.reference import ReferenceInvalid, compare
 from validibot_pipelines.runtime.fmi.results import (
     child_meta,
     last_values,
@@ -121,6 +122,14 @@ def run(ctx: RunContext) -> None:
         return
     values = {**last_values(result, recorded), **unrecorded_values(meta, [o for o in outputs if o not in recorded])}
     run_facts = {"interface": interface, "solver": solver, "build_log": meta.get("build_log")}
+    if inputs.reference is not None and "reference" in ctx.files:
+        try:
+            run_facts["reference"] = compare(result, ctx.files["reference"], inputs.reference)
+        except ReferenceInvalid as exc:
+            ctx.output.status = Status.FAILED_VALIDATION
+            ctx.output.error("REFERENCE_INVALID", f"{name}: {ctx.files['reference'].name}: {exc}",
+                             location="validation spec")
+            return
     _publish(ctx, name, md, outputs, values, meta, result, child.seconds, sim.stop_time or _default_stop(md),
              run_facts)
 
@@ -186,6 +195,7 @@ def _publish(ctx: RunContext, name: str, md: Any, outputs: list[str], values: di
         simulation_time_reached=float(result["time"][-1]) if len(result) else None, fmu_log=meta["fmu_log"],
         interface=run_facts["interface"], solver=run_facts["solver"], not_recorded=unrecorded,
         build_log=clip(str(run_facts["build_log"]), 8000) if run_facts.get("build_log") else None,
+        reference=run_facts.get("reference"),
     )
     for output in unrecorded:
         got = "its last value is reported" if values.get(output) is not None else "the FMU did not give its value"
