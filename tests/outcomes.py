@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The matches_reference check's description for a spec without ``reference:`` (assets/checks.py).
+NO_REFERENCE = "no reference result in the spec (add `reference:` to compare)"
+
 
 def errors(outcome: Any, asset: str) -> str:
     """All findings (intake) or messages (worker steps) of ``asset`` as ``[CODE] text`` joined by spaces."""

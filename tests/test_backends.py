@@ -31,11 +31,13 @@ from tests.backend_helpers import (
     modal_stand_in,
     pipeline_on,
 )
+from tests.outcomes import NO_REFERENCE
 from validibot_pipelines.resources.backends.cloudrun_stand_in import LocalJobRunner
 from validibot_pipelines.storage import get_store, join_uri
 
 ALL_PASS = {"intake_accepted": (True, "accepted"), "probe_approved": (True, "success"),
-            "simulation_succeeded": (True, "success"), "cel_assertions": (True, "2/2 assertions passed")}
+            "simulation_succeeded": (True, "success"), "cel_assertions": (True, "2/2 assertions passed"),
+                          "matches_reference": (True, NO_REFERENCE)}
 
 
 def _validate(tmp_path: Path, root: str, backend, sample_fmus, sample_specs, name: str):  # noqa: ANN001, ANN202

@@ -29,6 +29,7 @@ from tests.docker_engine import (
     ensure_base_image,
     podman_service,
 )
+from tests.outcomes import NO_REFERENCE
 from validibot_pipelines.envelopes import Status
 from validibot_pipelines.orchestration import fmi
 from validibot_pipelines.orchestration.models import ModelRecord, intake
@@ -158,7 +159,8 @@ def test_dagster_materializes_fmi_assets_on_docker(backend, docker_client, pipel
     assert outcome.success
     assert outcome.checks == {"intake_accepted": (True, "accepted"), "probe_approved": (True, "success"),
                               "simulation_succeeded": (True, "success"),
-                              "cel_assertions": (True, "2/2 assertions passed")}
+                              "cel_assertions": (True, "2/2 assertions passed"),
+                          "matches_reference": (True, NO_REFERENCE)}
     local = LocalSubprocessBackend()
     record = ModelRecord.model_validate(outcome.outputs["fmu_intake"])
     expected, _ = fmi.simulate(record, store_uri=pipeline.store_uri, backend=local, attempt="local-ref",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from dagster import AssetKey, AssetRecordsFilter
 
-from tests.outcomes import errors
+from tests.outcomes import NO_REFERENCE, errors
 from validibot_pipelines.local_runner import run_partition
 from validibot_pipelines.storage import get_store
 
@@ -41,7 +41,8 @@ def test_sensor_runs_assets_and_checks(pipeline, sample_fmus, sample_specs):  # 
     assert lag.success
     assert lag.checks == {"intake_accepted": (True, "accepted"), "probe_approved": (True, "success"),
                           "simulation_succeeded": (True, "success"),
-                          "cel_assertions": (True, "2/2 assertions passed")}
+                          "cel_assertions": (True, "2/2 assertions passed"),
+                          "matches_reference": (True, NO_REFERENCE)}
     sim = lag.outputs["fmu_simulation"]
     assert abs(sim["outputs"]["output_values"]["y"] - _lag(3.0)) < 1e-9
     assert [a["passed"] for a in sim["assertions"]] == [True, True]
