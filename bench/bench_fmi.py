@@ -6,8 +6,9 @@ Two pipeline paths, both real: (1) as uploads arrive — upload sensor tick → 
 run per FMU (execute_in_process on a SQLite instance) → intake, worker probe, worker simulation, CEL checks;
 (2) batched — the same N partitions re-validated by one asset backfill whose BackfillPolicy puts all N in one
 run (driven by the real backfill daemon iteration, see bench_backfill.py). The raw path is
-``fmpy.simulate_fmu`` in this process with the same experiment. Prints wall times, per-validation overhead
-and the ratios. Not run in CI; numbers depend on the machine.
+``fmpy.simulate_fmu`` in this process with the same experiment. A third pair does the same for Model Exchange:
+N variants of the ME-only test FMU (tests/fmi_cases/me_only_fmi2, CVode) raw vs one Dagster run each. Prints
+wall times, per-validation overhead and the ratios. Not run in CI; numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -71,6 +72,52 @@ def main(n: int = 20) -> None:
     print(f"overhead per validation:      {(per_run - raw) / n * 1000:8.1f} ms one run each, "
           f"{(batched - raw) / n * 1000:.1f} ms batched")
     print(f"ratio pipeline / raw fmpy:    {per_run / raw:8.1f}x one run each, {batched / raw:.1f}x batched")
+    me_raw, me_pipeline = model_exchange(n)
+    print(f"Model Exchange (CVode):       raw {me_raw / n * 1000:7.1f} ms, pipeline {me_pipeline / n * 1000:7.1f} ms "
+          f"per FMU, ratio {me_pipeline / me_raw:.1f}x")
+
+
+def model_exchange(n: int) -> tuple[float, float]:
+    """Raw fmpy vs the pipeline (one run per upload) on N byte-different copies of the ME-only test FMU."""
+    import zipfile
+
+    from bench_backfill import make_home
+    from dagster import DagsterInstance
+    from fmpy import simulate_fmu
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.fmi_cases_build import build_case
+    from validibot_pipelines.definitions import build_defs
+    from validibot_pipelines.local_runner import tick
+    from validibot_pipelines.resources import ValidibotSettings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        landing = root / "landing"
+        landing.mkdir()
+        source = build_case("me_only_fmi2", root / "built")
+        fmus = []
+        for i in range(n):  # a different zip comment: different bytes, so each is its own upload
+            fmu = landing / f"me{i}.fmu"
+            with zipfile.ZipFile(source) as src, zipfile.ZipFile(fmu, "w") as dst:
+                for item in src.infolist():
+                    dst.writestr(item, src.read(item))
+                dst.comment = f"bench copy {i}".encode()
+            fmus.append(fmu)
+        start = time.perf_counter()
+        for fmu in fmus:
+            simulate_fmu(str(fmu), fmi_type="ModelExchange", solver="CVode")
+        raw = time.perf_counter() - start
+        make_home(root)
+        with DagsterInstance.get() as instance:
+            defs = build_defs(ValidibotSettings(store_uri=(root / "store").as_uri(), landing_uri=landing.as_uri()))
+            start = time.perf_counter()
+            outcomes = []
+            while batch := tick(defs, instance, log_level="ERROR"):
+                outcomes.extend(batch)
+            pipeline = time.perf_counter() - start
+        assert sum(o.success for o in outcomes) == n, f"only {sum(o.success for o in outcomes)}/{n} ME runs passed"
+    return raw, pipeline
 
 
 if __name__ == "__main__":
