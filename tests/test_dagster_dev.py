@@ -35,7 +35,8 @@ def test_ui_shows_partitioned_asset_graph_with_checks(dagster_dev):  # noqa: ANN
     expected = {  # asset -> (group, partitions definition, {check: blocking})
         "fmu_intake": ("fmi", "fmu_models", {"intake_accepted": True}),
         "fmu_probe": ("fmi", "fmu_models", {"probe_approved": True}),
-        "fmu_simulation": ("fmi", "fmu_models", {"simulation_succeeded": False, "cel_assertions": False}),
+        "fmu_simulation": ("fmi", "fmu_models", {"simulation_succeeded": False, "cel_assertions": False,
+                                                      "matches_reference": False}),
         "energyplus_model": ("energyplus", "energyplus_models", {"intake_accepted": True}),
         "energyplus_simulation": ("energyplus", "energyplus_models",
                                   {"simulation_succeeded": False, "cel_assertions": False}),

@@ -29,7 +29,8 @@ def _launch(store_root, fmu, run_id, validator=SIMULATION_VALIDATOR, inputs=None
 def test_probe_reports_catalog_and_counts(local_root, sample_fmus):  # noqa: ANN001
     out, record = _launch(local_root, sample_fmus["multi_output"], "p1", PROBE_VALIDATOR)
     assert out.status == "success" and record.returncode == 0 and record.backend == "local"
-    assert out.outputs["counts"] == {"variables": 6, "inputs": 0, "outputs": 4, "parameters": 2}
+    assert out.outputs["counts"] == {"variables": 6, "inputs": 0, "outputs": 4, "parameters": 2,
+                                     "structural_parameters": 0, "arrays": 0}
     types = {v["name"]: v["value_type"] for v in out.outputs["variables"]}
     assert types == {"slope": "Real", "omega": "Real", "ramp": "Real", "wave": "Real", "steps": "Integer",
                      "positive": "Boolean"}

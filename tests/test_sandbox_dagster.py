@@ -75,10 +75,10 @@ def test_without_bwrap_untrusted_work_is_refused_unless_the_operator_opts_out(pi
     monkeypatch.setenv("PATH", "/nonexistent")  # no bwrap on PATH (the worker is started by absolute path)
     pipeline.drop(sample_fmus["first_order_lag"])
     [refused] = pipeline.tick()
-    sim = refused.outputs["fmu_simulation"]
-    assert sim["status"] == "failed_runtime"
-    assert "[SANDBOX_UNAVAILABLE]" in errors(refused, "fmu_simulation")
-    assert "apt-get install bubblewrap" in errors(refused, "fmu_simulation")
+    probe = refused.outputs["fmu_probe"]  # the probe already runs model code (fmpy's XML check): refused there
+    assert probe["status"] == "failed_runtime" and "fmu_simulation" not in refused.outputs
+    assert "[SANDBOX_UNAVAILABLE]" in errors(refused, "fmu_probe")
+    assert "apt-get install bubblewrap" in errors(refused, "fmu_probe")
 
     monkeypatch.setenv("VALIDIBOT_ALLOW_UNSANDBOXED", "1")
     from validibot_pipelines.local_runner import run_partition

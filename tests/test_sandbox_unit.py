@@ -167,13 +167,21 @@ def test_a_result_too_large_to_load_names_the_file_and_the_fix(tmp_path: Path, m
     rows = np.zeros(1000, dtype=[("time", "f8"), ("y", "f8")])
     rows["time"] = np.arange(1000)
     np.save(scratch / "result.npy", rows)
+    f8 = np.dtype("f8")
+    columns = {"time": f8, "y": f8}
     monkeypatch.setattr(simulate, "MAX_RESULT_BYTES", 4096)
     too_large = r"result\.npy is 16,128 bytes, over the 4,096 .*raise step_size or name fewer output"
     with pytest.raises(ValueError, match=too_large):
-        simulate.load_result(scratch, ["y"], {"simulation_time_reached": 999.0})
+        simulate.load_result(scratch, columns, {"simulation_time_reached": 999.0})
     monkeypatch.setattr(simulate, "MAX_RESULT_BYTES", 1 << 20)
-    assert len(simulate.load_result(scratch, ["y"], {"simulation_time_reached": 999.0})) == 1000
+    assert len(simulate.load_result(scratch, columns, {"simulation_time_reached": 999.0})) == 1000
     with pytest.raises(ValueError, match="claimed to reach"):  # the child's word must match its own data
-        simulate.load_result(scratch, ["y"], {"simulation_time_reached": 5000.0})
+        simulate.load_result(scratch, columns, {"simulation_time_reached": 5000.0})
     with pytest.raises(ValueError, match="lacks columns z"):
-        simulate.load_result(scratch, ["z"], {"simulation_time_reached": 999.0})
+        simulate.load_result(scratch, {"time": f8, "z": f8}, {"simulation_time_reached": 999.0})
+    with pytest.raises(ValueError, match="type and shape"):  # a scalar Real recorded as a 62-M-element array
+        simulate.load_result(scratch, {"time": f8, "y": np.dtype("i4")}, {"simulation_time_reached": 999.0})
+    rows["time"][-1] = np.nan
+    np.save(scratch / "result.npy", rows)
+    with pytest.raises(ValueError, match="NaN"):
+        simulate.load_result(scratch, columns, {"simulation_time_reached": None})

@@ -118,8 +118,8 @@ def _location(ui) -> str:  # noqa: ANN001
 
 def test_asset_graph_shows_the_fmi_group(ui, browser):  # noqa: ANN001
     url = f"{ui['url']}/locations/__repository__@{_location(ui)}/asset-groups/fmi"
-    # every node of the group, its checks passing (intake 1/1, probe 1/1, simulation 2/2) and both partitions
-    text = _open_and_wait(browser, url, ["fmi_spec", "fmu_intake", "fmu_probe", "fmu_simulation", "2 / 2 Passed",
+    # every node of the group, its checks passing (intake 1/1, probe 1/1, simulation 3/3) and both partitions
+    text = _open_and_wait(browser, url, ["fmi_spec", "fmu_intake", "fmu_probe", "fmu_simulation", "3 / 3 Passed",
                                          "2 partitions"])
     assert text.count("1 / 1 Passed") == 2, text
     _shot(browser, ui, "asset-graph-fmi.png")

@@ -123,6 +123,21 @@ def replayable_output(expected: str, identity: str,
     return previous
 
 
+def remove_tree(path: Path, log: Callable[[str], None]) -> None:
+    """Delete a work folder whatever a model left in it. Why ``rm -rf`` and not ``shutil.rmtree``: Python
+    3.11's rmtree recurses per directory level, and a model that nests 3,000 folders makes it raise
+    RecursionError; coreutils walks any depth. Read-only folders a model made are opened up first by rm."""
+    import subprocess
+
+    try:
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False, timeout=300,
+                       capture_output=True)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log(f"could not remove {path}: {exc}")
+    if path.exists():
+        log(f"could not remove {path} completely; delete it by hand")
+
+
 def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: str | None = None,
             input_cache_dir: str | None = None) -> OutputEnvelope:
     """Run one envelope end to end and return the output envelope that was written.
@@ -161,8 +176,8 @@ def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: s
             output.timing.queued_at = datetime.fromisoformat(queued)
         except ValueError:
             log(f"ignoring unparseable queued_at tag {queued!r}")
-    with tempfile.TemporaryDirectory(prefix="validibot-") as tmp:
-        workdir = Path(tmp)
+    workdir = Path(tempfile.mkdtemp(prefix="validibot-"))
+    try:
         try:
             files = _stage_inputs(envelope, workdir, input_cache_dir)
             runner = runner_for(envelope.validator.type)
@@ -178,15 +193,17 @@ def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: s
             log(traceback.format_exc())
             output.status = Status.FAILED_RUNTIME
             output.error("WORKER_ERROR", f"{envelope.validator.type} worker failed: {type(exc).__name__}: {exc}")
-    if note := sandbox.warning():
-        output.messages.append(ValidationMessage(severity=Severity.WARNING, code="SANDBOX_DISABLED", text=note))
-    output.timing.finished_at = now()
-    try:
-        output = bound_output(output)
-        get_store(expected).write_bytes(expected, output.model_dump_json(indent=2).encode(),
-                                        content_type="application/json")
-    except Exception as exc:
-        raise WorkerBroken(f"could not write output envelope to {expected}: {exc}") from exc
+        if note := sandbox.warning():
+            output.messages.append(ValidationMessage(severity=Severity.WARNING, code="SANDBOX_DISABLED", text=note))
+        output.timing.finished_at = now()
+        try:
+            output = bound_output(output)
+            get_store(expected).write_bytes(expected, output.model_dump_json(indent=2).encode(),
+                                            content_type="application/json")
+        except Exception as exc:
+            raise WorkerBroken(f"could not write output envelope to {expected}: {exc}") from exc
+    finally:  # after the envelope is written: nothing a model left in its scratch folder can cost the verdict
+        remove_tree(workdir, log)
     log(f"wrote {expected}: {output.status.value}")
     return output
 

@@ -8,9 +8,10 @@ anything from them reaches the output envelope or the parquet artifact.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from validibot_pipelines.envelopes.bounds import clip
 from validibot_pipelines.runtime.sandbox import UnsafeResult, copy_result, read_result
@@ -21,20 +22,60 @@ MAX_LOG_LINES = 200
 MAX_VALUE_CHARS = 4096
 
 
+class ChildMeta(BaseModel):
+    """What ``child.json`` may hold, strictly: anything else (nested JSON, wrong types) is refused."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    ok: bool
+    error: str | None = None
+    build_failed: bool = False
+    fmu_log: list[str] = Field(default_factory=list)
+    last_values: dict[str, str | bool | int | float | None] = Field(default_factory=dict)
+    unrecorded: list[str] = Field(default_factory=list)
+    build_log: str | None = None
+    simulation_time_reached: float | None = None
+
+
 def child_meta(scratch: Path) -> dict[str, Any]:
-    """``child.json``, size-bounded and shape-checked: a dict with ``ok``, an optional error and log lines."""
-    meta = json.loads(read_result(scratch, scratch / "child.json", MAX_META_BYTES))
-    if not isinstance(meta, dict) or not isinstance(meta.get("ok"), bool):
-        raise ValueError("child.json is not a result record")
-    log = meta.get("fmu_log", [])
-    meta["fmu_log"] = [clip(str(line), 1000) for line in log[:MAX_LOG_LINES]] if isinstance(log, list) else []
-    if meta.get("error") is not None:
-        meta["error"] = clip(str(meta["error"]), 4000)
-    return meta
+    """``child.json``, size-bounded and validated against :class:`ChildMeta`; texts clipped."""
+    raw = read_result(scratch, scratch / "child.json", MAX_META_BYTES)
+    try:
+        meta = ChildMeta.model_validate_json(raw)  # pydantic's JSON parser: no recursion limit to crash on
+    except ValidationError as exc:
+        raise ValueError(f"child.json is not a result record ({clip(str(exc), 300)})") from None
+    data = meta.model_dump()
+    data["fmu_log"] = [clip(line, 1000) for line in meta.fmu_log[:MAX_LOG_LINES]]
+    data["error"] = clip(meta.error, 4000) if meta.error else None
+    return data
 
 
-def load_result(scratch: Path, recorded: list[str], meta: dict[str, Any]) -> Any:
-    """The time series the child left, checked: a plain structured array with time and every output."""
+#: numpy dtypes fmpy's recorder writes per FMI type (fmpy.simulation.Recorder).
+FMPY_DTYPES = {"Real": "f8", "Integer": "i4", "Boolean": "?", "Float64": "f8", "Float32": "f4", "Int8": "i1",
+               "UInt8": "u1", "Int16": "i2", "UInt16": "u2", "Int32": "i4", "UInt32": "u4", "Int64": "i8",
+               "UInt64": "u8"}
+
+
+def expected_columns(md: Any, recorded: list[str]) -> dict[str, Any]:
+    """``time`` and each recorded output with the dtype and shape fmpy records it with (from the model
+    description the trusted side read), so a result of any other layout is refused before it is used."""
+    import numpy as np
+
+    variables = {v.name: v for v in md.modelVariables}
+    columns = {"time": np.dtype("f8")}
+    for name in recorded:
+        variable = variables[name]
+        kind = variable.type
+        if kind == "Enumeration":
+            kind = "Integer" if md.fmiVersion.startswith(("1.", "2.")) else "Int64"
+        base = np.dtype(FMPY_DTYPES[kind])
+        columns[name] = np.dtype((base, tuple(variable.shape))) if variable.shape else base
+    return columns
+
+
+def load_result(scratch: Path, expected: dict[str, Any], meta: dict[str, Any]) -> Any:
+    """The time series the child left, checked: exactly the expected columns (dtype and shape as fmpy records
+    them), time finite and never running backwards, ending where the child says it ended."""
     import numpy as np
 
     path = scratch / "result.npy"
@@ -44,24 +85,32 @@ def load_result(scratch: Path, recorded: list[str], meta: dict[str, Any]) -> Any
         if "bytes, over" in str(exc):
             raise ValueError(f"{exc}; raise step_size or name fewer output_variables") from None
         raise
-    result = np.load(local, allow_pickle=False)
-    names = result.dtype.names or ()
-    missing = [col for col in ["time", *recorded] if col not in names]
-    if missing or result.ndim != 1:
-        raise ValueError(f"result.npy lacks columns {', '.join(missing) or '(bad shape)'}")
-    if len(result) and np.any(np.diff(result["time"]) < 0):
+    result = np.load(local, allow_pickle=False, mmap_mode="r")
+    fields = result.dtype.fields or {}
+    if result.ndim != 1 or set(fields) != set(expected):
+        missing = sorted(set(expected) - set(fields))
+        raise ValueError(f"result.npy lacks columns {', '.join(missing)}" if missing else
+                         "result.npy does not have the columns the model description declares")
+    wrong = [name for name, dtype in expected.items() if fields[name][0] != dtype]
+    if wrong:
+        raise ValueError(f"result.npy's columns {', '.join(wrong[:5])} do not have the type and shape the model "
+                         "description declares")
+    result = np.array(result)  # the layout is known to be what fmpy writes: now load it for real
+    time = result["time"]
+    if len(time) and not np.isfinite(time).all():
+        raise ValueError("result.npy's time column holds NaN or infinite values")
+    if len(time) and np.any(np.diff(time) < 0):
         raise ValueError("result.npy's time column goes backwards")
-    reached = float(result["time"][-1]) if len(result) else None
+    reached = float(time[-1]) if len(time) else None
     claimed = meta.get("simulation_time_reached")
-    drift = abs(claimed - reached) if isinstance(claimed, int | float) else None
-    if reached is not None and (drift is None or drift > 1e-9 * max(1, abs(reached))):
+    if reached is not None and (claimed is None or not abs(claimed - reached) <= 1e-9 * max(1, abs(reached))):
         raise ValueError(f"the process claimed to reach t={claimed!r} but its time series ends at t={reached}")
     return result
 
 
 def unrecorded_values(meta: dict[str, Any], names: list[str]) -> dict[str, Any]:
     """Last values of the outputs fmpy cannot record (String, Binary as hex, Clock): plain JSON scalars only."""
-    raw = meta.get("last_values") if isinstance(meta.get("last_values"), dict) else {}
+    raw = meta.get("last_values") or {}
     values: dict[str, Any] = {}
     for name in names:
         value = raw.get(name)

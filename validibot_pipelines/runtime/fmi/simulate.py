@@ -29,6 +29,7 @@ from validibot_pipelines.runtime.fmi.child import UNRECORDED_TYPES
 from validibot_pipelines.runtime.fmi.reference import ReferenceInvalid, compare
 from validibot_pipelines.runtime.fmi.results import (
     child_meta,
+    expected_columns,
     last_values,
     load_result,
     unrecorded_values,
@@ -112,8 +113,8 @@ def run(ctx: RunContext) -> None:
             meta = child_meta(scratch)
             if not meta["ok"]:
                 raise ValueError(meta.get("error") or "the process reported failure without a reason")
-            result = load_result(scratch, recorded, meta)
-        except (UnsafeResult, ValueError, FileNotFoundError) as exc:
+            result = load_result(scratch, expected_columns(md, recorded), meta)
+        except (UnsafeResult, ValueError, TypeError, FileNotFoundError) as exc:
             failure = ("FMU_RESULT_INVALID", f"{name}: the simulation process left no usable result ({exc}); "
                        "the FMU's code interfered with the simulation — debug its native code")
     if failure is not None:
@@ -188,7 +189,7 @@ def _publish(ctx: RunContext, name: str, md: Any, outputs: list[str], values: di
     parquet = ctx.workdir / "timeseries.parquet"
     write_parquet(result, parquet)
     artifact = ctx.store_artifact(parquet, "timeseries.parquet", "timeseries", "application/vnd.apache.parquet")
-    unrecorded = [o for o in outputs if o in meta.get("unrecorded", [])]
+    unrecorded = [o for o in outputs if o in meta["unrecorded"]]
     sim_outputs = FMISimulationOutputs(
         output_values=values, timeseries_uri=artifact.uri, fmu_guid=md.guid or "", fmi_version=md.fmiVersion,
         model_name=md.modelName, execution_seconds=round(seconds, 4),
@@ -212,5 +213,5 @@ def _publish(ctx: RunContext, name: str, md: Any, outputs: list[str], values: di
     ctx.output.metrics.extend(ValidationMetric(name=k, value=v) for k, v in values.items()
                               if isinstance(v, bool | int | float | str) or v is None)
     ctx.output.status = Status.SUCCESS
-    ctx.log(f"simulated {name} ({run_facts['interface']}) to t={sim_outputs.simulation_time_reached}: "
+    ctx.log(f"simulated {name} to t={sim_outputs.simulation_time_reached} ({run_facts['interface']}): "
             f"{clip(str(values), 1000)}")

@@ -32,7 +32,7 @@ from pathlib import Path
 from validibot_pipelines.envelopes.base import SandboxLimits
 from validibot_pipelines.runtime.process import ChildResult
 from validibot_pipelines.runtime.sandbox import bwrap
-from validibot_pipelines.runtime.sandbox.limits import pids_cgroup, preexec, which_limit
+from validibot_pipelines.runtime.sandbox.limits import preexec, sandbox_cgroup, which_limit
 from validibot_pipelines.runtime.sandbox.watch import Watcher
 
 ENV_MODE = "VALIDIBOT_SANDBOX"
@@ -129,7 +129,7 @@ def run_untrusted(cmd: list[str], *, scratch: Path, timeout: float, limits: Sand
     child_env = bwrap.sandbox_env(scratch, env)
     argv = bwrap.command(cmd, scratch=scratch, readonly=readonly, env=child_env) if how == "bwrap" else cmd
     start = time.monotonic()
-    with pids_cgroup(limits.max_processes) as group, tempfile.TemporaryFile() as out, \
+    with sandbox_cgroup(limits) as group, tempfile.TemporaryFile() as out, \
             tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(argv, cwd=scratch, env=child_env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=True, preexec_fn=preexec(limits, timeout, group))
@@ -148,7 +148,7 @@ def run_untrusted(cmd: list[str], *, scratch: Path, timeout: float, limits: Sand
             raise
         finally:
             peaks = watcher.stop()
-        pids_hit = group.hit_max()
+        pids_hit, oom = group.hit_max(), group.oom_killed()
         stdout, stderr = _tail(out), _tail(err)
     returncode = proc.returncode
     if how == "bwrap" and returncode is not None and returncode > 128 and (returncode - 128) in _SIGNALS:
@@ -158,7 +158,8 @@ def run_untrusted(cmd: list[str], *, scratch: Path, timeout: float, limits: Sand
     limit = None
     if failed and not timed_out:
         limit = which_limit(signum=signum, text=stderr[-8000:], peak_vm_bytes=peaks.vm_bytes,
-                            cpu_used=peaks.cpu_seconds, limits=limits, timeout=timeout, pids_max_hit=pids_hit)
+                            cpu_used=peaks.cpu_seconds, limits=limits, timeout=timeout, pids_max_hit=pids_hit,
+                            oom_killed=oom)
     return SandboxResult(returncode=returncode, timed_out=timed_out, pid=proc.pid, stdout=stdout, stderr=stderr,
                          seconds=time.monotonic() - start, mode=how, limit=limit,
                          peak_memory_bytes=peaks.rss_bytes, limits=limits)

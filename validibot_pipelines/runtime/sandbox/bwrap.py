@@ -19,6 +19,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[2]
 #: Only what the dynamic loader and locale-aware libraries read; never the whole of /etc (it may hold secrets).
 ETC_ENTRIES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "fonts",
                "nsswitch.conf", "os-release")
+TMP_BYTES = 512 * 1024 * 1024
+SHM_BYTES = 64 * 1024 * 1024
 TOP_LEVEL = ("lib", "lib32", "lib64", "libx32", "bin", "sbin")
 
 
@@ -76,7 +78,9 @@ def command(cmd: list[str], *, scratch: Path, readonly: Iterable[Path] = (), env
         entry = Path("/etc") / name
         if entry.exists():
             args += ["--ro-bind", str(entry), str(entry)]
-    args += ["--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
+    # Sized tmpfs mounts: an unsized one may take half the machine's RAM (the memory cgroup counts them too).
+    args += ["--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
+             "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm"]
     for root in _python_roots():
         args += ["--ro-bind", str(root), str(root)]
     args += ["--bind", str(scratch), str(scratch)]

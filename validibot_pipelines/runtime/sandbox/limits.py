@@ -1,10 +1,11 @@
 """Resource limits for sandboxed processes, and telling afterwards which limit a failed process hit.
 
 Limits are rlimits set in the child before it execs (inherited by everything it starts): address space,
-CPU time, file size, open files, no core dumps. Processes are capped by a pids cgroup when the worker may
-create one (v1 ``/sys/fs/cgroup/pids`` or a delegated v2 hierarchy) and by ``RLIMIT_NPROC`` otherwise; the
-kernel does not apply ``RLIMIT_NPROC`` to root, so a root worker without a writable cgroup relies on the PID
-namespace and the timeout for a fork bomb (said in the README's security model).
+CPU time, file size, open files, no core dumps. The sandbox as a whole is capped by cgroups when the worker
+may create them (:class:`SandboxCgroup`: processes and memory, v1 or a delegated v2 hierarchy) and by
+``RLIMIT_NPROC`` otherwise; the kernel does not apply ``RLIMIT_NPROC`` to root, so a root worker without a
+writable cgroup relies on the PID namespace and the timeout for a fork bomb (said in the README's security
+model).
 
 Which limit was hit is read from what the process left behind: the signal (SIGXCPU, SIGXFSZ), the pids
 cgroup's ``max`` event, the peak address space a watcher saw, and the error words of the C library and
@@ -27,6 +28,9 @@ from validibot_pipelines.envelopes.base import SandboxLimits
 
 PR_SET_PDEATHSIG = 1
 CGROUP_V1_PIDS = Path("/sys/fs/cgroup/pids")
+CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
+KEYCTL_JOIN_SESSION_KEYRING = 1
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}
 CGROUP_V2 = Path("/sys/fs/cgroup")
 
 MEMORY_WORDS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory", "Out of memory",
@@ -55,35 +59,62 @@ def _processes_of_current_user() -> int:
     return total
 
 
-class PidsCgroup:
-    """A throw-away pids cgroup capping every process of one sandbox; ``None`` path when none can be made."""
+class SandboxCgroup:
+    """Throw-away cgroups capping one sandbox as a whole: processes (pids) and memory (RAM, tmpfs, memfd).
 
-    def __init__(self, max_processes: int) -> None:
-        self.path: Path | None = None
-        for parent in (CGROUP_V1_PIDS, CGROUP_V2):
-            if not (parent / "cgroup.procs").exists() or not os.access(parent, os.W_OK):
-                continue
-            if parent == CGROUP_V2 and "pids" not in _read(parent / "cgroup.subtree_control"):
-                continue
-            path = parent / f"validibot-{uuid.uuid4().hex[:12]}"
+    Why both beside the rlimits: ``RLIMIT_AS`` is per process (eight children of 300 MiB each pass a 512 MiB
+    limit) and does not count tmpfs or memfd pages; a memory cgroup counts all of them. v1 hierarchies
+    (``/sys/fs/cgroup/pids``, ``/sys/fs/cgroup/memory``) or a delegated v2 one, whichever the worker may write;
+    without either, the rlimits are all there is (the README says so).
+    """
+
+    def __init__(self, max_processes: int, memory_bytes: int) -> None:
+        self.paths: list[Path] = []
+        self.pids_path: Path | None = None
+        self.memory_path: Path | None = None
+        name = f"validibot-{uuid.uuid4().hex[:12]}"
+        if _v2_controllers() >= {"pids", "memory"}:
+            path = self._make(CGROUP_V2 / name, {"pids.max": max_processes, "memory.max": memory_bytes,
+                                                 "memory.swap.max": 0})
+            self.pids_path = self.memory_path = path
+            return
+        self.pids_path = self._make(CGROUP_V1_PIDS / name, {"pids.max": max_processes})
+        self.memory_path = self._make(CGROUP_V1_MEMORY / name, {"memory.limit_in_bytes": memory_bytes,
+                                                                "memory.memsw.limit_in_bytes": memory_bytes})
+
+    def _make(self, path: Path, settings: dict[str, int]) -> Path | None:
+        if not (path.parent / "cgroup.procs").exists() or not os.access(path.parent, os.W_OK):
+            return None
+        try:
+            path.mkdir()
+        except OSError:
+            return None
+        for key, value in settings.items():
             try:
-                path.mkdir()
-                (path / "pids.max").write_text(str(max_processes))
+                (path / key).write_text(str(value))
             except OSError:
-                with contextlib.suppress(OSError):
-                    path.rmdir()
-                continue
-            self.path = path
-            break
+                if key in ("pids.max", "memory.max", "memory.limit_in_bytes"):  # the limit itself: required
+                    with contextlib.suppress(OSError):
+                        path.rmdir()
+                    return None
+        self.paths.append(path)
+        return path
+
+    @property
+    def path(self) -> Path | None:
+        """Any of this sandbox's cgroups (for listing its processes)."""
+        return self.pids_path or self.memory_path
 
     def hit_max(self) -> bool:
-        if self.path is None:
+        """The pids cgroup refused a fork."""
+        return self.pids_path is not None and _event(self.pids_path / "pids.events", "max")
+
+    def oom_killed(self) -> bool:
+        """The memory cgroup killed a process of the sandbox for exceeding its memory."""
+        if self.memory_path is None:
             return False
-        for line in _read(self.path / "pids.events").splitlines():
-            key, _, value = line.partition(" ")
-            if key == "max" and value.strip() not in ("", "0"):
-                return True
-        return False
+        return _event(self.memory_path / "memory.events", "oom_kill") or \
+            _event(self.memory_path / "memory.oom_control", "oom_kill")
 
     def pids(self) -> list[int]:
         if self.path is None:
@@ -91,9 +122,7 @@ class PidsCgroup:
         return [int(p) for p in _read(self.path / "cgroup.procs").split()]
 
     def remove(self) -> None:
-        """Kill what is left (nothing, normally: the PID namespace died with bwrap) and remove the cgroup."""
-        if self.path is None:
-            return
+        """Kill what is left (nothing, normally: the PID namespace died with bwrap) and remove the cgroups."""
         import time
 
         for _ in range(50):
@@ -104,8 +133,23 @@ class PidsCgroup:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.02)
-        with contextlib.suppress(OSError):
-            self.path.rmdir()
+        for path in self.paths:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def _v2_controllers() -> set[str]:
+    if not (CGROUP_V2 / "cgroup.subtree_control").exists() or not os.access(CGROUP_V2, os.W_OK):
+        return set()
+    return set(_read(CGROUP_V2 / "cgroup.subtree_control").split())
+
+
+def _event(path: Path, key: str) -> bool:
+    for line in _read(path).splitlines():
+        name, _, value = line.partition(" ")
+        if name == key and value.strip() not in ("", "0"):
+            return True
+    return False
 
 
 def _read(path: Path) -> str:
@@ -115,20 +159,26 @@ def _read(path: Path) -> str:
         return ""
 
 
-def preexec(limits: SandboxLimits, timeout: float, cgroup: PidsCgroup) -> Callable[[], None]:
-    """The function run in the forked child before exec: die with the worker, join the cgroup, set rlimits.
+def preexec(limits: SandboxLimits, timeout: float, cgroup: SandboxCgroup) -> Callable[[], None]:
+    """The function run in the forked child before exec: die with the worker, a fresh session keyring, join
+    the cgroups, set rlimits.
 
-    Only async-signal-safe-ish work happens here (a prctl, one small write, setrlimit calls): it runs between
-    fork and exec. The NPROC baseline is counted before the fork.
+    Only async-signal-safe-ish work happens here (prctl, keyctl, small writes, setrlimit calls): it runs
+    between fork and exec. The NPROC baseline is counted before the fork. Why a new keyring: namespaces do not
+    cover the kernel's session keyring, so without it a model could read keys the worker holds and leave
+    keys for the next model to read.
     """
     nproc = None if os.getuid() == 0 else _processes_of_current_user() + limits.max_processes
-    cgroup_procs = str(cgroup.path / "cgroup.procs") if cgroup.path else None
+    procs = [str(path / "cgroup.procs") for path in cgroup.paths]
     cpu = cpu_seconds(limits, timeout)
     libc = ctypes.CDLL(None, use_errno=True)
+    keyctl = SYS_KEYCTL.get(os.uname().machine)
 
     def apply() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if cgroup_procs:
+        if keyctl is not None:
+            libc.syscall(keyctl, KEYCTL_JOIN_SESSION_KEYRING, None)
+        for cgroup_procs in procs:
             with open(cgroup_procs, "w") as fh:
                 fh.write("0")
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
@@ -143,8 +193,8 @@ def preexec(limits: SandboxLimits, timeout: float, cgroup: PidsCgroup) -> Callab
 
 
 @contextlib.contextmanager
-def pids_cgroup(max_processes: int) -> Iterator[PidsCgroup]:
-    group = PidsCgroup(max_processes)
+def sandbox_cgroup(limits: SandboxLimits) -> Iterator[SandboxCgroup]:
+    group = SandboxCgroup(limits.max_processes, limits.memory_bytes)
     try:
         yield group
     finally:
@@ -152,8 +202,10 @@ def pids_cgroup(max_processes: int) -> Iterator[PidsCgroup]:
 
 
 def which_limit(*, signum: int | None, text: str, peak_vm_bytes: int, cpu_used: float, limits: SandboxLimits,
-                timeout: float, pids_max_hit: bool) -> str | None:
+                timeout: float, pids_max_hit: bool, oom_killed: bool = False) -> str | None:
     """The limit a failed sandboxed process most plausibly hit: memory, cpu, file_size, processes, open_files."""
+    if oom_killed:
+        return "memory"
     if signum == signal.SIGXCPU or (signum == signal.SIGKILL and cpu_used >= cpu_seconds(limits, timeout) * 0.95):
         return "cpu"
     if signum == signal.SIGXFSZ or any(w in text for w in FILE_SIZE_WORDS):
