@@ -208,12 +208,24 @@ def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: s
     return output
 
 
+def _not_dumpable() -> None:
+    """Make this trusted worker non-dumpable: a model's process running as the same user (container mode: no
+    user namespace) can then neither read ``/proc/<worker>/environ`` (the store's credentials) nor ptrace it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     input_uri = os.environ.get(ENV_INPUT) or (argv or sys.argv[1:] or [None])[0]
     if not input_uri:
         print(f"validibot-worker: set {ENV_INPUT} to the input envelope URI", file=sys.stderr)
         return 2
     install_sigterm_exit()
+    _not_dumpable()
     with _pipes_logger() as (log, pipes):
         try:
             result = execute(input_uri, log=log, output_uri=os.environ.get(ENV_OUTPUT))

@@ -33,7 +33,7 @@ from validibot_pipelines.envelopes.base import SandboxLimits
 from validibot_pipelines.runtime.process import ChildResult
 from validibot_pipelines.runtime.sandbox import bwrap
 from validibot_pipelines.runtime.sandbox.limits import preexec, sandbox_cgroup, which_limit
-from validibot_pipelines.runtime.sandbox.watch import Watcher
+from validibot_pipelines.runtime.sandbox.watch import Watcher, kill_survivors
 
 ENV_MODE = "VALIDIBOT_SANDBOX"
 ENV_OPT_OUT = "VALIDIBOT_ALLOW_UNSANDBOXED"
@@ -148,6 +148,7 @@ def run_untrusted(cmd: list[str], *, scratch: Path, timeout: float, limits: Sand
             raise
         finally:
             peaks = watcher.stop()
+            kill_survivors(peaks, proc.pid)
         pids_hit, oom = group.hit_max(), group.oom_killed()
         stdout, stderr = _tail(out), _tail(err)
     returncode = proc.returncode

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = 1024
@@ -22,6 +22,7 @@ class Peaks:
     vm_bytes: int = 0
     rss_bytes: int = 0
     cpu_seconds: float = 0.0
+    seen: dict[int, int] = field(default_factory=dict)  # pid -> start time (clock ticks) of every process seen
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -61,6 +62,7 @@ def _sample(pid: int, peaks: Peaks) -> None:
             stat = fh.read()
         fields = stat[stat.rfind(b")") + 2:].split()
         peaks.cpu_seconds = max(peaks.cpu_seconds, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+        peaks.seen.setdefault(pid, int(fields[19]))
     except (OSError, ValueError, IndexError):
         return
 
@@ -89,3 +91,29 @@ class Watcher:
         self._stop.set()
         self._thread.join(timeout=2)
         return self.peaks
+
+
+def start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return int(stat[stat.rfind(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def kill_survivors(peaks: Peaks, root: int) -> int:
+    """SIGKILL every process the watcher saw under the sandbox that still runs (same pid *and* start time, so
+    a reused pid is never hit). Why: without a PID namespace (container mode) a model's daemon that left its
+    session would outlive the run and could rewrite results after they were checked. Returns how many."""
+    import signal
+
+    killed = 0
+    for pid, started in peaks.seen.items():
+        if pid != root and start_time(pid) == started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except (ProcessLookupError, PermissionError):
+                continue
+    return killed
