@@ -185,3 +185,52 @@ def test_a_result_too_large_to_load_names_the_file_and_the_fix(tmp_path: Path, m
     np.save(scratch / "result.npy", rows)
     with pytest.raises(ValueError, match="NaN"):
         simulate.load_result(scratch, columns, {"simulation_time_reached": None})
+
+
+def test_the_memory_limit_holds_for_the_sandbox_as_a_whole(tmp_path: Path) -> None:
+    """Eight children of 300 MiB each pass a 512 MiB per-process limit; the sandbox's memory cgroup stops them."""
+    from validibot_pipelines.runtime.sandbox.limits import SandboxCgroup
+
+    probe = SandboxCgroup(16, 1 << 30)
+    can_cap = probe.memory_path is not None
+    probe.remove()
+    if not can_cap:
+        pytest.skip("this machine gives the worker no writable memory cgroup (the README says rlimits only then)")
+    code = ("import os\nkids = []\nfor i in range(8):\n    pid = os.fork()\n    if pid == 0:\n"
+            "        b = bytearray(300 << 20)\n        for j in range(0, len(b), 4096): b[j] = 1\n"
+            "        os._exit(0)\n    kids.append(pid)\n"
+            "print(sum(os.waitstatus_to_exitcode(os.waitpid(k, 0)[1]) == -9 for k in kids))\n")
+    result = run_py(code, tmp_path / "s", limits=SandboxLimits(memory_bytes=512 << 20))
+    assert int(result.stdout.strip() or 0) >= 1  # some children were killed for memory, not all 2.4 GiB granted
+
+
+def test_the_sandbox_gets_its_own_session_keyring(tmp_path: Path) -> None:
+    import ctypes
+
+    keyctl = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
+    if keyctl is None:
+        pytest.skip("no keyctl syscall number known for this architecture")
+    libc = ctypes.CDLL(None, use_errno=True)
+    ours = libc.syscall(keyctl, 0, -3, 1)  # KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, create
+    code = (f"import ctypes; print(ctypes.CDLL(None).syscall({keyctl}, 0, -3, 1))")
+    result = run_py(code, tmp_path / "s")
+    assert result.returncode == 0 and int(result.stdout) != ours
+
+
+def test_a_work_folder_thousands_of_levels_deep_is_removed(tmp_path: Path) -> None:
+    from validibot_pipelines.runtime.entrypoint import remove_tree
+
+    root = tmp_path / "work"
+    deep = root
+    deep.mkdir()
+    os.chdir(root)
+    try:
+        for _ in range(3000):  # relative steps: an absolute path this deep would exceed PATH_MAX
+            os.mkdir("d")
+            os.chdir("d")
+        Path("leftover.bin").write_bytes(b"x" * 1000)
+    finally:
+        os.chdir(tmp_path)
+    messages: list[str] = []
+    remove_tree(root, messages.append)
+    assert not root.exists() and messages == []
