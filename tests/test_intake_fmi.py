@@ -349,6 +349,19 @@ def test_duplicate_member(write) -> None:
     assert_rejected(check(write(buf.getvalue())), FmuCode.DUPLICATE_MEMBER, location="modelDescription.xml")
 
 
+def test_identical_duplicate_members_are_a_warning_not_a_refusal(write) -> None:
+    """The Modelica Reference FMUs' own CMake build writes the extra/ folder twice, byte for byte."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        for name, content in good_fmi2().items():
+            zf.writestr(name, content)
+        for _ in range(2):
+            zf.writestr("extra/org.example/notes.txt", "same bytes")
+    report = check(write(buf.getvalue()))
+    assert not report.errors, report.errors
+    assert any(f.code == FmuCode.DUPLICATE_MEMBER and "identical" in f.text for f in report.findings)
+
+
 def test_too_many_members(write) -> None:
     members = good_fmi2(**{f"resources/{i}.txt": "" for i in range(30)})
     report = check(write(build_fmu(members)), FmuLimits(max_members=10))

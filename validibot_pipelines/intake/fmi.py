@@ -222,17 +222,26 @@ def _check_members(
     bomb = _check_declared_sizes(infos, total, ratio, size, limits, findings)
 
     unreadable: set[str] = set()
-    seen: set[str] = set()
+    seen: dict[str, tuple[int, int]] = {}
     for info in infos:
         name = info.filename
-        if name in seen:
+        if name in seen and seen[name] != (info.CRC, info.file_size):
             findings.error(
                 FmuCode.DUPLICATE_MEMBER,
-                f"member '{name}' appears more than once, so different tools would extract different files; "
-                f"rebuild the FMU so every path is unique",
+                f"member '{name}' appears more than once with different contents, so different tools would "
+                f"extract different files; rebuild the FMU so every path is unique",
                 location=name,
             )
-        seen.add(name)
+        elif name in seen and not name.endswith("/"):
+            # Byte-identical repeats (the Reference FMUs' CMake build writes extra/ twice): every tool extracts
+            # the same file, so it is worth a warning, not a refusal.
+            findings.warning(
+                FmuCode.DUPLICATE_MEMBER,
+                f"member '{name}' appears more than once (identical copies); rebuild the FMU so every path is "
+                f"unique",
+                location=name,
+            )
+        seen.setdefault(name, (info.CRC, info.file_size))
         _check_member_path(info, findings)
         if info.flag_bits & 0x1:
             unreadable.add(name)
