@@ -29,6 +29,18 @@ SYNC_HOME_YAML = (
     "  class: DefaultRunCoordinator\n")
 
 
+def timed_ticks(defs, instance) -> tuple[list, float]:  # noqa: ANN001
+    """Tick the upload sensor (running each requested partition) until a tick requests nothing; the outcomes
+    and the wall time it took."""
+    from validibot_pipelines.local_runner import tick
+
+    start = time.perf_counter()
+    outcomes = []
+    while batch := tick(defs, instance, log_level="ERROR"):
+        outcomes.extend(batch)
+    return outcomes, time.perf_counter() - start
+
+
 def make_home(tmp: Path) -> Path:
     """A DAGSTER_HOME whose runs execute synchronously when the backfill daemon iteration launches them."""
     home = tmp / "home"

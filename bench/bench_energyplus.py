@@ -22,11 +22,11 @@ SPEC = ("weather: Chicago\nassertions:\n"
 
 def main(repeats: int = 3) -> None:
     warnings.filterwarnings("ignore")
+    from bench_backfill import timed_ticks  # same folder (on sys.path when run as a script)
     from dagster import instance_for_test
 
     from validibot_pipelines.definitions import build_defs
     from validibot_pipelines.energyplus_idf import normalise_idf
-    from validibot_pipelines.local_runner import tick
     from validibot_pipelines.resources import ValidibotSettings
     from validibot_pipelines.runtime.energyplus import install
     from validibot_pipelines.samples.energyplus import sample_idf
@@ -53,11 +53,7 @@ def main(repeats: int = 3) -> None:
         (root / "home").mkdir()
         with instance_for_test(temp_dir=str(root / "home")) as instance:
             defs = build_defs(ValidibotSettings(store_uri=(root / "store").as_uri(), landing_uri=landing.as_uri()))
-            start = time.perf_counter()
-            outcomes = []
-            while batch := tick(defs, instance, log_level="ERROR"):
-                outcomes.extend(batch)
-            pipeline = time.perf_counter() - start
+            outcomes, pipeline = timed_ticks(defs, instance)
         ok = sum(o.success and all(p for p, _ in o.checks.values()) for o in outcomes)
         assert ok == repeats, f"only {ok}/{repeats} validations passed"
 

@@ -27,12 +27,11 @@ SPEC = b"simulation: {stop_time: 3, step_size: 0.01}\ninputs: {u: 3.0}\nassertio
 def main(n: int = 20) -> None:
     warnings.filterwarnings("ignore")
     logging.disable(logging.CRITICAL)
-    from bench_backfill import make_home, run_backfill  # same folder (on sys.path when run as a script)
+    from bench_backfill import make_home, run_backfill, timed_ticks  # same folder (on sys.path as a script)
     from dagster import DagsterInstance
     from fmpy import simulate_fmu
 
     from validibot_pipelines.definitions import build_defs
-    from validibot_pipelines.local_runner import tick
     from validibot_pipelines.resources import ValidibotSettings
     from validibot_pipelines.samples.build import build_fmu
 
@@ -54,11 +53,7 @@ def main(n: int = 20) -> None:
         store = (root / "store").as_uri()
         with DagsterInstance.get() as instance:
             defs = build_defs(ValidibotSettings(store_uri=store, landing_uri=landing.as_uri()))
-            start = time.perf_counter()
-            outcomes = []
-            while batch := tick(defs, instance, log_level="ERROR"):
-                outcomes.extend(batch)
-            per_run = time.perf_counter() - start
+            outcomes, per_run = timed_ticks(defs, instance)
             ok = sum(o.success and all(p for p, _ in o.checks.values()) for o in outcomes)
             assert ok == n, f"only {ok}/{n} validations passed"
             partitions = instance.get_dynamic_partitions("fmu_models")
@@ -81,14 +76,13 @@ def model_exchange(n: int) -> tuple[float, float]:
     """Raw fmpy vs the pipeline (one run per upload) on N byte-different copies of the ME-only test FMU."""
     import zipfile
 
-    from bench_backfill import make_home
+    from bench_backfill import make_home, timed_ticks
     from dagster import DagsterInstance
     from fmpy import simulate_fmu
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.fmi_cases_build import build_case
     from validibot_pipelines.definitions import build_defs
-    from validibot_pipelines.local_runner import tick
     from validibot_pipelines.resources import ValidibotSettings
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,11 +105,7 @@ def model_exchange(n: int) -> tuple[float, float]:
         make_home(root)
         with DagsterInstance.get() as instance:
             defs = build_defs(ValidibotSettings(store_uri=(root / "store").as_uri(), landing_uri=landing.as_uri()))
-            start = time.perf_counter()
-            outcomes = []
-            while batch := tick(defs, instance, log_level="ERROR"):
-                outcomes.extend(batch)
-            pipeline = time.perf_counter() - start
+            outcomes, pipeline = timed_ticks(defs, instance)
         assert sum(o.success for o in outcomes) == n, f"only {sum(o.success for o in outcomes)}/{n} ME runs passed"
     return raw, pipeline
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import NamedTuple
 from xml.etree import ElementTree
 
-from validibot_pipelines.samples.build import fmi_headers_dir
+from validibot_pipelines.samples.build import _write_zip_atomically, fmi_headers_dir
 
 CASES_DIR = Path(__file__).resolve().parent / "fmi_cases"
 COMMON_DIR = CASES_DIR / "common"
@@ -45,8 +44,6 @@ CASES: dict[str, Case] = {
     "se_only_fmi3": Case("3.0", ("ScheduledExecution",), False, "Scheduled Execution only; counts activations"),
 }
 """Every case, by name (= sub-folder of ``fmi_cases/`` = modelIdentifier = FMU file stem)."""
-
-_ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def build_case(name: str, out_dir: Path) -> Path:
@@ -81,13 +78,7 @@ def build_case(name: str, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{name}.fmu"
-    with zipfile.ZipFile(target, "w") as archive:
-        for arcname, data, mode in members:
-            info = zipfile.ZipInfo(arcname, date_time=_ZIP_DATE_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.create_system = 3  # Unix, so external_attr carries the file mode
-            info.external_attr = (0o100000 | mode) << 16
-            archive.writestr(info, data, compresslevel=9)
+    _write_zip_atomically(target, members)  # the samples' reproducible writer: same bytes for the same sources
     return target
 
 

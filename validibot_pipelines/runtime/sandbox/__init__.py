@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from validibot_pipelines.envelopes.base import SandboxLimits
 from validibot_pipelines.runtime.process import ChildResult
@@ -99,19 +100,22 @@ def mode() -> str:
 
 def warning() -> str | None:
     """The WARNING every envelope carries when untrusted work runs without a sandbox, else ``None``."""
-    if os.environ.get(ENV_MODE, "bwrap") != "container" and not bwrap.bwrap_path() \
-            and os.environ.get(ENV_OPT_OUT) == "1":
+    try:
+        unsandboxed = mode() == "unsandboxed"
+    except SandboxUnavailable:  # the run is refused with its own message; nothing to warn about
+        return None
+    if unsandboxed:
         return (f"untrusted model code ran WITHOUT a sandbox ({ENV_OPT_OUT}=1, bwrap missing): it could read "
                 "this machine's environment and files; install bubblewrap and unset the variable")
     return None
 
 
-def _tail(fh: tempfile.SpooledTemporaryFile | object) -> str:
-    fh.flush()  # type: ignore[attr-defined]
-    size = fh.seek(0, os.SEEK_END)  # type: ignore[attr-defined]
-    fh.seek(max(0, size - TAIL_BYTES))  # type: ignore[attr-defined]
-    data = fh.read()  # type: ignore[attr-defined]
-    text = data.decode("utf-8", errors="replace")
+def _tail(fh: IO[bytes]) -> str:
+    """The last :data:`TAIL_BYTES` of a child's output file, however much it wrote."""
+    fh.flush()
+    size = fh.seek(0, os.SEEK_END)
+    fh.seek(max(0, size - TAIL_BYTES))
+    text = fh.read().decode("utf-8", errors="replace")
     return (f"({size - TAIL_BYTES:,} earlier bytes left out)\n" + text) if size > TAIL_BYTES else text
 
 
