@@ -31,7 +31,7 @@ def _run(name: str, backend: object, n: int, root: str, tmp: Path) -> float:
 
     from tests.backend_helpers import drain, pipeline_on
     from validibot_pipelines.local_runner import tick
-    from validibot_pipelines.samples.build import build_fmu
+    from validibot_pipelines.validators.fmi.samples.build import build_fmu
 
     fmus = [build_fmu("first_order_lag", tmp / name, variant=f"{name}{i}") for i in range(n)]
     (tmp / f"home-{name}").mkdir()

@@ -93,8 +93,8 @@ def main(n: int = 20, batch: int = 10) -> None:
     from validibot_pipelines.definitions import build_defs
     from validibot_pipelines.local_runner import tick
     from validibot_pipelines.resources import ValidibotSettings
-    from validibot_pipelines.samples.build import build_fmu
     from validibot_pipelines.storage import get_store, join_uri
+    from validibot_pipelines.validators.fmi.samples.build import build_fmu
 
     with tempfile.TemporaryDirectory(prefix="validibot-bench-") as tmp_name:
         tmp = Path(tmp_name)

@@ -38,7 +38,7 @@ def main(n: int = 5) -> None:
     from tests.docker_engine import WORKER_IMAGE, build_worker_image, ensure_base_image, podman_service
     from validibot_pipelines.orchestration.models import intake
     from validibot_pipelines.resources import DockerBackend, LocalSubprocessBackend
-    from validibot_pipelines.samples.build import build_fmu
+    from validibot_pipelines.validators.fmi.samples.build import build_fmu
 
     with tempfile.TemporaryDirectory() as tmp, podman_service(Path(tmp)) as url:
         root = Path(tmp)

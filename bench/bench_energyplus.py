@@ -26,10 +26,10 @@ def main(repeats: int = 3) -> None:
     from dagster import instance_for_test
 
     from validibot_pipelines.definitions import build_defs
-    from validibot_pipelines.energyplus_idf import normalise_idf
     from validibot_pipelines.resources import ValidibotSettings
-    from validibot_pipelines.runtime.energyplus import install
-    from validibot_pipelines.samples.energyplus import sample_idf
+    from validibot_pipelines.validators.energyplus.idf import normalise_idf
+    from validibot_pipelines.validators.energyplus.samples import sample_idf
+    from validibot_pipelines.validators.energyplus.worker import install
 
     source = sample_idf("one_zone_box").read_text()
     weather = install.find_shipped_weather("Chicago")

@@ -33,7 +33,7 @@ def main(n: int = 20) -> None:
 
     from validibot_pipelines.definitions import build_defs
     from validibot_pipelines.resources import ValidibotSettings
-    from validibot_pipelines.samples.build import build_fmu
+    from validibot_pipelines.validators.fmi.samples.build import build_fmu
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -25,7 +25,7 @@ PARTS = ("cylinder_with_hole", "two_volume_assembly")
 
 
 def _time(part: Path, inputs, workdir: Path, repeats: int):  # noqa: ANN001, ANN202
-    from validibot_pipelines.runtime.mesh.volume import mesh_part
+    from validibot_pipelines.validators.mesh.worker.volume import mesh_part
 
     times, result = [], None
     for i in range(repeats):
@@ -36,8 +36,13 @@ def _time(part: Path, inputs, workdir: Path, repeats: int):  # noqa: ANN001, ANN
 
 
 def main(repeats: int = 3) -> None:
-    from validibot_pipelines.envelopes.mesh import DEFAULT_STRATEGIES, MeshingOptions, MeshInputs, QualityTargets
-    from validibot_pipelines.samples.mesh import make_part
+    from validibot_pipelines.validators.mesh.envelopes import (
+        DEFAULT_STRATEGIES,
+        MeshingOptions,
+        MeshInputs,
+        QualityTargets,
+    )
+    from validibot_pipelines.validators.mesh.samples import make_part
 
     targets = QualityTargets(sicn_min=TARGET)
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,7 @@
 
 Three paths over the same sample FMU (first_order_lag, 300 steps), N times each, interleaved so machine noise
 hits all alike: (1) raw fmpy in this process (the floor); (2) the simulation child
-(``python -m validibot_pipelines.runtime.fmi.child``) started as a plain subprocess — what the worker did
+(``python -m validibot_pipelines.validators.fmi.worker.child``) started as a plain subprocess — what the worker did
 before the sandbox; (3) the same child through :func:`~validibot_pipelines.runtime.sandbox.run_untrusted`
 (bubblewrap namespaces, rlimits, pids cgroup, the /proc watcher, results read back through the safe reader).
 Prints milliseconds per launch, the sandbox's added cost and the ratios. Not run in CI.
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CHILD = [sys.executable, "-m", "validibot_pipelines.runtime.fmi.child"]
+CHILD = [sys.executable, "-m", "validibot_pipelines.validators.fmi.worker.child"]
 
 
 def _request(folder: Path, fmu: Path) -> Path:
@@ -36,7 +36,7 @@ def main(n: int = 20) -> None:
 
     from validibot_pipelines.runtime.process import run_child
     from validibot_pipelines.runtime.sandbox import read_result, run_untrusted
-    from validibot_pipelines.samples.build import build_fmu
+    from validibot_pipelines.validators.fmi.samples.build import build_fmu
 
     times: dict[str, list[float]] = {"raw fmpy": [], "plain child": [], "sandboxed child": []}
     with tempfile.TemporaryDirectory() as tmp:

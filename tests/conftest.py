@@ -112,7 +112,7 @@ def store_root(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def sample_fmus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every sample FMU, compiled once per session from the committed C sources."""
-    from validibot_pipelines.samples.build import SAMPLE_FMUS, build_fmu
+    from validibot_pipelines.validators.fmi.samples.build import SAMPLE_FMUS, build_fmu
 
     out = tmp_path_factory.mktemp("sample-fmus")
     return {name: build_fmu(name, out) for name in SAMPLE_FMUS}
@@ -178,7 +178,7 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
 def cad_parts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The sample CAD parts (box, cylinder with a hole, two-volume assembly, empty model) as STEP, plus the box
     as STL, generated once per session with Gmsh's OpenCASCADE kernel."""
-    from validibot_pipelines.samples.mesh import make_all, make_part
+    from validibot_pipelines.validators.mesh.samples import make_all, make_part
 
     out = tmp_path_factory.mktemp("cad-parts")
     parts = make_all(out)

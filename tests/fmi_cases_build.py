@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 from xml.etree import ElementTree
 
-from validibot_pipelines.samples.build import _write_zip_atomically, fmi_headers_dir
+from validibot_pipelines.validators.fmi.samples.build import _write_zip_atomically, fmi_headers_dir
 
 CASES_DIR = Path(__file__).resolve().parent / "fmi_cases"
 COMMON_DIR = CASES_DIR / "common"

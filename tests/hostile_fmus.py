@@ -12,7 +12,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
-from validibot_pipelines.samples.build import COMMON_DIR, fmi_headers_dir
+from validibot_pipelines.validators.fmi.samples.build import COMMON_DIR, fmi_headers_dir
 
 HERE = Path(__file__).resolve().parent / "hostile"
 ATTACKS = {"env_secrets": 1, "tamper": 2, "kill_parent": 3, "orphan": 4, "memory": 5, "huge_stderr": 6,

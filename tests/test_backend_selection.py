@@ -11,8 +11,6 @@ import yaml
 from dagster import RetryRequested, instance_for_test
 
 from tests.backend_helpers import cloudrun_stand_in, write_envelope
-from validibot_pipelines.assets.energyplus import energyplus_simulation
-from validibot_pipelines.assets.fmi import fmu_probe, fmu_simulation
 from validibot_pipelines.definitions import build_defs
 from validibot_pipelines.resources.backends.cloudrun import CloudRunJobsBackend
 from validibot_pipelines.resources.backends.cloudrun_stand_in import JobSpec, LocalJobRunner
@@ -25,6 +23,8 @@ from validibot_pipelines.resources.backends.select import (
     pool_for,
 )
 from validibot_pipelines.storage import get_store, join_uri
+from validibot_pipelines.validators.energyplus.assets import energyplus_simulation
+from validibot_pipelines.validators.fmi.assets import fmu_probe, fmu_simulation
 
 ROOT = Path(__file__).resolve().parents[1]
 

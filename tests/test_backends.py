@@ -2,8 +2,8 @@
 
 * local: the worker as a subprocess;
 * modal: ``ModalBackend`` through its one seam's local stand-in, which runs the deployed function's body
-  (``modal_apps.fmi.probe_fmu`` / ``run_fmi_simulation`` ``.local()``) in a child process and plays the
-  ``fmi-cache-test`` volume with a folder;
+  (``validibot_pipelines.validators.fmi.modal_app.probe_fmu`` / ``run_fmi_simulation`` ``.local()``) in a child
+  process and plays the ``fmi-cache-test`` volume with a folder;
 * cloudrun: ``CloudRunJobsBackend`` through its one seam's local job runner (real ``run_v2.RunJobRequest``
   objects, the real worker with the ``VALIDIBOT_INPUT_URI`` env contract), completion seen by the GCS output
   sensor on gcp-storage-emulator, results materialized by the runs it requests.
@@ -130,7 +130,7 @@ def test_energyplus_on_modal_and_cloudrun(gcs_bucket, tmp_path, backend):  # noq
     """The same backends serve any validator: here energyplus_simulation (Cloud Run: collected by the sensor)."""
     from validibot_pipelines.definitions import build_defs
     from validibot_pipelines.resources.backends.modal import ModalBackend
-    from validibot_pipelines.samples.energyplus import sample_idf
+    from validibot_pipelines.validators.energyplus.samples import sample_idf
 
     resource = ModalBackend(app_name="validibot-energyplus", stand_in_volume_dir=str(tmp_path / "volumes")) \
         if backend == "modal" else cloudrun_stand_in("validibot-energyplus")
@@ -158,7 +158,8 @@ def test_energyplus_on_modal_and_cloudrun(gcs_bucket, tmp_path, backend):  # noq
 @pytest.mark.parametrize("backend", ["modal", "cloudrun"])
 def test_mesh_on_modal_and_cloudrun(gcs_bucket, tmp_path, cad_parts, backend):  # noqa: ANN001
     """The meshing validator's two worker steps (preview_mesh, volume_mesh) on the Modal stand-in (which finds
-    ``modal_apps.mesh`` by the app name) and on Cloud Run (each step collected by the output sensor)."""
+    ``validibot_pipelines.validators.mesh.modal_app`` by the app name) and on Cloud Run (each step collected by the
+    output sensor)."""
     from validibot_pipelines.definitions import build_defs
     from validibot_pipelines.resources.backends.modal import ModalBackend
 

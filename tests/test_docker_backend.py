@@ -486,7 +486,7 @@ def energyplus_image(docker_client, worker_image, tmp_path_factory: pytest.TempP
 def test_energyplus_image_runs_the_annual_box_like_the_local_backend(docker_url, docker_client,  # noqa: ANN001
                                                                      energyplus_image, tmp_path):
     from validibot_pipelines.orchestration import energyplus
-    from validibot_pipelines.samples.energyplus import sample_idf
+    from validibot_pipelines.validators.energyplus.samples import sample_idf
 
     store = (tmp_path / "store").as_uri()
     spec = tmp_path / "box.validation.yaml"

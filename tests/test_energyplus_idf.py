@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from validibot_pipelines.energyplus_idf import (
+from validibot_pipelines.validators.energyplus.idf import (
     EPJSON_OUTPUT_VARIABLE_PREFIX,
     NORMALISED_HEADER,
     REQUIRED_SUMMARY_REPORTS,

@@ -2,8 +2,8 @@
 
 Why real runs instead of a canned ``eplusout.sql``: table, row and column names drift between EnergyPlus
 releases (25.2 split "District Heating" into Water and Steam), and only a real run of the pinned engine proves the
-names in :mod:`validibot_pipelines.runtime.energyplus.metrics` are the ones it writes. Each sample runs once per
-module (an annual run of ``one_zone_box`` takes about a second).
+names in :mod:`validibot_pipelines.validators.energyplus.worker.metrics` are the ones it writes. Each sample runs
+once per module (an annual run of ``one_zone_box`` takes about a second).
 
 ``one_zone_box`` is built so its electricity is known in closed form: 1.8 kW of lights + equipment on a schedule of
 1.0 on weekdays 08:00-18:00 and 0.2 otherwise, in a 365-day year that starts on a Sunday, with no holidays.
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from validibot_pipelines.runtime.energyplus import install
-from validibot_pipelines.runtime.energyplus.metrics import (
+from validibot_pipelines.runtime.process import ChildResult, run_child
+from validibot_pipelines.validators.energyplus.worker import install
+from validibot_pipelines.validators.energyplus.worker.metrics import (
     METRIC_NAMES,
     energyplus_version,
     idd_version,
@@ -29,7 +30,6 @@ from validibot_pipelines.runtime.energyplus.metrics import (
     read_metrics,
     read_timeseries,
 )
-from validibot_pipelines.runtime.process import ChildResult, run_child
 
 SAMPLES = Path(__file__).resolve().parents[1] / "validibot_pipelines" / "samples" / "energyplus"
 REPORTS = ("AnnualBuildingUtilityPerformanceSummary", "DemandEndUseComponentsSummary")

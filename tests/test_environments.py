@@ -58,7 +58,7 @@ def test_modal_volumes_follow_the_environment(monkeypatch):  # noqa: ANN001
     monkeypatch.delenv("ENERGYPLUS_USE_TEST_VOLUME", raising=False)
     monkeypatch.setenv("VALIDIBOT_ENV", "test")
     assert modal_volume_name("fmi-cache", "FMI_USE_TEST_VOLUME") == "fmi-cache-test"
-    import modal_apps.energyplus as app
+    import validibot_pipelines.validators.energyplus.modal_app as app
 
     assert importlib.reload(app).VOLUME_NAME == "energyplus-outputs-test"
     monkeypatch.setenv("VALIDIBOT_ENV", "prod")

@@ -185,7 +185,7 @@ def test_a_source_fmu_that_does_not_compile_names_the_error(fmus, tmp_path) -> N
 
 def test_a_source_fmu_without_a_toolchain_says_what_the_worker_lacks(fmus, tmp_path, monkeypatch) -> None:  # noqa: ANN001
     """A worker image without CMake or a C compiler: the child says so instead of fmpy's FileNotFoundError."""
-    from validibot_pipelines.runtime.fmi import child
+    from validibot_pipelines.validators.fmi.worker import child
 
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no cmake, no cc
     with pytest.raises(child.SourceBuildFailed, match="cmake") as caught:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from validibot_pipelines.demo import verdict
-from validibot_pipelines.intake.fmi import FmuCode, check_fmu
 from validibot_pipelines.local_runner import RunOutcome
+from validibot_pipelines.validators.fmi.intake import FmuCode, check_fmu
 
 
 def _validibot(*args: str, cwd: Path, env: dict[str, str] | None = None,

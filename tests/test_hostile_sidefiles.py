@@ -16,10 +16,10 @@ import zipfile
 from pathlib import Path
 
 from tests.outcomes import errors
-from validibot_pipelines.energyplus_idf import normalise_idf, parse_idf
 from validibot_pipelines.intake.sidefiles import check_input_timeseries
-from validibot_pipelines.samples.energyplus import sample_idf
 from validibot_pipelines.storage import get_store
+from validibot_pipelines.validators.energyplus.idf import normalise_idf, parse_idf
+from validibot_pipelines.validators.energyplus.samples import sample_idf
 
 MAX_MESSAGE = 600  # a finding is a sentence or two, never a traceback or a dump of the file
 
@@ -166,7 +166,7 @@ def test_weather_size_cap_is_a_setting(tmp_path):  # noqa: ANN001
     from dagster import instance_for_test
 
     from tests.conftest import Pipeline
-    from validibot_pipelines.runtime.energyplus.install import find_shipped_weather
+    from validibot_pipelines.validators.energyplus.worker.install import find_shipped_weather
 
     (tmp_path / "home").mkdir()
     with instance_for_test(temp_dir=str(tmp_path / "home")) as instance:

@@ -15,7 +15,7 @@ import pytest
 
 from validibot_pipelines.envelopes.base import Severity
 from validibot_pipelines.intake.common import MAX_FINDINGS_PER_CODE, IntakeError, IntakeReport, MiB
-from validibot_pipelines.intake.energyplus import (
+from validibot_pipelines.validators.energyplus.intake import (
     EnergyPlusCode,
     EnergyPlusLimits,
     check_energyplus,

@@ -25,7 +25,7 @@ from validibot_pipelines.intake import (
     sha256_file,
 )
 from validibot_pipelines.intake.common import MiB
-from validibot_pipelines.intake.fmi import read_capped
+from validibot_pipelines.validators.fmi.intake import read_capped
 
 NAME = "model.fmu"
 

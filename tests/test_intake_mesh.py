@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from validibot_pipelines.intake.mesh import MeshCode, MeshLimits, check_cad
+from validibot_pipelines.validators.mesh.intake import MeshCode, MeshLimits, check_cad
 
 HEADER = ("ISO-10303-21;\nHEADER;\nFILE_DESCRIPTION(('x'),'2;1');\n"
           "FILE_NAME('p','2026-01-01',('a'),('o'),'pre','MyCAD 9.1','');\n"

@@ -7,11 +7,17 @@ import sys
 
 import pytest
 
-from validibot_pipelines.envelopes.mesh import MeshingOptions, MeshInputs, MeshQuality, MeshStrategy, QualityTargets
-from validibot_pipelines.runtime.mesh.calls import MeshFailure
-from validibot_pipelines.runtime.mesh.quality import score
-from validibot_pipelines.runtime.mesh.volume import mesh_part
 from validibot_pipelines.spec import SpecError, load_spec
+from validibot_pipelines.validators.mesh.envelopes import (
+    MeshingOptions,
+    MeshInputs,
+    MeshQuality,
+    MeshStrategy,
+    QualityTargets,
+)
+from validibot_pipelines.validators.mesh.worker.calls import MeshFailure
+from validibot_pipelines.validators.mesh.worker.quality import score
+from validibot_pipelines.validators.mesh.worker.volume import mesh_part
 
 
 def _quality(**kw) -> MeshQuality:  # noqa: ANN003
@@ -85,10 +91,10 @@ def test_stopping_the_worker_leaves_no_gmsh_process_behind(local_root, cad_parts
     from validibot_pipelines.envelopes import InputFileItem
     from validibot_pipelines.intake.common import sha256_file
     from validibot_pipelines.orchestration.launch import launch_step
-    from validibot_pipelines.orchestration.mesh import MESH_VALIDATOR
     from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
-    from validibot_pipelines.runtime.mesh.calls import CHILD_MODULE
     from validibot_pipelines.storage import get_store, join_uri
+    from validibot_pipelines.validators.mesh.launch import MESH_VALIDATOR
+    from validibot_pipelines.validators.mesh.worker.calls import CHILD_MODULE
 
     part = cad_parts["two_volume_assembly"]
     uri = join_uri(local_root, "in", part.name)
@@ -109,15 +115,15 @@ def test_stopping_the_worker_leaves_no_gmsh_process_behind(local_root, cad_parts
 def test_gmsh_that_cannot_load_is_the_workers_fault_not_the_parts(cad_parts, tmp_path, monkeypatch):  # noqa: ANN001
     """A worker image missing a library Gmsh links against (libgomp, as first seen in the mesh image) must end
     failed_runtime naming the fix, never 'your CAD file is unreadable'."""
-    from validibot_pipelines.envelopes.mesh import MeshPreviewInputs
-    from validibot_pipelines.runtime.mesh.preview import preview_part
+    from validibot_pipelines.validators.mesh.envelopes import MeshPreviewInputs
+    from validibot_pipelines.validators.mesh.worker.preview import preview_part
 
     shadow = tmp_path / "shadow"
     shadow.mkdir()
     (shadow / "gmsh.py").write_text(
         "raise OSError('libgomp.so.1: cannot open shared object file: No such file or directory')\n")
-    from validibot_pipelines.runtime.mesh import calls
     from validibot_pipelines.runtime.sandbox import bwrap, run_untrusted
+    from validibot_pipelines.validators.mesh.worker import calls
 
     def with_shadow(cmd, *, readonly=(), env=None, **kwargs):  # noqa: ANN001, ANN202 - the sandbox scrubs PYTHONPATH
         paths = f"{shadow}:{bwrap.PACKAGE_DIR.parent}"

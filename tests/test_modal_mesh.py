@@ -17,7 +17,7 @@ def _put(bucket_uri: str, key: str, path) -> str:  # noqa: ANN001
 
 
 def test_generate_preview_mesh_local(s3_bucket: str, cad_parts) -> None:  # noqa: ANN001
-    from modal_apps.mesh import generate_preview_mesh
+    from validibot_pipelines.validators.mesh.modal_app import generate_preview_mesh
 
     bucket = _put(s3_bucket, "parts/box.step", cad_parts["box"])
     result = generate_preview_mesh.local(bucket, "parts/box.step")
@@ -29,7 +29,7 @@ def test_generate_preview_mesh_local(s3_bucket: str, cad_parts) -> None:  # noqa
 
 
 def test_generate_mesh_local_meets_targets_and_writes_s3(s3_bucket: str, cad_parts) -> None:  # noqa: ANN001
-    from modal_apps.mesh import generate_mesh
+    from validibot_pipelines.validators.mesh.modal_app import generate_mesh
 
     bucket = _put(s3_bucket, "parts/assembly.step", cad_parts["two_volume_assembly"])
     result = generate_mesh.local(bucket, "parts/assembly.step", {"sicn_min": 0.2, "meshing": {"parallel_volumes": 2}})
@@ -45,7 +45,7 @@ def test_generate_mesh_local_meets_targets_and_writes_s3(s3_bucket: str, cad_par
 
 
 def test_generate_mesh_local_reports_bad_requests(s3_bucket: str, cad_parts) -> None:  # noqa: ANN001
-    from modal_apps.mesh import generate_mesh, generate_preview_mesh
+    from validibot_pipelines.validators.mesh.modal_app import generate_mesh, generate_preview_mesh
 
     bucket = _put(s3_bucket, "parts/empty.step", cad_parts["empty"])
     assert generate_preview_mesh.local(bucket, "parts/empty.step")["code"] == "MESH_EMPTY_GEOMETRY"
@@ -55,7 +55,7 @@ def test_generate_mesh_local_reports_bad_requests(s3_bucket: str, cad_parts) -> 
 
 
 def test_a_missing_part_is_a_clear_bad_request(s3_bucket: str) -> None:
-    from modal_apps.mesh import generate_mesh, generate_preview_mesh
+    from validibot_pipelines.validators.mesh.modal_app import generate_mesh, generate_preview_mesh
 
     bucket = s3_bucket.removeprefix("s3://")
     for answer in (generate_preview_mesh.local(bucket, "parts/absent.step"),

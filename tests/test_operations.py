@@ -30,9 +30,9 @@ from dagster._core.execution.backfill import BulkActionStatus
 from validibot_pipelines.definitions import build_defs
 from validibot_pipelines.operations.nightly import revalidate_stale
 from validibot_pipelines.operations.staleness import plan_revalidation
-from validibot_pipelines.samples.build import build_fmu
-from validibot_pipelines.samples.energyplus import sample_idf
 from validibot_pipelines.storage import get_store
+from validibot_pipelines.validators.energyplus.samples import sample_idf
+from validibot_pipelines.validators.fmi.samples.build import build_fmu
 
 ROOT = Path(__file__).resolve().parents[1]
 EP_SPEC = "weather: Chicago\nassertions:\n  - {name: no_fatal, expr: 'o.fatal_count == 0'}\n"

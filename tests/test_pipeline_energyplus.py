@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.outcomes import assert_each_fails_naming_the_file, errors
-from validibot_pipelines.runtime.energyplus.install import find_shipped_weather
-from validibot_pipelines.samples.energyplus import sample_idf
 from validibot_pipelines.storage import get_store
+from validibot_pipelines.validators.energyplus.samples import sample_idf
+from validibot_pipelines.validators.energyplus.worker.install import find_shipped_weather
 
 SPEC = """\
 weather: USA_IL_Chicago-OHare.Intl.AP.725300_TMY3.epw

@@ -9,10 +9,10 @@ import sys
 
 from validibot_pipelines.envelopes import InputFileItem, load_output_envelope
 from validibot_pipelines.intake.common import sha256_file
-from validibot_pipelines.orchestration.fmi import PROBE_VALIDATOR, SIMULATION_VALIDATOR
 from validibot_pipelines.orchestration.launch import launch_step
 from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
 from validibot_pipelines.storage import get_store, join_uri
+from validibot_pipelines.validators.fmi.launch import PROBE_VALIDATOR, SIMULATION_VALIDATOR
 
 
 def _item(path, role="fmu"):  # noqa: ANN001, ANN202
@@ -100,7 +100,7 @@ def test_worker_killed_without_output_is_failed_runtime(local_root, sample_fmus)
 def test_stopping_the_worker_leaves_no_fmu_process_behind(local_root, sample_fmus):  # noqa: ANN001
     from tests.processes import assert_none_left, stop_while_a_child_runs
 
-    child = "validibot_pipelines.runtime.fmi.child"
+    child = "validibot_pipelines.validators.fmi.worker.child"
     out, record = stop_while_a_child_runs(lambda timeout: launch_step(
         store_uri=local_root, run_id=f"k2-{timeout:g}", validator=SIMULATION_VALIDATOR,
         files=[_item(sample_fmus["hang"])], inputs={"simulation_timeout_seconds": 120},

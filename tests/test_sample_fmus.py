@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from fmpy.validation import validate_fmu
 
-from validibot_pipelines.samples.build import GOOD_SAMPLES, SAMPLE_FMUS, build_fmu, fmu_guid
+from validibot_pipelines.validators.fmi.samples.build import GOOD_SAMPLES, SAMPLE_FMUS, build_fmu, fmu_guid
 
 # Runs one FMU with its default experiment in a fresh interpreter: argv[1] is the FMU path.
 _CHILD_SIMULATION = "import sys, fmpy; fmpy.simulate_fmu(sys.argv[1]); print('finished')"

@@ -160,7 +160,7 @@ def test_an_envelope_over_the_cap_drops_its_outputs_and_says_so() -> None:
 def test_a_result_too_large_to_load_names_the_file_and_the_fix(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     import numpy as np
 
-    from validibot_pipelines.runtime.fmi import results as simulate
+    from validibot_pipelines.validators.fmi.worker import results as simulate
 
     scratch = tmp_path / "sandbox"
     scratch.mkdir()

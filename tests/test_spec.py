@@ -8,7 +8,6 @@ import pytest
 from pydantic import ValidationError
 
 from validibot_pipelines.envelopes.base import Severity
-from validibot_pipelines.envelopes.fmi import SimulationSettings
 from validibot_pipelines.spec import (
     MAX_EXPR_CHARS,
     Assertion,
@@ -18,6 +17,7 @@ from validibot_pipelines.spec import (
     load_spec_file,
     sidecar_path,
 )
+from validibot_pipelines.validators.fmi.envelopes import SimulationSettings
 
 SOURCE = "Feedthrough.fmu.validation.yaml"
 

@@ -1,5 +1,5 @@
-"""``validibot`` command line: ``validate`` one file in-process, ``demo`` the whole pipeline, ``build-samples``,
-``docker-cleanup`` (remove orphaned worker containers).
+"""``validibot`` command line: ``validate`` one file in-process, ``demo`` the whole pipeline, ``validators`` (what is
+registered, what images declare), ``build-samples``, ``docker-cleanup`` (remove orphaned worker containers).
 
 Exit codes of ``validate``: 0 success, 1 failed_validation, 2 failed_runtime / cancelled / bad arguments.
 """
@@ -19,24 +19,9 @@ EXIT_CODES = {Status.SUCCESS: 0, Status.FAILED_VALIDATION: 1, Status.FAILED_RUNT
 def human_summary(out: OutputEnvelope) -> str:
     lines = [f"{out.outputs.get('file_name', out.run_id)}: {out.status.value}",
              f"  sha256: {out.outputs.get('sha256', '?')}"]
-    probe = out.outputs.get("probe")
-    if probe:
-        lines.append(f"  model: {probe.get('model_name')} (FMI {probe.get('fmi_version')}), "
-                     f"counts {probe.get('counts')}")
-    values = out.outputs.get("output_values")
-    if values:
-        lines.append("  outputs: " + ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
-                                                 for k, v in values.items()))
-    metrics = out.outputs.get("metrics")
-    if metrics:
-        lines.append(f"  EnergyPlus {out.outputs.get('energyplus_version')} (model Version "
-                     f"{out.outputs.get('model_version')}), weather {out.outputs.get('weather_file')}")
-        lines.append("  metrics: " + ", ".join(f"{k}={v:.6g}" for k, v in metrics.items() if isinstance(v, float)))
-    if "sicn_min" in out.outputs:
-        o = out.outputs
-        lines.append(f"  mesh: {o['total_elements']} elements, {o['total_nodes']} nodes, strategy {o['strategy']}, "
-                     f"SICN min/avg {o['sicn_min']:.3f}/{o['sicn_avg']:.3f}, gamma min/avg "
-                     f"{o['gamma_min']:.3f}/{o['gamma_avg']:.3f}, targets met: {o['targets_met']}")
+    validator = _validator_of(out)
+    if validator is not None:
+        lines += validator.summary(out)
     for result in out.outputs.get("assertions", []):
         mark = "PASS" if result["passed"] else "FAIL"
         lines.append(f"  [{mark}] {result['name']} ({result['severity']}): {result['expr']}"
@@ -46,6 +31,13 @@ def human_summary(out: OutputEnvelope) -> str:
     return "\n".join(lines)
 
 
+def _validator_of(out: OutputEnvelope):  # noqa: ANN202 - a registry.Validator or None
+    """The registered validator whose step wrote ``out`` (None for the CLI's own failure envelopes)."""
+    from validibot_pipelines.validators.registry import validators
+
+    return next((v for v in validators() if out.validator.type in {s.type for s in v.steps}), None)
+
+
 def _validate(args: argparse.Namespace) -> int:
     from validibot_pipelines.orchestration.single import validate_file
     from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
@@ -53,7 +45,9 @@ def _validate(args: argparse.Namespace) -> int:
 
     model = Path(args.model)
     if not model.is_file():
-        print(f"validibot: {model}: no such file; pass the path of an .fmu, .idf, .epJSON, .step/.stp or .stl",
+        from validibot_pipelines.validators.registry import all_suffixes
+
+        print(f"validibot: {model}: no such file; pass the path of a model ({', '.join(all_suffixes())})",
               file=sys.stderr)
         return 2
     if args.spec and not Path(args.spec).is_file():
@@ -92,10 +86,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from validibot_pipelines.samples.build import SAMPLE_FMUS, build_fmu
+    from validibot_pipelines.validators.registry import validators
 
-    for name in args.names or SAMPLE_FMUS:
-        print(build_fmu(name, Path(args.out)))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    chosen = [v for v in validators() if not args.names or v.name in args.names]
+    unknown = sorted(set(args.names) - {v.name for v in validators()})
+    if unknown:
+        print(f"validibot: no validator {', '.join(unknown)}; registered: {', '.join(v.name for v in validators())}",
+              file=sys.stderr)
+        return 2
+    for validator in chosen:
+        for path in validator.demo_samples(out, 1):
+            print(path)
     return 0
 
 
@@ -105,6 +108,13 @@ def _schemas(args: argparse.Namespace) -> int:
     for path in export_schemas(Path(args.out)):
         print(path)
     return 0
+
+
+def _validators(args: argparse.Namespace) -> int:
+    from validibot_pipelines.validators.listing import print_images, print_registered
+
+    return print_images(args.images, docker_host=args.docker_host) if args.images is not None else print_registered(
+        as_json=args.json)
 
 
 def _docker_cleanup(args: argparse.Namespace) -> int:
@@ -136,16 +146,23 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--store", help="object store URI for results (default: $VALIDIBOT_STORE_URI or .validibot/store)")
     v.add_argument("--timeout", type=float, default=300, help="simulation timeout in seconds (default 300)")
     v.set_defaults(func=_validate)
-    d = sub.add_parser("demo", help="build the sample FMUs, drop them in the landing zone, run the pipeline")
+    d = sub.add_parser("demo", help="drop every validator's samples in the landing zone and run the pipeline")
     d.add_argument("--copies", type=int, default=1, help="byte-distinct copies of each sample to validate")
     d.set_defaults(func=_demo)
-    b = sub.add_parser("build-samples", help="compile the sample FMUs from their C sources")
+    b = sub.add_parser("build-samples", help="write each validator's demo samples (with specs) into a folder")
     b.add_argument("out")
-    b.add_argument("names", nargs="*")
+    b.add_argument("names", nargs="*", help="validators (default: all)")
     b.set_defaults(func=_build)
     s = sub.add_parser("schemas", help="write the envelopes' JSON Schemas into a folder")
     s.add_argument("out")
     s.set_defaults(func=_schemas)
+    r = sub.add_parser("validators", help="list the registered validators (or, with --images, what worker images "
+                       "declare in their org.validibot.validator.metadata label)")
+    r.add_argument("--json", action="store_true", help="print the registry as JSON")
+    r.add_argument("--images", nargs="*", default=None, metavar="IMAGE",
+                   help="inspect these images (default: each validator's configured Docker image)")
+    r.add_argument("--docker-host", help="engine URL (default: $DOCKER_HOST or the local socket)")
+    r.set_defaults(func=_validators)
     c = sub.add_parser("docker-cleanup", help="remove worker containers (label org.validibot.managed) left "
                        "behind past their timeout + grace")
     c.add_argument("--docker-host", help="engine URL (default: $DOCKER_HOST or the local socket)")

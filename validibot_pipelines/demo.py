@@ -1,17 +1,15 @@
 """The main job end-to-end on the embedded default (``validibot demo``).
 
 SQLite Dagster instance under ``$DAGSTER_HOME`` (default ``.validibot/dagster_home``), local-folder landing zone
-and object store under ``.validibot/``, local-subprocess backend. Builds the sample FMUs from the C sources in
-``validibot_pipelines/samples``, drops them (with their specs) into the landing zone, lets the upload sensor
+and object store under ``.validibot/``, local-subprocess backend. Writes every validator's demo samples (from
+its ``samples/``: FMUs built from C, an IDF, a STEP part, …) with their specs into the landing zone, lets the upload sensor
 register and run them through Dagster, and prints a summary per model.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -37,58 +35,30 @@ def prepare_home() -> Path:
 
 
 def drop_samples(landing: Path, copies: int = 1) -> list[Path]:
-    """Build the good sample FMUs and copy the sample IDF into the landing zone, each with its sidecar spec."""
-    from validibot_pipelines.samples.build import GOOD_SAMPLES, build_fmu
-    from validibot_pipelines.samples.energyplus import sample_idf
-    from validibot_pipelines.samples.mesh import make_part
+    """Every registered validator's demo samples (each with its sidecar spec) into the landing zone."""
+    from validibot_pipelines.validators.registry import validators
 
-    specs = resources.files("validibot_pipelines.samples") / "specs"
     landing.mkdir(parents=True, exist_ok=True)
-    dropped = []
-    with resources.as_file(specs) as spec_dir:
-        for name in GOOD_SAMPLES:
-            for i in range(copies):
-                fmu = build_fmu(name, landing, variant=f"copy{i}" if copies > 1 else None)
-                shutil.copyfile(spec_dir / f"{name}.validation.yaml", fmu.with_name(fmu.name + ".validation.yaml"))
-                dropped.append(fmu)
-        idf = landing / "one_zone_box.idf"
-        if not idf.exists():  # rewriting identical bytes would only re-announce an already validated model
-            shutil.copyfile(sample_idf("one_zone_box"), idf)
-            shutil.copyfile(spec_dir / "one_zone_box.validation.yaml", landing / "one_zone_box.idf.validation.yaml")
-        dropped.append(idf)
-        step = landing / "cylinder_with_hole.step"
-        if not step.exists():  # STEP files carry a timestamp: regenerating would make new bytes every time
-            make_part("cylinder_with_hole", landing)
-            shutil.copyfile(spec_dir / "cylinder_with_hole.validation.yaml", landing / f"{step.name}.validation.yaml")
-        dropped.append(step)
-    return dropped
+    return [path for validator in validators() for path in validator.demo_samples(landing, copies)]
 
 
 def summarize(outcome: RunOutcome) -> str:
-    intake = (outcome.outputs.get("fmu_intake") or outcome.outputs.get("energyplus_model")
-              or outcome.outputs.get("cad_file") or {})
-    probe = outcome.outputs.get("fmu_probe") or {}
-    sim = (outcome.outputs.get("fmu_simulation") or outcome.outputs.get("energyplus_simulation")
-           or outcome.outputs.get("volume_mesh") or {})
-    status = sim.get("status") or probe.get("status") or intake.get("status") or "not run"
+    """One model's result: its file, verdict and run, the validator's own summary lines, assertions, failed checks."""
+    from validibot_pipelines.envelopes import OutputEnvelope
+    from validibot_pipelines.orchestration.models import kind_of
+    from validibot_pipelines.validators.registry import get
+
+    validator = get(kind_of(outcome.source_uri.rsplit("/", 1)[-1])[0])
+    intake = outcome.outputs.get(validator.intake_asset) or {}
+    order = [key.path[-1] for asset in validator.assets() for key in asset.keys]
+    steps = [outcome.outputs[name] for name in order if name in outcome.outputs and name != validator.intake_asset]
+    last = steps[-1] if steps else {}
+    status = last.get("status") or intake.get("status") or "not run"
     lines = [f"{intake.get('file_name', outcome.source_uri)}  [{status}]  (Dagster run {outcome.run_id[:8]})",
              f"  sha256   {outcome.partition_key}"]
-    counts = (probe.get("outputs") or {}).get("counts")
-    if counts:
-        lines.append("  probe    " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-    metrics = (sim.get("outputs") or {}).get("metrics")
-    if metrics:
-        shown = ("site_eui_kwh_m2", "site_electricity_kwh", "heating_kwh", "cooling_kwh", "peak_electric_demand_w")
-        lines.append("  metrics  " + ", ".join(f"{k}={metrics[k]:.6g}" for k in shown if metrics.get(k) is not None))
-    mesh = sim.get("outputs") or {}
-    if "sicn_min" in mesh:
-        lines.append(f"  mesh     {mesh['total_elements']} elements, strategy {mesh['strategy']}, "
-                     f"sicn_min={mesh['sicn_min']:.3f}, gamma_avg={mesh['gamma_avg']:.3f}")
-    values = (sim.get("outputs") or {}).get("output_values")
-    if values:
-        lines.append("  outputs  " + ", ".join(
-            f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()))
-    for result in sim.get("assertions", []):
+    if last:
+        lines += validator.summary(OutputEnvelope.model_validate({k: v for k, v in last.items() if k != "assertions"}))
+    for result in last.get("assertions", []):
         lines.append(f"  {'PASS' if result['passed'] else 'FAIL'}     {result['name']} "
                      f"({result['severity']}): {result['expr']}" + (f" — {result['error']}" if result["error"] else ""))
     for name, (passed, description) in sorted(outcome.checks.items()):

@@ -23,8 +23,6 @@ from validibot_pipelines.storage import join_uri
 ENV_VAR = "VALIDIBOT_ENV"
 ENVIRONMENTS = ("dev", "test", "prod")
 PROD_TOKENS = {"prod", "production", "prd"}
-# The FMU cache volume: mounted by modal_apps/fmi.py, uploaded to by the control plane's ModalBackend.
-FMI_CACHE_VOLUME, FMI_TEST_FLAG = "fmi-cache", "FMI_USE_TEST_VOLUME"
 
 
 class EnvironmentIsolationError(ValueError):
@@ -67,7 +65,7 @@ def scoped_uri(base_uri: str, env: str | None = None) -> str:
 
 
 def modal_volume_name(base: str, flag_var: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """``<base>-test`` in the test environment, or when the validator's own flag (``FMI_USE_TEST_VOLUME``) is 1.
+    """``<base>-test`` in the test environment, or when the validator's own flag (e.g. ``FMI_USE_TEST_VOLUME``) is 1.
 
     The one rule for both sides: the Modal app picks the volume it mounts at deploy time, the control plane
     (``resources/backends/select.py``) the volume it uploads to.

@@ -1,24 +1,18 @@
-"""One validation job per validator kind, each over its asset group and checks."""
+"""One validation job per registered validator, over its asset group and checks."""
+
+from typing import Any
 
 from dagster import AssetSelection, define_asset_job
 
-fmi_validation_job = define_asset_job(
-    "fmi_validation", selection=AssetSelection.groups("fmi"),
-    description="Intake → probe → simulation → CEL checks for one FMU (partition = its SHA-256)",
-)
+from validibot_pipelines.validators.registry import Validator, validators
 
-energyplus_validation_job = define_asset_job(
-    "energyplus_validation", selection=AssetSelection.groups("energyplus"),
-    description="Intake → EnergyPlus simulation → CEL checks for one IDF/epJSON model (partition = its SHA-256)",
-)
 
-mesh_validation_job = define_asset_job(
-    "mesh_validation", selection=AssetSelection.groups("mesh"),
-    description="Intake → preview surface mesh → quality-scored volume mesh → checks for one STEP/STL part "
-                "(partition = its SHA-256)",
-)
+def validation_job(validator: Validator) -> Any:  # an unresolved asset job
+    return define_asset_job(validator.job_name, selection=AssetSelection.groups(validator.name),
+                            description=validator.job_description)
 
-JOBS_BY_KIND = {"fmi": fmi_validation_job, "energyplus": energyplus_validation_job, "mesh": mesh_validation_job}
 
-# The asset whose run config carries the upload's URIs (see FmuIntakeConfig).
-INTAKE_ASSET_BY_KIND = {"fmi": "fmu_intake", "energyplus": "energyplus_model", "mesh": "cad_file"}
+JOBS_BY_KIND = {v.name: validation_job(v) for v in validators()}
+
+# The asset whose run config carries the upload's URIs (see assets.intake.IntakeConfig).
+INTAKE_ASSET_BY_KIND = {v.name: v.intake_asset for v in validators()}

@@ -1,9 +1,5 @@
-"""Dynamic partitions: one per uploaded model, keyed by the SHA-256 of its bytes (hex, no commas)."""
+"""Dynamic partitions of each registered validator: one per uploaded model (its ``partitions.py``)."""
 
-from dagster import DynamicPartitionsDefinition
+from validibot_pipelines.validators.registry import validators
 
-fmu_partitions = DynamicPartitionsDefinition(name="fmu_models")
-energyplus_partitions = DynamicPartitionsDefinition(name="energyplus_models")
-mesh_partitions = DynamicPartitionsDefinition(name="cad_parts")
-
-PARTITIONS_BY_KIND = {"fmi": fmu_partitions, "energyplus": energyplus_partitions, "mesh": mesh_partitions}
+PARTITIONS_BY_KIND = {v.name: v.partitions for v in validators()}

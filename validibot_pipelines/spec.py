@@ -43,11 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from validibot_pipelines.envelopes.base import Severity
-from validibot_pipelines.envelopes.fmi import ReferenceSettings, SimulationSettings
-from validibot_pipelines.envelopes.mesh import MeshingOptions, QualityTargets
+from validibot_pipelines.validators import REGISTERED, spec_module
 
 __all__ = [
     "MAX_EXPR_CHARS",
@@ -55,7 +54,6 @@ __all__ = [
     "KEYS_BY_KIND",
     "SPEC_SUFFIX",
     "Assertion",
-    "SimulationSpec",
     "SpecError",
     "ValidationSpec",
     "load_spec",
@@ -72,11 +70,6 @@ MAX_SPEC_BYTES = 1024 * 1024
 SPEC_SUFFIX = ".validation.yaml"
 
 _FIX_HINT = "see README 'Validation specs' for the format"
-
-SimulationSpec = SimulationSettings
-"""The ``simulation:`` block. It is exactly the FMI envelope's settings (same bounds, same meaning:
-``None`` = take it from the model), so the spec block is handed to the worker without translation."""
-
 
 class SpecError(ValueError):
     """A validation spec could not be read; the message names the file, the problem and the fix."""
@@ -101,18 +94,11 @@ class Assertion(_Strict):
         return value.strip().upper() if isinstance(value, str) else value
 
 
-class ValidationSpec(_Strict):
-    """Everything a user can say about how to validate one model; every field is optional."""
+class _CommonSpec(_Strict):
+    """The keys every validator reads; each validator adds its own (``validators/<name>/spec.py``)."""
 
-    simulation: SimulationSpec = Field(default_factory=SimulationSpec)
     inputs: dict[str, float | int | bool | str] = Field(default_factory=dict)
     outputs: list[str] | None = None
-    weather: str | None = Field(default=None, min_length=1)
-    input_timeseries: str | None = Field(default=None, min_length=1)  # FMI: a CSV (time, <input>...) next to the model
-    reference: ReferenceSettings | None = None  # FMI: a reference result CSV next to the model, with tolerances
-    timestep_per_hour: int | None = Field(default=None, ge=1, le=60)
-    quality: QualityTargets | None = None
-    meshing: MeshingOptions | None = None
     assertions: list[Assertion] = Field(default_factory=list)
 
     @field_validator("outputs")
@@ -122,15 +108,6 @@ class ValidationSpec(_Strict):
             empty = [i for i, name in enumerate(value) if not name.strip()]
             if empty:
                 raise ValueError(f"output names must not be empty (entries {empty})")
-        return value
-
-    @field_validator("timestep_per_hour")
-    @classmethod
-    def _divides_hour(cls, value: int | None) -> int | None:
-        # EnergyPlus refuses timesteps that do not divide the hour evenly; say so before the run.
-        if value is not None and 60 % value:
-            allowed = ", ".join(str(n) for n in range(1, 61) if 60 % n == 0)
-            raise ValueError(f"must divide 60 evenly (one of {allowed}), got {value}")
         return value
 
     @field_validator("assertions")
@@ -157,6 +134,18 @@ class ValidationSpec(_Strict):
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True) if data else ""
 
 
+def _validator_fields() -> dict[str, tuple[Any, Any]]:
+    fields: dict[str, tuple[Any, Any]] = {}
+    for name in REGISTERED:
+        fields.update(spec_module(name).SPEC_FIELDS)
+    return fields
+
+
+ValidationSpec = create_model("ValidationSpec", __base__=_CommonSpec, __module__=__name__, **_validator_fields())
+ValidationSpec.__doc__ = """Everything a user can say about how to validate one model; every field is optional.
+The common keys plus every registered validator's own (a model's spec may use only its validator's keys)."""
+
+
 def sidecar_path(model_path: str | Path) -> Path:
     """Where the sidecar spec for ``model_path`` lives: ``<model-file-name>.validation.yaml`` beside it."""
     model_path = Path(model_path)
@@ -176,7 +165,7 @@ def load_spec_file(path: str | Path) -> ValidationSpec:
 def load_spec(text: str | bytes | None, source: str, kind: str | None = None) -> ValidationSpec:
     """Parse spec YAML; ``source`` (usually the file name) is quoted in every error message.
 
-    With ``kind`` (the model's validator: ``fmi``, ``energyplus``, ``mesh``) a key of another validator is
+    With ``kind`` (the model's validator, e.g. ``fmi``) a key of another validator is
     refused naming the keys this one reads (see :data:`KEYS_BY_KIND`). An empty document (or ``None``) is an
     empty spec: "simulate with the model's defaults and assert nothing" is a legitimate request.
     """
@@ -230,15 +219,11 @@ def load_spec(text: str | bytes | None, source: str, kind: str | None = None) ->
 
 # --- what a spec may say for each validator, and numbers that mean something --------------------------------
 
-KEYS_BY_KIND: dict[str, tuple[str, ...]] = {
-    "fmi": ("simulation", "inputs", "outputs", "input_timeseries", "reference", "assertions"),
-    "energyplus": ("weather", "timestep_per_hour", "inputs", "outputs", "assertions"),
-    "mesh": ("quality", "meshing", "assertions"),
-}
+KEYS_BY_KIND: dict[str, tuple[str, ...]] = {name: spec_module(name).SPEC_KEYS for name in REGISTERED}
 """Top-level keys each validator reads. Why refuse the others: ``weather:`` in an FMU spec is read by nobody,
 so a spec that looks like it configures something would silently configure nothing."""
 
-_KIND_NAMES = {"fmi": "FMU", "energyplus": "EnergyPlus", "mesh": "CAD (meshing)"}
+_KIND_NAMES = {name: spec_module(name).TITLE for name in REGISTERED}
 _MAX_PROBLEMS = 20  # a hostile spec with 10,000 bad numbers gets a readable message, not a 10,000-line one
 
 

@@ -1,6 +1,7 @@
 """Assets that launch a worker on the validator's backend, synchronous or not, through one decorator.
 
-``worker_asset`` is ``@multi_asset`` with one skippable asset, ``can_subset=True`` (so neither the asset nor
+:func:`worker_step_asset` builds each validator step's asset from a :class:`WorkerStep`: ``@multi_asset`` with
+one skippable asset, ``can_subset=True`` (so neither the asset nor
 its checks must be emitted) and ``pool=validibot-<backend>`` (the backend's concurrency pool). With a
 synchronous backend (local, Docker, Modal) the step launches, waits and materializes as usual. With Cloud Run
 Jobs the step launches, records an :class:`AssetObservation` (backend, execution name, job status) and ends
@@ -10,14 +11,15 @@ output sensor requests a run of this asset (and its downstream) with ``collect_i
 its checks — so the UI shows "launched" on the asset's timeline, then the result, then the next step.
 """
 
-from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetIn,
     AssetObservation,
     AssetOut,
     Config,
@@ -33,27 +35,13 @@ from validibot_pipelines.orchestration.launch import collect_step
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.select import pool_for
+from validibot_pipelines.resources.settings import ValidibotSettings
 
 
 class WorkerStepConfig(Config):
     """Set by the output sensor only: read the result of this launch instead of launching."""
 
     collect_input_uri: str = Field(default="", description="input envelope of an asynchronous launch to collect")
-
-
-def worker_asset(name: str, *, validator: str, partitions_def: PartitionsDefinition, group: str, kinds: set[str],
-                 check_specs: list[AssetCheckSpec]) -> Callable[[Callable[..., Any]], Any]:
-    """Decorate an asset body that launches ``validator``'s worker (see the module docstring).
-
-    Upstream assets are the body's arguments named after them, as with ``@asset``.
-    """
-
-    def decorate(fn: Callable[..., Any]) -> Any:
-        out = AssetOut(group_name=group, kinds=kinds, is_required=False, description=fn.__doc__)
-        return multi_asset(name=name, outs={name: out}, check_specs=check_specs, partitions_def=partitions_def,
-                           can_subset=True, pool=pool_for(validator))(fn)
-
-    return decorate
 
 
 def launch_or_collect(
@@ -99,3 +87,53 @@ def run_worker_step(context: AssetExecutionContext, config: WorkerStepConfig, up
         return present(record, up, out, {**envelope_metadata(out), **launch_metadata(launch_record)})
 
     yield from per_model(context, upstream, one)
+
+
+@dataclass(frozen=True)
+class StepEnv:
+    """What a worker step's launch needs from its Dagster step: settings, backend, attempt and the context."""
+
+    settings: ValidibotSettings
+    backend: Any
+    attempt: str
+    context: AssetExecutionContext
+
+
+@dataclass(frozen=True)
+class WorkerStep:
+    """One validator step that runs on a worker: what it reads, how it launches, how its result is shown.
+
+    ``upstream`` are the asset names it reads (the first is the intake asset holding the model's record);
+    ``launch(record, upstream_values, env)`` starts the worker; ``present`` turns the output envelope into the
+    asset's value, metadata and check results.
+    """
+
+    name: str
+    validator: str
+    partitions_def: PartitionsDefinition
+    kinds: set[str]
+    check_specs: Sequence[AssetCheckSpec]
+    upstream: Sequence[str]
+    launch: Callable[[ModelRecord, Mapping[str, Any], StepEnv], tuple[OutputEnvelope | None, LaunchRecord]]
+    present: Present
+    description: str
+
+
+def worker_step_asset(step: WorkerStep) -> Any:
+    """The Dagster asset of ``step``: ``multi_asset`` with one skippable output in the validator's group and
+    backend pool, its upstream assets as inputs, and the shared body :func:`run_worker_step`."""
+    from validibot_pipelines.assets.intake import attempt_of
+
+    backend_key = f"{step.validator}_backend"
+    out = AssetOut(group_name=step.validator, kinds=step.kinds, is_required=False, description=step.description)
+
+    @multi_asset(name=step.name, outs={step.name: out}, check_specs=list(step.check_specs),
+                 partitions_def=step.partitions_def, can_subset=True, pool=pool_for(step.validator),
+                 ins={name: AssetIn() for name in step.upstream}, required_resource_keys={"settings", backend_key})
+    def _step(context: AssetExecutionContext, config: WorkerStepConfig, **upstream: Any):
+        env = StepEnv(settings=context.resources.settings, backend=getattr(context.resources, backend_key),
+                      attempt=attempt_of(context), context=context)
+        yield from run_worker_step(context, config, upstream, step.upstream[0],
+                                   lambda record, up: step.launch(record, up, env), step.present)
+
+    return _step

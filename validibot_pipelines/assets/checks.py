@@ -10,9 +10,9 @@ from validibot_pipelines.assertions import AssertionResult, verdict
 from validibot_pipelines.assets.metadata import frame_table, png_markdown
 from validibot_pipelines.assets.plots import timeseries_png
 from validibot_pipelines.envelopes import OutputEnvelope, Status
-from validibot_pipelines.envelopes.fmi import ReferenceComparison
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.storage import get_store
+from validibot_pipelines.validators.fmi.envelopes import ReferenceComparison
 
 
 def intake_check(record: ModelRecord, check_name: str = "intake_accepted") -> AssetCheckResult:

@@ -1,9 +1,23 @@
-"""The intake step every validator shares: check the upload, store it by checksum, report, gate downstream."""
+"""The intake step every validator shares: check the upload, store it by checksum, report, gate downstream.
+
+:func:`intake_asset` builds each validator's intake asset (its name, kinds, facts and check wording differ;
+the body does not).
+"""
 
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from dagster import AssetExecutionContext, Config, Failure, MetadataValue
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Config,
+    Failure,
+    MetadataValue,
+    PartitionsDefinition,
+    asset,
+)
 
 from validibot_pipelines.assets.batch import ModelResult, per_model
 from validibot_pipelines.assets.checks import intake_check
@@ -57,3 +71,17 @@ def _metadata(record: ModelRecord, fact_keys: Iterable[str]) -> dict[str, Any]:
         "assertions": len((record.spec or {}).get("assertions", [])),
         **{key: str(record.facts.get(key, "")) for key in fact_keys},
     }
+
+
+def intake_asset(validator: str, name: str, *, partitions_def: PartitionsDefinition, kinds: set[str],
+                 description: str, accepted_means: str, fact_keys: tuple[str, ...]) -> AssetsDefinition:
+    """``validator``'s intake asset: depends on its ``<validator>_spec`` source (a changed spec makes the model's
+    partitions stale), blocking check ``intake_accepted`` (``accepted_means`` says what passed)."""
+
+    @asset(name=name, partitions_def=partitions_def, group_name=validator, kinds=kinds,
+           deps=[AssetKey(f"{validator}_spec")], description=description,
+           check_specs=[AssetCheckSpec("intake_accepted", asset=name, blocking=True, description=accepted_means)])
+    def _intake(context: AssetExecutionContext, config: IntakeConfig, settings: ValidibotSettings):
+        yield from run_intake(context, config, settings, validator, fact_keys=fact_keys)
+
+    return _intake

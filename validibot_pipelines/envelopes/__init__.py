@@ -21,7 +21,7 @@ from validibot_pipelines.envelopes.base import (
     load_input_envelope,
     load_output_envelope,
 )
-from validibot_pipelines.envelopes.fmi import (
+from validibot_pipelines.validators.fmi.envelopes import (
     FMIProbeInputs,
     FMIProbeOutputs,
     FMISimulationInputs,

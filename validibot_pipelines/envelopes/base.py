@@ -1,7 +1,7 @@
 """Base input/output envelopes (schema versions ``validibot.input.v1`` / ``validibot.output.v1``).
 
 Field names follow shared/design.md so every backend and worker speaks the same contract. The typed
-``inputs``/``outputs`` payloads live per validator (see :mod:`validibot_pipelines.envelopes.fmi`).
+``inputs``/``outputs`` payloads live per validator (see :mod:`validibot_pipelines.validators.fmi.envelopes`).
 """
 
 from __future__ import annotations

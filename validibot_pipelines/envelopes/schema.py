@@ -8,13 +8,13 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from validibot_pipelines.envelopes.base import INPUT_SCHEMA, OUTPUT_SCHEMA, InputEnvelope, OutputEnvelope
-from validibot_pipelines.envelopes.fmi import (
+from validibot_pipelines.validators.fmi.envelopes import (
     FMIProbeInputs,
     FMIProbeOutputs,
     FMISimulationInputs,
     FMISimulationOutputs,
 )
-from validibot_pipelines.envelopes.mesh import MeshInputs, MeshOutputs, MeshPreviewInputs, MeshPreviewOutputs
+from validibot_pipelines.validators.mesh.envelopes import MeshInputs, MeshOutputs, MeshPreviewInputs, MeshPreviewOutputs
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     INPUT_SCHEMA: InputEnvelope,

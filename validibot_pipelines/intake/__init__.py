@@ -11,7 +11,7 @@ from validibot_pipelines.intake.common import (
     format_bytes,
     sha256_file,
 )
-from validibot_pipelines.intake.fmi import (
+from validibot_pipelines.validators.fmi.intake import (
     BANNED_SUFFIXES,
     DEFAULT_FMU_LIMITS,
     LINUX_PLATFORMS,

@@ -19,11 +19,31 @@ from validibot_pipelines.envelopes import (
     load_output_envelope,
 )
 from validibot_pipelines.envelopes.base import EnvelopeError, SandboxLimits, now
+from validibot_pipelines.intake.sidefiles import SideFileLimits
 from validibot_pipelines.orchestration.layout import bundle_uri
 from validibot_pipelines.resources.backends.base import ComputeBackend, LaunchRecord
 from validibot_pipelines.storage import get_store, join_uri
 
 Backend = ComputeBackend  # the one launch contract (resources/backends/base.py)
+
+def step_run_id(sha256: str, step: str, attempt: str) -> str:
+    """Execution bundle name: readable, unique per Dagster run, stable across retries of the same run."""
+    return f"{sha256[:16]}-{step}-{attempt}"
+
+def side_file_limits(context: Any) -> SideFileLimits:
+    """The deployment's side-file limits: the ``settings`` resource of a Dagster step, else the defaults.
+
+    Read from the step's context so the asset bodies need not pass them (the CLI has no settings: defaults).
+    """
+    settings = getattr(getattr(context, "resources", None), "settings", None)  # unknown key: an AttributeError
+    return SideFileLimits.from_settings(settings) if settings is not None else SideFileLimits()
+
+def rejected_before_launch(run_id: str, validator: ValidatorRef,
+                           messages: list[Any]) -> tuple[OutputEnvelope, LaunchRecord]:
+    """``failed_validation`` for a step whose inputs the control plane refused: nothing was launched."""
+    out = OutputEnvelope(run_id=run_id, validator=validator, status=Status.FAILED_VALIDATION, messages=messages)
+    return out, LaunchRecord(backend="control-plane", launch_id="", returncode=None, timed_out=False, seconds=0.0,
+                             log_tail="not launched: a side file was rejected in the control plane")
 
 
 def launch_step(

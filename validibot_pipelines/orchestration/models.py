@@ -15,41 +15,22 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from validibot_pipelines.envelopes import InputFileItem, Severity, Status, ValidationMessage
-from validibot_pipelines.envelopes.base import (
-    MIME_EPJSON,
-    MIME_EPW,
-    MIME_FMU,
-    MIME_IDF,
-    MIME_STEP,
-    MIME_STL,
-    check_leaf_name,
-)
+from validibot_pipelines.envelopes.base import check_leaf_name
 from validibot_pipelines.intake.common import IntakeReport, file_name_problem, sha256_file, shown_name
-from validibot_pipelines.intake.energyplus import EnergyPlusLimits, check_energyplus
-from validibot_pipelines.intake.fmi import FmuLimits, check_fmu
-from validibot_pipelines.intake.mesh import MeshLimits, check_cad
 from validibot_pipelines.orchestration.layout import model_dir, model_manifest_uri, model_spec_uri
 from validibot_pipelines.spec import SpecError, ValidationSpec, load_spec
 from validibot_pipelines.storage import get_store, join_uri, leaf_name
 
 SPEC_SUFFIX = ".validation.yaml"
-KINDS = {
-    ".fmu": ("fmi", MIME_FMU),
-    ".idf": ("energyplus", MIME_IDF),
-    ".epjson": ("energyplus", MIME_EPJSON),
-    ".step": ("mesh", MIME_STEP),
-    ".stp": ("mesh", MIME_STEP),
-    ".stl": ("mesh", MIME_STL),
-}
-# Files that accompany models (referenced from a spec) but are not validated on their own.
 MIME_CSV = "text/csv"
-RESOURCE_SUFFIXES = {".epw": MIME_EPW, ".csv": MIME_CSV}  # files that ride along with a model, named by its spec
 
 
 def kind_of(file_name: str) -> tuple[str, str] | None:
     """(validator kind, MIME type) for an upload's file name, or None when no validator handles it."""
-    suffix = Path(file_name).suffix.lower()
-    return KINDS.get(suffix)
+    from validibot_pipelines.validators.registry import for_suffix
+
+    found = for_suffix(Path(file_name).suffix)
+    return (found[0].name, found[1]) if found else None
 
 
 class ModelRecord(BaseModel):
@@ -84,19 +65,14 @@ class ModelRecord(BaseModel):
 
 
 def _check(kind: str, path: Path, name: str, limits: IntakeLimits) -> IntakeReport:
-    if kind == "fmi":
-        return check_fmu(path, name, limits.fmu)
-    if kind == "energyplus":
-        return check_energyplus(path, name, limits.energyplus)
-    if kind == "mesh":
-        return check_cad(path, name, limits.mesh)
-    raise ValueError(f"no intake checks for kind {kind!r}")
+    from validibot_pipelines.validators.registry import get
+
+    validator = get(kind)
+    return validator.check(path, name, limits.get(kind) or validator.limits(None))
 
 
-class IntakeLimits(BaseModel):
-    fmu: FmuLimits = Field(default_factory=FmuLimits)
-    energyplus: EnergyPlusLimits = Field(default_factory=EnergyPlusLimits)
-    mesh: MeshLimits = Field(default_factory=MeshLimits)
+IntakeLimits = dict[str, BaseModel]
+"""Each validator's intake limits by its name (``ValidibotSettings.intake_limits``); a missing one: defaults."""
 
 
 def intake(
@@ -112,7 +88,9 @@ def intake(
     check_leaf_name(name)
     kind_mime = kind_of(name)
     if kind_mime is None:
-        raise ValueError(f"{name}: no validator handles this file type; upload {', '.join(sorted(KINDS))} files")
+        from validibot_pipelines.validators.registry import all_suffixes
+
+        raise ValueError(f"{name}: no validator handles this file type; upload {', '.join(all_suffixes())} files")
     kind, mime = kind_mime
     special = _not_a_regular_file(source_uri)
     if special:
@@ -138,17 +116,16 @@ def intake(
                      f"!= partition {expected_sha256[:12]}…); the new bytes get their own partition on the next "
                      "sensor tick"))
             return record
-        report = _check(kind, local, name, limits or IntakeLimits())
+        report = _check(kind, local, name, limits or {})
         record.findings.extend(report.findings)
         record.facts = report.facts
         if not report.accepted:
             record.status = Status.FAILED_VALIDATION
         _attach_spec(record, spec_uri, store_uri)
-        if kind == "energyplus" and record.accepted:
-            _attach_weather(record, store_uri)
-        if kind == "fmi" and record.accepted:
-            _attach_input_timeseries(record, store_uri)
-            _attach_reference(record, store_uri)
+        if record.accepted:
+            from validibot_pipelines.validators.registry import get
+
+            get(kind).attach(record, store_uri)  # the side files its spec names (weather, time series, schema)
         store_root = model_dir(store_uri, sha)
         if record.accepted:
             record.canonical_uri = join_uri(store_root, name)
@@ -208,55 +185,10 @@ def _attach_spec(record: ModelRecord, spec_uri: str | None, store_uri: str) -> N
                                              location=spec_name))
 
 
-def _attach_weather(record: ModelRecord, store_uri: str) -> None:
-    """Resolve the spec's ``weather:`` to a shipped file or an .epw uploaded next to the model."""
-    from validibot_pipelines.runtime.energyplus.install import find_shipped_weather, shipped_weather_files
-
-    wanted = record.validation_spec().weather
-    shipped = ", ".join(shipped_weather_files())
-    if not wanted:
-        record.status = Status.FAILED_VALIDATION
-        record.findings.append(ValidationMessage(
-            severity=Severity.ERROR, code="WEATHER_MISSING", location="validation spec",
-            text=f"{record.file_name}: no weather file; add `weather:` to {record.file_name}{SPEC_SUFFIX} naming a "
-                 f"shipped file ({shipped}) or an .epw uploaded next to the model"))
-        return
-    found = find_shipped_weather(wanted)
-    if found is not None:
-        record.weather_name = found.name
-        return
-    if not _attach_upload(record, store_uri, wanted, MIME_EPW, "weather"):
-        record.status = Status.FAILED_VALIDATION
-        record.findings.append(ValidationMessage(
-            severity=Severity.ERROR, code="WEATHER_NOT_FOUND", location="validation spec",
-            text=f"{record.file_name}: weather file '{wanted}' is neither shipped with EnergyPlus nor uploaded next "
-                 f"to the model; upload it to the landing zone or use one of: {shipped}"))
 
 
-def _attach_input_timeseries(record: ModelRecord, store_uri: str) -> None:
-    """Resolve the spec's ``input_timeseries:`` (FMI) to a CSV uploaded next to the model."""
-    wanted = record.validation_spec().input_timeseries
-    if wanted and not _attach_upload(record, store_uri, wanted, MIME_CSV, "input-timeseries"):
-        record.status = Status.FAILED_VALIDATION
-        record.findings.append(ValidationMessage(
-            severity=Severity.ERROR, code="INPUT_TIMESERIES_NOT_FOUND", location="validation spec",
-            text=f"{record.file_name}: input time series '{wanted}' was not uploaded next to the model; upload the "
-                 "CSV (header: time,<input names>) to the landing zone beside it or drop `input_timeseries:`"))
 
-
-def _attach_reference(record: ModelRecord, store_uri: str) -> None:
-    """Resolve the spec's ``reference:`` (FMI) to a reference result CSV uploaded next to the model."""
-    reference = record.validation_spec().reference
-    if reference and not _attach_upload(record, store_uri, reference.file, MIME_CSV, "reference"):
-        record.status = Status.FAILED_VALIDATION
-        record.findings.append(ValidationMessage(
-            severity=Severity.ERROR, code="REFERENCE_NOT_FOUND", location="validation spec",
-            text=f"{record.file_name}: reference result '{reference.file}' was not uploaded next to the model; "
-                 "upload the CSV (header: time,<output names>, the FMI Cross-Check format) to the landing zone "
-                 "beside it or drop `reference:`"))
-
-
-def _attach_upload(record: ModelRecord, store_uri: str, name: str, mime: str, role: str) -> bool:
+def attach_upload(record: ModelRecord, store_uri: str, name: str, mime: str, role: str) -> bool:
     """Copy a file the spec names from beside the model into the store by checksum, as one of its resources.
 
     ``False`` when there is no such file (or the name is not a plain file name): the caller words the finding.

@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from dagster import ConfigurableResource
-from pydantic import Field, model_validator
+from pydantic import Field, create_model, model_validator
 
 from validibot_pipelines.envelopes.base import SandboxLimits
 from validibot_pipelines.environments import check_isolated
-from validibot_pipelines.intake.energyplus import EnergyPlusLimits
-from validibot_pipelines.intake.fmi import FmuLimits
-from validibot_pipelines.intake.mesh import MeshLimits
 from validibot_pipelines.orchestration.models import IntakeLimits
 from validibot_pipelines.settings import default_landing_uri, default_store_uri, sandbox_limits_from_env
+from validibot_pipelines.validators import REGISTERED
 
 
-class ValidibotSettings(ConfigurableResource):
-    """Where uploads land and results are stored, and the intake limits."""
+class _SharedSettings(ConfigurableResource):
+    """Where uploads land and results are stored, the worker timeout and the sandbox limits."""
 
     store_uri: str = Field(default_factory=default_store_uri, description="file://, gs:// or s3:// prefix")
     landing_uri: str = Field(default_factory=default_landing_uri, description="where authors drop models")
-    fmu_max_bytes: int = Field(default=50 * 1024 * 1024, description="FMU size cap")
-    fmu_max_uncompressed_bytes: int = Field(default=500 * 1024 * 1024)
-    fmu_max_ratio: float = Field(default=100.0, description="zip-bomb guard: uncompressed / compressed")
-    simulation_timeout_seconds: int = Field(default=300, description="per FMU simulation")
-    energyplus_max_bytes: int = Field(default=20 * 1024 * 1024, description="IDF / epJSON size cap")
-    energyplus_timeout_seconds: int = Field(default=1800, description="per EnergyPlus simulation")
-    mesh_max_bytes: int = Field(default=100 * 1024 * 1024, description="STEP / STL size cap")
-    mesh_strategy_timeout_seconds: int = Field(default=120, description="per meshing strategy candidate")
     worker_timeout_seconds: int = Field(default=3600, description="per worker launch")
     # sandbox limits on the model's own processes (runtime/sandbox); env defaults VALIDIBOT_SANDBOX_<FIELD>
     sandbox_memory_bytes: int = Field(default_factory=lambda: sandbox_limits_from_env().memory_bytes, gt=0,
@@ -38,7 +31,7 @@ class ValidibotSettings(ConfigurableResource):
                                             description="CPU seconds per sandboxed process; None: 2 x timeout")
 
     @model_validator(mode="after")
-    def _isolated(self) -> ValidibotSettings:
+    def _isolated(self) -> _SharedSettings:
         """A non-prod environment never resolves to a production bucket (environments.py)."""
         check_isolated(self.store_uri)
         check_isolated(self.landing_uri)
@@ -50,15 +43,20 @@ class ValidibotSettings(ConfigurableResource):
                              cpu_seconds=self.sandbox_cpu_seconds)
 
     def intake_limits(self) -> IntakeLimits:
-        return IntakeLimits(
-            fmu=FmuLimits(max_bytes=self.fmu_max_bytes, max_uncompressed_bytes=self.fmu_max_uncompressed_bytes,
-                          max_ratio=self.fmu_max_ratio),
-            energyplus=EnergyPlusLimits(max_bytes=self.energyplus_max_bytes),
-            mesh=MeshLimits(max_bytes=self.mesh_max_bytes),
-        )
+        """Each registered validator's intake limits, from its settings fields."""
+        from validibot_pipelines.validators.registry import validators
 
-    # side files (intake/sidefiles.py reads these by name: SideFileLimits.from_settings)
-    timeseries_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0, description="FMU input time series CSV cap")
-    timeseries_max_rows: int = Field(default=1_000_000, gt=0, description="data rows of an input time series")
-    timeseries_max_columns: int = Field(default=1_000, gt=1, description="columns (time + inputs) of a time series")
-    weather_max_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="uploaded .epw weather file cap")
+        return {v.name: v.limits(self) for v in validators()}
+
+
+def _validator_fields() -> dict[str, tuple[Any, Any]]:
+    fields: dict[str, tuple[Any, Any]] = {}
+    for name in REGISTERED:
+        fields.update(importlib.import_module(f"validibot_pipelines.validators.{name}.settings").SETTINGS_FIELDS)
+    return fields
+
+
+ValidibotSettings = create_model("ValidibotSettings", __base__=_SharedSettings, __module__=__name__,
+                                 **_validator_fields())
+ValidibotSettings.__doc__ = """Deployment settings: the shared ones plus each registered validator's own
+(``validators/<name>/settings.py``: size caps, timeouts), all configurable on the ``settings`` resource."""

@@ -1,4 +1,7 @@
-"""Validator type → runner. Imports are lazy so a worker image only needs the tools of its validator."""
+"""Validator type → runner, from each registered validator's ``worker/RUNNERS`` (:mod:`validibot_pipelines.validators`).
+
+Runner modules are imported only when their type runs, so a worker image needs only its own validator's tools.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +9,13 @@ import importlib
 from collections.abc import Callable
 
 from validibot_pipelines.runtime.context import RunContext
-
-RUNNERS: dict[str, str] = {
-    "fmi-probe": "validibot_pipelines.runtime.fmi.probe:run",
-    "fmi-simulation": "validibot_pipelines.runtime.fmi.simulate:run",
-    "energyplus": "validibot_pipelines.runtime.energyplus.simulate:run",
-    "mesh-preview": "validibot_pipelines.runtime.mesh.preview:run",
-    "mesh": "validibot_pipelines.runtime.mesh.volume:run",
-}
+from validibot_pipelines.validators import worker_runners
 
 
 def runner_for(validator_type: str) -> Callable[[RunContext], None]:
-    target = RUNNERS.get(validator_type)
+    runners = worker_runners()
+    target = runners.get(validator_type)
     if target is None:
-        raise ValueError(f"unknown validator type {validator_type!r}; known: {', '.join(sorted(RUNNERS))}")
+        raise ValueError(f"unknown validator type {validator_type!r}; known: {', '.join(sorted(runners))}")
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)

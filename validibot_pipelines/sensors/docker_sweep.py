@@ -9,12 +9,12 @@ local backends configured it does nothing.
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from dagster import DefaultSensorStatus, ResourceParam, SensorEvaluationContext, SkipReason, sensor
+from dagster import DefaultSensorStatus, SensorEvaluationContext, SkipReason, sensor
 
 from validibot_pipelines.resources.backends.docker import DockerBackend
 from validibot_pipelines.resources.backends.docker_sweep import SweptContainer
+from validibot_pipelines.validators.registry import validators
 
 INTERVAL_SECONDS = int(os.environ.get("VALIDIBOT_DOCKER_SWEEP_INTERVAL_SECONDS", "300"))
 
@@ -41,11 +41,10 @@ def sweep_docker_backends(backends: list[object]) -> tuple[list[SweptContainer],
     name="docker_orphan_sweep", minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
     description="Removes org.validibot.managed containers older than their timeout + grace (Docker backend).",
+    required_resource_keys={v.backend_resource for v in validators()},
 )
-def docker_orphan_sweep(context: SensorEvaluationContext, fmi_backend: ResourceParam[Any],
-                        energyplus_backend: ResourceParam[Any], mesh_backend: ResourceParam[Any]):
-    # Every validator's backend resource: a validator added later must be listed here too.
-    backends = [fmi_backend, energyplus_backend, mesh_backend]
+def docker_orphan_sweep(context: SensorEvaluationContext):
+    backends = [getattr(context.resources, v.backend_resource) for v in validators()]  # every validator's
     if not any(isinstance(b, DockerBackend) for b in backends):
         return SkipReason("no DockerBackend configured; nothing to sweep")
     removed, problems = sweep_docker_backends(backends)

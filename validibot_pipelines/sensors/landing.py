@@ -32,11 +32,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from validibot_pipelines.orchestration.models import KINDS, RESOURCE_SUFFIXES, SPEC_SUFFIX, kind_of
+from validibot_pipelines.orchestration.models import SPEC_SUFFIX, kind_of
 from validibot_pipelines.orchestration.revalidate import spec_version
 from validibot_pipelines.storage import get_store, leaf_name
 from validibot_pipelines.storage.base import ObjectInfo, ObjectStore
 from validibot_pipelines.storage.local import LocalStore, uri_to_path
+from validibot_pipelines.validators.registry import all_suffixes, for_suffix, side_file_suffixes
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,8 @@ def scan(landing_uri: str, cursor: str | None, max_new: int = 50, max_bytes: int
             continue
         kind = kind_of(name)
         if kind is None:
-            if not name.lower().endswith(tuple(RESOURCE_SUFFIXES)):  # weather files etc. ride along with models
-                skipped.append(f"{name}: no validator for this file type (known: {', '.join(sorted(KINDS))})")
+            if not name.lower().endswith(tuple(side_file_suffixes())):  # weather files etc. ride along with models
+                skipped.append(f"{name}: no validator for this file type (known: {', '.join(all_suffixes())})")
             continue
         spec_uri = obj.uri + SPEC_SUFFIX
         _add(uploads, skipped, obj.uri, spec_uri if spec_uri in listed else None)
@@ -195,15 +196,14 @@ def _upload(model_uri: str, spec_uri: str | None) -> Upload:
 #
 # A bucket shows an object only once its upload finished; a folder shows a file while it is being written, and a
 # tick in the middle of an upload would register the half file as a model of its own. So a local model file is
-# taken only when it is *stable*: it ends like a complete file of its kind (a ZIP's end-of-central-directory
-# record, STEP's END-ISO-10303-21, an STL's declared length, epJSON's closing brace, an IDF object's ';')
+# taken only when it is *stable*: it ends like a complete file of its kind (each validator's ``looks_complete``:
+# a ZIP's end-of-central-directory record, STEP's END-ISO-10303-21, an STL's declared length, …)
 # or it has not changed for VALIDIBOT_LANDING_SETTLE_SECONDS (default 2 s) — then it is taken whatever it holds
 # and intake judges it, so a truncated upload is reported, not ignored. Looking at the end (not only waiting)
 # keeps complete files, which are most of them, from waiting a tick. Only the first and last 64 KiB are read,
 # from a descriptor opened with O_NOFOLLOW | O_NONBLOCK and checked to be a regular file.
 
 _TAIL = 64 * 1024 + 22
-_EOCD = b"PK\x05\x06"
 
 
 def settle_seconds() -> float:
@@ -244,23 +244,6 @@ def _looks_complete(name: str, size: int, head: bytes, tail: bytes) -> bool:
     not become one by waiting: it counts as complete and intake says what it is."""
     if size == 0:
         return False  # just created; the bytes are on their way
-    if name.endswith(".fmu"):
-        if not head.startswith(b"PK"):
-            return True
-        end = tail.rfind(_EOCD)
-        if end < 0 or end + 22 > len(tail):
-            return False
-        comment = int.from_bytes(tail[end + 20:end + 22], "little")
-        return end + 22 + comment == len(tail)
-    if name.endswith((".step", ".stp")):
-        return not head.lstrip().startswith(b"ISO-10303-21") or b"END-ISO-10303-21" in tail[-4096:]
-    if name.endswith(".stl"):
-        if head[:5].lower() == b"solid":
-            return b"endsolid" in tail[-4096:].lower()
-        return size >= 84 and size >= 84 + 50 * int.from_bytes(head[80:84], "little")
-    if name.endswith(".epjson"):
-        return not head.lstrip().startswith(b"{") or tail.rstrip().endswith(b"}")
-    if name.endswith(".idf"):  # every IDF object ends with ';' (comments start with '!'), so a cut shows
-        last = tail.rstrip().rsplit(b"\n", 1)[-1].split(b"!", 1)[0].strip()
-        return not last or last.endswith(b";")
-    return True
+    found = for_suffix(Path(name).suffix)
+    suffix = Path(name).suffix.lower()
+    return True if found is None else found[0].looks_complete(suffix, size, head, tail)

@@ -1,4 +1,4 @@
-"""Modal backend: run the worker as a deployed Modal function (``modal deploy -m modal_apps.<validator>``).
+"""Modal backend: run the worker as a deployed Modal function (``modal deploy -m validibot_pipelines.validators.<validator>.modal_app``).
 
 Per launch: read the input envelope, upload FMUs to the cache volume by checksum (``/<sha256>.fmu``, skipped
 when already there), ``Function.from_name(app, fn).spawn(input_uri)``, record the call id, wait with
@@ -26,21 +26,14 @@ from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.modal_client import LocalModalStandIn, ModalClient, SdkModalClient
 from validibot_pipelines.runtime.entrypoint import cache_file_name
 from validibot_pipelines.storage import get_store
-
-DEFAULT_FUNCTIONS = {
-    "fmi-probe": "probe_fmu",
-    "fmi-simulation": "run_fmi_simulation",
-    "energyplus": "run_energyplus_simulation",
-    "mesh-preview": "run_mesh_preview",
-    "mesh": "run_mesh",
-}
+from validibot_pipelines.validators import modal_functions
 
 
 class ModalBackend(ConfigurableResource):
     """Spawn the validator's deployed Modal function and wait for it (one call per step)."""
 
-    app_name: str = Field(default="validibot-fmi", description="deployed Modal app (modal deploy -m modal_apps.X)")
-    functions: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FUNCTIONS),
+    app_name: str = Field(default="validibot-fmi", description="deployed Modal app (modal deploy -m validibot_pipelines.validators.<v>.modal_app)")
+    functions: dict[str, str] = Field(default_factory=modal_functions,
                                       description="validator type -> Modal function name")
     cache_volume: str = Field(default="", description="volume caching FMUs as /<sha256>.fmu ('' = none)")
     cache_mime_types: list[str] = Field(default_factory=lambda: [MIME_FMU])
@@ -126,10 +119,10 @@ def modal_error_message(exc: BaseException, app: str, function: str) -> str | No
                 "MODAL_TOKEN_ID / MODAL_TOKEN_SECRET, or roll back with VALIDIBOT_<VALIDATOR>_BACKEND=local")
     if isinstance(exc, mx.NotFoundError):
         return (f"Modal function {app}/{function} is not deployed ({exc}); run "
-                f"`modal deploy -m modal_apps.{module}` in the Modal environment this code location uses")
+                f"`modal deploy -m validibot_pipelines.validators.{module}.modal_app` in the Modal environment this code location uses")
     if isinstance(exc, mx.FunctionTimeoutError):
         return (f"Modal function {app}/{function} exceeded its own timeout ({exc}); raise `timeout=` in "
-                f"modal_apps/{module}.py and redeploy, or shorten the simulation")
+                f"validibot_pipelines/validators/{module}/modal_app.py and redeploy, or shorten the simulation")
     if isinstance(exc, mx.Error):
         return f"Modal call {app}/{function} failed: {type(exc).__name__}: {exc}"
     return None

@@ -1,7 +1,7 @@
 """Choose each validator's compute backend from configuration (the feature flag), generic over validators.
 
-``VALIDIBOT_<VALIDATOR>_BACKEND`` = ``local`` (default) | ``docker`` | ``modal`` | ``cloudrun``, e.g.
-``VALIDIBOT_FMI_BACKEND=modal``, ``VALIDIBOT_ENERGYPLUS_BACKEND=cloudrun``, ``VALIDIBOT_MESH_BACKEND=docker``.
+``VALIDIBOT_<VALIDATOR>_BACKEND`` = ``local`` (default) | ``docker`` | ``modal`` | ``cloudrun`` for each registered
+validator, e.g. ``VALIDIBOT_XML_BACKEND=docker``.
 The value is read when the code location loads (``build_defs``), so switching back is: set it to ``local``
 (or unset it) and reload the code location (UI "Reload definitions", or restart ``dagster dev``). The
 workers stay deployed; nothing is rebuilt. The same value names the asset's concurrency pool
@@ -10,8 +10,9 @@ workers stay deployed; nothing is rebuilt. The same value names the asset's conc
 Per-backend settings are environment variables too (no secrets — Modal reads its token from the
 environment/profile; Cloud Run and GCS use the ambient service account):
 
-* Modal: ``VALIDIBOT_<V>_MODAL_APP`` (default ``validibot-<v>``); ``FMI_USE_TEST_VOLUME=1`` or
-  ``VALIDIBOT_ENV=test`` picks ``fmi-cache-test`` for the FMU cache volume (the same rule as the deployed app).
+* Modal: ``VALIDIBOT_<V>_MODAL_APP`` (default ``validibot-<v>``); a validator with an input cache volume (its
+  registration's ``modal_cache_volume``) uses its ``-test`` twin under ``VALIDIBOT_ENV=test`` or its own flag
+  (the same rule as the deployed app).
 * Cloud Run: ``VALIDIBOT_CLOUDRUN_PROJECT``, ``VALIDIBOT_CLOUDRUN_REGION`` (default ``us-central1``),
   ``VALIDIBOT_<V>_CLOUDRUN_JOB`` (default ``validibot-<v>``), ``VALIDIBOT_CLOUDRUN_MAX_IN_FLIGHT`` (default 20
   unfinished executions per job; further launches wait and retry).
@@ -28,7 +29,7 @@ from collections.abc import Mapping
 
 from dagster import ConfigurableResource
 
-from validibot_pipelines.environments import FMI_CACHE_VOLUME, FMI_TEST_FLAG, modal_volume_name
+from validibot_pipelines.environments import modal_volume_name
 
 BACKENDS = ("local", "docker", "modal", "cloudrun")
 DEFAULT_BACKEND = "local"
@@ -43,7 +44,7 @@ def env_prefix(validator: str) -> str:
 
 
 def backend_name(validator: str, env: Mapping[str, str] | None = None) -> str:
-    """The backend configured for ``validator`` (``fmi``, ``energyplus``, ``mesh``, …)."""
+    """The backend configured for ``validator`` (a registered validator's name)."""
     env = os.environ if env is None else env
     var = f"{env_prefix(validator)}_BACKEND"
     name = (env.get(var) or DEFAULT_BACKEND).strip().lower()
@@ -65,13 +66,29 @@ def _docker_backend(validator: str, env: Mapping[str, str]) -> ConfigurableResou
             f"{env_prefix(validator)}_BACKEND=docker but the Docker backend module is missing ({exc}); "
             "install a build that ships validibot_pipelines/resources/backends/docker.py or choose another backend"
         ) from None
-    cls = module.DockerBackend
-    kwargs: dict[str, object] = {}
-    # Each validator has its own image variant (containers/Dockerfile, --build-arg VALIDATOR=<validator>).
+    return module.DockerBackend(image=docker_image(validator, env))
+
+
+def docker_image(validator: str, env: Mapping[str, str] | None = None) -> str:
+    """The validator's worker image: ``VALIDIBOT_<V>_DOCKER_IMAGE`` or ``validibot-worker-<v>:<version>`` (each
+    validator has its own image variant: ``containers/build <validator>``)."""
     from validibot_pipelines import __version__
 
-    kwargs["image"] = env.get(f"{env_prefix(validator)}_DOCKER_IMAGE") or f"validibot-worker-{validator}:{__version__}"
-    return cls(**kwargs)
+    env = os.environ if env is None else env
+    return env.get(f"{env_prefix(validator)}_DOCKER_IMAGE") or f"validibot-worker-{validator}:{__version__}"
+
+
+def _cache_volume(validator: str, env: Mapping[str, str]) -> str:
+    """The Modal volume the validator's app caches inputs on (its registration), '' when it has none."""
+    from validibot_pipelines.validators.registry import get
+
+    try:
+        registered = get(validator)
+    except KeyError:
+        return ""
+    if not registered.modal_cache_volume:
+        return ""
+    return modal_volume_name(registered.modal_cache_volume, registered.modal_test_flag, env)
 
 
 def make_backend(validator: str, env: Mapping[str, str] | None = None) -> ConfigurableResource:
@@ -91,7 +108,7 @@ def make_backend(validator: str, env: Mapping[str, str] | None = None) -> Config
         return ModalBackend(
             app_name=env.get(f"{prefix}_MODAL_APP") or f"validibot-{validator}",
             stand_in_volume_dir=env.get("VALIDIBOT_MODAL_STAND_IN_DIR", ""),
-            cache_volume=modal_volume_name(FMI_CACHE_VOLUME, FMI_TEST_FLAG, env) if validator == "fmi" else "",
+            cache_volume=_cache_volume(validator, env),
         )
     from validibot_pipelines.resources.backends.cloudrun import CloudRunJobsBackend
 

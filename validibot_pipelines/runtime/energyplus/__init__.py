@@ -1,5 +1,0 @@
-"""EnergyPlus worker side: locate the engine, run a normalised copy of the model, read its results.
-
-Everything here runs inside the worker container, so nothing imports dagster (worker start-up time and image size
-matter) and result reading uses only :mod:`sqlite3` and pyarrow, never pandas.
-"""

@@ -1,1 +1,0 @@
-"""FMI worker: probe (model facts + fmpy validation) and simulation (fmpy in a child process)."""

@@ -1,0 +1,86 @@
+"""EnergyPlus validator, control-plane side: launch the simulation, evaluate the CEL assertions.
+
+An uploaded weather file is checked in the control plane before the launch
+(:mod:`validibot_pipelines.intake.sidefiles`: size cap, EPW header and rows, read line by line), so garbage or a
+huge file is a ``failed_validation`` naming it rather than an EnergyPlus crash or a worker out of memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from validibot_pipelines import __version__
+from validibot_pipelines.assertions import AssertionResult, evaluate_assertions
+from validibot_pipelines.envelopes import OutputEnvelope, Status, ValidatorRef
+from validibot_pipelines.intake.sidefiles import SideFileLimits, check_stored_side_files
+from validibot_pipelines.orchestration.launch import (
+    Backend,
+    launch_step,
+    rejected_before_launch,
+    side_file_limits,
+    step_run_id,
+)
+from validibot_pipelines.orchestration.models import ModelRecord
+from validibot_pipelines.resources.backends.base import LaunchRecord
+from validibot_pipelines.validators.energyplus.envelopes import EnergyPlusInputs
+
+VALIDATOR = ValidatorRef(id="energyplus", type="energyplus", version=__version__)
+
+
+def simulation_inputs(record: ModelRecord, simulation_timeout_seconds: float) -> EnergyPlusInputs:
+    spec = record.validation_spec()
+    return EnergyPlusInputs(
+        weather_name=record.weather_name, timestep_per_hour=spec.timestep_per_hour or 4,
+        output_variables=list(spec.outputs or []), simulation_timeout_seconds=simulation_timeout_seconds,
+    )
+
+
+def simulate(
+    record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str, simulation_timeout_seconds: float = 1800,
+    timeout_seconds: int = 3600, context: Any = None, limits: SideFileLimits | None = None,
+) -> tuple[OutputEnvelope | None, LaunchRecord]:
+    run_id = step_run_id(record.sha256, "energyplus", attempt)
+    if record.resources:
+        problems = check_stored_side_files(record.resources, limits or side_file_limits(context),
+                                           model_name=record.file_name)
+        if problems:
+            return rejected_before_launch(run_id, VALIDATOR, problems)
+    inputs = simulation_inputs(record, simulation_timeout_seconds)
+    return launch_step(
+        store_uri=store_uri, run_id=run_id, validator=VALIDATOR,
+        files=[record.input_file("primary-model"), *record.resources], inputs=inputs.model_dump(mode="json"),
+        backend=backend, timeout_seconds=timeout_seconds, context=context, tags={"model_sha256": record.sha256},
+    )
+
+
+def check(record: ModelRecord, simulation: OutputEnvelope) -> list[AssertionResult]:
+    """``o`` = metrics (``o.site_eui_kwh_m2``) plus counts and versions; ``i`` = spec inputs; ``p`` = model facts."""
+    spec = record.validation_spec()
+    if not spec.assertions:
+        return []
+    outputs = {m.name: m.value for m in simulation.metrics}
+    outputs.update({k: v for k, v in simulation.outputs.items()
+                    if k in {"version_match", "model_version", "energyplus_version", "weather_file"}})
+    return evaluate_assertions(spec.assertions, inputs=dict(spec.inputs), outputs=outputs, probe=record.facts)
+
+
+def validate_in_process(record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str,
+                        simulation_timeout_seconds: float = 1800) -> OutputEnvelope:
+    """``validibot validate``: the simulation, then the assertions."""
+    from validibot_pipelines.orchestration.single import apply_assertions, merge
+
+    out, _ = simulate(record, store_uri=store_uri, backend=backend, attempt=attempt)
+    result = merge(record, out)
+    if out.status == Status.SUCCESS:
+        apply_assertions(result, check(record, out))
+    return result
+
+
+def summary(out: OutputEnvelope) -> list[str]:
+    """``validibot validate``'s lines for a building model: engine and model versions, weather, metrics."""
+    metrics = out.outputs.get("metrics")
+    if not metrics:
+        return []
+    return [f"  EnergyPlus {out.outputs.get('energyplus_version')} (model Version "
+            f"{out.outputs.get('model_version')}), weather {out.outputs.get('weather_file')}",
+            "  metrics: " + ", ".join(f"{k}={v:.6g}" for k, v in metrics.items() if isinstance(v, float))]

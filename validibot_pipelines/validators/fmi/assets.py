@@ -1,0 +1,114 @@
+"""FMI validator assets: fmu_intake → fmu_probe → fmu_simulation, with asset checks.
+
+* ``fmu_intake``: control-plane checks, canonical copy by checksum. Blocking check ``intake_accepted``.
+* ``fmu_probe``: model facts from the isolated worker. Blocking check ``probe_approved`` — an FMU with a
+  failed probe is never simulated.
+* ``fmu_simulation``: fmpy run on the isolated worker; checks ``simulation_succeeded``, ``cel_assertions``
+  (the spec's CEL assertions, one row per assertion in the check's metadata) and ``matches_reference``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+from dagster import AssetCheckSpec, MetadataValue
+
+from validibot_pipelines.assets.backend_step import StepEnv, WorkerStep, worker_step_asset
+from validibot_pipelines.assets.batch import ModelResult
+from validibot_pipelines.assets.checks import assertions_check, plot_markdown, reference_check, status_check
+from validibot_pipelines.assets.intake import intake_asset
+from validibot_pipelines.assets.metadata import frame_table
+from validibot_pipelines.envelopes import OutputEnvelope, Status
+from validibot_pipelines.orchestration.models import ModelRecord
+from validibot_pipelines.resources.backends.base import LaunchRecord
+from validibot_pipelines.validators.fmi import launch as fmi
+from validibot_pipelines.validators.fmi.partitions import fmu_partitions
+
+GROUP = "fmi"
+
+fmu_intake = intake_asset(
+    GROUP, "fmu_intake", partitions_def=fmu_partitions, kinds={"fmi"},
+    description="The uploaded FMU, checked in the control plane and stored once by checksum.",
+    accepted_means="ZIP, XML and safety checks passed; the spec parsed",
+    fact_keys=("fmi_version", "model_name", "guid"))
+
+
+def _present_probe(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope,
+                   meta: dict[str, Any]) -> ModelResult:
+    facts = out.outputs
+    if facts:
+        variables = facts["variables"]
+        meta.update({
+            "fmi_version": facts["fmi_version"], "model_name": facts["model_name"], "guid": facts["guid"],
+            "interfaces": ", ".join(facts.get("interfaces") or []) or "none",
+            "counts": MetadataValue.json(facts["counts"]),
+            "default_experiment": MetadataValue.json(facts["default_experiment"]),
+            "variables": frame_table(pd.DataFrame(variables).astype(
+                {"start": str, **({"dimensions": str} if "dimensions" in variables[0] else {})})
+                if variables else pd.DataFrame()),
+        })
+    return ModelResult(out.model_dump(mode="json"), meta, [status_check("probe_approved", out)])
+
+
+def _launch_probe(record: ModelRecord, _up: Mapping[str, Any],
+                  env: StepEnv) -> tuple[OutputEnvelope | None, LaunchRecord]:
+    return fmi.probe(record, store_uri=env.settings.store_uri, backend=env.backend, attempt=env.attempt,
+                     timeout_seconds=env.settings.worker_timeout_seconds, context=env.context)
+
+
+fmu_probe = worker_step_asset(WorkerStep(
+    name="fmu_probe", validator=GROUP, partitions_def=fmu_partitions, kinds={"fmi"},
+    check_specs=[AssetCheckSpec("probe_approved", asset="fmu_probe", blocking=True,
+                                description="fmpy read and validated the model description; an interface offered")],
+    upstream=("fmu_intake",), launch=_launch_probe, present=_present_probe,
+    description="Model facts from the isolated worker: variable catalog, DefaultExperiment, fmpy validation "
+                "findings."))
+
+
+def _present_simulation(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope,
+                        meta: dict[str, Any]) -> ModelResult:
+    probe_out = OutputEnvelope.model_validate(up["fmu_probe"])
+    sim = out.outputs
+    if sim:
+        meta["output_values"] = frame_table(pd.DataFrame(
+            [{"variable": k, "value": str(v)} for k, v in sim["output_values"].items()]))
+        meta["simulation_time_reached"] = MetadataValue.float(sim["simulation_time_reached"] or 0.0)
+        meta["timeseries_uri"] = MetadataValue.url(sim["timeseries_uri"])
+        meta["fmu_guid"] = sim["fmu_guid"]
+        meta["interface"] = sim.get("interface", "co_simulation") + (
+            f" ({sim['solver']})" if sim.get("solver") else "")
+        if sim.get("not_recorded"):
+            meta["not_recorded"] = ", ".join(sim["not_recorded"])
+        if sim.get("build_log"):
+            meta["build_log"] = MetadataValue.md(f"```\n{sim['build_log'][-3000:]}\n```")
+        reference = next((r.uri for r in record.resources if r.role == "reference"), None)
+        meta["plot"] = plot_markdown(sim["timeseries_uri"], record.file_name, reference)
+    results = fmi.check(record, out, probe_out) if out.status == Status.SUCCESS else []
+    value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
+    checks = [status_check("simulation_succeeded", out), assertions_check(results, out), reference_check(out)]
+    return ModelResult(value, meta, checks)
+
+
+def _launch_simulation(record: ModelRecord, _up: Mapping[str, Any],
+                       env: StepEnv) -> tuple[OutputEnvelope | None, LaunchRecord]:
+    return fmi.simulate(record, store_uri=env.settings.store_uri, backend=env.backend, attempt=env.attempt,
+                        simulation_timeout_seconds=env.settings.simulation_timeout_seconds,
+                        timeout_seconds=env.settings.worker_timeout_seconds, context=env.context)
+
+
+fmu_simulation = worker_step_asset(WorkerStep(
+    name="fmu_simulation", validator=GROUP, partitions_def=fmu_partitions, kinds={"fmi"},
+    check_specs=[
+        AssetCheckSpec("simulation_succeeded", asset="fmu_simulation",
+                       description="the FMU simulated to the stop time without crashing or timing out"),
+        AssetCheckSpec("cel_assertions", asset="fmu_simulation",
+                       description="the spec's CEL assertions over i (inputs), o (outputs), p (probe facts)"),
+        AssetCheckSpec("matches_reference", asset="fmu_simulation",
+                       description="the result stays within the tolerance band of the spec's reference result"),
+    ],
+    upstream=("fmu_intake", "fmu_probe"), launch=_launch_simulation, present=_present_simulation,
+    description="The simulation result: last values, the full time series (parquet in the store) and a plot."))
+
+ASSETS = [fmu_intake, fmu_probe, fmu_simulation]

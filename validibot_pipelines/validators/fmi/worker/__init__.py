@@ -1,0 +1,7 @@
+"""FMI worker: probe (model facts + fmpy validation) and simulation (fmpy in a child process)."""
+
+RUNNERS = {
+    "fmi-probe": "validibot_pipelines.validators.fmi.worker.probe:run",
+    "fmi-simulation": "validibot_pipelines.validators.fmi.worker.simulate:run",
+}
+MODAL_FUNCTIONS = {"fmi-probe": "probe_fmu", "fmi-simulation": "run_fmi_simulation"}

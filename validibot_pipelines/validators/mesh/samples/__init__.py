@@ -1,0 +1,96 @@
+"""Sample CAD parts for the meshing validator, generated with Gmsh's OpenCASCADE kernel (nothing committed
+but this code): a box, a cylinder with a hole, a two-volume assembly, a surface without a solid, an empty model,
+and an STL of the box.
+
+``python -m validibot_pipelines.validators.mesh.samples OUT_DIR`` writes them all. Generation runs Gmsh, so it
+belongs in tests, the demo and the benchmark — never in the Dagster control plane.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """OpenCASCADE's STEP writer prints banners straight to fd 1 even with General.Terminal=0."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _box(gmsh: Any) -> None:
+    gmsh.model.occ.addBox(0, 0, 0, 40, 20, 10)
+
+
+def _cylinder_with_hole(gmsh: Any) -> None:
+    outer = gmsh.model.occ.addCylinder(0, 0, 0, 0, 0, 30, 15)
+    hole = gmsh.model.occ.addCylinder(0, 0, -1, 0, 0, 32, 6)
+    gmsh.model.occ.cut([(3, outer)], [(3, hole)])
+
+
+def _two_volume_assembly(gmsh: Any) -> None:
+    gmsh.model.occ.addBox(0, 0, 0, 20, 20, 20)
+    gmsh.model.occ.addCylinder(40, 10, 0, 0, 0, 20, 8)
+
+
+def _surface_only(gmsh: Any) -> None:
+    """A flat sheet: valid geometry for a preview, but no solid to fill with a volume mesh."""
+    gmsh.model.occ.addRectangle(0, 0, 0, 30, 10)
+
+
+def _empty(gmsh: Any) -> None:
+    """A model with no shapes: the STEP file is well formed but holds no geometry."""
+
+
+PARTS: dict[str, Callable[[Any], None]] = {
+    "box": _box,
+    "cylinder_with_hole": _cylinder_with_hole,
+    "two_volume_assembly": _two_volume_assembly,
+    "surface_only": _surface_only,
+    "empty": _empty,
+}
+
+
+def make_part(name: str, out_dir: Path, suffix: str = ".step") -> Path:
+    """Write sample part ``name`` as ``out_dir/<name><suffix>`` (``.step`` or ``.stl``) and return its path."""
+    import gmsh
+
+    if name not in PARTS:
+        raise KeyError(f"no sample part {name!r}; have: {', '.join(PARTS)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}{suffix}"
+    gmsh.initialize(interruptible=False)
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        gmsh.model.add(name)
+        PARTS[name](gmsh)
+        gmsh.model.occ.synchronize()
+        if suffix == ".stl":  # STL is a triangulated surface: mesh the boundary, then write it
+            gmsh.option.setNumber("Mesh.MeshSizeMax", 5.0)
+            gmsh.model.mesh.generate(2)
+        with _quiet_stdout():
+            gmsh.write(str(path))
+    finally:
+        gmsh.finalize()
+    return path
+
+
+def make_all(out_dir: Path) -> dict[str, Path]:
+    return {name: make_part(name, out_dir) for name in PARTS}
+
+
+if __name__ == "__main__":
+    for built in make_all(Path(sys.argv[1] if len(sys.argv) > 1 else ".")).values():
+        print(built)

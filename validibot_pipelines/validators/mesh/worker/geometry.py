@@ -1,0 +1,74 @@
+"""Load a part into a Gmsh session (STEP through OpenCASCADE, STL through surface classification).
+
+Imported only inside :mod:`~validibot_pipelines.validators.mesh.worker.child`, so ``import gmsh`` never happens in the
+worker's parent process (nor, of course, in the Dagster control plane).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+STL_FEATURE_ANGLE_DEGREES = 40.0
+
+
+@contextlib.contextmanager
+def gmsh_session() -> Iterator[Any]:
+    """An initialised, quiet, single-threaded Gmsh; always finalised.
+
+    ``interruptible=False`` keeps Gmsh from installing its own SIGINT handler; one thread per child keeps
+    candidates that run side by side (per-volume fan-out) from fighting over the cores and keeps results
+    reproducible (HXT is only deterministic single-threaded).
+    """
+    import gmsh
+
+    gmsh.initialize(interruptible=False)
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        gmsh.option.setNumber("General.Verbosity", 1)
+        gmsh.option.setNumber("General.NumThreads", 1)
+        yield gmsh
+    finally:
+        gmsh.finalize()
+
+
+def load_part(gmsh: Any, path: Path) -> str:
+    """Import ``path`` into the current model; return the kernel used (``occ`` for STEP, ``geo`` for STL)."""
+    suffix = path.suffix.lower()
+    if suffix in {".step", ".stp"}:
+        gmsh.model.occ.importShapes(str(path))
+        gmsh.model.occ.synchronize()
+        return "occ"
+    if suffix == ".stl":
+        gmsh.merge(str(path))
+        # Rebuild CAD-like patches from the triangles so the surface can be remeshed and closed into a volume.
+        angle = math.radians(STL_FEATURE_ANGLE_DEGREES)
+        gmsh.model.mesh.classifySurfaces(angle, True, True, math.pi)
+        gmsh.model.mesh.createGeometry()
+        surfaces = [tag for _, tag in gmsh.model.getEntities(2)]
+        if surfaces:
+            loop = gmsh.model.geo.addSurfaceLoop(surfaces)
+            gmsh.model.geo.addVolume([loop])
+        gmsh.model.geo.synchronize()
+        return "geo"
+    raise ValueError(f"{path.name}: unsupported CAD format {suffix!r}; use .step, .stp or .stl")
+
+
+def bounding_box(gmsh: Any) -> dict[str, Any]:
+    xmin, ymin, zmin, xmax, ymax, zmax = gmsh.model.getBoundingBox(-1, -1)
+    diagonal = math.dist((xmin, ymin, zmin), (xmax, ymax, zmax))
+    return {"min": [xmin, ymin, zmin], "max": [xmax, ymax, zmax], "diagonal": diagonal}
+
+
+def keep_only_volume(gmsh: Any, kernel: str, volume: int) -> None:
+    """Drop every other volume (with the surfaces only they use) so one candidate meshes one volume."""
+    others = [(3, tag) for _, tag in gmsh.model.getEntities(3) if tag != volume]
+    if not others:
+        return
+    if kernel != "occ":
+        raise ValueError("per-volume meshing of STL parts is not supported (an STL part is one volume)")
+    gmsh.model.occ.remove(others, recursive=True)
+    gmsh.model.occ.synchronize()
