@@ -96,7 +96,7 @@ def build_worker_image(client, context_dir: Path, *, base: str = BASE_IMAGE, tag
     import docker.errors
 
     start = time.monotonic()
-    shutil.copytree(REPO / "containers", context_dir, ignore=shutil.ignore_patterns("wheels"))
+    shutil.copytree(REPO / "containers", context_dir, ignore=shutil.ignore_patterns("wheels", "image"))
     env = {**os.environ, "PYTHON": sys.executable, "VALIDIBOT_PROJECT_DIR": str(REPO)}
     subprocess.run([str(context_dir / "fetch-wheels"), validator], check=True, env=env, capture_output=True)
     fetched = time.monotonic() - start
@@ -105,8 +105,10 @@ def build_worker_image(client, context_dir: Path, *, base: str = BASE_IMAGE, tag
     except docker.errors.ImageNotFound:
         previous = None
     try:
+        metadata = (context_dir / "image" / "metadata.json").read_text().strip()  # what containers/build passes
         image, _ = client.images.build(path=str(context_dir), tag=tag, rm=True,
-                                       buildargs={"BASE_IMAGE": base, "VALIDATOR": validator})
+                                       buildargs={"BASE_IMAGE": base, "VALIDATOR": validator,
+                                                  "VALIDATOR_METADATA": metadata})
     except docker.errors.BuildError as exc:
         log = "".join(str(line.get("stream", line)) for line in exc.build_log)
         raise RuntimeError(f"worker image build failed: {exc}\n{log[-4000:]}") from None

@@ -14,6 +14,7 @@ import yaml
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 from tests.postgres import postgres_server
+from validibot_pipelines.validators import REGISTERED
 
 ROOT = Path(__file__).resolve().parents[1]
 PROD_YAML = ROOT / "deploy" / "dagster.prod.yaml"
@@ -104,13 +105,14 @@ def test_compose_file_is_valid_and_separates_environments(tmp_path):  # noqa: AN
     resolved = yaml.safe_load(result.stdout)
     services = resolved["services"]
     assert {"postgres", "code", "webserver", "daemon"} <= services.keys()
-    for validator in ("fmi", "energyplus", "mesh"):
+    for validator in REGISTERED:  # every registered validator has its worker image in the stack
         worker = services[f"worker-{validator}"]
         assert worker["image"] == f"validibot-worker-{validator}:latest"
-        # The build context must be containers/ (the Dockerfile COPYs wheels/ and requirements-<validator>.txt).
+        # The build context must be containers/ (the Dockerfile COPYs wheels/ and image/ from fetch-wheels).
         assert Path(worker["build"]["context"]) == COMPOSE.parent.parent.resolve() / "containers"
         assert worker["build"]["args"]["VALIDATOR"] == validator
-        assert (Path(worker["build"]["context"]) / f"requirements-{validator}.txt").exists()
+        assert (Path(worker["build"]["context"]) / "fetch-wheels").exists()
+        assert "VALIDATOR_METADATA" in worker["build"]["args"]
         assert services["daemon"]["environment"][f"VALIDIBOT_{validator.upper()}_DOCKER_IMAGE"] == worker["image"]
     assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
     env = services["daemon"]["environment"]

@@ -105,7 +105,7 @@ def test_container_requirements_match_pyproject_pins():
         name, sep, version = dep.partition("==")
         if sep:
             pins[name.lower()] = version
-    for req in (REPO / "containers").glob("requirements-*.txt"):
+    for req in (REPO / "validibot_pipelines" / "validators").glob("*/image/requirements*.txt"):
         for line in req.read_text().splitlines():
             name, sep, version = line.partition("==")
             if sep and name.lower() in pins:

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from validibot_pipelines.envelopes import FMISimulationInputs, InputFileItem, load_input_envelope
+from validibot_pipelines.envelopes import InputFileItem, load_input_envelope
 from validibot_pipelines.envelopes.base import EnvelopeError
 from validibot_pipelines.envelopes.schema import export_schemas
+from validibot_pipelines.validators.fmi.envelopes import FMISimulationInputs
 
 GOOD = {
     "run_id": "r1", "validator": {"id": "fmi-simulation", "type": "fmi-simulation", "version": "1"},

@@ -16,16 +16,9 @@ from pathlib import Path
 import pytest
 
 from validibot_pipelines.envelopes.base import Severity
-from validibot_pipelines.intake import (
-    FmuCode,
-    FmuLimits,
-    IntakeError,
-    IntakeReport,
-    check_fmu,
-    sha256_file,
-)
+from validibot_pipelines.intake import IntakeError, IntakeReport, sha256_file
 from validibot_pipelines.intake.common import MiB
-from validibot_pipelines.validators.fmi.intake import read_capped
+from validibot_pipelines.validators.fmi.intake import FmuCode, FmuLimits, check_fmu, read_capped
 
 NAME = "model.fmu"
 

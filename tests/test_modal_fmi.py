@@ -129,7 +129,7 @@ def test_call_that_outlives_the_timeout_is_cancelled(local_root, sample_fmus, tm
 
 def test_real_client_refuses_file_uris_without_calling_modal(local_root, sample_fmus):  # noqa: ANN001
     record = _record(local_root, sample_fmus["first_order_lag"])
-    out, launch = fmi.probe(record, store_uri=f"{local_root}/store", backend=ModalBackend(), attempt="x")
+    out, launch = fmi.probe(record, store_uri=f"{local_root}/store", backend=ModalBackend(app_name="validibot-fmi"), attempt="x")
     assert launch.launch_id == "" and "set VALIDIBOT_STORE_URI to a gs:// or s3://" in launch.error
     assert out.status.value == "failed_runtime"
 

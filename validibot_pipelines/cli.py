@@ -111,8 +111,14 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def _validators(args: argparse.Namespace) -> int:
-    from validibot_pipelines.validators.listing import print_images, print_registered
+    from validibot_pipelines.validators import REGISTERED
+    from validibot_pipelines.validators.listing import print_images, print_label, print_registered
 
+    if args.label:
+        return print_label(args.label)
+    if args.names:
+        print(" ".join(REGISTERED))
+        return 0
     return print_images(args.images, docker_host=args.docker_host) if args.images is not None else print_registered(
         as_json=args.json)
 
@@ -162,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--images", nargs="*", default=None, metavar="IMAGE",
                    help="inspect these images (default: each validator's configured Docker image)")
     r.add_argument("--docker-host", help="engine URL (default: $DOCKER_HOST or the local socket)")
+    r.add_argument("--names", action="store_true", help="print the registered names only (for shell loops)")
+    r.add_argument("--label", metavar="VALIDATOR", help="print the validator's image label JSON (containers/build)")
     r.set_defaults(func=_validators)
     c = sub.add_parser("docker-cleanup", help="remove worker containers (label org.validibot.managed) left "
                        "behind past their timeout + grace")

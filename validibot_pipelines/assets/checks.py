@@ -12,7 +12,6 @@ from validibot_pipelines.assets.plots import timeseries_png
 from validibot_pipelines.envelopes import OutputEnvelope, Status
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.storage import get_store
-from validibot_pipelines.validators.fmi.envelopes import ReferenceComparison
 
 
 def intake_check(record: ModelRecord, check_name: str = "intake_accepted") -> AssetCheckResult:
@@ -53,26 +52,6 @@ def assertions_check(results: list[AssertionResult], out: OutputEnvelope,
         description=(f"{len(results) - len(failed)}/{len(results)} assertions passed" if results
                      else "no assertions in the spec"),
         metadata={"assertions": frame_table(rows), "passed": len(results) - len(failed), "failed": len(failed)},
-    )
-
-
-def reference_check(out: OutputEnvelope) -> AssetCheckResult:
-    """``matches_reference``: the simulation follows the spec's reference result within its tolerance band."""
-    comparison = (out.outputs or {}).get("reference")
-    if comparison is None:
-        described = "no reference result in the spec (add `reference:` to compare)" if out.status == Status.SUCCESS \
-            else f"not compared: the worker ended {out.status.value}"
-        return AssetCheckResult(check_name="matches_reference", passed=out.status == Status.SUCCESS,
-                                severity=AssetCheckSeverity.WARN, description=described,
-                                metadata={"compared": False})
-    result = ReferenceComparison.model_validate(comparison)
-    rows = pd.DataFrame([s.model_dump() for s in result.signals],
-                        columns=["name", "samples", "outliers", "fraction_outside", "passed"])
-    return AssetCheckResult(
-        check_name="matches_reference", passed=result.passed, severity=AssetCheckSeverity.ERROR,
-        description=f"{result.file}: {result.summary()}"[:2000],
-        metadata={"compared": True, "signals": frame_table(rows), "tolerance": result.tolerance,
-                  "max_outliers": result.max_outliers, "missing": MetadataValue.json(result.missing)},
     )
 
 

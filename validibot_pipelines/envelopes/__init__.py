@@ -1,6 +1,7 @@
 """Pydantic v2 envelopes shared by the control plane and the workers.
 
-This package must never import ``dagster``: workers load it inside isolated containers.
+This package must never import ``dagster``: workers load it inside isolated containers. Each validator's own
+inputs/outputs live in its folder (``validators/<name>/envelopes.py``).
 """
 
 from validibot_pipelines.envelopes.base import (
@@ -21,26 +22,14 @@ from validibot_pipelines.envelopes.base import (
     load_input_envelope,
     load_output_envelope,
 )
-from validibot_pipelines.validators.fmi.envelopes import (
-    FMIProbeInputs,
-    FMIProbeOutputs,
-    FMISimulationInputs,
-    FMISimulationOutputs,
-    SimulationSettings,
-)
 
 __all__ = [
     "ExecutionContext",
-    "FMIProbeInputs",
-    "FMIProbeOutputs",
-    "FMISimulationInputs",
-    "FMISimulationOutputs",
     "InputEnvelope",
     "InputFileItem",
     "OrgRef",
     "OutputEnvelope",
     "Severity",
-    "SimulationSettings",
     "Status",
     "Timing",
     "ValidationArtifact",

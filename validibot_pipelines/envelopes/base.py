@@ -17,12 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 INPUT_SCHEMA = "validibot.input.v1"
 OUTPUT_SCHEMA = "validibot.output.v1"
 
-MIME_FMU = "application/vnd.fmi.fmu"
-MIME_IDF = "application/vnd.energyplus.idf"
-MIME_EPJSON = "application/vnd.energyplus.epjson"
-MIME_EPW = "application/vnd.energyplus.epw"
-MIME_STEP = "model/step"
-MIME_STL = "model/stl"
 
 
 class EnvelopeError(ValueError):
@@ -150,7 +144,7 @@ class ValidationMetric(_Strict):
 
 class ValidationArtifact(_Strict):
     name: str
-    type: Literal["simulation-db", "timeseries", "mesh", "log", "file", "plot"]
+    type: str = Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")  # e.g. timeseries, log, plot, simulation-db
     mime_type: str
     uri: str
     sha256: str | None = None

@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from validibot_pipelines.envelopes.base import INPUT_SCHEMA, OUTPUT_SCHEMA, InputEnvelope, OutputEnvelope
-from validibot_pipelines.validators.fmi.envelopes import (
-    FMIProbeInputs,
-    FMIProbeOutputs,
-    FMISimulationInputs,
-    FMISimulationOutputs,
-)
-from validibot_pipelines.validators.mesh.envelopes import MeshInputs, MeshOutputs, MeshPreviewInputs, MeshPreviewOutputs
+from validibot_pipelines.validators import REGISTERED
 
-SCHEMAS: dict[str, type[BaseModel]] = {
-    INPUT_SCHEMA: InputEnvelope,
-    OUTPUT_SCHEMA: OutputEnvelope,
-    "validibot.fmi.probe.inputs": FMIProbeInputs,
-    "validibot.fmi.probe.outputs": FMIProbeOutputs,
-    "validibot.fmi.simulation.inputs": FMISimulationInputs,
-    "validibot.fmi.simulation.outputs": FMISimulationOutputs,
-    "validibot.mesh.preview.inputs": MeshPreviewInputs,
-    "validibot.mesh.preview.outputs": MeshPreviewOutputs,
-    "validibot.mesh.inputs": MeshInputs,
-    "validibot.mesh.outputs": MeshOutputs,
-}
+
+def _schemas() -> dict[str, type[BaseModel]]:
+    """The two envelopes plus every registered validator's inputs/outputs (its ``envelopes.SCHEMAS``)."""
+    schemas: dict[str, type[BaseModel]] = {INPUT_SCHEMA: InputEnvelope, OUTPUT_SCHEMA: OutputEnvelope}
+    for name in REGISTERED:
+        schemas.update(importlib.import_module(f"validibot_pipelines.validators.{name}.envelopes").SCHEMAS)
+    return schemas
+
+
+SCHEMAS = _schemas()
 
 
 def export_schemas(out_dir: Path) -> list[Path]:

@@ -26,6 +26,19 @@ def print_registered(as_json: bool = False) -> int:
     return 0
 
 
+def print_label(name: str) -> int:
+    """The ``org.validibot.validator.metadata`` label of ``name``'s worker image, as one line of JSON."""
+    from validibot_pipelines.validators.registry import get
+
+    try:
+        validator = get(name)
+    except KeyError as exc:
+        print(f"validibot: {exc.args[0]}", file=sys.stderr)
+        return 2
+    print(json.dumps(metadata(validator), separators=(",", ":"), sort_keys=True))
+    return 0
+
+
 def configured_images() -> list[str]:
     """Each validator's Docker image as configured (``VALIDIBOT_<V>_DOCKER_IMAGE`` or the default name)."""
     from validibot_pipelines.resources.backends.select import docker_image
@@ -48,7 +61,7 @@ def image_metadata(images: list[str], docker_host: str | None = None) -> list[di
             continue
         raw = labels.get(METADATA_LABEL)
         if raw is None:
-            rows.append({"image": image, "problem": f"no {METADATA_LABEL} label; rebuild it with containers/build"})
+            rows.append({"image": image, "problem": f"no {METADATA_LABEL} label; rebuild it with containers/build <validator>"})
             continue
         try:
             rows.append({"image": image, **json.loads(raw)})

@@ -52,7 +52,7 @@ class CloudRunJobsBackend(ConfigurableResource):
 
     project: str = Field(default="", description="GCP project of the job (VALIDIBOT_CLOUDRUN_PROJECT)")
     region: str = Field(default="us-central1", description="Cloud Run region (VALIDIBOT_CLOUDRUN_REGION)")
-    job: str = Field(default="validibot-fmi", description="deployed job running the validator image")
+    job: str = Field(default="", description="deployed job running the validator image (validibot-<validator>)")
     stand_in: bool = Field(default=False, description="use the local job runner instead of the Cloud Run API")
     max_in_flight: int = Field(default=0, description="launch only while fewer executions of the job are "
                                                       "unfinished (0 = no limit); else the step retries later "

@@ -51,6 +51,7 @@ from validibot_pipelines.resources.backends.docker_sweep import (
 from validibot_pipelines.runtime.entrypoint import ENV_INPUT, ENV_RUN_ID
 from validibot_pipelines.storage import get_store
 from validibot_pipelines.storage.local import uri_to_path
+from validibot_pipelines.validators import owner_of
 
 WORKER_UID = "10001:10001"  # the image's USER; see containers/Dockerfile
 DEFAULT_FORWARD_ENV = (
@@ -68,7 +69,7 @@ class EngineLost(RuntimeError):
 class DockerBackend(ConfigurableResource):
     """Run the worker image in a hardened container per launch (Docker or podman via the Docker API)."""
 
-    image: str = Field(default="validibot-worker-fmi:0.1.0", description="worker image built from containers/")
+    image: str = Field(default="", description="worker image built by containers/build <validator>")
     docker_host: str | None = Field(default=None, description="engine URL; default $DOCKER_HOST or the local socket")
     memory: str = Field(default="4g", description="memory limit (docker mem_limit syntax)")
     cpus: float = Field(default=2.0, description="CPU limit")
@@ -124,7 +125,7 @@ class DockerBackend(ConfigurableResource):
                 container = client.containers.create(self.image, detach=True, **spec)
             except docker.errors.ImageNotFound:
                 return self._failed(run_id, start, f"image {self.image} not found on the engine; build it with "
-                                    "`containers/fetch-wheels fmi && docker build -t IMAGE containers/` (README)")
+                                    f"`containers/build {owner_of(envelope.validator.type)} {self.image}` (README)")
             except docker.errors.APIError as exc:
                 return self._failed(run_id, start, f"the engine refused to create the container: {exc}")
             try:

@@ -21,7 +21,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from validibot_pipelines.envelopes import load_input_envelope
-from validibot_pipelines.envelopes.base import MIME_FMU, now
+from validibot_pipelines.envelopes.base import now
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.modal_client import LocalModalStandIn, ModalClient, SdkModalClient
 from validibot_pipelines.runtime.entrypoint import cache_file_name
@@ -32,11 +32,11 @@ from validibot_pipelines.validators import modal_functions
 class ModalBackend(ConfigurableResource):
     """Spawn the validator's deployed Modal function and wait for it (one call per step)."""
 
-    app_name: str = Field(default="validibot-fmi", description="deployed Modal app (modal deploy -m validibot_pipelines.validators.<v>.modal_app)")
+    app_name: str = Field(default="", description="deployed Modal app, validibot-<v> (modal deploy -m validibot_pipelines.validators.<v>.modal_app)")
     functions: dict[str, str] = Field(default_factory=modal_functions,
                                       description="validator type -> Modal function name")
     cache_volume: str = Field(default="", description="volume caching FMUs as /<sha256>.fmu ('' = none)")
-    cache_mime_types: list[str] = Field(default_factory=lambda: [MIME_FMU])
+    cache_mime_types: list[str] = Field(default_factory=list, description="inputs cached on the volume")
     grace_seconds: float = Field(default=60.0, description="wait beyond the envelope timeout (cold starts)")
     stand_in_volume_dir: str = Field(default="", description="run the local stand-in with this folder as volumes")
 

@@ -7,8 +7,8 @@ shipped files without running EnergyPlus).
 from __future__ import annotations
 
 from validibot_pipelines.envelopes import Severity, Status, ValidationMessage
-from validibot_pipelines.envelopes.base import MIME_EPW
 from validibot_pipelines.orchestration.models import SPEC_SUFFIX, ModelRecord, attach_upload
+from validibot_pipelines.validators.energyplus.envelopes import MIME_EPW
 from validibot_pipelines.validators.energyplus.worker.install import find_shipped_weather, shipped_weather_files
 
 

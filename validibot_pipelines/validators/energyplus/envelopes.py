@@ -6,6 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+MIME_IDF = "application/vnd.energyplus.idf"
+MIME_EPJSON = "application/vnd.energyplus.epjson"
+MIME_EPW = "application/vnd.energyplus.epw"
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -49,3 +53,9 @@ class EnergyPlusOutputs(_Strict):
     err_uri: str | None = None
     timeseries_uri: str | None = None
     execution_seconds: float = 0.0
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {  # exported by `validibot schemas` for worker authors
+    "validibot.energyplus.inputs": EnergyPlusInputs,
+    "validibot.energyplus.outputs": EnergyPlusOutputs,
+}

@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from validibot_pipelines.envelopes.base import MIME_EPJSON, MIME_EPW, MIME_IDF
 from validibot_pipelines.validators.energyplus import launch
 from validibot_pipelines.validators.energyplus.attach import attach
+from validibot_pipelines.validators.energyplus.envelopes import MIME_EPJSON, MIME_EPW, MIME_IDF
 from validibot_pipelines.validators.energyplus.intake import EnergyPlusLimits, check_energyplus, looks_complete
 from validibot_pipelines.validators.energyplus.partitions import energyplus_partitions
 from validibot_pipelines.validators.registry import Validator

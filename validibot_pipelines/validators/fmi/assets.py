@@ -13,17 +13,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
-from dagster import AssetCheckSpec, MetadataValue
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
 from validibot_pipelines.assets.backend_step import StepEnv, WorkerStep, worker_step_asset
 from validibot_pipelines.assets.batch import ModelResult
-from validibot_pipelines.assets.checks import assertions_check, plot_markdown, reference_check, status_check
+from validibot_pipelines.assets.checks import assertions_check, plot_markdown, status_check
 from validibot_pipelines.assets.intake import intake_asset
 from validibot_pipelines.assets.metadata import frame_table
 from validibot_pipelines.envelopes import OutputEnvelope, Status
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.validators.fmi import launch as fmi
+from validibot_pipelines.validators.fmi.envelopes import ReferenceComparison
 from validibot_pipelines.validators.fmi.partitions import fmu_partitions
 
 GROUP = "fmi"
@@ -96,6 +97,26 @@ def _launch_simulation(record: ModelRecord, _up: Mapping[str, Any],
     return fmi.simulate(record, store_uri=env.settings.store_uri, backend=env.backend, attempt=env.attempt,
                         simulation_timeout_seconds=env.settings.simulation_timeout_seconds,
                         timeout_seconds=env.settings.worker_timeout_seconds, context=env.context)
+
+
+def reference_check(out: OutputEnvelope) -> AssetCheckResult:
+    """``matches_reference``: the simulation follows the spec's reference result within its tolerance band."""
+    comparison = (out.outputs or {}).get("reference")
+    if comparison is None:
+        described = "no reference result in the spec (add `reference:` to compare)" if out.status == Status.SUCCESS \
+            else f"not compared: the worker ended {out.status.value}"
+        return AssetCheckResult(check_name="matches_reference", passed=out.status == Status.SUCCESS,
+                                severity=AssetCheckSeverity.WARN, description=described,
+                                metadata={"compared": False})
+    result = ReferenceComparison.model_validate(comparison)
+    rows = pd.DataFrame([s.model_dump() for s in result.signals],
+                        columns=["name", "samples", "outliers", "fraction_outside", "passed"])
+    return AssetCheckResult(
+        check_name="matches_reference", passed=result.passed, severity=AssetCheckSeverity.ERROR,
+        description=f"{result.file}: {result.summary()}"[:2000],
+        metadata={"compared": True, "signals": frame_table(rows), "tolerance": result.tolerance,
+                  "max_outliers": result.max_outliers, "missing": MetadataValue.json(result.missing)},
+    )
 
 
 fmu_simulation = worker_step_asset(WorkerStep(

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+MIME_FMU = "application/vnd.fmi.fmu"
+
 Interface = Literal["co_simulation", "model_exchange"]
 Solver = Literal["cvode", "euler"]
 
@@ -148,3 +150,11 @@ class FMISimulationOutputs(_Strict):
     not_recorded: list[str] = Field(default_factory=list)  # outputs fmpy cannot record over time (String, …)
     build_log: str | None = None  # a source FMU compiled in the worker: the compiler's words
     reference: ReferenceComparison | None = None
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {  # exported by `validibot schemas` for worker authors
+    "validibot.fmi.probe.inputs": FMIProbeInputs,
+    "validibot.fmi.probe.outputs": FMIProbeOutputs,
+    "validibot.fmi.simulation.inputs": FMISimulationInputs,
+    "validibot.fmi.simulation.outputs": FMISimulationOutputs,
+}

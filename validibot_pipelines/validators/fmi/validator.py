@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from validibot_pipelines.envelopes.base import MIME_FMU
 from validibot_pipelines.orchestration.models import MIME_CSV
 from validibot_pipelines.validators.fmi import launch
 from validibot_pipelines.validators.fmi.attach import attach
+from validibot_pipelines.validators.fmi.envelopes import MIME_FMU
 from validibot_pipelines.validators.fmi.intake import FmuLimits, check_fmu, looks_complete
 from validibot_pipelines.validators.fmi.partitions import fmu_partitions
 from validibot_pipelines.validators.fmi.settings import FMI_CACHE_VOLUME, FMI_TEST_FLAG

@@ -10,6 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+MIME_STEP = "model/step"
+MIME_STL = "model/stl"
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -171,3 +174,11 @@ class MeshOutputs(_Strict):
 
 #: Metric names bound under ``o`` in CEL assertions (the issue fixes them).
 CEL_METRICS = ("sicn_min", "sicn_avg", "gamma_min", "gamma_avg", "total_elements", "total_nodes", "strategy")
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {  # exported by `validibot schemas` for worker authors
+    "validibot.mesh.preview.inputs": MeshPreviewInputs,
+    "validibot.mesh.preview.outputs": MeshPreviewOutputs,
+    "validibot.mesh.inputs": MeshInputs,
+    "validibot.mesh.outputs": MeshOutputs,
+}

@@ -7,8 +7,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from validibot_pipelines.envelopes.base import MIME_STEP, MIME_STL
 from validibot_pipelines.validators.mesh import launch
+from validibot_pipelines.validators.mesh.envelopes import MIME_STEP, MIME_STL
 from validibot_pipelines.validators.mesh.intake import MeshLimits, check_cad, looks_complete
 from validibot_pipelines.validators.mesh.partitions import mesh_partitions
 from validibot_pipelines.validators.registry import Validator
