@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def _time(backend, record, store: str, n: int, label: str) -> float:  # noqa: ANN001
     from validibot_pipelines.envelopes import Status
-    from validibot_pipelines.orchestration import fmi
+    from validibot_pipelines.validators.fmi import launch as fmi
 
     start = time.perf_counter()
     for i in range(n):

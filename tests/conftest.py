@@ -120,7 +120,10 @@ def sample_fmus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def sample_specs() -> Path:
-    return Path(__file__).resolve().parents[1] / "validibot_pipelines" / "samples" / "specs"
+    """The sample FMUs' specs (beside the FMI validator's sample builder)."""
+    from validibot_pipelines.validators.fmi.samples.build import SAMPLES_DIR
+
+    return SAMPLES_DIR
 
 
 class Pipeline:

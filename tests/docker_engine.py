@@ -30,6 +30,7 @@ BASE_IMAGE = os.environ.get("VALIDIBOT_TEST_BASE_IMAGE", "localhost/validibot-ba
 WORKER_IMAGE = "localhost/validibot-worker-fmi:test"
 ENERGYPLUS_IMAGE = "localhost/validibot-worker-energyplus:test"
 MESH_IMAGE = "localhost/validibot-worker-mesh:test"
+XML_IMAGE = "localhost/validibot-worker-xml:test"
 # What a minbase root needs no more of once it is an image (keeps the base ~100 MB smaller).
 TRIM = ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale", "usr/share/info")
 

@@ -6,6 +6,7 @@ worker image from ``containers/`` (see tests/docker_engine.py). Every test runs 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,17 +26,18 @@ from tests.docker_engine import (
     MESH_IMAGE,
     REPO,
     WORKER_IMAGE,
+    XML_IMAGE,
     build_worker_image,
     ensure_base_image,
     podman_service,
 )
 from tests.outcomes import NO_REFERENCE
 from validibot_pipelines.envelopes import Status
-from validibot_pipelines.orchestration import fmi
 from validibot_pipelines.orchestration.models import ModelRecord, intake
 from validibot_pipelines.resources.backends.docker import DockerBackend
 from validibot_pipelines.resources.backends.docker_sweep import LABEL_RUN_ID, container_labels
 from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
+from validibot_pipelines.validators.fmi import launch as fmi
 
 
 @pytest.fixture(scope="session")
@@ -485,7 +487,7 @@ def energyplus_image(docker_client, worker_image, tmp_path_factory: pytest.TempP
 
 def test_energyplus_image_runs_the_annual_box_like_the_local_backend(docker_url, docker_client,  # noqa: ANN001
                                                                      energyplus_image, tmp_path):
-    from validibot_pipelines.orchestration import energyplus
+    from validibot_pipelines.validators.energyplus import launch as energyplus
     from validibot_pipelines.validators.energyplus.samples import sample_idf
 
     store = (tmp_path / "store").as_uri()
@@ -515,7 +517,7 @@ def test_mesh_image_meshes_a_part_like_the_local_backend(docker_url, docker_clie
                                                          cad_parts, tmp_path):
     """Gmsh (and its per-strategy child processes) run inside the hardened container: read-only root, no
     network, non-root — and give the same mesh as the local backend."""
-    from validibot_pipelines.orchestration import mesh
+    from validibot_pipelines.validators.mesh import launch as mesh
 
     store = (tmp_path / "store").as_uri()
     spec = tmp_path / "box.step.validation.yaml"
@@ -531,3 +533,49 @@ def test_mesh_image_meshes_a_part_like_the_local_backend(docker_url, docker_clie
     for key in ("strategy", "total_elements", "total_nodes", "targets_met"):
         assert out.outputs[key] == ref.outputs[key], key
     assert out.outputs["sicn_min"] == pytest.approx(ref.outputs["sicn_min"])
+
+
+# --- the XML variant of the image, and every image's metadata label -----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def xml_image(docker_client, worker_image, tmp_path_factory: pytest.TempPathFactory) -> str:  # noqa: ANN001
+    build_worker_image(docker_client, tmp_path_factory.mktemp("build-xml") / "context", tag=XML_IMAGE,
+                       validator="xml")
+    return XML_IMAGE
+
+
+def test_xml_image_validates_like_the_local_backend_and_declares_its_validator(  # noqa: ANN001
+        docker_url, docker_client, xml_image, worker_image, tmp_path, capsys, monkeypatch):
+    """lxml's XSD validation runs inside the hardened container (the sandbox's container mode); the image's
+    org.validibot.validator.metadata label names the validator the registry has, and `validibot validators
+    --images` reads it back."""
+    from validibot_pipelines.cli import main
+    from validibot_pipelines.validators import METADATA_LABEL
+    from validibot_pipelines.validators.registry import get, metadata
+    from validibot_pipelines.validators.xml import launch as xml
+    from validibot_pipelines.validators.xml.validator import SAMPLES_DIR
+
+    store = (tmp_path / "store").as_uri()
+    model = tmp_path / "campus.xml"
+    model.write_text((SAMPLES_DIR / "building.xml").read_text().replace("1200.5", "large"))
+    (tmp_path / "building.xsd").write_text((SAMPLES_DIR / "building.xsd").read_text())
+    spec = tmp_path / "campus.xml.validation.yaml"
+    spec.write_text("xsd: building.xsd\n")
+    record = _accepted(model, store, spec)
+    backend = DockerBackend(image=xml_image, docker_host=docker_url)
+    out, launch = xml.validate_schema(record, store_uri=store, backend=backend, attempt="docker")
+    ref, _ = xml.validate_schema(record, store_uri=store, backend=LocalSubprocessBackend(), attempt="local")
+    assert launch.backend == "docker" and launch.image == XML_IMAGE and not _ours(docker_client, out.run_id)
+    assert out.status == ref.status == Status.FAILED_VALIDATION, out.messages
+    assert out.outputs["findings"] == ref.outputs["findings"] and out.outputs["error_count"] == 1
+    for image, name in ((xml_image, "xml"), (worker_image, "fmi")):
+        label = json.loads(docker_client.images.get(image).labels[METADATA_LABEL])
+        assert label == metadata(get(name))
+    monkeypatch.setenv("VALIDIBOT_XML_DOCKER_IMAGE", xml_image)
+    capsys.readouterr()
+    missing = "localhost/validibot-none:test"
+    assert main(["validators", "--images", xml_image, missing, "--docker-host", docker_url]) == 0
+    shown = capsys.readouterr().out
+    assert f"{xml_image}: validator xml 0.1.0 (.xml), code xml@0.1.0" in shown
+    assert f"{missing}: not built" in shown

@@ -16,10 +16,10 @@ import zipfile
 from pathlib import Path
 
 from tests.outcomes import errors
-from validibot_pipelines.intake.sidefiles import check_input_timeseries
 from validibot_pipelines.storage import get_store
 from validibot_pipelines.validators.energyplus.idf import normalise_idf, parse_idf
 from validibot_pipelines.validators.energyplus.samples import sample_idf
+from validibot_pipelines.validators.fmi.timeseries import check_input_timeseries
 
 MAX_MESSAGE = 600  # a finding is a sentence or two, never a traceback or a dump of the file
 

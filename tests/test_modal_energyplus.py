@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from validibot_pipelines.orchestration import energyplus
 from validibot_pipelines.orchestration.models import intake
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.storage import get_store
+from validibot_pipelines.validators.energyplus import launch as energyplus
 from validibot_pipelines.validators.energyplus.samples import sample_idf
 
 SPEC = "weather: USA_CA_San.Francisco.Intl.AP.724940_TMY3.epw\ntimestep_per_hour: 2\n"

@@ -16,12 +16,12 @@ import pytest
 from modal.exception import AuthError, FunctionTimeoutError, NotFoundError
 
 from tests.backend_helpers import modal_stand_in
-from validibot_pipelines.orchestration import fmi
 from validibot_pipelines.orchestration.models import ModelRecord, intake
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.modal import ModalBackend
 from validibot_pipelines.resources.backends.modal_client import LocalModalStandIn
 from validibot_pipelines.storage import get_store, join_uri
+from validibot_pipelines.validators.fmi import launch as fmi
 
 
 def _record(root: str, fmu: Path) -> ModelRecord:
@@ -129,7 +129,8 @@ def test_call_that_outlives_the_timeout_is_cancelled(local_root, sample_fmus, tm
 
 def test_real_client_refuses_file_uris_without_calling_modal(local_root, sample_fmus):  # noqa: ANN001
     record = _record(local_root, sample_fmus["first_order_lag"])
-    out, launch = fmi.probe(record, store_uri=f"{local_root}/store", backend=ModalBackend(app_name="validibot-fmi"), attempt="x")
+    backend = ModalBackend(app_name="validibot-fmi")
+    out, launch = fmi.probe(record, store_uri=f"{local_root}/store", backend=backend, attempt="x")
     assert launch.launch_id == "" and "set VALIDIBOT_STORE_URI to a gs:// or s3://" in launch.error
     assert out.status.value == "failed_runtime"
 

@@ -2,8 +2,8 @@
 
 SQLite Dagster instance under ``$DAGSTER_HOME`` (default ``.validibot/dagster_home``), local-folder landing zone
 and object store under ``.validibot/``, local-subprocess backend. Writes every validator's demo samples (from
-its ``samples/``: FMUs built from C, an IDF, a STEP part, …) with their specs into the landing zone, lets the upload sensor
-register and run them through Dagster, and prints a summary per model.
+its ``samples/``: FMUs built from C, an IDF, a STEP part, an XML document, …) with their specs into the landing
+zone, lets the upload sensor register and run them through Dagster, and prints a summary per model.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Control-plane intake: cheap, byte-level checks on an upload before any worker touches it.
 
 Intake turns uploads that would crash or endanger a worker (oversize files, zip bombs, zip-slip paths, hostile
-XML, ...) into precise findings that name the file, the problem and the fix. Each validator's own checks live in its folder (``validators/<name>/intake.py``). It reads bytes only: it must never
-import ``dagster`` or load native code, because it runs in the control plane on untrusted input.
+XML, ...) into precise findings that name the file, the problem and the fix. This package holds what every
+validator shares; each validator's own checks live in its folder (``validators/<name>/intake.py``). It reads
+bytes only: it must never import ``dagster`` or load native code, because it runs in the control plane on
+untrusted input.
 """
 
 from validibot_pipelines.intake.common import (

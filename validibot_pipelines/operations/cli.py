@@ -12,7 +12,7 @@ import sys
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("backfill", help="submit a Dagster backfill of a validator's assets ($DAGSTER_HOME)")
-    b.add_argument("--validator", required=True, help="validator asset group, e.g. fmi or energyplus")
+    b.add_argument("--validator", required=True, help="validator asset group (see validibot validators)")
     which = b.add_mutually_exclusive_group(required=True)
     which.add_argument("--partitions", help="comma-separated model checksums (partition keys)")
     which.add_argument("--all", action="store_true", help="every registered model of the validator")

@@ -19,7 +19,6 @@ from validibot_pipelines.envelopes import (
     load_output_envelope,
 )
 from validibot_pipelines.envelopes.base import EnvelopeError, SandboxLimits, now
-from validibot_pipelines.intake.sidefiles import SideFileLimits
 from validibot_pipelines.orchestration.layout import bundle_uri
 from validibot_pipelines.resources.backends.base import ComputeBackend, LaunchRecord
 from validibot_pipelines.storage import get_store, join_uri
@@ -30,13 +29,13 @@ def step_run_id(sha256: str, step: str, attempt: str) -> str:
     """Execution bundle name: readable, unique per Dagster run, stable across retries of the same run."""
     return f"{sha256[:16]}-{step}-{attempt}"
 
-def side_file_limits(context: Any) -> SideFileLimits:
-    """The deployment's side-file limits: the ``settings`` resource of a Dagster step, else the defaults.
+def step_settings(context: Any) -> Any:
+    """The deployment's ``settings`` resource of a Dagster step, else ``None`` (the CLI has no settings).
 
-    Read from the step's context so the asset bodies need not pass them (the CLI has no settings: defaults).
+    Read from the step's context so the asset bodies need not pass limits down (validators read their side-file
+    limits from it by field name; ``None`` means their defaults).
     """
-    settings = getattr(getattr(context, "resources", None), "settings", None)  # unknown key: an AttributeError
-    return SideFileLimits.from_settings(settings) if settings is not None else SideFileLimits()
+    return getattr(getattr(context, "resources", None), "settings", None)  # unknown key: an AttributeError
 
 def rejected_before_launch(run_id: str, validator: ValidatorRef,
                            messages: list[Any]) -> tuple[OutputEnvelope, LaunchRecord]:

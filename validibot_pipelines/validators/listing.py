@@ -61,7 +61,8 @@ def image_metadata(images: list[str], docker_host: str | None = None) -> list[di
             continue
         raw = labels.get(METADATA_LABEL)
         if raw is None:
-            rows.append({"image": image, "problem": f"no {METADATA_LABEL} label; rebuild it with containers/build <validator>"})
+            rows.append({"image": image,
+                         "problem": f"no {METADATA_LABEL} label; rebuild it with containers/build <validator>"})
             continue
         try:
             rows.append({"image": image, **json.loads(raw)})

@@ -1,4 +1,5 @@
-"""Modal backend: run the worker as a deployed Modal function (``modal deploy -m validibot_pipelines.validators.<validator>.modal_app``).
+"""Modal backend: run the worker as a deployed Modal function (``modal deploy -m
+validibot_pipelines.validators.<validator>.modal_app``).
 
 Per launch: read the input envelope, upload FMUs to the cache volume by checksum (``/<sha256>.fmu``, skipped
 when already there), ``Function.from_name(app, fn).spawn(input_uri)``, record the call id, wait with
@@ -32,7 +33,8 @@ from validibot_pipelines.validators import modal_functions
 class ModalBackend(ConfigurableResource):
     """Spawn the validator's deployed Modal function and wait for it (one call per step)."""
 
-    app_name: str = Field(default="", description="deployed Modal app, validibot-<v> (modal deploy -m validibot_pipelines.validators.<v>.modal_app)")
+    app_name: str = Field(default="", description="deployed Modal app, validibot-<v> "
+                          "(modal deploy -m validibot_pipelines.validators.<v>.modal_app)")
     functions: dict[str, str] = Field(default_factory=modal_functions,
                                       description="validator type -> Modal function name")
     cache_volume: str = Field(default="", description="volume caching FMUs as /<sha256>.fmu ('' = none)")
@@ -119,7 +121,8 @@ def modal_error_message(exc: BaseException, app: str, function: str) -> str | No
                 "MODAL_TOKEN_ID / MODAL_TOKEN_SECRET, or roll back with VALIDIBOT_<VALIDATOR>_BACKEND=local")
     if isinstance(exc, mx.NotFoundError):
         return (f"Modal function {app}/{function} is not deployed ({exc}); run "
-                f"`modal deploy -m validibot_pipelines.validators.{module}.modal_app` in the Modal environment this code location uses")
+                f"`modal deploy -m validibot_pipelines.validators.{module}.modal_app` in the Modal environment this "
+                "code location uses")
     if isinstance(exc, mx.FunctionTimeoutError):
         return (f"Modal function {app}/{function} exceeded its own timeout ({exc}); raise `timeout=` in "
                 f"validibot_pipelines/validators/{module}/modal_app.py and redeploy, or shorten the simulation")

@@ -5,9 +5,10 @@ files to a volume, spawn a deployed function, wait for a call, cancel it. :class
 with the Modal SDK (``modal.Function.from_name``, ``.spawn()``, ``FunctionCall.get(timeout=...)``,
 ``Volume.batch_upload(force=True)``). The Modal cloud is unreachable from this machine, so tests use
 :class:`LocalModalStandIn`, which honours the same contract by running the SAME Modal function object's body
-(``validibot_pipelines.validators.<v>.modal_app.<function>.local(input_uri)``) in a child process — never in the control plane — with a
-local folder playing the volume. Failures are raised as the real ``modal.exception`` classes (the stand-in
-can be told to raise them), so the backend's error mapping is tested against what the SDK raises.
+(``validibot_pipelines.validators.<v>.modal_app.<function>.local(input_uri)``) in a child process — never in
+the control plane — with a local folder playing the volume. Failures are raised as the real
+``modal.exception`` classes (the stand-in can be told to raise them), so the backend's error mapping is tested
+against what the SDK raises.
 """
 
 from __future__ import annotations
@@ -113,10 +114,12 @@ class _Call:
 
 
 class LocalModalStandIn:
-    """Runs ``validibot_pipelines.validators.<v>.modal_app.<function>.local(input_uri)`` in a child process; a folder is the volume.
+    """Runs ``validibot_pipelines.validators.<v>.modal_app.<function>.local(input_uri)`` in a child process; a
+    folder is the volume.
 
     A Modal app name maps to the module that defines it by the deploy convention (``validibot-<v>`` →
-    ``validibot_pipelines.validators.<v>.modal_app``, deployed with ``modal deploy -m`` that module); ``apps`` overrides that.
+    ``validibot_pipelines.validators.<v>.modal_app``, deployed with ``modal deploy -m`` that module); ``apps``
+    overrides that.
     ``volume_root/<volume name>/`` holds the volume's files; the child gets
     ``VALIDIBOT_FMU_CACHE_DIR`` pointing at the FMU volume so the function body reads the uploaded FMU the way
     it reads the mount on Modal. ``fail`` makes the named operation raise a given exception (real

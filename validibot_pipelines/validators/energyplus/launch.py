@@ -1,8 +1,8 @@
 """EnergyPlus validator, control-plane side: launch the simulation, evaluate the CEL assertions.
 
-An uploaded weather file is checked in the control plane before the launch
-(:mod:`validibot_pipelines.intake.sidefiles`: size cap, EPW header and rows, read line by line), so garbage or a
-huge file is a ``failed_validation`` naming it rather than an EnergyPlus crash or a worker out of memory.
+An uploaded weather file is checked in the control plane before the launch (:mod:`.weather`: size cap, EPW
+header and rows, read line by line), so garbage or a huge file is a ``failed_validation`` naming it rather
+than an EnergyPlus crash or a worker out of memory.
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ from typing import Any
 from validibot_pipelines import __version__
 from validibot_pipelines.assertions import AssertionResult, evaluate_assertions
 from validibot_pipelines.envelopes import OutputEnvelope, Status, ValidatorRef
-from validibot_pipelines.intake.sidefiles import SideFileLimits, check_stored_side_files
+from validibot_pipelines.intake.sidefiles import check_stored_side_files
 from validibot_pipelines.orchestration.launch import (
     Backend,
     launch_step,
     rejected_before_launch,
-    side_file_limits,
     step_run_id,
+    step_settings,
 )
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.validators.energyplus.envelopes import EnergyPlusInputs
+from validibot_pipelines.validators.energyplus.weather import WeatherLimits, side_file_checks
 
 VALIDATOR = ValidatorRef(id="energyplus", type="energyplus", version=__version__)
 
@@ -37,12 +38,12 @@ def simulation_inputs(record: ModelRecord, simulation_timeout_seconds: float) ->
 
 def simulate(
     record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str, simulation_timeout_seconds: float = 1800,
-    timeout_seconds: int = 3600, context: Any = None, limits: SideFileLimits | None = None,
+    timeout_seconds: int = 3600, context: Any = None, limits: WeatherLimits | None = None,
 ) -> tuple[OutputEnvelope | None, LaunchRecord]:
     run_id = step_run_id(record.sha256, "energyplus", attempt)
     if record.resources:
-        problems = check_stored_side_files(record.resources, limits or side_file_limits(context),
-                                           model_name=record.file_name)
+        checks = side_file_checks(limits or WeatherLimits.from_settings(step_settings(context)))
+        problems = check_stored_side_files(record.resources, checks, record.file_name)
         if problems:
             return rejected_before_launch(run_id, VALIDATOR, problems)
     inputs = simulation_inputs(record, simulation_timeout_seconds)

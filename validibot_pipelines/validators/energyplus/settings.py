@@ -10,6 +10,6 @@ MiB = 1024 * 1024
 SETTINGS_FIELDS: dict[str, tuple[Any, Any]] = {
     "energyplus_max_bytes": (int, Field(default=20 * MiB, description="IDF / epJSON size cap")),
     "energyplus_timeout_seconds": (int, Field(default=1800, description="per EnergyPlus simulation")),
-    # side files (intake/sidefiles.py reads this by name: SideFileLimits.from_settings)
+    # side files (weather.py reads this by name: WeatherLimits.from_settings)
     "weather_max_bytes": (int, Field(default=20 * MiB, gt=0, description="uploaded .epw weather file cap")),
 }

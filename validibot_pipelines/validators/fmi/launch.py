@@ -1,7 +1,7 @@
 """FMI validator, control-plane side: launch the probe and the simulation, evaluate the CEL assertions.
 
 Before the simulation is launched its side files (the spec's ``input_timeseries`` CSV) are checked in the
-control plane (:mod:`validibot_pipelines.intake.sidefiles`): a CSV the worker's parser would choke on is a
+control plane (:mod:`validibot_pipelines.validators.fmi.timeseries`): a CSV the worker's parser would choke on is a
 ``failed_validation`` naming the file, not gigabytes of memory in the worker.
 """
 
@@ -14,19 +14,20 @@ from validibot_pipelines import __version__
 from validibot_pipelines.assertions import AssertionResult, evaluate_assertions
 from validibot_pipelines.assertions.cel import ExactInt, ExactUint
 from validibot_pipelines.envelopes import OutputEnvelope, Severity, Status, ValidationMessage, ValidatorRef
-from validibot_pipelines.intake.sidefiles import SideFileLimits, check_stored_side_files
+from validibot_pipelines.intake.sidefiles import check_stored_side_files
 from validibot_pipelines.orchestration.launch import (
     Backend,
     launch_step,
     rejected_before_launch,
-    side_file_limits,
     step_run_id,
+    step_settings,
 )
 from validibot_pipelines.orchestration.layout import bundle_uri
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.storage import get_store, join_uri
 from validibot_pipelines.validators.fmi.envelopes import FMISimulationInputs, ReferenceComparison
+from validibot_pipelines.validators.fmi.timeseries import TIMESERIES_ROLE, TimeseriesLimits, side_file_checks
 
 PROBE_VALIDATOR = ValidatorRef(id="fmi-probe", type="fmi-probe", version=__version__)
 SIMULATION_VALIDATOR = ValidatorRef(id="fmi-simulation", type="fmi-simulation", version=__version__)
@@ -47,7 +48,7 @@ def probe(
 
 def simulation_inputs(record: ModelRecord, simulation_timeout_seconds: float) -> FMISimulationInputs:
     spec = record.validation_spec()
-    series = [r.uri for r in record.resources if r.role == "input-timeseries"]
+    series = [r.uri for r in record.resources if r.role == TIMESERIES_ROLE]
     return FMISimulationInputs(
         input_values=spec.inputs, simulation=spec.simulation, output_variables=spec.outputs or None,
         simulation_timeout_seconds=simulation_timeout_seconds, input_timeseries_uri=series[0] if series else None,
@@ -79,13 +80,14 @@ def probed_inputs(record: ModelRecord, store_uri: str, attempt: str) -> Collecti
 
 def simulate(
     record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str, simulation_timeout_seconds: float = 300,
-    timeout_seconds: int = 3600, context: Any = None, limits: SideFileLimits | None = None,
+    timeout_seconds: int = 3600, context: Any = None, limits: TimeseriesLimits | None = None,
 ) -> tuple[OutputEnvelope | None, LaunchRecord]:
     run_id = step_run_id(record.sha256, "simulation", attempt)
-    series = [r for r in record.resources if r.role == "input-timeseries"]
+    series = [r for r in record.resources if r.role == TIMESERIES_ROLE]
     if series:
-        problems = check_stored_side_files(series, limits or side_file_limits(context),
-                                           probed_inputs(record, store_uri, attempt), record.file_name)
+        checks = side_file_checks(limits or TimeseriesLimits.from_settings(step_settings(context)),
+                                  probed_inputs(record, store_uri, attempt))
+        problems = check_stored_side_files(series, checks, record.file_name)
         if problems:
             return rejected_before_launch(run_id, SIMULATION_VALIDATOR, problems)
     inputs = simulation_inputs(record, simulation_timeout_seconds)

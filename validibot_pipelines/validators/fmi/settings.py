@@ -15,7 +15,7 @@ SETTINGS_FIELDS: dict[str, tuple[Any, Any]] = {
     "fmu_max_uncompressed_bytes": (int, Field(default=500 * MiB)),
     "fmu_max_ratio": (float, Field(default=100.0, description="zip-bomb guard: uncompressed / compressed")),
     "simulation_timeout_seconds": (int, Field(default=300, description="per FMU simulation")),
-    # side files (intake/sidefiles.py reads these by name: SideFileLimits.from_settings)
+    # side files (timeseries.py reads these by name: TimeseriesLimits.from_settings)
     "timeseries_max_bytes": (int, Field(default=50 * MiB, gt=0, description="FMU input time series CSV cap")),
     "timeseries_max_rows": (int, Field(default=1_000_000, gt=0, description="data rows of an input time series")),
     "timeseries_max_columns": (int, Field(default=1_000, gt=1, description="columns (time + inputs) of a time series")),

@@ -64,7 +64,7 @@ xml_schema_validation = worker_step_asset(WorkerStep(
         AssetCheckSpec("schema_valid", asset="xml_schema_validation",
                        description="the model validates against its XSD (lenient mode: violations are warnings)"),
         AssetCheckSpec("cel_assertions", asset="xml_schema_validation",
-                       description="the spec's CEL assertions over o (counts, verdict), i (inputs), p (document facts)"),
+                       description="the spec's CEL assertions over o (counts, verdict), i (inputs), p (facts)"),
     ],
     upstream=("xml_file",), launch=_launch, present=_present,
     description="lxml's XSD validation of the model in the sandbox: verdict, counts and findings with line/column."))

@@ -14,12 +14,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from validibot_pipelines.envelopes import FMIProbeOutputs, Severity, Status, ValidationMessage, ValidationMetric
+from validibot_pipelines.envelopes import Severity, Status, ValidationMessage, ValidationMetric
 from validibot_pipelines.envelopes.bounds import clip, clip_tail
 from validibot_pipelines.runtime.context import RunContext
 from validibot_pipelines.runtime.process import tail
 from validibot_pipelines.runtime.sandbox import UnsafeResult, limit_failure, read_result, run_untrusted
-from validibot_pipelines.validators.fmi.envelopes import DefaultExperiment, FMIVariable
+from validibot_pipelines.validators.fmi.envelopes import DefaultExperiment, FMIProbeOutputs, FMIVariable
 
 PROBE_TIMEOUT_SECONDS = 300
 MAX_ANSWER_BYTES = 32 * 1024 * 1024

@@ -15,19 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from validibot_pipelines.envelopes import (
-    FMISimulationInputs,
-    FMISimulationOutputs,
-    Severity,
-    Status,
-    ValidationMessage,
-    ValidationMetric,
-)
+from validibot_pipelines.envelopes import Severity, Status, ValidationMessage, ValidationMetric
 from validibot_pipelines.envelopes.bounds import clip, clip_tail
 from validibot_pipelines.runtime.context import RunContext
 from validibot_pipelines.runtime.process import tail
 from validibot_pipelines.runtime.sandbox import SandboxResult, UnsafeResult, limit_failure, run_untrusted
 from validibot_pipelines.storage import get_store
+from validibot_pipelines.validators.fmi.envelopes import FMISimulationInputs, FMISimulationOutputs
 from validibot_pipelines.validators.fmi.worker.child import UNRECORDED_TYPES
 from validibot_pipelines.validators.fmi.worker.reference import ReferenceInvalid, compare
 from validibot_pipelines.validators.fmi.worker.results import (
