@@ -98,12 +98,19 @@ class StepEnv:
     attempt: str
     context: AssetExecutionContext
 
+    @property
+    def launch_args(self) -> dict[str, Any]:
+        """The arguments every validator's launch function takes (store, backend, attempt, worker timeout)."""
+        return {"store_uri": self.settings.store_uri, "backend": self.backend, "attempt": self.attempt,
+                "timeout_seconds": self.settings.worker_timeout_seconds, "context": self.context}
+
 
 @dataclass(frozen=True)
 class WorkerStep:
     """One validator step that runs on a worker: what it reads, how it launches, how its result is shown.
 
     ``upstream`` are the asset names it reads (the first is the intake asset holding the model's record);
+    ``checks`` its asset checks (name → what passing means; those in ``blocking`` stop downstream steps);
     ``launch(record, upstream_values, env)`` starts the worker; ``present`` turns the output envelope into the
     asset's value, metadata and check results.
     """
@@ -112,11 +119,16 @@ class WorkerStep:
     validator: str
     partitions_def: PartitionsDefinition
     kinds: set[str]
-    check_specs: Sequence[AssetCheckSpec]
+    checks: Mapping[str, str]
     upstream: Sequence[str]
     launch: Callable[[ModelRecord, Mapping[str, Any], StepEnv], tuple[OutputEnvelope | None, LaunchRecord]]
     present: Present
     description: str
+    blocking: Sequence[str] = ()
+
+    def check_specs(self) -> list[AssetCheckSpec]:
+        return [AssetCheckSpec(name, asset=self.name, description=text, blocking=name in self.blocking)
+                for name, text in self.checks.items()]
 
 
 def worker_step_asset(step: WorkerStep) -> Any:
@@ -127,7 +139,7 @@ def worker_step_asset(step: WorkerStep) -> Any:
     backend_key = f"{step.validator}_backend"
     out = AssetOut(group_name=step.validator, kinds=step.kinds, is_required=False, description=step.description)
 
-    @multi_asset(name=step.name, outs={step.name: out}, check_specs=list(step.check_specs),
+    @multi_asset(name=step.name, outs={step.name: out}, check_specs=step.check_specs(),
                  partitions_def=step.partitions_def, can_subset=True, pool=pool_for(step.validator),
                  ins={name: AssetIn() for name in step.upstream}, required_resource_keys={"settings", backend_key})
     def _step(context: AssetExecutionContext, config: WorkerStepConfig, **upstream: Any):

@@ -22,7 +22,9 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Self
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from validibot_pipelines.envelopes import InputFileItem, ValidationMessage
 from validibot_pipelines.intake.common import (
@@ -121,6 +123,20 @@ def scan_report(path: Path, file_name: str, max_bytes: int, too_large: str, inva
     except OSError as exc:
         raise IntakeError(f"cannot read staged file {path}: {exc.strerror or exc}") from exc
     return IntakeReport.build(file_name, size, findings.items(), facts)
+
+
+class SideFileLimits(BaseModel):
+    """Base of a validator's side-file caps: :meth:`from_settings` reads the settings resource's fields of the same
+    names (each validator declares them in its ``settings.py``), defaults for the rest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_line_bytes: int = Field(default=MAX_LINE_BYTES, gt=0)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Self:
+        values = {name: getattr(settings, name) for name in cls.model_fields if getattr(settings, name, None)}
+        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import AssetCheckSpec, MetadataValue
+from dagster import MetadataValue
 
 from validibot_pipelines.assets.backend_step import StepEnv, WorkerStep, worker_step_asset
 from validibot_pipelines.assets.batch import ModelResult
@@ -27,11 +27,10 @@ from validibot_pipelines.validators.energyplus.partitions import energyplus_part
 
 GROUP = "energyplus"
 
-energyplus_model = intake_asset(
-    GROUP, "energyplus_model", partitions_def=energyplus_partitions, kinds={"energyplus"},
-    description="The uploaded IDF / epJSON model, checked in the control plane and stored once by checksum.",
-    accepted_means="text, size and unsafe-object checks passed; spec and weather resolved",
-    fact_keys=("format", "model_version", "zone_count"))
+energyplus_model = intake_asset(GROUP, "energyplus_model", partitions_def=energyplus_partitions, kinds={"energyplus"},
+                                fact_keys=("format", "model_version", "zone_count"), description="The uploaded IDF / "
+                                "epJSON model, checked in the control plane and stored once by checksum.",
+                                accepted_means="text, size and unsafe-object checks passed; spec and weather resolved")
 
 
 def _present(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope, meta: dict[str, Any]) -> ModelResult:
@@ -54,21 +53,15 @@ def _present(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope, me
 
 
 def _launch(record: ModelRecord, _up: Mapping[str, Any], env: StepEnv) -> tuple[OutputEnvelope | None, LaunchRecord]:
-    return energyplus.simulate(
-        record, store_uri=env.settings.store_uri, backend=env.backend, attempt=env.attempt,
-        simulation_timeout_seconds=env.settings.energyplus_timeout_seconds,
-        timeout_seconds=env.settings.worker_timeout_seconds, context=env.context)
+    timeout = env.settings.energyplus_timeout_seconds
+    return energyplus.simulate(record, simulation_timeout_seconds=timeout, **env.launch_args)
 
 
 energyplus_simulation = worker_step_asset(WorkerStep(
-    name="energyplus_simulation", validator=GROUP, partitions_def=energyplus_partitions, kinds={"energyplus"},
-    check_specs=[
-        AssetCheckSpec("simulation_succeeded", asset="energyplus_simulation",
-                       description="EnergyPlus exited 0 with no fatal error"),
-        AssetCheckSpec("cel_assertions", asset="energyplus_simulation",
-                       description="the spec's CEL assertions over o (metrics), i (inputs), p (model facts)"),
-    ],
-    upstream=("energyplus_model",), launch=_launch, present=_present,
+    "energyplus_simulation", GROUP, energyplus_partitions, {"energyplus"}, upstream=("energyplus_model",),
+    checks={"simulation_succeeded": "EnergyPlus exited 0 with no fatal error",
+            "cel_assertions": "the spec's CEL assertions over o (metrics), i (inputs), p (model facts)"},
+    launch=_launch, present=_present,
     description="An annual EnergyPlus run of a normalised private copy: metrics, counts, sql and err artifacts."))
 
 ASSETS = [energyplus_model, energyplus_simulation]

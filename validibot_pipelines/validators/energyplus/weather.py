@@ -10,14 +10,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from validibot_pipelines.envelopes import InputFileItem
 from validibot_pipelines.intake.common import IntakeReport, MiB
 from validibot_pipelines.intake.sidefiles import (
-    MAX_LINE_BYTES,
     Reject,
     SideFileCheck,
+    SideFileLimits,
     quote,
     read_lines,
     scan_report,
@@ -40,19 +40,11 @@ class WeatherCode(StrEnum):
     INVALID = "WEATHER_INVALID"
 
 
-class WeatherLimits(BaseModel):
+class WeatherLimits(SideFileLimits):
     """Caps for an uploaded weather file; :meth:`from_settings` reads the settings resource's fields."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: On disk; a TMY3 year is 1.6 MiB, a year of 1-minute data about 60 MiB would be refused.
     weather_max_bytes: int = Field(default=20 * MiB, gt=0)
-    max_line_bytes: int = Field(default=MAX_LINE_BYTES, gt=0)
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> WeatherLimits:
-        values = {name: getattr(settings, name) for name in cls.model_fields if getattr(settings, name, None)}
-        return cls(**values)
 
 
 DEFAULT_WEATHER_LIMITS = WeatherLimits()

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
+from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
 from validibot_pipelines.assets.backend_step import StepEnv, WorkerStep, worker_step_asset
 from validibot_pipelines.assets.batch import ModelResult
@@ -29,11 +29,9 @@ from validibot_pipelines.validators.fmi.partitions import fmu_partitions
 
 GROUP = "fmi"
 
-fmu_intake = intake_asset(
-    GROUP, "fmu_intake", partitions_def=fmu_partitions, kinds={"fmi"},
-    description="The uploaded FMU, checked in the control plane and stored once by checksum.",
-    accepted_means="ZIP, XML and safety checks passed; the spec parsed",
-    fact_keys=("fmi_version", "model_name", "guid"))
+fmu_intake = intake_asset(GROUP, "fmu_intake", partitions_def=fmu_partitions, kinds={"fmi"},
+                          fact_keys=("fmi_version", "model_name", "guid"), accepted_means="ZIP, XML and safety checks "
+                          "passed; the spec parsed", description="The uploaded FMU, checked and stored by checksum.")
 
 
 def _present_probe(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope,
@@ -53,19 +51,11 @@ def _present_probe(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelo
     return ModelResult(out.model_dump(mode="json"), meta, [status_check("probe_approved", out)])
 
 
-def _launch_probe(record: ModelRecord, _up: Mapping[str, Any],
-                  env: StepEnv) -> tuple[OutputEnvelope | None, LaunchRecord]:
-    return fmi.probe(record, store_uri=env.settings.store_uri, backend=env.backend, attempt=env.attempt,
-                     timeout_seconds=env.settings.worker_timeout_seconds, context=env.context)
-
-
 fmu_probe = worker_step_asset(WorkerStep(
-    name="fmu_probe", validator=GROUP, partitions_def=fmu_partitions, kinds={"fmi"},
-    check_specs=[AssetCheckSpec("probe_approved", asset="fmu_probe", blocking=True,
-                                description="fmpy read and validated the model description; an interface offered")],
-    upstream=("fmu_intake",), launch=_launch_probe, present=_present_probe,
-    description="Model facts from the isolated worker: variable catalog, DefaultExperiment, fmpy validation "
-                "findings."))
+    "fmu_probe", GROUP, fmu_partitions, {"fmi"}, upstream=("fmu_intake",), blocking=("probe_approved",),
+    checks={"probe_approved": "fmpy read and validated the model description; an interface offered"},
+    launch=lambda record, _up, env: fmi.probe(record, **env.launch_args), present=_present_probe,
+    description="Model facts from the isolated worker: variable catalog, DefaultExperiment, fmpy findings."))
 
 
 def _present_simulation(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope,
@@ -94,9 +84,7 @@ def _present_simulation(record: ModelRecord, up: Mapping[str, Any], out: OutputE
 
 def _launch_simulation(record: ModelRecord, _up: Mapping[str, Any],
                        env: StepEnv) -> tuple[OutputEnvelope | None, LaunchRecord]:
-    return fmi.simulate(record, store_uri=env.settings.store_uri, backend=env.backend, attempt=env.attempt,
-                        simulation_timeout_seconds=env.settings.simulation_timeout_seconds,
-                        timeout_seconds=env.settings.worker_timeout_seconds, context=env.context)
+    return fmi.simulate(record, simulation_timeout_seconds=env.settings.simulation_timeout_seconds, **env.launch_args)
 
 
 def reference_check(out: OutputEnvelope) -> AssetCheckResult:
@@ -120,16 +108,11 @@ def reference_check(out: OutputEnvelope) -> AssetCheckResult:
 
 
 fmu_simulation = worker_step_asset(WorkerStep(
-    name="fmu_simulation", validator=GROUP, partitions_def=fmu_partitions, kinds={"fmi"},
-    check_specs=[
-        AssetCheckSpec("simulation_succeeded", asset="fmu_simulation",
-                       description="the FMU simulated to the stop time without crashing or timing out"),
-        AssetCheckSpec("cel_assertions", asset="fmu_simulation",
-                       description="the spec's CEL assertions over i (inputs), o (outputs), p (probe facts)"),
-        AssetCheckSpec("matches_reference", asset="fmu_simulation",
-                       description="the result stays within the tolerance band of the spec's reference result"),
-    ],
-    upstream=("fmu_intake", "fmu_probe"), launch=_launch_simulation, present=_present_simulation,
+    "fmu_simulation", GROUP, fmu_partitions, {"fmi"}, upstream=("fmu_intake", "fmu_probe"), checks={
+        "simulation_succeeded": "the FMU simulated to the stop time without crashing or timing out",
+        "cel_assertions": "the spec's CEL assertions over i (inputs), o (outputs), p (probe facts)",
+        "matches_reference": "the result stays within the tolerance band of the spec's reference result"},
+    launch=_launch_simulation, present=_present_simulation,
     description="The simulation result: last values, the full time series (parquet in the store) and a plot."))
 
 ASSETS = [fmu_intake, fmu_probe, fmu_simulation]

@@ -12,14 +12,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from validibot_pipelines.envelopes import InputFileItem
 from validibot_pipelines.intake.common import IntakeReport, MiB
 from validibot_pipelines.intake.sidefiles import (
-    MAX_LINE_BYTES,
     Reject,
     SideFileCheck,
+    SideFileLimits,
     quote,
     read_lines,
     scan_report,
@@ -35,23 +35,14 @@ class TimeseriesCode(StrEnum):
     INVALID = "INPUT_TIMESERIES_INVALID"
 
 
-class TimeseriesLimits(BaseModel):
+class TimeseriesLimits(SideFileLimits):
     """Caps for an input time series; :meth:`from_settings` reads the settings resource's fields of these names."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: On disk. 50 MiB of CSV already costs the FMU child's parser over 1 GB.
     timeseries_max_bytes: int = Field(default=50 * MiB, gt=0)
     #: Data rows (samples) and columns (time + inputs) of the CSV.
     timeseries_max_rows: int = Field(default=1_000_000, gt=0)
     timeseries_max_columns: int = Field(default=1_000, gt=1)
-    max_line_bytes: int = Field(default=MAX_LINE_BYTES, gt=0)
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> TimeseriesLimits:
-        """The limits a settings object carries (attributes named like the fields), defaults for the rest."""
-        values = {name: getattr(settings, name) for name in cls.model_fields if getattr(settings, name, None)}
-        return cls(**values)
 
 
 DEFAULT_TIMESERIES_LIMITS = TimeseriesLimits()

@@ -20,7 +20,6 @@ import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
     MetadataValue,
 )
 
@@ -39,11 +38,10 @@ from validibot_pipelines.validators.mesh.partitions import mesh_partitions
 
 GROUP = "mesh"
 
-cad_file = intake_asset(
-    GROUP, "cad_file", partitions_def=mesh_partitions, kinds={"gmsh"},
-    description="The uploaded STEP / STL part, checked as text in the control plane and stored once by checksum.",
-    accepted_means="STEP header/trailer (or STL structure) and size checks passed",
-    fact_keys=("format", "schema", "originating_system", "solid_count", "face_count"))
+cad_file = intake_asset(GROUP, "cad_file", partitions_def=mesh_partitions, kinds={"gmsh"},
+                        accepted_means="STEP header/trailer (or STL structure) and size checks passed",
+                        fact_keys=("format", "schema", "originating_system", "solid_count", "face_count"),
+                        description="The uploaded STEP / STL part, checked as text and stored once by checksum.")
 
 
 def _present_preview(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope,
@@ -61,16 +59,13 @@ def _present_preview(record: ModelRecord, up: Mapping[str, Any], out: OutputEnve
 
 def _launch_preview(record: ModelRecord, _up: Mapping[str, Any],
                     env: StepEnv) -> tuple[OutputEnvelope | None, LaunchRecord]:
-    return mesh.preview(record, store_uri=env.settings.store_uri, backend=env.backend, attempt=env.attempt,
-                        preview_timeout_seconds=env.settings.mesh_strategy_timeout_seconds,
-                        timeout_seconds=env.settings.worker_timeout_seconds, context=env.context)
+    return mesh.preview(record, preview_timeout_seconds=env.settings.mesh_strategy_timeout_seconds, **env.launch_args)
 
 
 preview_mesh = worker_step_asset(WorkerStep(
-    name="preview_mesh", validator=GROUP, partitions_def=mesh_partitions, kinds={"gmsh"},
-    check_specs=[AssetCheckSpec("preview_succeeded", asset="preview_mesh", blocking=True,
-                                description="Gmsh read the part and surface-meshed its geometry")],
-    upstream=("cad_file",), launch=_launch_preview, present=_present_preview,
+    "preview_mesh", GROUP, mesh_partitions, {"gmsh"}, upstream=("cad_file",), blocking=("preview_succeeded",),
+    checks={"preview_succeeded": "Gmsh read the part and surface-meshed its geometry"},
+    launch=_launch_preview, present=_present_preview,
     description="A coarse MeshAdapt surface mesh (sizes diagonal/100 … diagonal/20) as JSON, and a picture of it."))
 
 
@@ -93,22 +88,15 @@ def _present_volume(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvel
 
 def _launch_volume(record: ModelRecord, _up: Mapping[str, Any],
                    env: StepEnv) -> tuple[OutputEnvelope | None, LaunchRecord]:
-    return mesh.mesh(record, store_uri=env.settings.store_uri, backend=env.backend, attempt=env.attempt,
-                     strategy_timeout_seconds=env.settings.mesh_strategy_timeout_seconds,
-                     timeout_seconds=env.settings.worker_timeout_seconds, context=env.context)
+    return mesh.mesh(record, strategy_timeout_seconds=env.settings.mesh_strategy_timeout_seconds, **env.launch_args)
 
 
 volume_mesh = worker_step_asset(WorkerStep(
-    name="volume_mesh", validator=GROUP, partitions_def=mesh_partitions, kinds={"gmsh"},
-    check_specs=[
-        AssetCheckSpec("mesh_produced", asset="volume_mesh",
-                       description="some strategy meshed every volume within its time and element limits"),
-        AssetCheckSpec("quality_targets_met", asset="volume_mesh",
-                       description="the chosen mesh meets the spec's quality targets (SICN / gamma)"),
-        AssetCheckSpec("cel_assertions", asset="volume_mesh",
-                       description="the spec's CEL assertions over o (mesh metrics), i (targets), p (part facts)"),
-    ],
-    upstream=("cad_file", "preview_mesh"), launch=_launch_volume, present=_present_volume,
+    "volume_mesh", GROUP, mesh_partitions, {"gmsh"}, upstream=("cad_file", "preview_mesh"), checks={
+        "mesh_produced": "some strategy meshed every volume within its time and element limits",
+        "quality_targets_met": "the chosen mesh meets the spec's quality targets (SICN / gamma)",
+        "cel_assertions": "the spec's CEL assertions over o (mesh metrics), i (targets), p (part facts)"},
+    launch=_launch_volume, present=_present_volume,
     description="The quality-scored volume mesh: .msh, result and quality JSON in the store; metrics and attempts "
                 "tables."))
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
-from dagster import AssetCheckSpec, MetadataValue
+from dagster import MetadataValue
 
 from validibot_pipelines.assets.backend_step import StepEnv, WorkerStep, worker_step_asset
 from validibot_pipelines.assets.batch import ModelResult
@@ -28,11 +28,10 @@ from validibot_pipelines.validators.xml.partitions import xml_partitions
 GROUP = "xml"
 FINDING_COLUMNS = ["line", "column", "level", "message", "path"]
 
-xml_file = intake_asset(
-    GROUP, "xml_file", partitions_def=xml_partitions, kinds={"xml"},
-    description="The uploaded XML model, checked in the control plane (no DTDs or entities) and stored by checksum.",
-    accepted_means="well-formed, no DTD/entities, within size/depth/element caps; the schema found and checked",
-    fact_keys=("root_element", "namespace", "element_count", "schema_location"))
+xml_file = intake_asset(GROUP, "xml_file", partitions_def=xml_partitions, kinds={"xml"}, description="The uploaded "
+                        "XML model, checked in the control plane (no DTDs or entities) and stored by checksum.",
+                        fact_keys=("root_element", "namespace", "element_count", "schema_location"),
+                        accepted_means="well-formed, no DTD/entities, within the caps; its schema found and checked")
 
 
 def _present(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope, meta: dict[str, Any]) -> ModelResult:
@@ -53,20 +52,14 @@ def _present(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope, me
 
 
 def _launch(record: ModelRecord, _up: Mapping[str, Any], env: StepEnv) -> tuple[OutputEnvelope | None, LaunchRecord]:
-    return xml.validate_schema(record, store_uri=env.settings.store_uri, backend=env.backend, attempt=env.attempt,
-                               timeout_seconds=env.settings.xml_timeout_seconds,
-                               worker_timeout_seconds=env.settings.worker_timeout_seconds, context=env.context)
+    return xml.validate_schema(record, validation_timeout_seconds=env.settings.xml_timeout_seconds, **env.launch_args)
 
 
 xml_schema_validation = worker_step_asset(WorkerStep(
-    name="xml_schema_validation", validator=GROUP, partitions_def=xml_partitions, kinds={"xml"},
-    check_specs=[
-        AssetCheckSpec("schema_valid", asset="xml_schema_validation",
-                       description="the model validates against its XSD (lenient mode: violations are warnings)"),
-        AssetCheckSpec("cel_assertions", asset="xml_schema_validation",
-                       description="the spec's CEL assertions over o (counts, verdict), i (inputs), p (facts)"),
-    ],
-    upstream=("xml_file",), launch=_launch, present=_present,
+    "xml_schema_validation", GROUP, xml_partitions, {"xml"}, upstream=("xml_file",), checks={
+        "schema_valid": "the model validates against its XSD (lenient mode: violations are warnings)",
+        "cel_assertions": "the spec's CEL assertions over o (counts, verdict), i (inputs), p (document facts)"},
+    launch=_launch, present=_present,
     description="lxml's XSD validation of the model in the sandbox: verdict, counts and findings with line/column."))
 
 ASSETS = [xml_file, xml_schema_validation]

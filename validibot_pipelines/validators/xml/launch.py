@@ -31,14 +31,14 @@ def xml_inputs(record: ModelRecord, timeout_seconds: float = 120) -> XMLInputs:
 
 
 def validate_schema(
-    record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str, timeout_seconds: float = 120,
-    worker_timeout_seconds: int = 3600, context: Any = None,
+    record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str, validation_timeout_seconds: float = 120,
+    timeout_seconds: int = 3600, context: Any = None,
 ) -> tuple[OutputEnvelope | None, LaunchRecord]:
-    inputs = xml_inputs(record, timeout_seconds)
+    inputs = xml_inputs(record, validation_timeout_seconds)
     return launch_step(
         store_uri=store_uri, run_id=step_run_id(record.sha256, "xml", attempt), validator=VALIDATOR,
         files=[record.input_file("primary-model"), *record.resources], inputs=inputs.model_dump(mode="json"),
-        backend=backend, timeout_seconds=worker_timeout_seconds, context=context,
+        backend=backend, timeout_seconds=timeout_seconds, context=context,
         tags={"model_sha256": record.sha256},
     )
 
@@ -58,7 +58,7 @@ def validate_in_process(record: ModelRecord, *, store_uri: str, backend: Backend
     from validibot_pipelines.orchestration.single import apply_assertions, merge
 
     out, _ = validate_schema(record, store_uri=store_uri, backend=backend, attempt=attempt,
-                             timeout_seconds=simulation_timeout_seconds)
+                             validation_timeout_seconds=simulation_timeout_seconds)
     result = merge(record, out)
     if out.status == Status.SUCCESS:
         apply_assertions(result, check(record, out))

@@ -153,7 +153,7 @@ def _answer(child: SandboxResult, scratch: Path, name: str, schema: str, timeout
     """The child's result, checked; every way the child can fail becomes an :class:`XMLFailed`."""
     if child.timed_out:
         raise XMLFailed("XML_TIMEOUT", f"{name}: validating against {schema} took longer than {timeout:g} s and was "
-                        "stopped; simplify the model or the schema, or raise timeout_seconds in the validation spec")
+                        "stopped; simplify the model or the schema, or raise the deployment's xml_timeout_seconds")
     if limited := limit_failure(child, "XML", name, who="the XML schema validation"):
         raise XMLFailed(*limited)
     detail = clip_tail(tail(child.stderr, 5), 1500) or "no output"
@@ -201,7 +201,7 @@ def _verdict(ctx: RunContext, inputs: XMLInputs, name: str, main: str, answer: C
         ctx.output.messages.append(ValidationMessage(
             severity=violation, code="XML_FINDINGS_TRUNCATED",
             text=f"{name}: {total - listed:,} more problem(s) not listed (only the first {listed} are); fix the ones "
-                 "listed and validate again, or raise max_findings in the validation spec"))
+                 "listed and validate again (all are counted in outputs.error_count)"))
     if not answer.schema_ok:
         why = (answer.schema_error or "libxml2 gave no reason").rstrip(". ")
         ctx.output.error("XML_SCHEMA_INVALID", f"{main}: the schema cannot be used: {why}; fix the schema, or "
