@@ -37,6 +37,7 @@ from validibot_pipelines.orchestration.models import ModelRecord, intake
 from validibot_pipelines.resources.backends.docker import DockerBackend
 from validibot_pipelines.resources.backends.docker_sweep import LABEL_RUN_ID, container_labels
 from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
+from validibot_pipelines.validators import REGISTERED
 from validibot_pipelines.validators.fmi import launch as fmi
 
 
@@ -228,7 +229,8 @@ def test_missing_image_is_a_runtime_failure_that_says_what_to_do(docker_url, sam
     assert out.status == Status.FAILED_RUNTIME and launch.error
     (msg,) = out.messages
     assert msg.code == "BACKEND_ERROR"
-    assert "image localhost/validibot-not-built:0 not found" in msg.text and "docker build" in msg.text
+    assert "image localhost/validibot-not-built:0 not found" in msg.text
+    assert "`containers/build fmi localhost/validibot-not-built:0`" in msg.text
 
 
 # --- hardening, abandonment and the sweep -------------------------------------------------------------------
@@ -352,10 +354,9 @@ def test_sensor_and_cleanup_command_remove_orphans(backend, docker_client, docke
     expired = _managed_sleeper(docker_client, worker_image, age_seconds=3 * 3600, timeout=60)
     young = _managed_sleeper(docker_client, worker_image, age_seconds=5, timeout=3600)
     try:
-        # Docker for the meshing validator only: every validator's backend is swept, not just the FMI one.
-        context = build_sensor_context(resources={"fmi_backend": LocalSubprocessBackend(),
-                                                  "energyplus_backend": LocalSubprocessBackend(),
-                                                  "mesh_backend": backend})
+        # Docker for the meshing validator only: every registered validator's backend is swept, not just FMI's.
+        local = {f"{name}_backend": LocalSubprocessBackend() for name in REGISTERED}
+        context = build_sensor_context(resources={**local, "mesh_backend": backend})
         result = docker_orphan_sweep(context)
         assert isinstance(result, SkipReason)
         assert expired.name in result.skip_message and young.name not in result.skip_message
@@ -363,9 +364,7 @@ def test_sensor_and_cleanup_command_remove_orphans(backend, docker_client, docke
         assert docker_client.containers.list(all=True, filters={"id": young.id})
 
         # Nothing Docker configured: the sensor says so and touches nothing.
-        idle = docker_orphan_sweep(build_sensor_context(resources={
-            "fmi_backend": LocalSubprocessBackend(), "energyplus_backend": LocalSubprocessBackend(),
-            "mesh_backend": LocalSubprocessBackend()}))
+        idle = docker_orphan_sweep(build_sensor_context(resources=local))
         assert "no DockerBackend configured" in idle.skip_message
 
         # The operator's command: by age it keeps the young one; --all removes it.

@@ -31,7 +31,7 @@ from validibot_pipelines.validators.energyplus.worker.metrics import (
     read_timeseries,
 )
 
-SAMPLES = Path(__file__).resolve().parents[1] / "validibot_pipelines" / "samples" / "energyplus"
+SAMPLES = Path(__file__).resolve().parents[1] / "validibot_pipelines" / "validators" / "energyplus" / "samples"
 REPORTS = ("AnnualBuildingUtilityPerformanceSummary", "DemandEndUseComponentsSummary")
 IDF_OUTPUTS = (
     "\nOutput:SQLite,SimpleAndTabular;\n"

@@ -38,7 +38,8 @@ class ModalBackend(ConfigurableResource):
     functions: dict[str, str] = Field(default_factory=modal_functions,
                                       description="validator type -> Modal function name")
     cache_volume: str = Field(default="", description="volume caching FMUs as /<sha256>.fmu ('' = none)")
-    cache_mime_types: list[str] = Field(default_factory=list, description="inputs cached on the volume")
+    cache_mime_types: list[str] = Field(default_factory=list,
+                                        description="inputs cached on the volume ([]: the validator's model files)")
     grace_seconds: float = Field(default=60.0, description="wait beyond the envelope timeout (cold starts)")
     stand_in_volume_dir: str = Field(default="", description="run the local stand-in with this folder as volumes")
 
@@ -93,7 +94,8 @@ class ModalBackend(ConfigurableResource):
         """Put each cacheable input on the volume as ``/<sha256><suffix>`` unless it is already there."""
         if not self.cache_volume:
             return []
-        wanted = [f for f in envelope.input_files if f.mime_type in self.cache_mime_types]
+        cached = self.cache_mime_types or _model_types(envelope.validator.type)
+        wanted = [f for f in envelope.input_files if f.mime_type in cached]
         missing = [f for f in wanted if not client.volume_has(self.cache_volume, _volume_path(f))]
         if not missing:
             return []
@@ -129,3 +131,14 @@ def modal_error_message(exc: BaseException, app: str, function: str) -> str | No
     if isinstance(exc, mx.Error):
         return f"Modal call {app}/{function} failed: {type(exc).__name__}: {exc}"
     return None
+
+
+def _model_types(validator_type: str) -> set[str]:
+    """The MIME types of the models of the validator that runs ``validator_type`` (its registered suffixes)."""
+    from validibot_pipelines.validators import owner_of
+    from validibot_pipelines.validators.registry import get
+
+    try:
+        return set(get(owner_of(validator_type)).suffixes.values())
+    except KeyError:
+        return set()

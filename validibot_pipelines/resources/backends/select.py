@@ -91,16 +91,6 @@ def _cache_volume(validator: str, env: Mapping[str, str]) -> str:
     return modal_volume_name(registered.modal_cache_volume, registered.modal_test_flag, env)
 
 
-def _cached_types(validator: str) -> list[str]:
-    """What the cache volume holds: the validator's model files (its registered MIME types)."""
-    from validibot_pipelines.validators.registry import get
-
-    try:
-        return sorted(set(get(validator).suffixes.values()))
-    except KeyError:
-        return []
-
-
 def make_backend(validator: str, env: Mapping[str, str] | None = None) -> ConfigurableResource:
     """The backend resource for ``validator`` as configured in ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -118,7 +108,7 @@ def make_backend(validator: str, env: Mapping[str, str] | None = None) -> Config
         return ModalBackend(
             app_name=env.get(f"{prefix}_MODAL_APP") or f"validibot-{validator}",
             stand_in_volume_dir=env.get("VALIDIBOT_MODAL_STAND_IN_DIR", ""),
-            cache_volume=_cache_volume(validator, env), cache_mime_types=_cached_types(validator),
+            cache_volume=_cache_volume(validator, env),
         )
     from validibot_pipelines.resources.backends.cloudrun import CloudRunJobsBackend
 
