@@ -160,7 +160,7 @@ class LocalModalStandIn:
         self._maybe_fail("spawn")
         module = self.apps.get(app) or (f"validibot_pipelines.validators.{app.removeprefix('validibot-')}.modal_app"
                                         if app.startswith("validibot-") else None)
-        if module is None or importlib.util.find_spec(module) is None:
+        if module is None or not _module_exists(module):
             raise NotFoundError(f"App '{app}' not found in environment 'main'")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # same imports as here
         if self.cache_volume:
@@ -201,3 +201,11 @@ class LocalModalStandIn:
     def logs(self, call_id: str) -> str:
         call = self.calls.get(call_id)
         return "".join(call.out[:-1] + call.err) if call else ""
+
+
+def _module_exists(module: str) -> bool:
+    """Whether the app's module can be imported (a missing parent package counts as missing, not an error)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
