@@ -7,6 +7,7 @@ tests go through the container contract (:func:`validibot_pipelines.runtime.entr
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from validibot_pipelines.envelopes import (
 from validibot_pipelines.intake.common import sha256_file
 from validibot_pipelines.runtime import entrypoint
 from validibot_pipelines.storage import get_store, join_uri
-from validibot_pipelines.validators.xml.envelopes import XMLInputs, XMLOutputs
+from validibot_pipelines.validators.xml.envelopes import XMLExpected, XMLInputs, XMLOutputs
 from validibot_pipelines.validators.xml.intake import XmlCode, XmlLimits, check_schema_file, check_xml
 from validibot_pipelines.validators.xml.worker import validate
 
@@ -440,6 +441,24 @@ def test_forged_child_result_is_result_invalid(tmp_path: Path, monkeypatch: pyte
     out = run_xml(tmp_path, GOOD_GB, {"gbxml.xsd": gb_schema()})
     assert out.status == Status.FAILED_VALIDATION and _codes(out) == ["XML_RESULT_INVALID"], out.messages
     assert out.outputs == {}
+
+
+@uses_runner
+@pytest.mark.parametrize(("root", "count", "seen"), [
+    ("x", 1, True),  # a self-consistent "valid" answer about another document than intake read
+    ("gbXML", 1, False),  # consistent, but "no error" while saying not well-formed
+], ids=["other-document", "self-contradicting"])
+def test_a_credible_looking_forged_verdict_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      root: str, count: int, seen: bool) -> None:
+    """A compromised child can write any result.json; one that contradicts intake's parse or itself is refused."""
+    forged = json.dumps({"well_formed": seen, "schema_ok": True, "schema_error": None, "root_element": root,
+                         "namespace": None, "element_count": count, "error_count": 0, "warning_count": 0,
+                         "truncated": False, "errors": []})
+    _hostile_child(monkeypatch, f"import pathlib, sys; pathlib.Path(sys.argv[1], 'result.json').write_text({forged!r})")
+    expected = XMLExpected(root_element="gbXML", namespace=GB, element_count=6)  # what intake read
+    out = run_xml(tmp_path, GOOD_GB, {"gbxml.xsd": gb_schema()}, expected=expected)
+    assert out.status == Status.FAILED_VALIDATION and _codes(out) == ["XML_RESULT_INVALID"], out.messages
+    assert "not credible" in out.messages[0].text and out.outputs == {}
 
 
 @uses_runner

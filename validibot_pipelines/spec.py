@@ -137,7 +137,11 @@ class _CommonSpec(_Strict):
 def _validator_fields() -> dict[str, tuple[Any, Any]]:
     fields: dict[str, tuple[Any, Any]] = {}
     for name in REGISTERED:
-        fields.update(spec_module(name).SPEC_FIELDS)
+        own = spec_module(name).SPEC_FIELDS
+        shared = (fields.keys() | _CommonSpec.model_fields.keys()) & own.keys()
+        if shared:  # two validators reading one key differently would silently take the last one's meaning
+            raise ValueError(f"validators/{name}/spec.py redefines spec keys {sorted(shared)}; rename them")
+        fields.update(own)
     return fields
 
 

@@ -62,17 +62,6 @@ def read_parquet(uri: str) -> pd.DataFrame:
         return pd.read_parquet(local)
 
 
-def read_reference(uri: str) -> pd.DataFrame:
-    """A reference result CSV (FMI Cross-Check format) as a frame, read with fmpy's own reader."""
-    from fmpy.util import read_csv
-
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / "reference.csv"
-        get_store(uri).download_file(uri, local)
-        return pd.DataFrame(read_csv(local))
-
-
-def plot_markdown(timeseries_uri: str, title: str, reference_uri: str | None = None) -> MetadataValue:
-    """The result's signals; with a reference, its signals dashed on top (same colours per name)."""
-    reference = read_reference(reference_uri) if reference_uri else None
+def plot_markdown(timeseries_uri: str, title: str, reference: pd.DataFrame | None = None) -> MetadataValue:
+    """The result's signals; with a reference frame, its signals dashed on top (same colours per name)."""
     return png_markdown(timeseries_png(read_parquet(timeseries_uri), title, reference=reference), title)

@@ -125,7 +125,8 @@ def intake(
         if record.accepted:
             from validibot_pipelines.validators.registry import get
 
-            get(kind).attach(record, store_uri)  # the side files its spec names (weather, time series, schema)
+            validator = get(kind)  # the side files its spec names (weather, time series, schema):
+            validator.attach(record, store_uri, (limits or {}).get(kind) or validator.limits(None))
         store_root = model_dir(store_uri, sha)
         if record.accepted:
             record.canonical_uri = join_uri(store_root, name)

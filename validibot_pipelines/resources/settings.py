@@ -52,7 +52,11 @@ class _SharedSettings(ConfigurableResource):
 def _validator_fields() -> dict[str, tuple[Any, Any]]:
     fields: dict[str, tuple[Any, Any]] = {}
     for name in REGISTERED:
-        fields.update(importlib.import_module(f"validibot_pipelines.validators.{name}.settings").SETTINGS_FIELDS)
+        own = importlib.import_module(f"validibot_pipelines.validators.{name}.settings").SETTINGS_FIELDS
+        shared = (fields.keys() | _SharedSettings.model_fields.keys()) & own.keys()
+        if shared:  # one setting, two meanings: refuse at import instead of silently taking the last one
+            raise ValueError(f"validators/{name}/settings.py redefines settings {sorted(shared)}; rename them")
+        fields.update(own)
     return fields
 
 

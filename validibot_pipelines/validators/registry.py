@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from validibot_pipelines.orchestration.models import ModelRecord
 
 
-def _no_attach(_record: ModelRecord, _store_uri: str) -> None:
+def _no_attach(_record: ModelRecord, _store_uri: str, _limits: Any) -> None:
     """Most validators read nothing beside the model."""
 
 
@@ -51,7 +51,7 @@ class Validator:
     validate: Callable[..., OutputEnvelope]  # in-process run for `validibot validate` (record, store, backend, …)
     summary: Callable[[OutputEnvelope], list[str]]  # extra lines for `validibot validate`'s human summary
     demo_samples: Callable[[Path, int], list[Path]] = field(default=lambda _landing, _copies: [])  # (landing, copies)
-    attach: Callable[[ModelRecord, str], None] = _no_attach  # side files the spec names (weather, schema, …)
+    attach: Callable[[ModelRecord, str, Any], None] = _no_attach  # (record, store, its limits): side files
     side_files: Mapping[str, str] = field(default_factory=dict)  # suffixes of files that ride along with models
     engine_versions: Callable[[], list[str]] = field(default=lambda: [])  # e.g. ["engine@25.1.0"]
     modal_cache_volume: str = ""  # a Modal volume caching this validator's inputs by checksum ('' = none)

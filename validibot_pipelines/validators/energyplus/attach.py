@@ -12,7 +12,7 @@ from validibot_pipelines.validators.energyplus.envelopes import MIME_EPW
 from validibot_pipelines.validators.energyplus.worker.install import find_shipped_weather, shipped_weather_files
 
 
-def attach(record: ModelRecord, store_uri: str) -> None:
+def attach(record: ModelRecord, store_uri: str, _limits: object = None) -> None:
     """Resolve the spec's ``weather:`` to a shipped file or an .epw uploaded next to the model."""
     wanted = record.validation_spec().weather
     shipped = ", ".join(shipped_weather_files())

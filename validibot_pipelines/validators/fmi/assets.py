@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,6 +25,7 @@ from validibot_pipelines.assets.metadata import frame_table
 from validibot_pipelines.envelopes import OutputEnvelope, Status
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
+from validibot_pipelines.storage import get_store
 from validibot_pipelines.validators.fmi import launch as fmi
 from validibot_pipelines.validators.fmi.envelopes import ReferenceComparison
 from validibot_pipelines.validators.fmi.partitions import fmu_partitions
@@ -58,6 +61,16 @@ fmu_probe = worker_step_asset(WorkerStep(
     description="Model facts from the isolated worker: variable catalog, DefaultExperiment, fmpy findings."))
 
 
+def read_reference(uri: str) -> pd.DataFrame:
+    """The spec's reference result CSV (FMI Cross-Check format) as a frame, read with fmpy's own reader."""
+    from fmpy.util import read_csv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "reference.csv"
+        get_store(uri).download_file(uri, local)
+        return pd.DataFrame(read_csv(local))
+
+
 def _present_simulation(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope,
                         meta: dict[str, Any]) -> ModelResult:
     probe_out = OutputEnvelope.model_validate(up["fmu_probe"])
@@ -75,7 +88,8 @@ def _present_simulation(record: ModelRecord, up: Mapping[str, Any], out: OutputE
         if sim.get("build_log"):
             meta["build_log"] = MetadataValue.md(f"```\n{sim['build_log'][-3000:]}\n```")
         reference = next((r.uri for r in record.resources if r.role == "reference"), None)
-        meta["plot"] = plot_markdown(sim["timeseries_uri"], record.file_name, reference)
+        meta["plot"] = plot_markdown(sim["timeseries_uri"], record.file_name,
+                                     read_reference(reference) if reference else None)
     results = fmi.check(record, out, probe_out) if out.status == Status.SUCCESS else []
     value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
     checks = [status_check("simulation_succeeded", out), assertions_check(results, out), reference_check(out)]

@@ -29,7 +29,7 @@ def attach_reference(record: ModelRecord, store_uri: str) -> None:
                  "beside it or drop `reference:`"))
 
 
-def attach(record: ModelRecord, store_uri: str) -> None:
+def attach(record: ModelRecord, store_uri: str, _limits: object = None) -> None:
     """The spec's ``input_timeseries:`` and ``reference:`` CSVs (registered as the validator's ``attach``)."""
     attach_input_timeseries(record, store_uri)
     attach_reference(record, store_uri)

@@ -14,7 +14,7 @@ from validibot_pipelines.envelopes import Severity, Status, ValidationMessage
 from validibot_pipelines.orchestration.models import SPEC_SUFFIX, ModelRecord, attach_upload
 from validibot_pipelines.storage import get_store
 from validibot_pipelines.validators.xml.envelopes import BUILTIN_SCHEMAS
-from validibot_pipelines.validators.xml.intake import DEFAULT_XML_LIMITS, check_schema_file
+from validibot_pipelines.validators.xml.intake import DEFAULT_XML_LIMITS, XmlLimits, check_schema_file
 
 MIME_XSD = "application/xml"
 SCHEMA_ROLE = "schema"
@@ -25,7 +25,8 @@ def schema_name(record: ModelRecord) -> str:
     return record.validation_spec().xsd or f"{Path(record.file_name).stem}.xsd"
 
 
-def attach(record: ModelRecord, store_uri: str) -> None:
+def attach(record: ModelRecord, store_uri: str, limits: XmlLimits = DEFAULT_XML_LIMITS) -> None:
+    """The spec's schema files, each checked under the deployment's XML size cap (``xml_max_bytes``)."""
     spec = record.validation_spec()
     main = schema_name(record)
     if spec.xsd in BUILTIN_SCHEMAS and not spec.xsd_includes:
@@ -38,15 +39,15 @@ def attach(record: ModelRecord, store_uri: str) -> None:
             return
     for item in record.resources:
         if item.role == SCHEMA_ROLE:
-            for problem in _check_stored(item.uri, item.name):
+            for problem in _check_stored(item.uri, item.name, limits.max_bytes):
                 _refuse(record, problem.code, problem.text, problem.location)
 
 
-def _check_stored(uri: str, name: str) -> list[ValidationMessage]:
+def _check_stored(uri: str, name: str, max_bytes: int) -> list[ValidationMessage]:
     with tempfile.TemporaryDirectory(prefix="validibot-xsd-") as tmp:
         local = Path(tmp) / "schema.xsd"
         get_store(uri).download_file(uri, local)
-        return check_schema_file(local, name, DEFAULT_XML_LIMITS.max_bytes)
+        return check_schema_file(local, name, max_bytes)
 
 
 def _refuse(record: ModelRecord, code: str, text: str, location: str | None = "validation spec") -> None:

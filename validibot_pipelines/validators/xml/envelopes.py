@@ -25,6 +25,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class XMLExpected(_Strict):
+    """What intake's own parse (defusedxml, in the control plane) saw: the worker's answer must agree with it."""
+
+    root_element: str = Field(max_length=MAX_FINDING_CHARS)
+    namespace: str | None = Field(default=None, max_length=MAX_FINDING_CHARS)
+    element_count: int = Field(ge=1)
+
+
 class XMLInputs(_Strict):
     """What to validate against and how strictly; the schema files themselves are staged with role ``schema``."""
 
@@ -39,6 +47,8 @@ class XMLInputs(_Strict):
     #: Violations listed in ``outputs.findings`` (and as messages); the rest are counted, not listed. At most
     #: 1,000: each finding can take ~1 KiB in the output envelope, which must stay under 4 MiB.
     max_findings: int = Field(default=200, ge=1, le=1000)
+    #: intake's facts; a sandboxed answer naming another root, namespace or element count is forged
+    expected: XMLExpected | None = None
 
     @field_validator("schema_name")
     @classmethod

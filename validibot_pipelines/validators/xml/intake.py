@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from validibot_pipelines.envelopes.base import ValidationMessage
 from validibot_pipelines.envelopes.bounds import clip
 from validibot_pipelines.intake.common import Findings, IntakeReport, MiB, read_upload_capped, shown_name
+from validibot_pipelines.validators.xml.envelopes import MAX_FINDING_CHARS
 
 XSD_NS = "http://www.w3.org/2001/XMLSchema"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -47,7 +48,7 @@ _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 _SIGNATURES = {b"PK\x03\x04": "a ZIP archive (an FMU or a zipped project?)", b"%PDF": "a PDF",
                b"\x89PNG": "a PNG image", b"\x7fELF": "an executable", b"\x1f\x8b": "a gzip archive"}
 _DTD_FIX = "remove the <!DOCTYPE> / entity declarations; XML models may not declare entities"
-MAX_FACT_CHARS = 500
+MAX_FACT_CHARS = MAX_FINDING_CHARS  # the worker compares its answer with these facts clipped alike
 
 
 class XmlCode(StrEnum):
@@ -115,8 +116,8 @@ def check_xml(path: Path, name: str, limits: XmlLimits = DEFAULT_XML_LIMITS) -> 
     scan = _scan(data, limits)
     if scan.root_tag is not None:
         namespace, local = _split(scan.root_tag)
-        facts.update(root_element=local, namespace=namespace,
-                     schema_location=_schema_location(scan.root_attrib, namespace))
+        facts.update(root_element=clip(local, MAX_FACT_CHARS), namespace=clip(namespace, MAX_FACT_CHARS) if namespace
+                     else None, schema_location=_schema_location(scan.root_attrib, namespace))
     if scan.problem is None:
         facts.update(element_count=scan.element_count, max_depth=scan.max_depth)
     else:

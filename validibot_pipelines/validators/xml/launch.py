@@ -16,7 +16,7 @@ from validibot_pipelines.orchestration.launch import Backend, launch_step, step_
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.validators.xml.attach import SCHEMA_ROLE, schema_name
-from validibot_pipelines.validators.xml.envelopes import XMLInputs
+from validibot_pipelines.validators.xml.envelopes import XMLExpected, XMLInputs
 
 VALIDATOR = ValidatorRef(id="xml", type="xml", version=__version__)
 CEL_OUTPUTS = ("valid", "error_count", "warning_count", "element_count", "root_element", "namespace",
@@ -26,8 +26,12 @@ CEL_OUTPUTS = ("valid", "error_count", "warning_count", "element_count", "root_e
 def xml_inputs(record: ModelRecord, timeout_seconds: float = 120) -> XMLInputs:
     spec = record.validation_spec()
     schema = next((r for r in record.resources if r.role == SCHEMA_ROLE and r.name == schema_name(record)), None)
+    facts = record.facts
+    expected = XMLExpected(root_element=facts["root_element"], namespace=facts.get("namespace"),
+                           element_count=facts["element_count"]) if facts.get("element_count") else None
     return XMLInputs(schema_name=schema_name(record), schema_uri=schema.uri if schema else None,
-                     validation_mode=spec.validation_mode or "strict", timeout_seconds=timeout_seconds)
+                     validation_mode=spec.validation_mode or "strict", timeout_seconds=timeout_seconds,
+                     expected=expected)
 
 
 def validate_schema(

@@ -21,9 +21,11 @@ def limits(settings: Any) -> XmlLimits:
 
 
 def looks_complete(_suffix: str, _size: int, head: bytes, tail: bytes) -> bool:
-    """A complete document ends with its root's closing tag (comments and PIs end with ``>`` too); one that
-    does not start like XML will not become XML by waiting."""
-    return not head.lstrip().startswith(b"<") or tail.rstrip().endswith(b">")
+    """A complete document ends with ``>`` (its root's closing tag, or a comment or PI after it); one that does
+    not start like XML will not become XML by waiting. UTF-16 (a BOM) is judged by the settle time alone."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False
+    return not head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"<") or tail.rstrip().endswith(b">")
 
 
 def demo_samples(landing: Path, _copies: int) -> list[Path]:

@@ -80,9 +80,14 @@ class SchemaFolderResolver(etree.Resolver):
 
 
 def parser(resolver: etree.Resolver) -> etree.XMLParser:
-    """A parser that loads nothing by itself: no DTD, no entity substitution, no network, libxml2's size caps."""
+    """A parser that loads nothing by itself: no DTD, no entity substitution, no network.
+
+    ``huge_tree``: intake accepted the document within its own caps (size, depth, elements); libxml2's extra
+    10 MB text-node limit would call such a well-formed model "not well-formed", and the sandbox's memory and CPU
+    limits bound what a big document costs here.
+    """
     made = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=False)
+                           huge_tree=True)
     made.resolvers.add(resolver)
     return made
 
@@ -99,6 +104,8 @@ def validate(model: Path, schema_dir: Path, schema_name: str, max_findings: int)
             doc = etree.parse(fh, model_parser)
     except etree.XMLSyntaxError as exc:
         _add_findings(result, model_parser.error_log or [_Entry(exc)], max_findings)
+    except (OSError, etree.Error) as exc:  # e.g. an encoding name Python knows and libxml2 does not
+        _add_findings(result, [_Entry(exc)], max_findings)
     if doc is not None:
         root = doc.getroot()
         name = etree.QName(root)
@@ -125,6 +132,9 @@ def load_schema(schema_dir: Path, schema_name: str) -> tuple[etree.XMLSchema | N
     except etree.XMLSyntaxError as exc:
         detail = _log_text(schema_parser.error_log) or str(exc)
         return None, _clip(_relative(f"not well-formed XML: {detail}", schema_dir), MAX_SCHEMA_ERROR_CHARS)
+    except OSError as exc:  # e.g. an encoding name Python knows and libxml2 does not
+        return None, _clip(_relative(f"not readable XML: {exc}; save it as UTF-8", schema_dir),
+                           MAX_SCHEMA_ERROR_CHARS)
     except (etree.XMLSchemaParseError, SchemaReferenceRefused) as exc:
         log = getattr(exc, "error_log", None)
         detail = _log_text(log) if log is not None else ""
@@ -152,9 +162,16 @@ def _add_findings(result: dict[str, Any], log: Iterable[Any], max_findings: int)
 class _Entry:
     """An error-log entry made from an exception whose log came back empty (libxml2 always logs, but be safe)."""
 
-    def __init__(self, exc: etree.XMLSyntaxError) -> None:
-        self.line, self.column = exc.position if exc.position else (0, 0)
-        self.level_name, self.message, self.path = "FATAL", str(exc.msg or exc), None
+    def __init__(self, exc: Exception) -> None:
+        position = getattr(exc, "position", None)
+        self.line, self.column = position if position else (0, 0)
+        text = str(getattr(exc, "msg", None) or exc)
+        self.level_name, self.path = "FATAL", None
+        if isinstance(exc, OSError):  # libxml2's "Error reading file '<sandbox path>': why": keep the why only
+            why = text.rsplit("': ", 1)[-1]
+            text = (f"{why} (libxml2 could not read the document: declare a standard encoding name such as UTF-8, "
+                    "ISO-8859-1 or windows-1252, or save it as UTF-8)")
+        self.message = text
 
 
 def _log_text(log: Iterable[Any]) -> str:

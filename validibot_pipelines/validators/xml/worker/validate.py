@@ -26,7 +26,13 @@ from validibot_pipelines.envelopes.bounds import clip, clip_tail
 from validibot_pipelines.runtime.context import RunContext
 from validibot_pipelines.runtime.process import tail
 from validibot_pipelines.runtime.sandbox import SandboxResult, UnsafeResult, limit_failure, read_result, run_untrusted
-from validibot_pipelines.validators.xml.envelopes import BUILTIN_SCHEMAS, XMLFinding, XMLInputs, XMLOutputs
+from validibot_pipelines.validators.xml.envelopes import (
+    BUILTIN_SCHEMAS,
+    MAX_FINDING_CHARS,
+    XMLFinding,
+    XMLInputs,
+    XMLOutputs,
+)
 
 MODEL_ROLE = "primary-model"
 SCHEMA_ROLE = "schema"
@@ -81,7 +87,7 @@ def run(ctx: RunContext) -> None:
         child = run_untrusted(child_command(scratch), scratch=scratch, timeout=timeout,
                               limits=ctx.envelope.context.limits,
                               readonly=[scratch / "model.xml", scratch / "schema", scratch / "request.json"])
-        answer = _answer(child, scratch, name, inputs.schema_name, timeout)
+        answer = _consistent(_answer(child, scratch, name, inputs.schema_name, timeout), inputs, name)
     except XMLFailed as exc:
         ctx.output.status = exc.status
         ctx.output.error(exc.code, str(exc))
@@ -177,6 +183,36 @@ def _answer(child: SandboxResult, scratch: Path, name: str, schema: str, timeout
     if len(answer.errors) > answer.error_count + answer.warning_count:
         raise XMLFailed("XML_RESULT_INVALID", f"{name}: the sandboxed validator listed more findings than it "
                         "counted; the model or schema may be trying to subvert the validator — check both files")
+    return answer
+
+
+def _consistent(answer: ChildAnswer, inputs: XMLInputs, name: str) -> ChildAnswer:
+    """Refuse an answer that contradicts itself or intake's own parse of the model (a forged verdict).
+
+    The child runs the model's and schema's input through libxml2, so a compromised child could write any
+    ``result.json``; what it cannot know is what intake saw. An answer naming another root element, namespace
+    or element count than intake's parse, or whose counts and flags disagree, is ``XML_RESULT_INVALID``.
+    """
+    problems = []
+    total = answer.error_count + answer.warning_count
+    if answer.well_formed != bool(answer.root_element) or (not answer.well_formed and answer.error_count == 0):
+        problems.append("its well-formedness contradicts its root element or error count")
+    if answer.schema_ok == bool(answer.schema_error):
+        problems.append("its schema verdict contradicts its schema error")
+    if answer.truncated != (total > len(answer.errors)) or len(answer.errors) > inputs.max_findings:
+        problems.append("it lists a different number of findings than it counted")
+    seen = inputs.expected
+    if seen is not None and answer.well_formed and (
+            clip(answer.root_element or "", MAX_FINDING_CHARS) != seen.root_element
+            or (clip(answer.namespace, MAX_FINDING_CHARS) if answer.namespace else None) != seen.namespace
+            or answer.element_count != seen.element_count):
+        problems.append(f"it describes another document (root {clip(answer.root_element or '', 80)!r}, "
+                        f"{answer.element_count} elements) than intake read ({seen.root_element!r}, "
+                        f"{seen.element_count} elements)")
+    if problems:
+        raise XMLFailed("XML_RESULT_INVALID", f"{name}: the sandboxed validator's result is not credible: "
+                        f"{'; '.join(problems)}; the model or schema may be trying to subvert the validator — "
+                        "check both files")
     return answer
 
 
