@@ -33,11 +33,19 @@ def _docstrings(tree: ast.AST) -> set[int]:
             and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
 
 
+def _own_words() -> str:
+    """What belongs to one validator: its name, its file suffixes and its asset names (as a regex)."""
+    suffixes = [re.escape(s) for v in validators() for s in v.suffixes]
+    assets = [key.path[-1] for v in validators() for asset in v.assets() for key in asset.keys]
+    return "|".join([*REGISTERED, *suffixes, *assets])
+
+
 def _names_a_validator(tree: ast.AST) -> list[tuple[int, str]]:
     """Imports of a validator package, identifiers with a validator's name as a word (``fmi_backend``), and code
-    strings holding one (``"mesh"``, ``"validibot-fmi"``). Docstrings and comments may talk about them."""
+    strings holding its name, a suffix or an asset name (``"mesh"``, ``"validibot-fmi"``, ``".fmu"``,
+    ``"fmu_intake"``). Docstrings and comments may talk about them."""
     words = "|".join(REGISTERED)
-    word = re.compile(rf"(?<![a-z])({words})(?![a-z])", re.IGNORECASE)
+    word = re.compile(rf"(?<![a-z])({_own_words()})(?![a-z])", re.IGNORECASE)
     docs, hits = _docstrings(tree), []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom | ast.Import):
@@ -67,9 +75,9 @@ def test_the_scan_catches_what_it_must() -> None:
     """The check above would fail on each of the shapes it exists to refuse."""
     code = ('from validibot_pipelines.validators.fmi import launch\n'
             'def f(mesh_backend):\n    """fmi in a docstring is fine"""\n'
-            '    return {"energyplus": 1, "x": "validibot-xml"}\n')
+            '    return {"energyplus": 1, "x": "validibot-xml", "y": (".fmu", "cad_file")}\n')
     assert [what for _, what in _names_a_validator(ast.parse(code))] == [
-        "validibot_pipelines.validators.fmi", "mesh_backend", "energyplus", "validibot-xml"]
+        "validibot_pipelines.validators.fmi", "mesh_backend", "energyplus", "validibot-xml", ".fmu", "cad_file"]
 
 
 @pytest.mark.parametrize("name", REGISTERED)

@@ -148,7 +148,7 @@ def _listing(store: ObjectStore, landing_uri: str) -> tuple[list[ObjectInfo], li
     if not isinstance(store, LocalStore):
         return list(store.list(landing_uri)), []
     objects, bad = [], []
-    for info, problem in store.entries(landing_uri):
+    for info, problem in store.entries(landing_uri, tuple(all_suffixes())):
         if problem is None:
             objects.append(info)
         else:

@@ -63,15 +63,15 @@ class LocalStore(ObjectStore):
             if problem is None:
                 yield info
 
-    def entries(self, prefix_uri: str) -> Iterator[tuple[ObjectInfo, str | None]]:
+    def entries(self, prefix_uri: str, model_suffixes: tuple[str, ...] = ()) -> Iterator[tuple[ObjectInfo, str | None]]:
         """Every entry under ``prefix_uri`` with ``None``, or with why it is not an object (for a log line).
 
         Why so careful: the landing zone is written by users, and one odd entry must never stop the scan or
         leak what lies outside it. Nothing is opened and nothing is followed: entries are judged by ``lstat``
         (``os.scandir`` with ``follow_symlinks=False``), so a symlink (dangling or not) is reported, never
         read; FIFOs, sockets and devices are reported, never opened (opening a FIFO blocks); a folder named
-        like a model (``x.fmu/``) is reported instead of walked; an entry that vanishes or cannot be read
-        while listing is reported and the scan goes on.
+        like a model (ending in one of ``model_suffixes``, e.g. ``x.fmu/``) is reported instead of walked; an
+        entry that vanishes or cannot be read while listing is reported and the scan goes on.
         """
         root = uri_to_path(prefix_uri)
         try:
@@ -79,14 +79,12 @@ class LocalStore(ObjectStore):
                 return
         except OSError:
             return
-        yield from _walk(Path(os.path.realpath(root)))
+        yield from _walk(Path(os.path.realpath(root)), tuple(s.lower() for s in model_suffixes))
 
     def delete(self, uri: str) -> None:
         uri_to_path(uri).unlink(missing_ok=True)
 
 
-#: Folder names that look like a model upload, so a folder so named is a mistake worth telling (not walking).
-_MODEL_LIKE_SUFFIXES = (".fmu", ".idf", ".epjson", ".step", ".stp", ".stl")
 _KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket",
           stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
 _MAX_REPORTED_NAME = 120
@@ -97,7 +95,7 @@ def _shown(path: Path) -> str:
     return name if len(name) <= _MAX_REPORTED_NAME else name[:40] + "…" + name[-(_MAX_REPORTED_NAME - 41):]
 
 
-def _walk(folder: Path) -> Iterator[tuple[ObjectInfo, str | None]]:
+def _walk(folder: Path, model_suffixes: tuple[str, ...]) -> Iterator[tuple[ObjectInfo, str | None]]:
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -119,11 +117,11 @@ def _walk(folder: Path) -> Iterator[tuple[ObjectInfo, str | None]]:
         info = ObjectInfo(uri=path.as_uri(), size=st.st_size, updated_ns=max(st.st_mtime_ns, st.st_ctime_ns))
         mode = stat.S_IFMT(st.st_mode)
         if mode == stat.S_IFDIR:
-            if entry.name.lower().endswith(_MODEL_LIKE_SUFFIXES):
+            if model_suffixes and entry.name.lower().endswith(model_suffixes):
                 yield info, (f"{_shown(path)}: skipped, it is a folder named like a model; upload the model as "
-                             "one file (an FMU is a ZIP archive: zip the folder's contents, not the folder)")
+                             "one file (an archive model such as an FMU is one ZIP: zip the folder's contents)")
             else:
-                yield from _walk(path)
+                yield from _walk(path, model_suffixes)
         elif mode != stat.S_IFREG:
             what = _KINDS.get(mode, "not a regular file")
             yield info, (f"{_shown(path)}: skipped, it is {what}; symbolic links and special files are never "

@@ -37,7 +37,7 @@ class ModalBackend(ConfigurableResource):
                           "(modal deploy -m validibot_pipelines.validators.<v>.modal_app)")
     functions: dict[str, str] = Field(default_factory=modal_functions,
                                       description="validator type -> Modal function name")
-    cache_volume: str = Field(default="", description="volume caching FMUs as /<sha256>.fmu ('' = none)")
+    cache_volume: str = Field(default="", description="volume caching model files as /<sha256><suffix> ('' = none)")
     cache_mime_types: list[str] = Field(default_factory=list,
                                         description="inputs cached on the volume ([]: the validator's model files)")
     grace_seconds: float = Field(default=60.0, description="wait beyond the envelope timeout (cold starts)")
