@@ -41,6 +41,23 @@ def timed_ticks(defs, instance) -> tuple[list, float]:  # noqa: ANN001
     return outcomes, time.perf_counter() - start
 
 
+def landing_run_seconds(root: Path, landing: Path, expected: int) -> float:
+    """Validate everything in ``landing`` through Dagster (fresh instance and store under ``root``); checks that
+    ``expected`` validations passed and returns the wall time of the sensor ticks and their runs."""
+    from dagster import instance_for_test
+
+    from validibot_pipelines.definitions import build_defs
+    from validibot_pipelines.resources import ValidibotSettings
+
+    (root / "home").mkdir()
+    with instance_for_test(temp_dir=str(root / "home")) as instance:
+        defs = build_defs(ValidibotSettings(store_uri=(root / "store").as_uri(), landing_uri=landing.as_uri()))
+        outcomes, seconds = timed_ticks(defs, instance)
+    ok = sum(o.success and all(p for p, _ in o.checks.values()) for o in outcomes)
+    assert ok == expected, f"only {ok}/{expected} validations passed"
+    return seconds
+
+
 def make_home(tmp: Path) -> Path:
     """A DAGSTER_HOME whose runs execute synchronously when the backfill daemon iteration launches them."""
     home = tmp / "home"

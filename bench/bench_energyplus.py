@@ -22,11 +22,8 @@ SPEC = ("weather: Chicago\nassertions:\n"
 
 def main(repeats: int = 3) -> None:
     warnings.filterwarnings("ignore")
-    from bench_backfill import timed_ticks  # same folder (on sys.path when run as a script)
-    from dagster import instance_for_test
+    from bench_backfill import landing_run_seconds  # same folder (on sys.path when run as a script)
 
-    from validibot_pipelines.definitions import build_defs
-    from validibot_pipelines.resources import ValidibotSettings
     from validibot_pipelines.validators.energyplus.idf import normalise_idf
     from validibot_pipelines.validators.energyplus.samples import sample_idf
     from validibot_pipelines.validators.energyplus.worker import install
@@ -50,12 +47,7 @@ def main(repeats: int = 3) -> None:
         for i in range(repeats):
             (landing / f"box{i}.idf").write_text(source + f"\n! copy {i}\n")
             (landing / f"box{i}.idf.validation.yaml").write_text(SPEC)
-        (root / "home").mkdir()
-        with instance_for_test(temp_dir=str(root / "home")) as instance:
-            defs = build_defs(ValidibotSettings(store_uri=(root / "store").as_uri(), landing_uri=landing.as_uri()))
-            outcomes, pipeline = timed_ticks(defs, instance)
-        ok = sum(o.success and all(p for p, _ in o.checks.values()) for o in outcomes)
-        assert ok == repeats, f"only {ok}/{repeats} validations passed"
+        pipeline = landing_run_seconds(root, landing, repeats)
 
     print(f"annual runs:                 {repeats} (one_zone_box.idf, Chicago TMY3, 4 timesteps/h)")
     print(f"bare energyplus CLI:         {raw:8.3f} s  ({raw / repeats:6.3f} s per run)")
