@@ -137,3 +137,15 @@ def test_generic_machinery_covers_every_registered_validator() -> None:
         assert validator_code_version(validator.name) == validator.code_version()
         assert validator.name in limits
         assert defs.resolve_assets_def(f"{validator.name}_spec") is not None
+
+
+def test_the_docker_sweep_sensor_evaluates_with_every_validators_backend() -> None:
+    """The sweep sensor takes each registered validator's backend resource (none of them Docker here)."""
+    from dagster import SkipReason, build_sensor_context
+
+    from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
+    from validibot_pipelines.sensors.docker_sweep import docker_orphan_sweep
+
+    context = build_sensor_context(resources={v.backend_resource: LocalSubprocessBackend() for v in validators()})
+    result = docker_orphan_sweep(context)
+    assert isinstance(result, SkipReason) and "no DockerBackend configured" in result.skip_message

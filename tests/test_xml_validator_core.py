@@ -475,6 +475,17 @@ def test_child_that_crashes_or_hangs(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 @uses_runner
+def test_an_encoding_libxml2_does_not_know_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    """Python reads ``latin_1``, libxml2 does not: a finding naming the fix, no traceback, no sandbox path."""
+    for text in ("", "<!-- caf\u00e9 -->"):  # pure ASCII: libxml2's parse error; Latin-1 bytes: its read error
+        model = GOOD_GB.replace('encoding="UTF-8"?>', f'encoding="latin_1"?>{text}').encode("latin-1")
+        out = run_xml(tmp_path, model, {"gbxml.xsd": gb_schema()})
+        assert out.status == Status.FAILED_VALIDATION and _codes(out) == ["XML_NOT_WELL_FORMED"], out.messages
+        message = out.messages[0].text
+        assert "encoding" in message and "/tmp/" not in message and "Traceback" not in message
+
+
+@uses_runner
 def test_entities_reaching_the_worker_are_not_expanded(tmp_path: Path) -> None:
     """Intake refuses DTDs; a model that skipped it still gets no file read and no expansion from lxml."""
     schema = ('<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:element name="r">'

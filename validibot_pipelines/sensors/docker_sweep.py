@@ -9,6 +9,7 @@ local backends configured it does nothing.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SkipReason, sensor
 
@@ -43,8 +44,10 @@ def sweep_docker_backends(backends: list[object]) -> tuple[list[SweptContainer],
     description="Removes org.validibot.managed containers older than their timeout + grace (Docker backend).",
     required_resource_keys={v.backend_resource for v in validators()},
 )
-def docker_orphan_sweep(context: SensorEvaluationContext):
-    backends = [getattr(context.resources, v.backend_resource) for v in validators()]  # every validator's
+def docker_orphan_sweep(context: SensorEvaluationContext, **resources: Any):
+    # Every registered validator's backend: Dagster hands the required resources over as keyword arguments.
+    backends = [resources.get(v.backend_resource) or getattr(context.resources, v.backend_resource)
+                for v in validators()]
     if not any(isinstance(b, DockerBackend) for b in backends):
         return SkipReason("no DockerBackend configured; nothing to sweep")
     removed, problems = sweep_docker_backends(backends)

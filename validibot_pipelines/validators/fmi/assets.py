@@ -34,7 +34,8 @@ GROUP = "fmi"
 
 fmu_intake = intake_asset(GROUP, "fmu_intake", partitions_def=fmu_partitions, kinds={"fmi"},
                           fact_keys=("fmi_version", "model_name", "guid"), accepted_means="ZIP, XML and safety checks "
-                          "passed; the spec parsed", description="The uploaded FMU, checked and stored by checksum.")
+                          "passed; the spec parsed", description="The uploaded FMU, checked in the control plane and "
+                          "stored once by checksum.")
 
 
 def _present_probe(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope,
