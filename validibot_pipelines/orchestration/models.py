@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from validibot_pipelines.envelopes import InputFileItem, Severity, Status, ValidationMessage
 from validibot_pipelines.envelopes.base import check_leaf_name
-from validibot_pipelines.intake.common import IntakeReport, file_name_problem, sha256_file, shown_name
+from validibot_pipelines.intake.common import file_name_problem, sha256_file, shown_name
 from validibot_pipelines.orchestration.layout import model_dir, model_manifest_uri, model_spec_uri
 from validibot_pipelines.spec import SpecError, ValidationSpec, load_spec
 from validibot_pipelines.storage import get_store, join_uri, leaf_name
@@ -64,13 +64,6 @@ class ModelRecord(BaseModel):
                              size_bytes=self.size_bytes, sha256=self.sha256)
 
 
-def _check(kind: str, path: Path, name: str, limits: IntakeLimits) -> IntakeReport:
-    from validibot_pipelines.validators.registry import get
-
-    validator = get(kind)
-    return validator.check(path, name, limits.get(kind) or validator.limits(None))
-
-
 IntakeLimits = dict[str, BaseModel]
 """Each validator's intake limits by its name (``ValidibotSettings.intake_limits``); a missing one: defaults."""
 
@@ -116,17 +109,18 @@ def intake(
                      f"!= partition {expected_sha256[:12]}…); the new bytes get their own partition on the next "
                      "sensor tick"))
             return record
-        report = _check(kind, local, name, limits or {})
+        from validibot_pipelines.validators.registry import get
+
+        validator = get(kind)
+        own_limits = (limits or {}).get(kind) or validator.limits(None)
+        report = validator.check(local, name, own_limits)
         record.findings.extend(report.findings)
         record.facts = report.facts
         if not report.accepted:
             record.status = Status.FAILED_VALIDATION
         _attach_spec(record, spec_uri, store_uri)
-        if record.accepted:
-            from validibot_pipelines.validators.registry import get
-
-            validator = get(kind)  # the side files its spec names (weather, time series, schema):
-            validator.attach(record, store_uri, (limits or {}).get(kind) or validator.limits(None))
+        if record.accepted:  # the side files its spec names (weather, time series, schema)
+            validator.attach(record, store_uri, own_limits)
         store_root = model_dir(store_uri, sha)
         if record.accepted:
             record.canonical_uri = join_uri(store_root, name)

@@ -6,6 +6,7 @@ launch functions that back its Dagster assets; native code still only runs in th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from validibot_pipelines.assertions import AssertionResult, verdict
@@ -57,6 +58,16 @@ def merge(record: ModelRecord, out: OutputEnvelope, earlier: OutputEnvelope | No
     if earlier is not None:
         merged.outputs[earlier_key] = dict(earlier.outputs)  # the whole probe, variable catalog included
     return merged
+
+
+def judged(record: ModelRecord, out: OutputEnvelope,
+           check: Callable[[ModelRecord, OutputEnvelope], list[AssertionResult]]) -> OutputEnvelope:
+    """A one-step validator's envelope for the whole run: intake findings and the step's, plus its assertions
+    (``check``) when the step succeeded."""
+    result = merge(record, out)
+    if out.status == Status.SUCCESS:
+        apply_assertions(result, check(record, out))
+    return result
 
 
 def apply_assertions(out: OutputEnvelope, results: list[AssertionResult]) -> None:

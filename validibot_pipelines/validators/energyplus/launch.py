@@ -11,7 +11,7 @@ from typing import Any
 
 from validibot_pipelines import __version__
 from validibot_pipelines.assertions import AssertionResult, evaluate_assertions
-from validibot_pipelines.envelopes import OutputEnvelope, Status, ValidatorRef
+from validibot_pipelines.envelopes import OutputEnvelope, ValidatorRef
 from validibot_pipelines.intake.sidefiles import check_stored_side_files
 from validibot_pipelines.orchestration.launch import (
     Backend,
@@ -68,13 +68,10 @@ def check(record: ModelRecord, simulation: OutputEnvelope) -> list[AssertionResu
 def validate_in_process(record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str,
                         simulation_timeout_seconds: float = 1800) -> OutputEnvelope:
     """``validibot validate``: the simulation, then the assertions."""
-    from validibot_pipelines.orchestration.single import apply_assertions, merge
+    from validibot_pipelines.orchestration.single import judged
 
     out, _ = simulate(record, store_uri=store_uri, backend=backend, attempt=attempt)
-    result = merge(record, out)
-    if out.status == Status.SUCCESS:
-        apply_assertions(result, check(record, out))
-    return result
+    return judged(record, out, check)
 
 
 def summary(out: OutputEnvelope) -> list[str]:

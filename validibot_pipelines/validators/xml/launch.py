@@ -11,7 +11,7 @@ from typing import Any
 
 from validibot_pipelines import __version__
 from validibot_pipelines.assertions import AssertionResult, evaluate_assertions
-from validibot_pipelines.envelopes import OutputEnvelope, Status, ValidatorRef
+from validibot_pipelines.envelopes import OutputEnvelope, ValidatorRef
 from validibot_pipelines.orchestration.launch import Backend, launch_step, step_run_id
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
@@ -59,14 +59,11 @@ def check(record: ModelRecord, out: OutputEnvelope) -> list[AssertionResult]:
 def validate_in_process(record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str,
                         simulation_timeout_seconds: float = 120) -> OutputEnvelope:
     """``validibot validate``: the schema validation, then the assertions (the CLI's timeout bounds it)."""
-    from validibot_pipelines.orchestration.single import apply_assertions, merge
+    from validibot_pipelines.orchestration.single import judged
 
     out, _ = validate_schema(record, store_uri=store_uri, backend=backend, attempt=attempt,
                              validation_timeout_seconds=simulation_timeout_seconds)
-    result = merge(record, out)
-    if out.status == Status.SUCCESS:
-        apply_assertions(result, check(record, out))
-    return result
+    return judged(record, out, check)
 
 
 def summary(out: OutputEnvelope) -> list[str]:
