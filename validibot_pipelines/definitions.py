@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from dagster import Definitions
 
+from validibot_pipelines.assets.report import validation_report
 from validibot_pipelines.assets.specs import SPEC_SOURCES
 from validibot_pipelines.jobs import JOBS_BY_KIND
 from validibot_pipelines.operations.alerts import failed_validation_alerts, run_failure_alerts
@@ -16,6 +17,7 @@ from validibot_pipelines.resources.backends.select import make_backend
 from validibot_pipelines.resources.io_manager import StoreIOManager
 from validibot_pipelines.sensors.docker_sweep import docker_orphan_sweep
 from validibot_pipelines.sensors.outputs import output_sensor
+from validibot_pipelines.sensors.report import report_job, report_sensor
 from validibot_pipelines.sensors.uploads import upload_sensor
 from validibot_pipelines.storage import join_uri
 from validibot_pipelines.validators.registry import validators
@@ -38,10 +40,11 @@ def build_defs(settings: ValidibotSettings | None = None, code_versions: Mapping
         raise TypeError(f"build_defs: no validator uses {', '.join(unknown)}; backends: {', '.join(sorted(known))}")
     validator_assets = [asset for v in validators() for asset in v.assets()]
     return Definitions(
-        assets=[*SPEC_SOURCES.values(), *with_operations(validator_assets, code_versions)],
-        jobs=[*JOBS_BY_KIND.values(), nightly_revalidation],
+        assets=[*SPEC_SOURCES.values(), *with_operations(validator_assets, code_versions), validation_report],
+        jobs=[*JOBS_BY_KIND.values(), nightly_revalidation, report_job],
         schedules=[nightly_schedule],
-        sensors=[upload_sensor, output_sensor, docker_orphan_sweep, run_failure_alerts, failed_validation_alerts],
+        sensors=[upload_sensor, output_sensor, docker_orphan_sweep, run_failure_alerts, failed_validation_alerts,
+                 report_sensor],
         resources={
             "settings": settings,
             "io_manager": StoreIOManager(base_uri=join_uri(settings.store_uri, "dagster-io")),

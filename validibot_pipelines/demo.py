@@ -39,13 +39,19 @@ def drop_samples(landing: Path, copies: int = 1) -> list[Path]:
     from validibot_pipelines.validators.registry import validators
 
     landing.mkdir(parents=True, exist_ok=True)
-    return [path for validator in validators() for path in validator.demo_samples(landing, copies)]
+    # One folder per validator, so the partitions read as paths (``fmi/first_order_lag.fmu``), as uploads do.
+    dropped = []
+    for validator in validators():
+        (landing / validator.name).mkdir(parents=True, exist_ok=True)
+        dropped += validator.demo_samples(landing / validator.name, copies)
+    return dropped
 
 
 def summarize(outcome: RunOutcome) -> str:
     """One model's result: its file, verdict and run, the validator's own summary lines, assertions, failed checks."""
     from validibot_pipelines.envelopes import OutputEnvelope
     from validibot_pipelines.orchestration.models import kind_of
+    from validibot_pipelines.orchestration.names import model_path
     from validibot_pipelines.validators.registry import get
 
     validator = get(kind_of(outcome.source_uri.rsplit("/", 1)[-1])[0])
@@ -54,8 +60,8 @@ def summarize(outcome: RunOutcome) -> str:
     steps = [outcome.outputs[name] for name in order if name in outcome.outputs and name != validator.intake_asset]
     last = steps[-1] if steps else {}
     status = last.get("status") or intake.get("status") or "not run"
-    lines = [f"{intake.get('file_name', outcome.source_uri)}  [{status}]  (Dagster run {outcome.run_id[:8]})",
-             f"  sha256   {outcome.partition_key}"]
+    lines = [f"{model_path(outcome.partition_key)}  [{status}]  (Dagster run {outcome.run_id[:8]})",
+             f"  sha256   {intake.get('sha256', '-')}  (this version; the partition is the model's name)"]
     if last:
         lines += validator.summary(OutputEnvelope.model_validate({k: v for k, v in last.items() if k != "assertions"}))
     for result in last.get("assertions", []):
@@ -83,11 +89,27 @@ def run_demo(copies: int = 1) -> int:
     instance = DagsterInstance.get()
     defs = build_defs()
     outcomes = drain(defs, instance)
-    outcomes += revalidate_unchanged(defs, instance, dropped, outcomes)
+    outcomes += revalidate_unchanged(defs, instance, dropped, outcomes, landing)
     print(f"validated {len(outcomes)} model(s); Dagster instance at {os.environ['DAGSTER_HOME']}\n")
     for outcome in outcomes:
         print(summarize(outcome) + "\n")
+    print(report(defs, instance))
     return verdict(outcomes, dropped, landing)
+
+
+def report(defs: Any, instance: Any) -> str:
+    """Materialize ``validation_report`` (the daemon's ``report_sensor`` does this after runs) and say where."""
+    from validibot_pipelines.assets.report import REPORT_ASSET
+    from validibot_pipelines.sensors.report import report_job
+
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    result = defs.resolve_job_def(report_job.name).execute_in_process(instance=instance, raise_on_error=False,
+                                                                      run_config=quiet)
+    if not result.success:
+        return f"{REPORT_ASSET}: the report run {result.run_id[:8]} failed; see `dagster dev` → Runs"
+    meta = result.asset_materializations_for_node(REPORT_ASSET)[0].metadata
+    return (f"{REPORT_ASSET} (group reports): {meta['models'].value} model(s), {meta['failing'].value} failing; "
+            f"parquet at {meta['parquet_uri'].value}\n")
 
 
 def drain(defs: Any, instance: Any, max_ticks: int = 1000) -> list[RunOutcome]:
@@ -116,8 +138,8 @@ def drain(defs: Any, instance: Any, max_ticks: int = 1000) -> list[RunOutcome]:
     return outcomes
 
 
-def revalidate_unchanged(defs: Any, instance: Any, dropped: list[Path], outcomes: list[RunOutcome]
-                         ) -> list[RunOutcome]:
+def revalidate_unchanged(defs: Any, instance: Any, dropped: list[Path], outcomes: list[RunOutcome],
+                         landing: Path) -> list[RunOutcome]:
     """Run again the dropped samples the sensor did not announce because identical bytes were validated before.
 
     Why: running the demo a second time should show results again, not "nothing validated". The sensor is
@@ -126,9 +148,11 @@ def revalidate_unchanged(defs: Any, instance: Any, dropped: list[Path], outcomes
     from validibot_pipelines.jobs import JOBS_BY_KIND
     from validibot_pipelines.local_runner import run_partition
     from validibot_pipelines.orchestration.models import kind_of
+    from validibot_pipelines.orchestration.names import key_for_upload
     from validibot_pipelines.runtime.context import file_sha256
     from validibot_pipelines.sensors.uploads import intake_run_config
 
+    landing_uri = landing.resolve().as_uri()
     announced = {o.source_uri.rsplit("/", 1)[-1] for o in outcomes}
     again = []
     for path in dropped:
@@ -138,8 +162,9 @@ def revalidate_unchanged(defs: Any, instance: Any, dropped: list[Path], outcomes
         kind = found[0]
         spec = path.with_name(path.name + ".validation.yaml")
         again.append(run_partition(
-            defs, instance, JOBS_BY_KIND[kind].name, file_sha256(path), log_level="WARNING",
-            run_config=intake_run_config(kind, path.as_uri(), spec.as_uri() if spec.exists() else None),
+            defs, instance, JOBS_BY_KIND[kind].name, key_for_upload(landing_uri, path.as_uri()), log_level="WARNING",
+            run_config=intake_run_config(kind, path.as_uri(), spec.as_uri() if spec.exists() else None,
+                                         file_sha256(path)),
             tags={"validibot/source_uri": path.as_uri(), "validibot/kind": kind}))
     if again:
         print(f"re-validated {len(again)} unchanged sample(s): the sensor does not announce identical uploads twice")

@@ -12,6 +12,7 @@ its checks — so the UI shows "launched" on the asset's timeline, then the resu
 """
 
 
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from dagster import (
     AssetOut,
     Config,
     PartitionsDefinition,
+    PreviewWarning,
     multi_asset,
 )
 from pydantic import Field
@@ -127,8 +129,12 @@ class WorkerStep:
     blocking: Sequence[str] = ()
 
     def check_specs(self) -> list[AssetCheckSpec]:
-        return [AssetCheckSpec(name, asset=self.name, description=text, blocking=name in self.blocking)
-                for name, text in self.checks.items()]
+        # Partitioned like the asset (a Dagster preview): each model's Checks tab shows its own history.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PreviewWarning)
+            return [AssetCheckSpec(name, asset=self.name, description=text, blocking=name in self.blocking,
+                                   partitions_def=self.partitions_def)
+                    for name, text in self.checks.items()]
 
 
 def worker_step_asset(step: WorkerStep) -> Any:

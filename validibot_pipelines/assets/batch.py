@@ -21,6 +21,7 @@ batch treat it like ``blocked``) until the collecting run overwrites it with the
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +31,16 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AssetRecordsFilter,
+    BetaWarning,
+    DataVersion,
     Output,
 )
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 from dagster._core.storage.tags import BACKFILL_ID_TAG
+
+from validibot_pipelines.assets.metadata import analyst_order, outcome_metadata
 
 BLOCKED = "blocked"
 LAUNCHED = "launched"
@@ -48,6 +53,7 @@ class ModelResult:
     value: dict[str, Any]
     metadata: dict[str, Any]
     checks: list[AssetCheckResult] = field(default_factory=list)
+    data_version: str | None = None  # intake: the model's SHA-256 (one partition per step only, see per_model)
 
 
 Body = Callable[[str, Mapping[str, Any]], ModelResult | None]
@@ -61,11 +67,14 @@ def blocked_by(upstream: Mapping[str, Any]) -> list[str]:
 def per_model(context: AssetExecutionContext, upstream: Mapping[str, Any], body: Body) -> Iterator[Any]:
     keys = list(context.partition_keys)
     if len(keys) == 1 and BACKFILL_ID_TAG not in context.run.tags:
-        result = body(keys[0], upstream)
+        result = _presented(body(keys[0], upstream))
         if result is None:  # launched asynchronously: the output sensor materializes it later
             return
         output_name = context.assets_def.get_output_name_for_asset_key(context.asset_key)
-        yield Output(result.value, output_name=output_name, metadata=result.metadata)
+        with warnings.catch_warnings():  # Output(data_version=…) is beta in this Dagster; the pin keeps it stable
+            warnings.simplefilter("ignore", BetaWarning)
+            yield Output(result.value, output_name=output_name, metadata=result.metadata,
+                         data_version=DataVersion(result.data_version) if result.data_version else None)
         yield from result.checks
         return
     # A batch, or a backfill run that happens to hold one model: per-model results and blocks, so one model's
@@ -87,7 +96,7 @@ def _per_model_in_backfill(context: AssetExecutionContext, keys: list[str], upst
             result = ModelResult({"status": BLOCKED, "blocked_by": blockers},
                                  {"status": BLOCKED, "blocked_by": ", ".join(blockers)})
         else:
-            result = body(key, ups) or ModelResult({"status": LAUNCHED}, {"status": LAUNCHED})
+            result = _presented(body(key, ups)) or ModelResult({"status": LAUNCHED}, {"status": LAUNCHED})
         values[key] = result.value
         context.add_asset_metadata(result.metadata, partition_key=key)
         checks[key] = result.checks
@@ -98,7 +107,7 @@ def _per_model_in_backfill(context: AssetExecutionContext, keys: list[str], upst
             continue
         target = _materialization_of(context, key)  # one look-up per model, whatever its number of checks
         for check in results:
-            evaluation = _evaluation(context, target, check)
+            evaluation = _evaluation(context, target, check, key)
             evaluated.add(evaluation.asset_check_key)
             yield evaluation
     # Each check is also a (valueless) step output, yielded once per step however many partitions it covered.
@@ -107,14 +116,24 @@ def _per_model_in_backfill(context: AssetExecutionContext, keys: list[str], upst
             yield Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
 
 
+def _presented(result: ModelResult | None) -> ModelResult | None:
+    """The model's metadata with its outcome first and the plumbing last (``assets/metadata.py``)."""
+    if result is None:
+        return None
+    meta = {**outcome_metadata(result.checks, result.value), **result.metadata}
+    return ModelResult(result.value, analyst_order(meta), result.checks, result.data_version)
+
+
 def _materialization_of(context: AssetExecutionContext, partition: str) -> Any:
     """The step's just-stored materialization of ``partition`` (what that model's check evaluations target)."""
     return context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[partition]), limit=1).records[0]
 
 
-def _evaluation(context: AssetExecutionContext, target: Any, check: AssetCheckResult) -> AssetCheckEvaluation:
+def _evaluation(context: AssetExecutionContext, target: Any, check: AssetCheckResult,
+                partition: str) -> AssetCheckEvaluation:
     return AssetCheckEvaluation(
+        partition=partition,  # the model's own check history (the checks are partitioned like their asset)
         asset_key=check.asset_key or context.asset_key, check_name=check.check_name, passed=check.passed,
         metadata=check.metadata, severity=check.severity, description=check.description,
         target_materialization_data=AssetCheckEvaluationTargetMaterializationData(

@@ -4,6 +4,7 @@
 the body does not).
 """
 
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -16,12 +17,14 @@ from dagster import (
     Failure,
     MetadataValue,
     PartitionsDefinition,
+    PreviewWarning,
     asset,
 )
 
 from validibot_pipelines.assets.batch import ModelResult, per_model
 from validibot_pipelines.assets.checks import intake_check
 from validibot_pipelines.orchestration.models import IntakeRecordMissing, ModelRecord, intake, missing_record
+from validibot_pipelines.orchestration.names import model_path
 from validibot_pipelines.orchestration.revalidate import revalidation_record
 from validibot_pipelines.resources.settings import ValidibotSettings
 
@@ -32,6 +35,7 @@ class IntakeConfig(Config):
 
     source_uri: str = ""
     spec_uri: str = ""
+    sha256: str = ""  # the checksum the sensor registered; bytes changed since → SOURCE_CHANGED, not a silent swap
 
 
 def attempt_of(context: AssetExecutionContext) -> str:
@@ -46,16 +50,20 @@ def run_intake(context: AssetExecutionContext, config: IntakeConfig, settings: V
     if config.source_uri and len(context.partition_keys) > 1:
         raise Failure(description="source_uri names one upload; run it for one partition, not a batch")
 
-    def one(sha: str, _upstream: Mapping[str, Any]) -> ModelResult:
+    def one(key: str, _upstream: Mapping[str, Any]) -> ModelResult:
         if config.source_uri:
             record = intake(config.source_uri, store_uri=settings.store_uri, spec_uri=config.spec_uri or None,
-                            expected_sha256=sha, limits=settings.intake_limits())
+                            expected_sha256=config.sha256 or None, limits=settings.intake_limits(),
+                            model_name=model_path(key))
         else:
             try:
-                record = revalidation_record(settings.store_uri, sha, settings.intake_limits())
+                record = revalidation_record(settings.store_uri, key, settings.intake_limits())
             except IntakeRecordMissing as exc:  # only this: a landing file vanishing mid-re-intake fails the run
-                record = missing_record(sha, kind, str(exc))
-        return ModelResult(record.model_dump(mode="json"), _metadata(record, fact_keys), [intake_check(record)])
+                record = missing_record(key, kind, str(exc))
+        # The version's identity is its checksum: Dagster's data version of the model's intake, so a changed
+        # file under the same name marks everything downstream stale, and the timeline shows each version.
+        return ModelResult(record.model_dump(mode="json"), _metadata(record, fact_keys), [intake_check(record)],
+                           data_version=record.sha256 if record.status.value != "failed_runtime" else None)
 
     yield from per_model(context, {}, one)
 
@@ -63,8 +71,10 @@ def run_intake(context: AssetExecutionContext, config: IntakeConfig, settings: V
 def _metadata(record: ModelRecord, fact_keys: Iterable[str]) -> dict[str, Any]:
     return {
         "status": record.status.value,
-        "file_name": record.file_name,
+        "model": record.name or record.file_name,
+        "findings": MetadataValue.md("\n".join(f"- **{m.code}** {m.text}" for m in record.findings[:20]) or "none"),
         "sha256": record.sha256,
+        "file_name": record.file_name,
         "size_bytes": record.size_bytes,
         "source_uri": MetadataValue.url(record.source_uri),
         "canonical_uri": MetadataValue.url(record.canonical_uri) if record.canonical_uri else "not stored",
@@ -78,9 +88,14 @@ def intake_asset(validator: str, name: str, *, partitions_def: PartitionsDefinit
     """``validator``'s intake asset: depends on its ``<validator>_spec`` source (a changed spec makes the model's
     partitions stale), blocking check ``intake_accepted`` (``accepted_means`` says what passed)."""
 
+    with warnings.catch_warnings():  # partitioned check specs are a Dagster preview (each model's own history)
+        warnings.simplefilter("ignore", PreviewWarning)
+        check = AssetCheckSpec("intake_accepted", asset=name, blocking=True, description=accepted_means,
+                               partitions_def=partitions_def)
+
     @asset(name=name, partitions_def=partitions_def, group_name=validator, kinds=kinds,
            deps=[AssetKey(f"{validator}_spec")], description=description,
-           check_specs=[AssetCheckSpec("intake_accepted", asset=name, blocking=True, description=accepted_means)])
+           check_specs=[check])
     def _intake(context: AssetExecutionContext, config: IntakeConfig, settings: ValidibotSettings):
         yield from run_intake(context, config, settings, validator, fact_keys=fact_keys)
 

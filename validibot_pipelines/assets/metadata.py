@@ -91,3 +91,30 @@ def envelope_metadata(out: OutputEnvelope, bundle_input_uri: str | None = None) 
 def png_markdown(png: bytes, title: str) -> MetadataValue:
     """Embed a small PNG in markdown metadata so the plot shows in the UI without a file server."""
     return MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+# What an analyst came for first (the verdict, what failed, the values and the plot), plumbing last.
+_PLUMBING = ("run_id", "backend", "launch_id", "worker_image", "worker_seconds", "worker_exit_code", "launched_at",
+             "launch_finished_at", "launch_status", "launch_error", "launch_details", "worker_log",
+             "execution_seconds", "source_uri", "canonical_uri", "size_bytes", "file_name", "sha256")
+_FIRST = ("outcome", "failed_checks", "failed_assertions", "model", "status", "findings")
+_SHOWN = ("plot", "preview")
+
+
+def outcome_metadata(checks: list[Any], value: dict[str, Any]) -> dict[str, Any]:
+    """``outcome`` / ``failed_checks`` / ``failed_assertions`` of one model's step (what the report reads too)."""
+    failed = [c.check_name for c in checks if not c.passed]
+    assertions = [a.get("name", "?") for a in value.get("assertions", []) or [] if not a.get("passed", True)]
+    return {"outcome": "passed" if not failed else "failed",
+            "failed_checks": ", ".join(failed) or "none",
+            "failed_assertions": ", ".join(assertions) or "none"}
+
+
+def analyst_order(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` reordered: outcome, failures, model and findings, then the plot, the values, then plumbing
+    (launch details, artifacts, checksums) — Dagster's UI lists metadata in the order it was recorded."""
+    first = {k: meta[k] for k in _FIRST if k in meta}
+    shown = {k: meta[k] for k in _SHOWN if k in meta}
+    plumbing = {k: v for k, v in meta.items() if k in _PLUMBING or k.startswith("artifact_")}
+    values = {k: v for k, v in meta.items() if k not in first and k not in shown and k not in plumbing}
+    return {**first, **shown, **values, **plumbing}

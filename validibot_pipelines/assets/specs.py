@@ -30,18 +30,24 @@ def spec_asset_name(kind: str) -> str:
     return f"{kind}_spec"
 
 
-def spec_versions(kind: str, keys: Iterable[str], store_uri: str,
-                  warn: Callable[[str], None] = lambda _m: None) -> dict[str, DataVersion]:
-    """The current spec data version of each model (models without an intake record are left out)."""
-    versions = {}
+def spec_states(kind: str, keys: Iterable[str], store_uri: str,
+                warn: Callable[[str], None] = lambda _m: None) -> dict[str, tuple[str | None, str]]:
+    """(current spec SHA-256 or None, model SHA-256) of each model (those without an intake record left out)."""
+    states = {}
     for key in keys:
         try:
             record = load_record(store_uri, key)
-        except FileNotFoundError:
-            warn(f"{kind} model {key}: no intake record in {store_uri}; spec not observed")
+        except FileNotFoundError as exc:
+            warn(f"{kind} model {key}: spec not observed: {exc}")
             continue
-        versions[key] = DataVersion(spec_version(current_spec(record, store_uri)[1]))
-    return versions
+        states[key] = (current_spec(record, store_uri)[1], record.sha256)
+    return states
+
+
+def spec_versions(kind: str, keys: Iterable[str], store_uri: str,
+                  warn: Callable[[str], None] = lambda _m: None) -> dict[str, DataVersion]:
+    """The current spec data version of each model (models without an intake record are left out)."""
+    return {key: DataVersion(spec_version(spec)) for key, (spec, _) in spec_states(kind, keys, store_uri, warn).items()}
 
 
 def spec_source(kind: str, partitions_def: DynamicPartitionsDefinition):  # noqa: ANN201 - a SourceAsset

@@ -24,12 +24,12 @@ from dagster import (
     op,
 )
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from validibot_pipelines.assets.specs import spec_asset_name, spec_versions
+from validibot_pipelines.assets.specs import spec_asset_name, spec_states
 from validibot_pipelines.operations.backfill import submit_backfill
 from validibot_pipelines.operations.staleness import RevalidationPlan, plan_revalidation, validator_groups
 from validibot_pipelines.resources.settings import ValidibotSettings
+from validibot_pipelines.sensors.uploads import version_observation
 
 NIGHTLY_CRON = os.environ.get("VALIDIBOT_NIGHTLY_CRON", "0 2 * * *")
 
@@ -44,9 +44,8 @@ def revalidate_stale(instance: DagsterInstance, asset_graph: BaseAssetGraph, sto
         if asset_graph.has(spec_key):
             partitions_def = asset_graph.get(spec_key).partitions_def
             keys = partitions_def.get_partition_keys(dynamic_partitions_store=instance) if partitions_def else []
-            for partition, version in spec_versions(group, keys, store_uri).items():
-                log_event(AssetObservation(asset_key=spec_key, partition=partition,
-                                           tags={DATA_VERSION_TAG: version.value}))
+            for partition, (spec_sha, model_sha) in spec_states(group, keys, store_uri).items():
+                log_event(version_observation(group, partition, spec_sha, model_sha))
         plan = plan_revalidation(instance, asset_graph, group)
         backfill_id = None
         if plan.partitions:

@@ -6,6 +6,8 @@ one, or wrote garbage, becomes ``failed_runtime`` with a message saying so (the 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from validibot_pipelines.envelopes import (
@@ -19,7 +21,7 @@ from validibot_pipelines.envelopes import (
     load_output_envelope,
 )
 from validibot_pipelines.envelopes.base import EnvelopeError, SandboxLimits, now
-from validibot_pipelines.orchestration.layout import bundle_uri
+from validibot_pipelines.orchestration.layout import bundle_uri, result_index_uri
 from validibot_pipelines.resources.backends.base import ComputeBackend, LaunchRecord
 from validibot_pipelines.storage import get_store, join_uri
 
@@ -67,13 +69,79 @@ def launch_step(
             tags={"queued_at": now().isoformat(), **(tags or {})},
         ),
     )
+    replayed = replay(store_uri, envelope)
+    if replayed is not None:
+        return replayed
     input_uri = join_uri(bundle, "input.json")
     if not _same_request_already_written(input_uri, envelope):
         get_store(input_uri).write_bytes(input_uri, envelope.model_dump_json(indent=2).encode(), "application/json")
     record = backend.launch(input_uri, run_id=run_id, timeout_seconds=timeout_seconds, context=context)
     if record.pending:  # asynchronous backend: the output sensor collects the result later (collect_step)
         return None, record
-    return read_output(envelope, record), record
+    out = read_output(envelope, record)
+    remember(store_uri, envelope, out)
+    return out, record
+
+
+# --- replay by envelope identity ------------------------------------------------------------------------------
+#
+# The same bytes under two names (``hvac/a.fmu`` and ``plant/a.fmu``) are one stored copy, so their input
+# envelopes differ only in what names the run (run id, bundle, queue time). The identity is the envelope without
+# those: the validator and its version, every input file (name, role, checksum, content-addressed URI), the
+# inputs, the timeout and sandbox limits. A verdict (``success`` or ``failed_validation``) found for an identity
+# is replayed from its bundle instead of launching again; ``failed_runtime`` (the system's fault) never is. Only
+# the trusted control plane writes the index, after reading the trusted worker's output envelope.
+
+_RUN_FIELDS = ("callback_id", "execution_bundle_uri", "expected_output_uri")
+_REPLAYED = {Status.SUCCESS, Status.FAILED_VALIDATION}
+
+
+def envelope_identity(envelope: InputEnvelope) -> str:
+    """SHA-256 of what the worker sees, without the fields that only name this run."""
+    data = envelope.model_dump(mode="json")
+    data.pop("run_id", None)
+    for name in _RUN_FIELDS:
+        data["context"].pop(name, None)
+    data["context"]["tags"].pop("queued_at", None)
+    data["code_version"] = _code_version(envelope.validator.type)  # a new engine (EnergyPlus, Gmsh …) re-runs
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _code_version(validator_type: str) -> str:
+    from validibot_pipelines.operations.versions import validator_code_version
+    from validibot_pipelines.validators import owner_of
+
+    try:
+        return validator_code_version(owner_of(validator_type))
+    except KeyError:
+        return ""
+
+
+def remember(store_uri: str, envelope: InputEnvelope, out: OutputEnvelope) -> None:
+    """Index a verdict under its envelope's identity (``results/<identity>.json``)."""
+    if out.status not in _REPLAYED or out.run_id != envelope.run_id:
+        return
+    uri = result_index_uri(store_uri, envelope_identity(envelope))
+    get_store(uri).write_bytes(uri, json.dumps({"output_uri": envelope.context.expected_output_uri,
+                                                 "run_id": envelope.run_id}).encode(), "application/json")
+
+
+def replay(store_uri: str, envelope: InputEnvelope) -> tuple[OutputEnvelope, LaunchRecord] | None:
+    """The verdict already reached for identical inputs, or ``None`` (then the step launches)."""
+    uri = result_index_uri(store_uri, envelope_identity(envelope))
+    store = get_store(uri)
+    try:
+        pointer = json.loads(store.read_bytes(uri))
+        output_uri = str(pointer["output_uri"])
+        out = load_output_envelope(get_store(output_uri).read_bytes(output_uri), where=output_uri)
+    except (FileNotFoundError, KeyError, TypeError, ValueError, EnvelopeError):
+        return None  # none yet, or its bundle was pruned: launch
+    if out.status not in _REPLAYED:
+        return None
+    record = LaunchRecord(backend="replay", launch_id=str(pointer.get("run_id", "")), returncode=0, timed_out=False,
+                          seconds=0.0, log_tail=f"not launched: identical inputs were validated by "
+                                                f"{pointer.get('run_id')} ({output_uri}); its verdict is replayed")
+    return out, record
 
 
 def sandbox_limits(context: Any = None) -> SandboxLimits:
@@ -124,7 +192,10 @@ def collect_step(input_uri: str) -> tuple[OutputEnvelope, LaunchRecord]:
 
     envelope = load_input_envelope(get_store(input_uri).read_bytes(input_uri), where=input_uri)
     record = describe_launch(envelope.context.execution_bundle_uri)
-    return read_output(envelope, record), record
+    out = read_output(envelope, record)
+    store_uri = envelope.context.execution_bundle_uri.rstrip("/").rsplit("/", 2)[0]  # <store>/runs/<run_id>
+    remember(store_uri, envelope, out)
+    return out, record
 
 
 def read_output(envelope: InputEnvelope, record: LaunchRecord) -> OutputEnvelope:

@@ -18,6 +18,7 @@ from validibot_pipelines.envelopes import InputFileItem, Severity, Status, Valid
 from validibot_pipelines.envelopes.base import check_leaf_name
 from validibot_pipelines.intake.common import file_name_problem, sha256_file, shown_name
 from validibot_pipelines.orchestration.layout import model_dir, model_manifest_uri, model_spec_uri
+from validibot_pipelines.orchestration.names import is_legacy_key, model_path, partition_key, relative_name
 from validibot_pipelines.spec import SpecError, ValidationSpec, load_spec
 from validibot_pipelines.storage import get_store, join_uri, leaf_name
 
@@ -34,10 +35,12 @@ def kind_of(file_name: str) -> tuple[str, str] | None:
 
 
 class ModelRecord(BaseModel):
-    """What intake decided about one upload; persisted as ``models/<sha256>/model.json``."""
+    """What intake decided about one upload; persisted per model as ``catalog/<model>.json`` (the model's
+    current version; its history is the partition's materializations in Dagster)."""
 
     sha256: str
     file_name: str
+    name: str = ""  # the model's path in the landing zone (relative to its root); "" in records made before names
     kind: str
     mime_type: str
     size_bytes: int
@@ -50,6 +53,11 @@ class ModelRecord(BaseModel):
     spec_source: str | None = None
     resources: list[InputFileItem] = Field(default_factory=list)  # e.g. an uploaded weather file
     weather_name: str | None = None  # a weather file shipped with EnergyPlus
+
+    @property
+    def partition_key(self) -> str:
+        """The model's Dagster partition key (its name, made safe: ``orchestration/names.py``)."""
+        return partition_key(self.name or self.file_name)
 
     @property
     def accepted(self) -> bool:
@@ -75,9 +83,14 @@ def intake(
     spec_uri: str | None = None,
     expected_sha256: str | None = None,
     limits: IntakeLimits | None = None,
+    model_name: str | None = None,
 ) -> ModelRecord:
-    """Check ``source_uri`` and, if accepted, copy it to ``models/<sha256>/``. Never touches the source."""
+    """Check ``source_uri`` and, if accepted, copy it to ``models/<sha256>/``. Never touches the source.
+
+    ``model_name`` is the model's path in the landing zone (its partition); default: the file's name.
+    """
     name = leaf_name(source_uri)
+    model_name = model_name or relative_name(source_uri.rsplit("/", 1)[0], source_uri)
     check_leaf_name(name)
     kind_mime = kind_of(name)
     if kind_mime is None:
@@ -87,14 +100,15 @@ def intake(
     kind, mime = kind_mime
     special = _not_a_regular_file(source_uri)
     if special:
-        return _refused(name, kind, mime, source_uri, expected_sha256, "NOT_A_REGULAR_FILE", special, store_uri)
+        return _refused(name, model_name, kind, mime, source_uri, expected_sha256, "NOT_A_REGULAR_FILE", special,
+                        store_uri)
     with tempfile.TemporaryDirectory(prefix="validibot-intake-") as tmp:
         long_name = file_name_problem(name)
         local = Path(tmp) / (f"upload{Path(name).suffix[:16]}" if long_name else name)
         get_store(source_uri).download_file(source_uri, local)
         sha, size = sha256_file(local)
-        record = ModelRecord(sha256=sha, file_name=name, kind=kind, mime_type=mime, size_bytes=size,
-                             source_uri=source_uri, status=Status.SUCCESS)
+        record = ModelRecord(sha256=sha, file_name=name, name=model_name, kind=kind, mime_type=mime,
+                             size_bytes=size, source_uri=source_uri, status=Status.SUCCESS)
         if long_name:
             record.status = Status.FAILED_VALIDATION
             record.findings.append(ValidationMessage(severity=Severity.ERROR, code="FILE_NAME_TOO_LONG",
@@ -105,9 +119,9 @@ def intake(
             record.status = Status.FAILED_RUNTIME
             record.findings.append(ValidationMessage(
                 severity=Severity.ERROR, code="SOURCE_CHANGED",
-                text=f"{name}: the file at {source_uri} changed after it was registered (sha256 {sha[:12]}… "
-                     f"!= partition {expected_sha256[:12]}…); the new bytes get their own partition on the next "
-                     "sensor tick"))
+                text=f"{shown_name(model_name)}: the file at {source_uri} changed after this run was requested "
+                     f"(sha256 {sha[:12]}… != {expected_sha256[:12]}… registered); the next sensor tick "
+                     "validates the new bytes as the model's next version"))
             return record
         from validibot_pipelines.validators.registry import get
 
@@ -121,12 +135,24 @@ def intake(
         _attach_spec(record, spec_uri, store_uri)
         if record.accepted:  # the side files its spec names (weather, time series, schema)
             validator.attach(record, store_uri, own_limits)
-        store_root = model_dir(store_uri, sha)
         if record.accepted:
-            record.canonical_uri = join_uri(store_root, name)
-            get_store(record.canonical_uri).upload_file(local, record.canonical_uri, content_type=mime)
+            record.canonical_uri = _canonical_copy(local, store_uri, sha, name, mime)
     save_record(record, store_uri)
     return record
+
+
+def _canonical_copy(local: Path, store_uri: str, sha: str, name: str, mime: str) -> str:
+    """The model's bytes in ``models/<sha256>/``: stored once, so the same bytes under another name (with the
+    same suffix: workers pick the format by it) share the copy already there."""
+    store_root = model_dir(store_uri, sha)
+    store = get_store(store_root)
+    suffix = Path(name).suffix.lower()
+    for info in store.list(store_root):
+        if Path(leaf_name(info.uri)).suffix.lower() == suffix and info.size == local.stat().st_size:
+            return info.uri
+    uri = join_uri(store_root, name)
+    store.upload_file(local, uri, content_type=mime)
+    return uri
 
 
 def _not_a_regular_file(source_uri: str) -> str | None:
@@ -145,11 +171,11 @@ def _not_a_regular_file(source_uri: str) -> str | None:
     return f"is {what}, which intake never follows or opens; copy the file itself into the landing zone"
 
 
-def _refused(name: str, kind: str, mime: str, source_uri: str, sha256: str | None, code: str, problem: str,
-             store_uri: str) -> ModelRecord:
-    """The failed record of an upload refused before a byte of it was read (so its checksum is the partition's)."""
+def _refused(name: str, model_name: str, kind: str, mime: str, source_uri: str, sha256: str | None, code: str,
+             problem: str, store_uri: str) -> ModelRecord:
+    """The failed record of an upload refused before a byte of it was read (its checksum: the registered one)."""
     record = ModelRecord(sha256=sha256 or hashlib.sha256(source_uri.encode()).hexdigest(), file_name=name,
-                         kind=kind, mime_type=mime, size_bytes=0, source_uri=source_uri,
+                         name=model_name, kind=kind, mime_type=mime, size_bytes=0, source_uri=source_uri,
                          status=Status.FAILED_VALIDATION,
                          findings=[ValidationMessage(severity=Severity.ERROR, code=code,
                                                      text=f"{shown_name(name)}: {problem}")])
@@ -170,7 +196,7 @@ def _attach_spec(record: ModelRecord, spec_uri: str | None, store_uri: str) -> N
         try:
             record.spec = load_spec(text, spec_name, record.kind).model_dump(mode="json", exclude_none=True)
             record.spec_source = spec_uri
-            canonical = model_spec_uri(store_uri, record.sha256)
+            canonical = model_spec_uri(store_uri, record.partition_key)
             get_store(canonical).write_bytes(canonical, text, content_type="application/yaml")
             return
         except SpecError as exc:
@@ -205,31 +231,36 @@ def attach_upload(record: ModelRecord, store_uri: str, name: str, mime: str, rol
 
 
 def save_record(record: ModelRecord, store_uri: str) -> None:
-    uri = model_manifest_uri(store_uri, record.sha256)
+    uri = model_manifest_uri(store_uri, record.partition_key)
     get_store(uri).write_bytes(uri, record.model_dump_json(indent=2).encode(), "application/json")
 
 
 class IntakeRecordMissing(FileNotFoundError):
-    """No ``models/<sha256>/model.json`` in the store: the partition was registered but never taken in here."""
+    """No ``catalog/<model>.json`` in the store: the partition was registered but never taken in here."""
 
 
-def missing_record(sha256: str, kind: str, problem: str) -> ModelRecord:
+def missing_record(key: str, kind: str, problem: str) -> ModelRecord:
     """The failed record of a partition with no intake record (registered, but the upload never reached
     this store): ``failed_runtime`` naming the fix, so a batch or nightly run reports that one model and goes on
     with the others. Not saved: a later upload of the file writes the real record."""
     return ModelRecord(
-        sha256=sha256, file_name=f"model {sha256[:12]}… (no intake record)", kind=kind,
+        sha256="0" * 64, file_name=leaf_name(model_path(key)), name=model_path(key), kind=kind,
         mime_type="application/octet-stream", size_bytes=0, source_uri="", status=Status.FAILED_RUNTIME,
         findings=[ValidationMessage(severity=Severity.ERROR, code="INTAKE_RECORD_MISSING", text=problem)])
 
 
-def load_record(store_uri: str, sha256: str) -> ModelRecord:
-    """The record of an earlier intake (schedules and backfills re-validate from the canonical copy)."""
-    uri = model_manifest_uri(store_uri, sha256)
+def load_record(store_uri: str, key: str) -> ModelRecord:
+    """The record of the model's latest intake (schedules and backfills re-validate from the canonical copy)."""
+    uri = model_manifest_uri(store_uri, key)
     try:
         return ModelRecord.model_validate_json(get_store(uri).read_bytes(uri))
     except FileNotFoundError:
+        if is_legacy_key(key):
+            raise IntakeRecordMissing(
+                f"partition {key[:12]}… was registered by an older validibot, which keyed models by checksum; "
+                "models are partitions by name now — run `validibot migrate` once to re-key this instance's "
+                "models by name (see the README, Operations)") from None
         raise IntakeRecordMissing(
-            f"no intake record for model {sha256} at {uri}; the model was never uploaded to this store — "
-            "drop the file into the landing zone again"
+            f"no intake record for model {model_path(key)} at {uri}; the model was never uploaded to this store "
+            "— drop the file into the landing zone again"
         ) from None

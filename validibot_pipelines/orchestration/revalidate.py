@@ -30,18 +30,20 @@ def current_spec(record: ModelRecord, store_uri: str) -> tuple[str | None, str |
     if get_store(record.source_uri).exists(record.source_uri):
         uri = record.source_uri + SPEC_SUFFIX
     elif record.spec is not None:
-        uri = model_spec_uri(store_uri, record.sha256)
+        uri = model_spec_uri(store_uri, record.partition_key)
     else:
         return None, None
     sha = _sha_if_exists(uri)
     return (uri, sha) if sha else (None, None)
 
 
-def revalidation_record(store_uri: str, sha256: str, limits: IntakeLimits | None = None) -> ModelRecord:
-    """The stored intake record, re-done from the landing file when the applicable spec changed since."""
-    record = load_record(store_uri, sha256)
+def revalidation_record(store_uri: str, key: str, limits: IntakeLimits | None = None) -> ModelRecord:
+    """The model's stored intake record (its current version), re-done from the landing file when the
+    applicable spec changed since."""
+    record = load_record(store_uri, key)
     spec_uri, spec_sha = current_spec(record, store_uri)
-    stored_sha = _sha_if_exists(model_spec_uri(store_uri, sha256)) if record.spec is not None else None
+    stored_sha = _sha_if_exists(model_spec_uri(store_uri, key)) if record.spec is not None else None
     if spec_sha == stored_sha:  # also when the model left the landing zone: the stored spec rules then
         return record
-    return intake(record.source_uri, store_uri=store_uri, spec_uri=spec_uri, expected_sha256=sha256, limits=limits)
+    return intake(record.source_uri, store_uri=store_uri, spec_uri=spec_uri, expected_sha256=record.sha256,
+                  limits=limits, model_name=record.name or None)

@@ -19,6 +19,7 @@ from typing import Any
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 from pydantic import Field
 
+from validibot_pipelines.orchestration.names import store_path
 from validibot_pipelines.storage import get_store, join_uri
 
 UNPARTITIONED = "__all__"
@@ -30,7 +31,7 @@ class StoreIOManager(ConfigurableIOManager):
     base_uri: str = Field(description="object-store prefix for asset values, e.g. <store>/dagster-io")
 
     def _uri(self, path: list[str], partition: str | None) -> str:
-        return join_uri(self.base_uri, *path, f"{partition or UNPARTITIONED}.json")
+        return join_uri(self.base_uri, *path, f"{store_path(partition) if partition else UNPARTITIONED}.json")
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         if obj is None:  # check outputs and Nothing-typed results carry no value

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from validibot_pipelines.orchestration.models import SPEC_SUFFIX, kind_of
+from validibot_pipelines.orchestration.names import key_for_upload
 from validibot_pipelines.orchestration.revalidate import spec_version
 from validibot_pipelines.storage import get_store, leaf_name
 from validibot_pipelines.storage.base import ObjectInfo, ObjectStore
@@ -49,11 +50,20 @@ class Upload:
     sha256: str
     spec_uri: str | None
     spec_sha256: str | None
+    key: str = ""  # the model's partition key: its path below the landing root (orchestration/names.py)
+    updated_ns: int = 0  # when the landing zone says the object last changed
+
+    @property
+    def version(self) -> str:
+        """What a run of the model validates: its bytes and its spec (the sensor skips a version it has)."""
+        return f"{self.sha256}:{spec_version(self.spec_sha256)}"
 
     @property
     def run_key(self) -> str:
-        """Identical model bytes with an identical spec dedupe to the same run; a changed spec re-runs."""
-        return f"{self.kind}:{self.sha256}:{spec_version(self.spec_sha256)}"
+        """One run per change of the model (bytes or spec) at its name: a tick retried after a crash, or the
+        same object re-announced by the lookback window, dedupes; a later revert to earlier bytes runs again
+        (the object changed since). Identical bytes re-uploaded are skipped before this (sensors/uploads.py)."""
+        return f"{self.kind}:{self.key}:{self.version}:{self.updated_ns}"
 
 
 def lookback_ns() -> int:
@@ -121,7 +131,7 @@ def scan(landing_uri: str, cursor: str | None, max_new: int = 50, max_bytes: int
             # A spec changed on its own: re-validate its model (unless the model is in this batch anyway, or
             # still being written: it is registered with its spec once complete).
             if model_uri not in models_in_batch | waiting and kind_of(leaf_name(model_uri)) and model_uri in listed:
-                _add(uploads, skipped, model_uri, obj.uri)
+                _add(uploads, skipped, landing_uri, model_uri, obj.uri, obj.updated_ns)
             continue
         kind = kind_of(name)
         if kind is None:
@@ -129,13 +139,13 @@ def scan(landing_uri: str, cursor: str | None, max_new: int = 50, max_bytes: int
                 skipped.append(f"{name}: no validator for this file type (known: {', '.join(all_suffixes())})")
             continue
         spec_uri = obj.uri + SPEC_SUFFIX
-        _add(uploads, skipped, obj.uri, spec_uri if spec_uri in listed else None)
+        _add(uploads, skipped, landing_uri, obj.uri, spec_uri if spec_uri in listed else None, obj.updated_ns)
     for obj in pending:
         log(f"{leaf_name(obj.uri)}: still being written (changed less than {settle_seconds():g} s ago and does not "
             "end like a complete file); it is registered once complete")
     mark = mark.advance([*batch, *noted])
     for upload in uploads:
-        log(f"new {upload.kind} upload {upload.uri} sha256={upload.sha256}")
+        log(f"{upload.kind} upload {upload.key} sha256={upload.sha256}")
     return ScanResult(uploads=uploads, skipped=skipped, cursor=mark.dumps(), remaining=remaining,
                       pending=len(pending))
 
@@ -174,22 +184,24 @@ def _take(store: ObjectStore, fresh: list[ObjectInfo], max_new: int,
     return batch, pending
 
 
-def _add(uploads: list[Upload], skipped: list[str], model_uri: str, spec_uri: str | None) -> None:
+def _add(uploads: list[Upload], skipped: list[str], landing_uri: str, model_uri: str, spec_uri: str | None,
+         updated_ns: int) -> None:
     """Hash one model (and its spec) into an upload; a file that vanished or cannot be read is skipped."""
     try:
-        uploads.append(_upload(model_uri, spec_uri))
+        uploads.append(_upload(landing_uri, model_uri, spec_uri, updated_ns))
     except OSError as exc:
         skipped.append(f"{leaf_name(model_uri)[:120]}: skipped, cannot read it ({exc.strerror or exc}); make it a "
                        "readable regular file and upload it again")
 
 
-def _upload(model_uri: str, spec_uri: str | None) -> Upload:
+def _upload(landing_uri: str, model_uri: str, spec_uri: str | None, updated_ns: int) -> Upload:
     store = get_store(model_uri)
     sha, _ = store.sha256_and_size(model_uri)
     spec_sha = store.sha256_and_size(spec_uri)[0] if spec_uri else None
     kind = kind_of(leaf_name(model_uri))
     assert kind is not None
-    return Upload(uri=model_uri, kind=kind[0], sha256=sha, spec_uri=spec_uri, spec_sha256=spec_sha)
+    return Upload(uri=model_uri, kind=kind[0], sha256=sha, spec_uri=spec_uri, spec_sha256=spec_sha,
+                  key=key_for_upload(landing_uri, model_uri), updated_ns=updated_ns)
 
 
 # --- files still being written (local folders) ---------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""The upload sensor: new files in the landing zone → dynamic partitions (by checksum) → runs.
+"""The upload sensor: new files in the landing zone → dynamic partitions (one per model, by name) → runs.
+
+A partition is a model: its path below the landing root (``orchestration/names.py``). Each run validates one
+*version* of it (its bytes' SHA-256 and its spec's), recorded before the run starts as the observation of the
+model's ``<kind>_spec`` (data version = the spec's checksum, metadata ``model_sha256`` = the model's). A new
+version at a known name runs the same partition again; a re-upload of the version already registered (same bytes,
+same spec) is skipped here — one look-up per upload, never a walk over the registered models.
 
 Entries that cannot be taken in (symlinks, FIFOs, unreadable files, unknown types) come back from the scan as
 ``skipped`` reasons and are logged as warnings, once each; they never fail the tick, so one bad entry cannot stop
@@ -8,7 +14,10 @@ every later upload from being processed.
 import os
 
 from dagster import (
+    AssetKey,
     AssetObservation,
+    AssetRecordsFilter,
+    DagsterInstance,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
@@ -20,53 +29,84 @@ from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from validibot_pipelines.assets.specs import spec_asset_name
 from validibot_pipelines.jobs import INTAKE_ASSET_BY_KIND, JOBS_BY_KIND
+from validibot_pipelines.orchestration.names import model_path
 from validibot_pipelines.orchestration.revalidate import spec_version
 from validibot_pipelines.partitions import PARTITIONS_BY_KIND
 from validibot_pipelines.resources.settings import ValidibotSettings
-from validibot_pipelines.sensors.landing import scan
+from validibot_pipelines.sensors.landing import Upload, scan
 
 MAX_NEW_PER_TICK = 50
 # How often the daemon evaluates the sensor; tests shorten it.
 INTERVAL_SECONDS = int(os.environ.get("VALIDIBOT_SENSOR_INTERVAL_SECONDS", "15"))
 
 
-def intake_run_config(kind: str, source_uri: str, spec_uri: str | None) -> dict:
+MODEL_SHA_KEY = "model_sha256"
+
+
+def intake_run_config(kind: str, source_uri: str, spec_uri: str | None, sha256: str = "") -> dict:
     """The run config that points a validator's job at one upload (and its spec)."""
-    return {"ops": {INTAKE_ASSET_BY_KIND[kind]: {"config": {"source_uri": source_uri, "spec_uri": spec_uri or ""}}}}
+    return {"ops": {INTAKE_ASSET_BY_KIND[kind]: {"config": {"source_uri": source_uri, "spec_uri": spec_uri or "",
+                                                             "sha256": sha256}}}}
+
+
+def version_observation(kind: str, key: str, spec_sha256: str | None, model_sha256: str) -> AssetObservation:
+    """The registered version of a model: its spec's data version, tagged with the model's checksum."""
+    return AssetObservation(asset_key=spec_asset_name(kind), partition=key,
+                            tags={DATA_VERSION_TAG: spec_version(spec_sha256)},  # tag values stop at 63 chars
+                            metadata={MODEL_SHA_KEY: model_sha256})
+
+
+def registered_version(instance: DagsterInstance, kind: str, key: str) -> str | None:
+    """``<model sha256>:<spec version>`` last registered for the model ``key`` (None: new or unknown)."""
+    records = instance.fetch_observations(
+        AssetRecordsFilter(asset_key=AssetKey(spec_asset_name(kind)), asset_partitions=[key]), limit=1).records
+    if not records or records[0].asset_observation is None:
+        return None
+    observation = records[0].asset_observation
+    sha = observation.metadata.get(MODEL_SHA_KEY)
+    return f"{sha.value}:{(observation.tags or {}).get(DATA_VERSION_TAG)}" if sha is not None else None
 
 
 @sensor(
     name="upload_sensor", jobs=list(JOBS_BY_KIND.values()), minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Registers each new upload in the landing zone as a partition (its SHA-256) and validates it.",
+    description="Registers each model in the landing zone as a partition (its path) and validates each new "
+                "version of it (new bytes or a new spec).",
 )
 def upload_sensor(context: SensorEvaluationContext, settings: ValidibotSettings):
     result = scan(settings.landing_uri, context.cursor, max_new=MAX_NEW_PER_TICK, log=context.log.info)
     for reason in result.skipped:
         context.log.warning(reason)
     new_keys: dict[str, list[str]] = {}
-    requests = []
+    latest: dict[tuple[str, str], Upload] = {}  # one run per model per tick: its newest version
     for upload in result.uploads:
-        partitions = PARTITIONS_BY_KIND[upload.kind]
-        if not context.instance.has_dynamic_partition(partitions.name, upload.sha256) and \
-                upload.sha256 not in new_keys.setdefault(upload.kind, []):
-            new_keys[upload.kind].append(upload.sha256)
+        latest[(upload.kind, upload.key)] = upload
+    requests, events, unchanged = [], [], 0
+    for (kind, key), upload in latest.items():
+        partitions = PARTITIONS_BY_KIND[kind]
+        if not context.instance.has_dynamic_partition(partitions.name, key):
+            new_keys.setdefault(kind, []).append(key)
+        elif registered_version(context.instance, kind, key) == upload.version:
+            unchanged += 1
+            context.log.info(f"{model_path(key)}: same bytes and spec as its registered version; nothing to do")
+            continue
         requests.append(RunRequest(
             run_key=upload.run_key,
-            job_name=JOBS_BY_KIND[upload.kind].name,
-            partition_key=upload.sha256,
-            run_config=intake_run_config(upload.kind, upload.uri, upload.spec_uri),
-            tags={"validibot/source_uri": upload.uri, "validibot/kind": upload.kind},
+            job_name=JOBS_BY_KIND[kind].name,
+            partition_key=key,
+            run_config=intake_run_config(kind, upload.uri, upload.spec_uri, upload.sha256),
+            tags={"validibot/source_uri": upload.uri, "validibot/kind": kind},
         ))
+        # The version each run validates, recorded before it starts: the intake's provenance names the spec, a
+        # later spec change shows the partition as stale (assets/specs.py), a re-upload of it is skipped above.
+        events.append(version_observation(kind, key, upload.spec_sha256, upload.sha256))
     if not requests and not result.skipped:
-        reason = f"{result.pending} upload(s) still being written" if result.pending else "no new uploads"
+        reason = (f"{result.pending} upload(s) still being written" if result.pending
+                  else f"{unchanged} unchanged re-upload(s)" if unchanged else "no new uploads")
         return SensorResult(skip_reason=SkipReason(reason), cursor=result.cursor)
     return SensorResult(
         run_requests=requests,
-        # The spec each run will use, recorded before it starts, so the intake's provenance names it and a
-        # later spec change shows the partition as stale (see assets/specs.py).
-        asset_events=[AssetObservation(asset_key=spec_asset_name(u.kind), partition=u.sha256,
-                                       tags={DATA_VERSION_TAG: spec_version(u.spec_sha256)}) for u in result.uploads],
+        asset_events=events,
         dynamic_partitions_requests=[PARTITIONS_BY_KIND[k].build_add_request(v) for k, v in new_keys.items() if v],
         cursor=result.cursor,
     )

@@ -56,6 +56,7 @@ class Validator:
     engine_versions: Callable[[], list[str]] = field(default=lambda: [])  # e.g. ["engine@25.1.0"]
     modal_cache_volume: str = ""  # a Modal volume caching this validator's inputs by checksum ('' = none)
     modal_test_flag: str = ""  # env var that, set to 1, picks the volume's -test twin (as VALIDIBOT_ENV=test does)
+    key_values: Sequence[str] = ()  # metadata entries of its assets the cross-model report shows (assets/report.py)
 
     @property
     def title(self) -> str:

@@ -42,6 +42,8 @@ def _present(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope, me
             "version_match": sim["version_match"], "weather_file": sim["weather_file"],
             "warnings": sim["warning_count"], "severe_errors": sim["severe_count"],
             "fatal_errors": sim["fatal_count"],
+            **{m.name: MetadataValue.float(float(m.value)) for m in out.metrics
+               if m.name == "site_eui_kwh_m2" and isinstance(m.value, int | float)},
             "err_tail": MetadataValue.md(f"```\n{sim['err_tail'][-3000:]}\n```"),
         })
         for key in ("sql_uri", "err_uri", "timeseries_uri"):

@@ -50,4 +50,5 @@ VALIDATOR = Validator(
     assets=_assets, validate=launch.validate_in_process, summary=launch.summary, demo_samples=demo_samples,
     attach=attach, side_files={".epw": MIME_EPW},
     engine_versions=engine_versions,
+    key_values=("energyplus_version", "site_eui_kwh_m2", "severe_errors"),
 )

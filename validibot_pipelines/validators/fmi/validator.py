@@ -49,4 +49,5 @@ VALIDATOR = Validator(
     looks_complete=looks_complete, assets=_assets, validate=launch.validate_in_process, summary=launch.summary,
     demo_samples=demo_samples, attach=attach, side_files={".csv": MIME_CSV},
     modal_cache_volume=FMI_CACHE_VOLUME, modal_test_flag=FMI_TEST_FLAG,
+    key_values=("fmi_version", "interface", "simulation_time_reached"),
 )

@@ -51,4 +51,5 @@ VALIDATOR = Validator(
     looks_complete=looks_complete, validate=launch.validate_in_process, summary=launch.summary,
     demo_samples=demo_samples,
     engine_versions=engine_versions,
+    key_values=("total_elements", "sicn_min", "strategy"),
 )

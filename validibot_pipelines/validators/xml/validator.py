@@ -48,4 +48,5 @@ VALIDATOR = Validator(
     steps=(launch.VALIDATOR,), check=check_xml, limits=limits, looks_complete=looks_complete, assets=_assets,
     validate=launch.validate_in_process, summary=launch.summary, demo_samples=demo_samples, attach=attach,
     side_files={".xsd": MIME_XSD},
+    key_values=("root_element", "error_count", "schema"),
 )

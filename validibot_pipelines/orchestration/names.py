@@ -1,0 +1,73 @@
+"""A model's name — its path in the landing zone relative to the landing root — as a Dagster partition key.
+
+A partition is a model (``hvac/ahu_controller.fmu``); the SHA-256 of its bytes is the version (the intake
+asset's data version), so a model's partition timeline is its history. Dagster refuses partition keys holding
+``...`` or control characters, and ``,`` ``|`` ``[`` ``]`` break the CLI's comma lists and multi-partition keys,
+so the key is the path with exactly these percent-encoded (UTF-8 bytes, ``%XX``):
+
+* ``%`` itself (so decoding is exact),
+* control characters (``\\x00``–``\\x1f``, ``\\x7f``), ``,`` ``|`` ``[`` ``]``,
+* every ``.`` of a run of three or more dots.
+
+Everything else — letters of any script, spaces, ``/`` — stays as typed, so "Filter by name…" in the UI finds
+a model by what its author called it. :func:`model_path` (``urllib.parse.unquote``) is the exact inverse.
+
+Object-store paths keyed by model (its intake record, the asset values) use :func:`store_path`: the key with
+everything but ``/`` and unreserved characters quoted, so ``#`` ``?`` and friends can never be read as a URI
+part.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, unquote
+
+from validibot_pipelines.storage import leaf_name
+
+_ESCAPED = frozenset("%,|[]")
+_DOT_RUN = re.compile(r"\.{3,}")
+
+
+def _escape(char: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in char.encode())
+
+
+def partition_key(path: str) -> str:
+    """The Dagster partition key of the model at ``path`` (relative to the landing root)."""
+    escaped = "".join(_escape(c) if c in _ESCAPED or ord(c) < 0x20 or ord(c) == 0x7F else c for c in path)
+    return _DOT_RUN.sub(lambda m: "%2E" * len(m.group()), escaped)
+
+
+def model_path(key: str) -> str:
+    """The model's path in the landing zone for a partition key (the inverse of :func:`partition_key`)."""
+    return unquote(key)
+
+
+def relative_name(landing_uri: str, source_uri: str) -> str:
+    """``source_uri``'s path below ``landing_uri`` (URI-decoded for ``file://``); its file name when outside it."""
+    root = landing_uri.rstrip("/") + "/"
+    rest = source_uri[len(root):] if source_uri.startswith(root) else leaf_name(source_uri)
+    return unquote(rest) if source_uri.startswith("file://") else rest
+
+
+def key_for_upload(landing_uri: str, source_uri: str) -> str:
+    """The partition key of an upload at ``source_uri`` in the landing zone ``landing_uri``."""
+    return partition_key(relative_name(landing_uri, source_uri))
+
+
+def store_path(key: str) -> str:
+    """A partition key as a path segment sequence in the object store (quoted; ``/`` kept)."""
+    return quote(key, safe="/")
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def is_legacy_key(key: str) -> bool:
+    """A partition made by an older validibot, keyed by the model's checksum instead of its name."""
+    return bool(_SHA256.fullmatch(key))
+
+
+def name_from(name_or_key: str) -> str:
+    """A model named on the command line either way (``a,b.fmu`` or its key ``a%2Cb.fmu``) → its key."""
+    return name_or_key if partition_key(model_path(name_or_key)) == name_or_key else partition_key(name_or_key)
