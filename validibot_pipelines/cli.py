@@ -178,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--all", action="store_true", help="remove every managed container, whatever its age")
     c.set_defaults(func=_docker_cleanup)
     from validibot_pipelines.operations.cli import add_parser as add_backfill_parser
+    from validibot_pipelines.operations.migrate import add_parser as add_migrate_parser
 
     add_backfill_parser(sub)
+    add_migrate_parser(sub)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

@@ -87,6 +87,11 @@ def run_demo(copies: int = 1) -> int:
     dropped = drop_samples(landing, copies)
     print(f"dropped {len(dropped)} sample model(s) into {landing}")
     instance = DagsterInstance.get()
+    from validibot_pipelines.operations.migrate import legacy_message
+
+    old = legacy_message(instance)
+    if old:
+        print(f"note: {old}")
     defs = build_defs()
     outcomes = drain(defs, instance)
     outcomes += revalidate_unchanged(defs, instance, dropped, outcomes, landing)

@@ -33,6 +33,8 @@ from dagster import (
     sensor,
 )
 
+from validibot_pipelines.orchestration.names import model_path
+
 STATE_KEY = "validibot/alerts/rate_limit"
 MAX_ITEMS_PER_POST = 20
 CHECK_FAILED = "DagsterAssetCheckFailedError"
@@ -103,11 +105,11 @@ def run_failure_alerts(context: RunFailureSensorContext) -> None:
         context.log.info(f"run {run.run_id[:8]}: stopped by blocking checks only; not a runtime failure")
         return
     start = run.tags.get("dagster/asset_partition_range_start")
-    partition = run.tags.get("dagster/partition") or (
-        f"{start[:12]}…{run.tags.get('dagster/asset_partition_range_end', '')[:12]}" if start else "-")
+    partition = _model(run.tags.get("dagster/partition")) if run.tags.get("dagster/partition") else (
+        f"{_model(start)} … {_model(run.tags.get('dagster/asset_partition_range_end', ''))}" if start else "-")
     failed_steps = [f"step {step}: {message}"[:500] for step, cls, message in steps if cls != CHECK_FAILED]
     # A run that failed before any step (launch, resources) has no step failures: report the run's own message.
-    items = [f"partition {partition}", *(failed_steps or [context.failure_event.message or "run failed"])]
+    items = [f"model {partition}", *(failed_steps or [context.failure_event.message or "run failed"])]
     send_alert(context.instance, "run_failure", f"run {run.run_id[:8]} of {run.job_name} failed", items,
                log=context.log.warning)
 
@@ -149,8 +151,9 @@ def failed_validation_alerts(context: SensorEvaluationContext):  # noqa: ANN201
             evaluation = entry.dagster_event.event_specific_data
             if not evaluation.passed:
                 # a one-partition run says it in its tags; a batch run's checks say it through their target
-                partition = run.dagster_run.tags.get("dagster/partition") or _target_partition(instance, evaluation)
-                failures.append(f"{_check_label(evaluation.asset_check_key)} partition {partition or '-'}: "
+                partition = (evaluation.partition or run.dagster_run.tags.get("dagster/partition")
+                             or _target_partition(instance, evaluation))
+                failures.append(f"{_check_label(evaluation.asset_check_key)} model {_model(partition)}: "
                                 f"{evaluation.description or 'failed'}"[:400])
     context.update_cursor(str(max(r.update_timestamp.timestamp() for r in runs)))
     if not failures:
@@ -158,6 +161,14 @@ def failed_validation_alerts(context: SensorEvaluationContext):  # noqa: ANN201
     outcome = send_alert(instance, "failed_validation", f"{len(failures)} failed validation check(s)", failures,
                          log=context.log.warning)
     return SkipReason(f"{len(failures)} failed check(s): alert {outcome}")
+
+
+def _model(key: str | None) -> str:
+    """A partition as the model's path (bounded: an alert line stays short)."""
+    if not key:
+        return "-"
+    name = model_path(key)
+    return name if len(name) <= 120 else f"{name[:50]}…{name[-60:]}"
 
 
 def _check_label(key: AssetCheckKey) -> str:

@@ -27,8 +27,9 @@ def submit_backfill(instance: DagsterInstance, asset_graph: BaseAssetGraph, asse
         known = set(partitions_def.get_partition_keys(dynamic_partitions_store=instance)) if partitions_def else set()
         unknown = [p for p in partitions if p not in known]
         if unknown:
-            raise ValueError(f"not registered partitions of {asset_keys[0].to_user_string()}: {', '.join(unknown[:5])}"
-                             " — pass checksums listed in the UI's Partitions tab, or --all")
+            raise ValueError(f"no such model among the partitions of {asset_keys[0].to_user_string()}: "
+                             f"{', '.join(unknown[:5])} — pass models by their path in the landing zone, as the UI's "
+                             "Partitions tab lists them, or --all")
     backfill = PartitionBackfill.from_asset_partitions(
         backfill_id=make_new_backfill_id(), asset_graph=asset_graph, partition_names=partitions,
         asset_selection=list(asset_keys), backfill_timestamp=get_current_timestamp(),

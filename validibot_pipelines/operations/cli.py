@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("backfill", help="submit a Dagster backfill of a validator's assets ($DAGSTER_HOME)")
     b.add_argument("--validator", required=True, help="validator asset group (see validibot validators)")
     which = b.add_mutually_exclusive_group(required=True)
-    which.add_argument("--partitions", help="comma-separated model checksums (partition keys)")
+    which.add_argument("--partitions", help="comma-separated models: their paths in the landing zone "
+                       "(e.g. hvac/ahu.fmu) or partition keys as the UI shows them")
     which.add_argument("--all", action="store_true", help="every registered model of the validator")
     which.add_argument("--stale", action="store_true", help="only stale or missing models (what the nightly job picks)")
     b.set_defaults(func=run)
@@ -27,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from validibot_pipelines.operations.backfill import submit_backfill
     from validibot_pipelines.operations.nightly import revalidate_stale
     from validibot_pipelines.operations.staleness import group_asset_keys, validator_groups
+    from validibot_pipelines.orchestration.names import name_from
 
     asset_graph = defs.resolve_asset_graph()
     groups = validator_groups(asset_graph)
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         if backfill_id is None:
             return 0
     else:
-        partitions = None if args.all else [p.strip() for p in args.partitions.split(",") if p.strip()]
+        partitions = None if args.all else [name_from(p.strip()) for p in args.partitions.split(",") if p.strip()]
         try:
             backfill_id = submit_backfill(instance, asset_graph, group_asset_keys(asset_graph, args.validator),
                                           partitions, trigger="cli",
