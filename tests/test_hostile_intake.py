@@ -132,9 +132,29 @@ def test_demo_with_stray_files_validates_the_samples_and_again_on_a_second_run(t
     assert dropped >= len(REGISTERED)
     assert f"validated {dropped} model(s)" in first.stdout and "all validations passed" in first.stdout
     assert "pipe.fmu: skipped" in first.stderr and "link.idf: skipped" in first.stderr
+    _assert_partitions_name_models_and_report(home, dropped)
 
     again = _validibot("demo", cwd=tmp_path, env=env, timeout=600)  # identical samples: run again, not "nothing"
     assert again.returncode == 0, again.stdout[-3000:]
     assert f"re-validated {dropped} unchanged sample(s)" in again.stdout
     assert f"validated {dropped} model(s)" in again.stdout
     assert "Traceback" not in again.stdout + again.stderr
+
+
+def _assert_partitions_name_models_and_report(home, dropped: int) -> None:  # noqa: ANN001
+    """The demo's instance as an analyst opens it: each partition key is its model's landing path, and the
+    unpartitioned ``validation_report`` has one row per validated model."""
+    from dagster import AssetKey, DagsterInstance
+
+    from validibot_pipelines.orchestration.names import model_path
+    from validibot_pipelines.validators.registry import validators
+
+    with DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        keys = [k for v in validators() for k in instance.get_dynamic_partitions(v.partitions.name)]
+        assert len(keys) == dropped
+        for key in keys:
+            assert (home / "landing" / model_path(key)).is_file(), key
+        report = instance.get_latest_materialization_event(AssetKey("validation_report"))
+        assert report is not None
+        rows = report.asset_materialization.metadata["report"].records
+        assert sorted(r.data["model"] for r in rows) == sorted(model_path(k) for k in keys)

@@ -7,6 +7,7 @@ The instance is materialized in-process first (sensor tick + runs, SQLite DAGSTE
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -23,27 +24,44 @@ pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIV
                                 reason="chromium/chromedriver missing: run scripts/install-system-deps")
 
 
+LAG, MULTI = "hvac/lag.fmu", "plant/multi.fmu"  # models are partitions keyed by their path in the landing zone
+
+
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory, sample_fmus, sample_specs) -> Iterator[dict]:  # noqa: ANN001
+    """Two models in folders; ``hvac/lag.fmu`` then gets a second version (new bytes, same name), so its
+    partition has two intake materializations with two data versions. ``validation_report`` is materialized
+    last, so its table has a row per model."""
     from dagster import DagsterInstance
 
     from tests.conftest import Pipeline
+    from validibot_pipelines.validators.fmi.samples.build import build_fmu
 
     root = tmp_path_factory.mktemp("ui")
     home, vhome = root / "dagster_home", root / "validibot"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    lag_v2 = build_fmu("first_order_lag", root / "fmus", variant="v2")  # same model, byte-different (GUID)
+    versions = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (sample_fmus["first_order_lag"], lag_v2)]
+    assert versions[0] != versions[1]
     with DagsterInstance.from_config(str(home)) as instance:
         pipe = Pipeline(instance, (vhome / "landing").as_uri(), (vhome / "store").as_uri())
-        pipe.drop(sample_fmus["first_order_lag"], spec=sample_specs / "first_order_lag.validation.yaml")
-        pipe.drop(sample_fmus["multi_output"], spec=sample_specs / "multi_output.validation.yaml")
-        outcomes = {o.outputs["fmu_intake"]["file_name"]: o for o in pipe.tick()}
-        assert all(o.success for o in outcomes.values())
+        pipe.drop(sample_fmus["first_order_lag"], name=LAG, spec=sample_specs / "first_order_lag.validation.yaml")
+        pipe.drop(sample_fmus["multi_output"], name=MULTI, spec=sample_specs / "multi_output.validation.yaml")
+        outcomes = {o.partition_key: o for o in pipe.tick()}
+        assert sorted(outcomes) == [LAG, MULTI] and all(o.success for o in outcomes.values()), outcomes
+        pipe.drop(lag_v2, name=LAG)  # the next version of hvac/lag.fmu (its spec sidecar is still there)
+        (second,) = pipe.tick()
+        assert second.partition_key == LAG and second.success, second
+        assert sorted(pipe.partitions()) == [LAG, MULTI]
+        report = pipe.defs.resolve_job_def("validation_report_job").execute_in_process(instance=instance)
+        assert report.success
     env = {**os.environ, "DAGSTER_HOME": str(home), "VALIDIBOT_HOME": str(vhome)}
     with dagster_server(["dagster-webserver"], env, root / "webserver.log") as port:
         shots = Path(os.environ.get("VALIDIBOT_SCREENSHOT_DIR") or root / "screenshots")
         shots.mkdir(parents=True, exist_ok=True)
-        yield {"url": f"http://127.0.0.1:{port}", "outcomes": outcomes, "shots": shots, "root": root}
+        yield {"url": f"http://127.0.0.1:{port}", "outcomes": outcomes, "versions": {LAG: versions},
+               "shots": shots, "root": root}
 
 
 @pytest.fixture(scope="module")

@@ -103,9 +103,10 @@ _SHOWN = ("plot", "preview")
 
 def outcome_metadata(checks: list[Any], value: dict[str, Any]) -> dict[str, Any]:
     """``outcome`` / ``failed_checks`` / ``failed_assertions`` of one model's step (what the report reads too)."""
-    failed = [c.check_name for c in checks if not c.passed]
+    failed = [c.check_name for c in checks if not c.passed and c.severity.value == "ERROR"]
+    warned = [c.check_name for c in checks if not c.passed and c.severity.value != "ERROR"]
     assertions = [a.get("name", "?") for a in value.get("assertions", []) or [] if not a.get("passed", True)]
-    return {"outcome": "passed" if not failed else "failed",
+    return {"outcome": "failed" if failed else "passed with warnings" if warned else "passed",
             "failed_checks": ", ".join(failed) or "none",
             "failed_assertions": ", ".join(assertions) or "none"}
 

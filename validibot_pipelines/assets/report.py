@@ -125,6 +125,8 @@ def row(validator: Validator, key: str, events: dict[str, Event]) -> dict[str, A
     judged = [(names[0], intake), *current]
     failed_checks = [f"{name}.{c}" for name, e in judged for c in _listed(e.meta.get("failed_checks"))]
     failed_assertions = [a for _, e in judged for a in _listed(e.meta.get("failed_assertions"))]
+    if status == "success" and failed_checks:  # the worker ran, but the model failed a check (e.g. its assertions)
+        status = "failed_validation"
     values = {}
     for name in validator.key_values:
         for _, e in reversed(judged):

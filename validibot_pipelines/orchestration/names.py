@@ -69,5 +69,8 @@ def is_legacy_key(key: str) -> bool:
 
 
 def name_from(name_or_key: str) -> str:
-    """A model named on the command line either way (``a,b.fmu`` or its key ``a%2Cb.fmu``) → its key."""
+    """A model named on the command line either way (``a,b.fmu`` or its key ``a%2Cb.fmu``) → its key.
+
+    Text that already is a valid key is taken as one, so a path that itself holds ``%`` is given as its key
+    (``100%25/a.fmu``), as the UI's Partitions tab shows it."""
     return name_or_key if partition_key(model_path(name_or_key)) == name_or_key else partition_key(name_or_key)
