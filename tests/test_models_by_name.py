@@ -283,3 +283,30 @@ def test_older_instance_keyed_by_checksum_is_migrated(pipeline, sample_fmus):  #
     assert load_record(pipeline.store_uri, "old/lag.fmu").sha256 == digest
     assert pipeline.tick() == []  # the registered version: the same bytes in the landing zone do not re-run
     assert migrate(pipeline.instance, pipeline.store_uri, pipeline.landing_uri).renamed == {}  # idempotent
+
+
+def test_report_refresh_misses_nothing_recorded_while_it_reads(pipeline, monkeypatch):  # noqa: ANN001
+    """A validation run recording results while the report reads (a full build takes seconds at 10k models)."""
+    from dagster import AssetMaterialization
+
+    from validibot_pipelines.assets import report
+
+    def result(asset: str, key: str) -> AssetMaterialization:
+        return AssetMaterialization(asset_key=asset, partition=key, metadata={"status": "success", "sha256": "ab"})
+
+    pipeline.instance.report_runless_asset_event(result("xml_file", "b.xml"))
+    original, calls = report.new_events, []
+
+    def racing(instance, key, after, upto):  # noqa: ANN001, ANN202
+        calls.append(key)
+        if len(calls) == 2:  # while reading a later asset, results land for one already read and for this one
+            instance.report_runless_asset_event(result("fmu_intake", "a.fmu"))
+            instance.report_runless_asset_event(result("xml_file", "b2.xml"))
+        yield from original(instance, key, after, upto)
+
+    monkeypatch.setattr(report, "new_events", racing)
+    frame, state, _ = report.refresh(pipeline.instance, pipeline.store_uri)
+    report.save(pipeline.store_uri, frame, state)
+    monkeypatch.setattr(report, "new_events", original)
+    frame, _, read = report.refresh(pipeline.instance, pipeline.store_uri)
+    assert read == 2 and {"a.fmu", "b2.xml", "b.xml"} <= set(frame["model"])

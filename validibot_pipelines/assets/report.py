@@ -86,12 +86,23 @@ def _plain(value: Any) -> Any:
     return raw if isinstance(raw, str | int | float | bool) or raw is None else str(raw)
 
 
-def new_events(instance: DagsterInstance, key: AssetKey, after: int) -> Iterator[tuple[str, Event]]:
-    """(partition, event) of each materialization of ``key`` recorded after storage id ``after``, oldest first."""
+def newest_result_id(instance: DagsterInstance) -> int:
+    """The newest materialization id among the validator assets (-1: none yet)."""
+    newest = -1
+    for key in watched_keys():
+        records = instance.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=1).records
+        if records:
+            newest = max(newest, records[0].storage_id)
+    return newest
+
+
+def new_events(instance: DagsterInstance, key: AssetKey, after: int, upto: int) -> Iterator[tuple[str, Event]]:
+    """(partition, event) of each materialization of ``key`` with ``after < storage id <= upto``, oldest first."""
     cursor = None
     while True:
-        result = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, after_storage_id=after),
-                                                 limit=PAGE, cursor=cursor, ascending=True)
+        result = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=key, after_storage_id=after, before_storage_id=upto + 1),
+            limit=PAGE, cursor=cursor, ascending=True)
         for record in result.records:
             materialization = record.asset_materialization
             if materialization is None or record.partition_key is None:
@@ -163,15 +174,18 @@ def refresh(instance: DagsterInstance, store_uri: str) -> tuple[pd.DataFrame, di
     """Read the events recorded since the last build into the saved state; the rows, the state, events read."""
     state = load_state(store_uri)
     after = int(state["cursor"])
+    # Read up to the newest id as of now, then move the cursor exactly there: results that validation runs
+    # record while this refresh reads are after it, so the next refresh reads them (none is skipped).
+    upto = max(after, newest_result_id(instance))
     models: dict[str, dict[str, dict[str, dict[str, Any]]]] = state["models"]
-    top, read = after, 0
+    read = 0
     for validator in validators():
         by_key = models.setdefault(validator.name, {})
         for name in step_names(validator):
-            for key, event in new_events(instance, AssetKey(name), after):
+            for key, event in new_events(instance, AssetKey(name), after, upto):
                 by_key.setdefault(key, {})[name] = event.__dict__
-                top, read = max(top, event.storage_id), read + 1
-    state["cursor"] = top
+                read += 1
+    state["cursor"] = upto
     rows = []
     for validator in validators():
         for key, events in models.get(validator.name, {}).items():

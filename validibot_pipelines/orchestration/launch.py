@@ -31,6 +31,11 @@ def step_run_id(sha256: str, step: str, attempt: str) -> str:
     """Execution bundle name: readable, unique per Dagster run, stable across retries of the same run."""
     return f"{sha256[:16]}-{step}-{attempt}"
 
+def model_tags(record: Any) -> dict[str, str]:
+    """Envelope tags naming the model a step runs for: its checksum, and its partition (the output sensor
+    resumes that partition after an asynchronous launch; not part of the envelope's identity, see replay)."""
+    return {"model_sha256": record.sha256, "model": record.partition_key}
+
 def step_settings(context: Any) -> Any:
     """The deployment's ``settings`` resource of a Dagster step, else ``None`` (the CLI has no settings).
 
@@ -88,7 +93,8 @@ def launch_step(
 # The same bytes under two names (``hvac/a.fmu`` and ``plant/a.fmu``) are one stored copy, so their input
 # envelopes differ only in what names the run (run id, bundle, queue time). The identity is the envelope without
 # those: the validator and its version, every input file (name, role, checksum, content-addressed URI), the
-# inputs, the timeout and sandbox limits. A verdict (``success`` or ``failed_validation``) found for an identity
+# inputs, the timeout and sandbox limits (not the ``model`` tag: which of the names asked). A verdict
+# (``success`` or ``failed_validation``) found for an identity
 # is replayed from its bundle instead of launching again; ``failed_runtime`` (the system's fault) never is. Only
 # the trusted control plane writes the index, after reading the trusted worker's output envelope.
 
@@ -102,7 +108,8 @@ def envelope_identity(envelope: InputEnvelope) -> str:
     data.pop("run_id", None)
     for name in _RUN_FIELDS:
         data["context"].pop(name, None)
-    data["context"]["tags"].pop("queued_at", None)
+    for tag in ("queued_at", "model"):  # when it was queued, and for which of the names sharing these bytes
+        data["context"]["tags"].pop(tag, None)
     data["code_version"] = _code_version(envelope.validator.type)  # a new engine (EnergyPlus, Gmsh …) re-runs
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 
 from dagster import (
-    AssetRecordsFilter,
     AssetSelection,
     DagsterRunStatus,
     DefaultSensorStatus,
@@ -24,22 +23,12 @@ from dagster import (
     sensor,
 )
 
-from validibot_pipelines.assets.report import REPORT_ASSET, watched_keys
+from validibot_pipelines.assets.report import REPORT_ASSET, newest_result_id
 
 report_job = define_asset_job("validation_report_job", selection=AssetSelection.assets(REPORT_ASSET),
                               description="Refresh the cross-model validation report")
 INTERVAL_SECONDS = int(os.environ.get("VALIDIBOT_REPORT_INTERVAL_SECONDS", "30"))
 _ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
-
-
-def newest_result_id(instance) -> int:  # noqa: ANN001 - a DagsterInstance
-    """The newest materialization id among the validator assets (-1: none yet)."""
-    newest = -1
-    for key in watched_keys():
-        records = instance.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=1).records
-        if records:
-            newest = max(newest, records[0].storage_id)
-    return newest
 
 
 @sensor(name="report_sensor", job=report_job, minimum_interval_seconds=INTERVAL_SECONDS,

@@ -105,10 +105,10 @@ class CloudRunJobsBackend(ConfigurableResource):
                 context.log.info(busy)
                 raise RetryRequested(max_retries=self.busy_max_retries, seconds_to_wait=self.busy_retry_seconds)
             return done(error=busy)
-        target = _dagster_target(context, envelope.context.tags.get("model_sha256", ""))
+        target = _dagster_target(context, envelope.context.tags.get("model", ""))
         if context is not None and not target["partition"]:
             return done(error=f"cannot tell which of this step's partitions {run_id} belongs to (envelope tag "
-                              "model_sha256 missing or not in the step); the output could not be collected")
+                              "model missing or not in the step); the output could not be collected")
         request = self.run_request(input_uri, run_id, timeout_seconds)
         launch: dict[str, Any] = {
             "backend": "cloudrun", "execution": "", "job_name": self.job_name, "stand_in": self.stand_in,
@@ -184,8 +184,8 @@ def _dagster_target(context: Any, model_partition: str) -> dict[str, str]:
     """Which asset and partition the output sensor should materialize when the output arrives.
 
     A backfill batch launches several models from one step (a partition *range*, where Dagster refuses
-    ``context.partition_key``), so the partition is the launched model's own (its checksum, carried in the
-    envelope's tags) — checked against the step's partitions. The sensor picks the validator's job itself
+    ``context.partition_key``), so the partition is the launched model's own (its partition key, carried in the
+    envelope's ``model`` tag) — checked against the step's partitions. The sensor picks the validator's job itself
     from the asset's group: the launching run's job may be a backfill's implicit asset job.
     """
     if context is None:

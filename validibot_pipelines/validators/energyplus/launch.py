@@ -16,6 +16,7 @@ from validibot_pipelines.intake.sidefiles import check_stored_side_files
 from validibot_pipelines.orchestration.launch import (
     Backend,
     launch_step,
+    model_tags,
     rejected_before_launch,
     step_run_id,
     step_settings,
@@ -50,7 +51,7 @@ def simulate(
     return launch_step(
         store_uri=store_uri, run_id=run_id, validator=VALIDATOR,
         files=[record.input_file("primary-model"), *record.resources], inputs=inputs.model_dump(mode="json"),
-        backend=backend, timeout_seconds=timeout_seconds, context=context, tags={"model_sha256": record.sha256},
+        backend=backend, timeout_seconds=timeout_seconds, context=context, tags=model_tags(record),
     )
 
 

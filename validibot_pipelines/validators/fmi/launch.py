@@ -18,6 +18,7 @@ from validibot_pipelines.intake.sidefiles import check_stored_side_files
 from validibot_pipelines.orchestration.launch import (
     Backend,
     launch_step,
+    model_tags,
     rejected_before_launch,
     step_run_id,
     step_settings,
@@ -42,7 +43,7 @@ def probe(
     return launch_step(
         store_uri=store_uri, run_id=step_run_id(record.sha256, "probe", attempt), validator=PROBE_VALIDATOR,
         files=[record.input_file("fmu")], inputs={"kind": "fmi_probe"}, backend=backend,
-        timeout_seconds=timeout_seconds, context=context, tags={"model_sha256": record.sha256},
+        timeout_seconds=timeout_seconds, context=context, tags=model_tags(record),
     )
 
 
@@ -95,7 +96,7 @@ def simulate(
         store_uri=store_uri, run_id=run_id, validator=SIMULATION_VALIDATOR,
         files=[record.input_file("fmu"), *record.resources],
         inputs=inputs.model_dump(mode="json"),
-        backend=backend, timeout_seconds=timeout_seconds, context=context, tags={"model_sha256": record.sha256},
+        backend=backend, timeout_seconds=timeout_seconds, context=context, tags=model_tags(record),
     )
 
 

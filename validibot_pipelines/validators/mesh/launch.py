@@ -10,7 +10,7 @@ from typing import Any
 from validibot_pipelines import __version__
 from validibot_pipelines.assertions import AssertionResult, evaluate_assertions
 from validibot_pipelines.envelopes import OutputEnvelope, Status, ValidatorRef
-from validibot_pipelines.orchestration.launch import Backend, launch_step, step_run_id
+from validibot_pipelines.orchestration.launch import Backend, launch_step, model_tags, step_run_id
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.validators.mesh.envelopes import CEL_METRICS, MeshingOptions, MeshInputs, MeshPreviewInputs
@@ -38,7 +38,7 @@ def preview(
     return launch_step(
         store_uri=store_uri, run_id=step_run_id(record.sha256, "preview", attempt), validator=PREVIEW_VALIDATOR,
         files=[record.input_file("primary-model")], inputs=inputs.model_dump(mode="json"), backend=backend,
-        timeout_seconds=timeout_seconds, context=context, tags={"model_sha256": record.sha256},
+        timeout_seconds=timeout_seconds, context=context, tags=model_tags(record),
     )
 
 
@@ -50,7 +50,7 @@ def mesh(
     return launch_step(
         store_uri=store_uri, run_id=step_run_id(record.sha256, "mesh", attempt), validator=MESH_VALIDATOR,
         files=[record.input_file("primary-model")], inputs=inputs.model_dump(mode="json"), backend=backend,
-        timeout_seconds=timeout_seconds, context=context, tags={"model_sha256": record.sha256},
+        timeout_seconds=timeout_seconds, context=context, tags=model_tags(record),
     )
 
 
