@@ -40,6 +40,12 @@ ALL_PASS = {"intake_accepted": (True, "accepted"), "probe_approved": (True, "suc
                           "matches_reference": (True, NO_REFERENCE)}
 
 
+@pytest.fixture(autouse=True)
+def _every_backend_computes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests compare backends on the same store: each must run the worker, not replay another's verdict."""
+    monkeypatch.setenv("VALIDIBOT_REPLAY_VERDICTS", "0")
+
+
 def _validate(tmp_path: Path, root: str, backend, sample_fmus, sample_specs, name: str):  # noqa: ANN001, ANN202
     with instance_in(tmp_path, f"home-{name}") as instance:
         p = pipeline_on(instance, root, backend)
@@ -57,6 +63,7 @@ def _validate(tmp_path: Path, root: str, backend, sample_fmus, sample_specs, nam
             "checks": merged_checks(outcomes, partition), "values": sim["outputs"]["output_values"],
             "probe_meta": probe_mat.metadata, "sim_meta": sim_mat.metadata, "runs": len(outcomes),
             "observations": [o.asset_observation.metadata for o in observations], "partition": partition,
+            "sha256": merged_outputs(outcomes, partition)["fmu_intake"]["sha256"],
             "sim_materializations": len(materializations(p, "fmu_simulation", partition)),
         }
 
@@ -98,7 +105,7 @@ def test_local_modal_and_cloudrun_give_the_same_result(gcs_bucket, tmp_path, sam
 
     # Modal uploaded the FMU once to the volume stand-in, by checksum.
     cached = list((tmp_path / "volumes" / "fmi-cache-test").iterdir())
-    assert [c.name for c in cached] == [f"{results['modal']['partition']}.fmu"]
+    assert [c.name for c in cached] == [f"{results['modal']['sha256']}.fmu"]  # cached by checksum, not by name
 
 
 def test_cloudrun_launch_sends_a_real_run_job_request_and_records_the_bundle(gcs_bucket, tmp_path, sample_fmus):  # noqa: ANN001

@@ -55,7 +55,7 @@ def test_ui_shows_partitioned_asset_graph_with_checks(dagster_dev):  # noqa: ANN
 
 
 def test_daemon_sensor_launches_a_run_that_passes_its_checks(dagster_dev, sample_fmus, sample_specs):  # noqa: ANN001
-    from dagster import DagsterInstance, DagsterRunStatus
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
     landing = dagster_dev["landing"]
     landing.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ def test_daemon_sensor_launches_a_run_that_passes_its_checks(dagster_dev, sample
     deadline = time.time() + 240
     run = None
     while time.time() < deadline:
-        runs = instance.get_runs(limit=5)
+        runs = instance.get_runs(RunsFilter(tags={"dagster/sensor_name": "upload_sensor"}), limit=5)
         done = [r for r in runs if r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)]
         if done:
             run = done[0]

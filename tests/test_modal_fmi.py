@@ -63,13 +63,17 @@ def test_function_bodies_read_the_fmu_from_the_cache_volume(gcs_bucket, sample_f
     assert out.status.value == "success", out.messages
     assert abs(out.outputs["output_values"]["y"] - 2.0 * (1 - 2.718281828459045 ** -6)) < 1e-6
 
-    # A corrupted cache entry is caught by the worker's checksum verification, not simulated.
+    # A corrupted cache entry is caught by the worker's checksum verification, not simulated (replay off: the
+    # same inputs would otherwise replay the verdict above without reading the volume at all).
+    monkeypatch.setenv("VALIDIBOT_REPLAY_VERDICTS", "0")
     (volume / f"{record.sha256}.fmu").write_bytes(b"not the fmu")
     out, _ = fmi.probe(record, store_uri=f"{gcs_bucket}/store", backend=_InProcessModal(probe_fmu), attempt="bad")
     assert out.status.value == "failed_runtime" and "checksum mismatch" in out.messages[0].text
 
 
-def test_backend_uploads_by_checksum_once_and_records_the_call(local_root, sample_fmus, tmp_path):  # noqa: ANN001
+def test_backend_uploads_by_checksum_once_and_records_the_call(local_root, sample_fmus, tmp_path,  # noqa: ANN001
+                                                               monkeypatch):
+    monkeypatch.setenv("VALIDIBOT_REPLAY_VERDICTS", "0")  # the second launch must reach the backend
     record = _record(local_root, sample_fmus["multi_output"])
     backend = modal_stand_in(tmp_path / "volumes")
     out1, first = fmi.probe(record, store_uri=f"{local_root}/store", backend=backend, attempt="a")

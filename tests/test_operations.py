@@ -271,7 +271,7 @@ def test_cloudrun_backfill_batch_launches_each_model_once_and_the_sensor_collect
                   busy_retry_seconds=1)
     store, landing = f"{gcs_bucket}/store", f"{gcs_bucket}/landing"
     world = _daemon_home(tmp_path, monkeypatch, f"build_defs(ValidibotSettings(store_uri={store!r}, "
-                         f"landing_uri={landing!r}, simulation_timeout_seconds=30), "
+                         f"landing_uri={landing!r}, simulation_timeout_seconds=30, replay_verdicts=False), "
                          f"fmi_backend=CloudRunJobsBackend(**{fields!r}))", batch_size=3)
     with DagsterInstance.get() as instance:
         local = pipeline_on(instance, gcs_bucket)  # registered and validated once on the local backend

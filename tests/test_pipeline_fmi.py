@@ -85,9 +85,14 @@ def test_simulation_metadata_has_table_uri_and_plot(pipeline, sample_fmus):  # n
 def test_identical_reupload_adds_no_partition_and_no_run(pipeline, sample_fmus):  # noqa: ANN001
     pipeline.drop(sample_fmus["first_order_lag"])
     assert len(pipeline.tick()) == 1
-    pipeline.drop(sample_fmus["first_order_lag"], name="same-bytes-other-name.fmu")
+    pipeline.drop(sample_fmus["first_order_lag"])  # the same bytes under the same name: nothing to do
     assert pipeline.tick() == []
-    assert len(pipeline.partitions()) == 1
+    assert pipeline.partitions() == ["first_order_lag.fmu"]
+    # The same bytes under another name are another model (a partition of its own); its verdict is replayed.
+    pipeline.drop(sample_fmus["first_order_lag"], name="copy.fmu")
+    (other,) = pipeline.tick()
+    assert other.partition_key == "copy.fmu" and other.success
+    assert sorted(pipeline.partitions()) == ["copy.fmu", "first_order_lag.fmu"]
 
 
 def test_changed_spec_revalidates_same_partition(pipeline, sample_fmus):  # noqa: ANN001

@@ -28,9 +28,9 @@ def test_bounded_batches_and_cursor(root, request):  # noqa: ANN001
         cursor = result.cursor
         if not result.remaining:
             break
-    # A spec landing in a later batch than its model re-announces that model with the same run key, which
-    # Dagster deduplicates; so compare distinct run keys.
-    distinct = {u.run_key: u for u in seen}.values()
+    # A spec landing in a later batch than its model re-announces that model (a new version: model + spec);
+    # so compare distinct models.
+    distinct = {u.uri: u for u in seen}.values()
     assert sorted(u.uri.rsplit("/", 1)[-1] for u in distinct) == sorted(blobs)
     assert {u.sha256 for u in distinct} == {hashlib.sha256(d).hexdigest() for d in blobs.values()}
     assert max(sizes) <= 3  # never more than max_new objects read per tick

@@ -1,5 +1,7 @@
 """The Dagster UI in a real headless Chromium: the asset graph and an asset's partition page of a materialized
-instance show the expected assets, metadata and checks. Screenshots are saved (path printed) for a human look.
+instance show the expected assets, metadata and checks; a model is found by name with the partition filter and
+its page holds its version history; the validation report lists every model. Screenshots are saved (path
+printed) for a human look.
 
 The instance is materialized in-process first (sensor tick + runs, SQLite DAGSTER_HOME); then only
 ``dagster-webserver`` starts against it (no daemon, so nothing changes under the browser).
@@ -10,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -42,8 +46,10 @@ def ui(tmp_path_factory, sample_fmus, sample_specs) -> Iterator[dict]:  # noqa: 
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     lag_v2 = build_fmu("first_order_lag", root / "fmus", variant="v2")  # same model, byte-different (GUID)
-    versions = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (sample_fmus["first_order_lag"], lag_v2)]
-    assert versions[0] != versions[1]
+    sha = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (sample_fmus["first_order_lag"], lag_v2,
+                                                                    sample_fmus["multi_output"])}
+    versions = {LAG: [sha[sample_fmus["first_order_lag"]], sha[lag_v2]], MULTI: [sha[sample_fmus["multi_output"]]]}
+    assert len(set(sha.values())) == 3
     with DagsterInstance.from_config(str(home)) as instance:
         pipe = Pipeline(instance, (vhome / "landing").as_uri(), (vhome / "store").as_uri())
         pipe.drop(sample_fmus["first_order_lag"], name=LAG, spec=sample_specs / "first_order_lag.validation.yaml")
@@ -60,7 +66,7 @@ def ui(tmp_path_factory, sample_fmus, sample_specs) -> Iterator[dict]:  # noqa: 
     with dagster_server(["dagster-webserver"], env, root / "webserver.log") as port:
         shots = Path(os.environ.get("VALIDIBOT_SCREENSHOT_DIR") or root / "screenshots")
         shots.mkdir(parents=True, exist_ok=True)
-        yield {"url": f"http://127.0.0.1:{port}", "outcomes": outcomes, "versions": {LAG: versions},
+        yield {"url": f"http://127.0.0.1:{port}", "outcomes": outcomes, "versions": versions,
                "shots": shots, "root": root}
 
 
@@ -91,13 +97,34 @@ def _dismiss_dialog(driver) -> None:  # noqa: ANN001
             button.click()
 
 
+def _click(driver, find) -> None:  # noqa: ANN001
+    """Click the element ``find(driver)`` returns, skipping the community dialog should it pop up over it."""
+    from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def clicked(d) -> bool:  # noqa: ANN001
+        _dismiss_dialog(d)
+        try:
+            find(d).click()
+        except (ElementClickInterceptedException, StaleElementReferenceException):
+            return False
+        return True
+
+    WebDriverWait(driver, 30, poll_frequency=0.3).until(clicked)
+
+
 def _open_and_wait(driver, url: str, texts: list[str], timeout: float = 90) -> str:  # noqa: ANN001
     """Load a page of the single-page app and wait until every text is rendered; returns the page text."""
+    driver.get(url)
+    return _wait_for_texts(driver, texts, timeout)
+
+
+def _wait_for_texts(driver, texts: list[str], timeout: float = 30) -> str:  # noqa: ANN001
+    """Wait (without reloading) until every text is on the current page; returns the page text."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver.get(url)
-    body = ""
+    url, body = driver.current_url, ""
 
     def rendered(d) -> bool:  # noqa: ANN001
         nonlocal body
@@ -144,10 +171,13 @@ def test_asset_graph_shows_the_fmi_group(ui, browser):  # noqa: ANN001
 
 
 def test_partition_page_shows_metadata_and_checks(ui, browser):  # noqa: ANN001
-    partition = ui["outcomes"]["first_order_lag.fmu"].partition_key
-    url = f"{ui['url']}/assets/fmu_simulation?view=partitions&partition={partition}"
-    text = _open_and_wait(browser, url, [partition, "timeseries_uri", "fmu_guid", "output_values"])
-    assert "first_order_lag.fmu" in text or "success" in text
+    partition = ui["outcomes"][LAG].partition_key
+    assert partition == LAG  # a model's partition is its name in the landing zone
+    url = f"{ui['url']}/assets/fmu_simulation?view=partitions&partition={quote(partition, safe='')}"
+    text = _open_and_wait(browser, url, [partition, "timeseries_uri", "fmu_guid", "output_values", "success"])
+    # the latest materialization is of the model's second version: its run id starts with that checksum
+    first, second = ui["versions"][LAG]
+    assert second[:16] in text and first[:16] not in text, text
     _shot(browser, ui, "fmu_simulation-partition.png")
     checks = _open_and_wait(browser, f"{ui['url']}/assets/fmu_simulation?view=checks",
                             ["simulation_succeeded", "cel_assertions"])
@@ -159,3 +189,75 @@ def test_partition_page_shows_metadata_and_checks(ui, browser):  # noqa: ANN001
     # The sensors that can materialize it (upload_sensor, output_sensor) are listed, or folded as "2 sensors".
     assert "fmi_validation" in overview and ("upload_sensor" in overview or "2 sensors" in overview), overview
     _shot(browser, ui, "fmu_intake-overview.png")
+
+
+def test_partition_filter_finds_a_model_by_name_and_shows_its_versions(ui, browser):  # noqa: ANN001
+    """Partitions tab: "Filter by name…" with the model's name lists only its partition; the partition shows its
+    latest version (data version = SHA-256) and its history holds both versions, newest first."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    first, second = ui["versions"][LAG]
+    _open_and_wait(browser, f"{ui['url']}/assets/fmu_intake?view=partitions", [LAG, MULTI, "Materialized (2)"])
+    wait = WebDriverWait(browser, 30, poll_frequency=0.3)
+    box = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "input[placeholder^='Filter by name']"))
+    _click(browser, lambda _d: box)
+    box.send_keys("hvac/lag")
+
+    def listed(d) -> list:  # noqa: ANN001 - the partitions shown in the list (their visible labels)
+        return [e for e in d.find_elements(By.XPATH, f"//span[normalize-space()='{LAG}' or normalize-space()="
+                                                        f"'{MULTI}']") if e.is_displayed()]
+
+    wait.until(lambda d: [e.text for e in listed(d)] == [LAG])
+    _click(browser, lambda d: listed(d)[0])
+    text = _wait_for_texts(browser, ["Latest materialization", "View all historical events (2)", "sha256", second])
+    assert f"partition={quote(LAG, safe='')}" in browser.current_url, browser.current_url
+    assert first not in text, text  # the page shows the model's latest version
+    assert MULTI not in text, text  # and the list is still filtered
+    _shot(browser, ui, "fmu_intake-partition-filtered.png")
+    _click(browser, lambda d: d.find_element(By.XPATH, "//*[starts-with(normalize-space(text()), 'Show tags')]"))
+    text = wait.until(lambda d: "data_version" in (t := d.find_element(By.TAG_NAME, "body").text) and t)
+    assert re.search(rf"\bdata_version\s+{second}\b", text), text  # the data version is the model's SHA-256
+
+    _click(browser, lambda d: d.find_element(By.XPATH, "//button[contains(normalize-space(), 'View all historical "
+                                                       "events')]"))
+
+    def history(d):  # noqa: ANN001, ANN202 - the "Historical events" dialog, once it is open
+        return next((e for e in d.find_elements(By.CSS_SELECTOR, "[role=dialog]")
+                     if f"Historical events for {LAG}" in e.text), None)
+
+    dialog = wait.until(history)
+    assert dialog.text.count("Materialization") == 2, dialog.text  # one intake materialization per version
+    triangles = "//*[@role='dialog']//button[contains(@class, 'disclosureTriangle')]"
+    assert len(browser.find_elements(By.XPATH, triangles)) == 2
+    shown = []
+    for i in range(2):  # each row folds out its event's metadata, one row at a time
+        _click(browser, lambda d, i=i: d.find_elements(By.XPATH, triangles)[i])
+        new = wait.until(lambda d: [f for f in re.findall(r"sha256\s+([0-9a-f]{64})", history(d).text)
+                                    if f not in shown])
+        shown.extend(new)
+    assert shown == [second, first], shown  # both versions, newest first
+    _shot(browser, ui, "fmu_intake-partition-history.png")
+
+
+def test_validation_report_shows_a_row_per_model(ui, browser):  # noqa: ANN001
+    """The report's table metadata: one row per model by name, each at its current version's SHA-256."""
+    text = _open_and_wait(browser, f"{ui['url']}/assets/validation_report",
+                          ["validation_report", "reports", "report", "Show schema", LAG, MULTI])
+    assert "Row count" in text, text
+    tables = browser.execute_script("""
+        const found = [...document.querySelectorAll('table')].filter(t =>
+            [...t.querySelectorAll(':scope > thead > tr > th')].some(c => c.innerText.trim() === 'sha256'));
+        if (found.length) found[0].scrollIntoView({block: 'center'});  // for the screenshot
+        return found.map(t => ({
+            head: [...t.querySelectorAll(':scope > thead > tr > th')].map(c => c.innerText.trim()),
+            rows: [...t.querySelectorAll(':scope > tbody > tr')]
+                  .map(r => [...r.children].map(c => c.innerText.trim()))}));""")
+    assert len(tables) == 1, tables
+    (table,) = tables
+    rows = {row[table["head"].index("model")]: dict(zip(table["head"], row, strict=True)) for row in table["rows"]}
+    assert sorted(rows) == [LAG, MULTI], table
+    for model, row in rows.items():
+        assert row["validator"] == "fmi" and row["status"] == "success", row
+        assert row["sha256"] == ui["versions"][model][-1], row  # the model's current version
+    _shot(browser, ui, "validation_report.png")

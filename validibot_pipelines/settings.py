@@ -32,6 +32,12 @@ def default_landing_uri() -> str:
 SANDBOX_ENV_PREFIX = "VALIDIBOT_SANDBOX_"
 
 
+def replay_verdicts_from_env() -> bool:
+    """``VALIDIBOT_REPLAY_VERDICTS`` (default on): replay a verdict reached for identical inputs (``0``: always
+    launch, e.g. to re-run everything on a new backend)."""
+    return os.environ.get("VALIDIBOT_REPLAY_VERDICTS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def sandbox_limits_from_env():  # noqa: ANN201 - SandboxLimits; imported lazily to keep this module light
     from validibot_pipelines.envelopes.base import SandboxLimits
 

@@ -74,7 +74,7 @@ def launch_step(
             tags={"queued_at": now().isoformat(), **(tags or {})},
         ),
     )
-    replayed = replay(store_uri, envelope)
+    replayed = replay(store_uri, envelope) if _replays(context) else None
     if replayed is not None:
         return replayed
     input_uri = join_uri(bundle, "input.json")
@@ -133,6 +133,16 @@ def remember(store_uri: str, envelope: InputEnvelope, out: OutputEnvelope) -> No
                                                  "run_id": envelope.run_id}).encode(), "application/json")
 
 
+def _replays(context: Any) -> bool:
+    """The step's ``settings.replay_verdicts``, else ``VALIDIBOT_REPLAY_VERDICTS`` (the CLI has no settings)."""
+    settings = step_settings(context)
+    if settings is not None and hasattr(settings, "replay_verdicts"):
+        return bool(settings.replay_verdicts)
+    from validibot_pipelines.settings import replay_verdicts_from_env
+
+    return replay_verdicts_from_env()
+
+
 def replay(store_uri: str, envelope: InputEnvelope) -> tuple[OutputEnvelope, LaunchRecord] | None:
     """The verdict already reached for identical inputs, or ``None`` (then the step launches)."""
     uri = result_index_uri(store_uri, envelope_identity(envelope))
@@ -146,7 +156,7 @@ def replay(store_uri: str, envelope: InputEnvelope) -> tuple[OutputEnvelope, Lau
     if out.status not in _REPLAYED:
         return None
     record = LaunchRecord(backend="replay", launch_id=str(pointer.get("run_id", "")), returncode=0, timed_out=False,
-                          seconds=0.0, log_tail=f"not launched: identical inputs were validated by "
+                          seconds=0.0, log_tail=f"replay: not launched, identical inputs were validated by "
                                                 f"{pointer.get('run_id')} ({output_uri}); its verdict is replayed")
     return out, record
 

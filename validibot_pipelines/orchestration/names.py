@@ -19,6 +19,7 @@ part.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from urllib.parse import quote, unquote
 
@@ -55,9 +56,20 @@ def key_for_upload(landing_uri: str, source_uri: str) -> str:
     return partition_key(relative_name(landing_uri, source_uri))
 
 
+_SEGMENT_BYTES = 160  # a store path segment plus a suffix (.validation.yaml) stays under a file system's 255
+
+
 def store_path(key: str) -> str:
-    """A partition key as a path segment sequence in the object store (quoted; ``/`` kept)."""
-    return quote(key, safe="/")
+    """A partition key as a path in the object store: quoted, ``/`` kept; a segment too long for a file system
+    (a model name of 250 bytes quotes to more) is cut and suffixed with the SHA-256 of the whole segment, so
+    distinct names stay distinct. Only a lookup key: the record itself holds the model's name."""
+    def segment(part: str) -> str:
+        quoted = quote(part, safe="")
+        if len(quoted) <= _SEGMENT_BYTES:
+            return quoted
+        return f"{quoted[:100].rstrip('%0123456789ABCDEF')}~{hashlib.sha256(part.encode()).hexdigest()[:24]}"
+
+    return "/".join(segment(part) for part in key.split("/"))
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")

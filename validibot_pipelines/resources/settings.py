@@ -11,7 +11,12 @@ from pydantic import Field, create_model, model_validator
 from validibot_pipelines.envelopes.base import SandboxLimits
 from validibot_pipelines.environments import check_isolated
 from validibot_pipelines.orchestration.models import IntakeLimits
-from validibot_pipelines.settings import default_landing_uri, default_store_uri, sandbox_limits_from_env
+from validibot_pipelines.settings import (
+    default_landing_uri,
+    default_store_uri,
+    replay_verdicts_from_env,
+    sandbox_limits_from_env,
+)
 from validibot_pipelines.validators import REGISTERED
 
 
@@ -29,6 +34,9 @@ class _SharedSettings(ConfigurableResource):
     sandbox_max_open_files: int = Field(default_factory=lambda: sandbox_limits_from_env().max_open_files, gt=16)
     sandbox_cpu_seconds: int | None = Field(default_factory=lambda: sandbox_limits_from_env().cpu_seconds,
                                             description="CPU seconds per sandboxed process; None: 2 x timeout")
+    replay_verdicts: bool = Field(default_factory=replay_verdicts_from_env,
+                                  description="replay the verdict reached for identical worker inputs (another "
+                                              "name, same bytes) instead of launching; false: always launch")
 
     @model_validator(mode="after")
     def _isolated(self) -> _SharedSettings:
