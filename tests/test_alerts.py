@@ -68,17 +68,18 @@ def test_failed_runs_and_failed_validations_reach_the_webhook_rate_limited(pipel
 
     # A registered partition whose intake record is missing from the store: that model's intake fails
     # (failed_runtime, naming the fix) and is reported like any failed check; the run stopped at the block.
-    pipeline.instance.add_dynamic_partitions("fmu_models", ["0" * 64])
-    missing = run_partition(pipeline.defs, pipeline.instance, "fmi_validation", "0" * 64)
+    pipeline.instance.add_dynamic_partitions("fmu_models", ["lost/never.fmu"])
+    missing = run_partition(pipeline.defs, pipeline.instance, "fmi_validation", "lost/never.fmu")
     assert missing.outputs["fmu_intake"]["status"] == "failed_runtime"
     check_cursor = _tick(pipeline, alerts.failed_validation_alerts, check_cursor)
     run_cursor = _tick(pipeline, alerts.run_failure_alerts, run_cursor)  # blocked by its check: no run alert
     assert len(webhook) == 2 and webhook[1]["kind"] == "failed_validation"
-    assert "INTAKE_RECORD_MISSING" in "\n".join(webhook[1]["items"]) and "0" * 64 in "\n".join(webhook[1]["items"])
+    assert "INTAKE_RECORD_MISSING" in "\n".join(webhook[1]["items"])
+    assert "model lost/never.fmu" in "\n".join(webhook[1]["items"])  # alerts name the model
 
     # A failed run (the system's fault): the upload vanished from the landing zone before its run read it.
     def vanished_upload_run():  # noqa: ANN202
-        return run_partition(pipeline.defs, pipeline.instance, "fmi_validation", "0" * 64, run_config={
+        return run_partition(pipeline.defs, pipeline.instance, "fmi_validation", "lost/never.fmu", run_config={
             "ops": {"fmu_intake": {"config": {"source_uri": pipeline.landing_uri + "/gone.fmu"}}}})
 
     failed = vanished_upload_run()
@@ -111,11 +112,11 @@ def test_a_run_that_fails_before_any_step_is_reported_with_the_runs_own_message(
     failure: the alert must carry the run's failure message, as run monitoring reports it."""
     cursor = _tick(pipeline, alerts.run_failure_alerts, None)
     job = pipeline.defs.resolve_job_def("fmi_validation")
-    run = pipeline.instance.create_run_for_job(job, tags={"dagster/partition": "f" * 64})
+    run = pipeline.instance.create_run_for_job(job, tags={"dagster/partition": "hvac/ahu%2Cb.fmu"})
     pipeline.instance.report_run_failed(run, "Run worker exited unexpectedly before starting any step (exit 137)")
     _tick(pipeline, alerts.run_failure_alerts, cursor)
     assert len(webhook) == 1, webhook
     alert = webhook[0]
     assert alert["kind"] == "run_failure" and run.run_id[:8] in alert["title"]
-    assert alert["items"][0] == f"partition {'f' * 64}"
+    assert alert["items"][0] == "model hvac/ahu,b.fmu"  # the model's path, decoded from its partition key
     assert "exited unexpectedly before starting any step" in alert["items"][1]
