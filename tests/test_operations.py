@@ -266,12 +266,14 @@ def test_cloudrun_backfill_batch_launches_each_model_once_and_the_sensor_collect
     from validibot_pipelines.resources.backends.cloudrun_stand_in import LocalJobRunner
     from validibot_pipelines.storage import join_uri, leaf_name
 
+    # The models were validated locally first: the Cloud Run backfill must really run them, not replay those.
+    monkeypatch.setenv("VALIDIBOT_REPLAY_VERDICTS", "0")
     job = f"validibot-fmi-{uuid.uuid4().hex[:8]}"  # its own job: in-flight counts see only this test's executions
     fields = dict(project="validibot-test", region="europe-west1", job=job, stand_in=True, max_in_flight=1,
                   busy_retry_seconds=1)
     store, landing = f"{gcs_bucket}/store", f"{gcs_bucket}/landing"
     world = _daemon_home(tmp_path, monkeypatch, f"build_defs(ValidibotSettings(store_uri={store!r}, "
-                         f"landing_uri={landing!r}, simulation_timeout_seconds=30, replay_verdicts=False), "
+                         f"landing_uri={landing!r}, simulation_timeout_seconds=30), "
                          f"fmi_backend=CloudRunJobsBackend(**{fields!r}))", batch_size=3)
     with DagsterInstance.get() as instance:
         local = pipeline_on(instance, gcs_bucket)  # registered and validated once on the local backend

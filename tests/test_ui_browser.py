@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.dagster_server import dagster_server
+from tests.dagster_server import dagster_server, graphql
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
@@ -64,10 +64,30 @@ def ui(tmp_path_factory, sample_fmus, sample_specs) -> Iterator[dict]:  # noqa: 
         assert report.success
     env = {**os.environ, "DAGSTER_HOME": str(home), "VALIDIBOT_HOME": str(vhome)}
     with dagster_server(["dagster-webserver"], env, root / "webserver.log") as port:
+        _wait_for_code_location(port)
         shots = Path(os.environ.get("VALIDIBOT_SCREENSHOT_DIR") or root / "screenshots")
         shots.mkdir(parents=True, exist_ok=True)
         yield {"url": f"http://127.0.0.1:{port}", "outcomes": outcomes, "versions": versions,
                "shots": shots, "root": root}
+
+
+def _wait_for_code_location(port: int, timeout: float = 180) -> None:
+    """Wait until the webserver has loaded the code location; fail with its load error (a page without the
+    definitions would only time out, test after test, on texts that never come)."""
+    query = ("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError {"
+             " __typename ... on PythonError { message } } } } } }")
+    deadline = time.time() + timeout
+    while True:
+        entries = graphql(port, query)["workspaceOrError"]["locationEntries"]
+        loaded = [e for e in entries if e["loadStatus"] == "LOADED"]
+        if loaded and len(loaded) == len(entries):
+            errors = [e["locationOrLoadError"] for e in loaded
+                      if (e["locationOrLoadError"] or {}).get("__typename") != "RepositoryLocation"]
+            assert not errors, f"code location failed to load: {errors}"
+            return
+        if time.time() > deadline:
+            pytest.fail(f"code location not loaded within {timeout:g} s: {entries}")
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +268,8 @@ def test_validation_report_shows_a_row_per_model(ui, browser):  # noqa: ANN001
     tables = browser.execute_script("""
         const found = [...document.querySelectorAll('table')].filter(t =>
             [...t.querySelectorAll(':scope > thead > tr > th')].some(c => c.innerText.trim() === 'sha256'));
-        if (found.length) found[0].scrollIntoView({block: 'center'});  // for the screenshot
+        if (found.length)  // for the screenshot: the report's row of the metadata table, its key in view
+            found[0].closest('tr').querySelector('td').scrollIntoView({block: 'center', inline: 'start'});
         return found.map(t => ({
             head: [...t.querySelectorAll(':scope > thead > tr > th')].map(c => c.innerText.trim()),
             rows: [...t.querySelectorAll(':scope > tbody > tr')]

@@ -86,7 +86,11 @@ def run_worker_step(context: AssetExecutionContext, config: WorkerStepConfig, up
         if launched is None:
             return None
         out, launch_record = launched
-        return present(record, up, out, {**envelope_metadata(out), **launch_metadata(launch_record)})
+        # Which model and version this is (the partition names the model; the checksum, the version), then
+        # the envelope and launch details; analyst_order puts the plumbing last.
+        meta = {"model": record.name or record.file_name, **envelope_metadata(out), **launch_metadata(launch_record),
+                "sha256": record.sha256}
+        return present(record, up, out, meta)
 
     yield from per_model(context, upstream, one)
 

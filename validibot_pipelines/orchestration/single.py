@@ -33,7 +33,8 @@ def validate_file(model: Path, spec: Path | None, *, store_uri: str, backend: Ba
     """
     source_uri = model.resolve().as_uri()
     spec_uri = _stage_spec(spec, store_uri, attempt) if spec else None
-    record = intake(source_uri, store_uri=store_uri, spec_uri=spec_uri)
+    # Its record lives apart from the landing zone's models (a file here may share a name with one there).
+    record = intake(source_uri, store_uri=store_uri, spec_uri=spec_uri, model_name=f"cli/{attempt}/{model.name}")
     if not record.accepted:
         return _from_record(record)
     return get(record.kind).validate(record, store_uri=store_uri, backend=backend, attempt=attempt,
