@@ -90,3 +90,34 @@ def test_unreachable_store_is_failed_runtime_exit_2_without_traceback(sample_fmu
     (msg,) = out["messages"]
     assert msg["code"] == "CONTROL_PLANE_ERROR" and "first_order_lag.fmu" in msg["text"]
     assert "s3://nobucket/x" in msg["text"]
+
+
+def test_validate_a_folder_and_files_worst_exit_code_one_json_line_each(sample_fmus, tmp_path):  # noqa: ANN001
+    """What a model author's CI runs: several models (a folder walked, plus a file), each with its sidecar spec."""
+    import shutil
+
+    models = tmp_path / "models"
+    (models / "sub").mkdir(parents=True)
+    shutil.copyfile(sample_fmus["first_order_lag"], models / "good.fmu")
+    (models / "good.fmu.validation.yaml").write_text("assertions:\n  - name: settles\n    expr: o.y > 0.5\n")
+    shutil.copyfile(sample_fmus["first_order_lag"], models / "sub" / "strict.fmu")
+    (models / "sub" / "strict.fmu.validation.yaml").write_text("assertions:\n  - name: too_high\n    expr: o.y > 10\n")
+    (models / "notes.txt").write_text("not a model")
+    (models / ".hidden.fmu").write_text("ignored")
+    extra = tmp_path / "multi.fmu"
+    shutil.copyfile(sample_fmus["multi_output"], extra)
+
+    proc = _validibot("validate", str(models), str(extra), "--json", cwd=tmp_path)
+    envelopes = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["outputs"]["file_name"] for e in envelopes] == ["good.fmu", "strict.fmu", "multi.fmu"]
+    assert [e["status"] for e in envelopes] == ["success", "failed_validation", "success"]
+    assert [a["name"] for a in envelopes[1]["outputs"]["assertions"]] == ["too_high"]  # its own sidecar spec
+    assert proc.returncode == 1  # the worst status: one model failed validation
+
+    only_good = _validibot("validate", str(models / "good.fmu"), str(extra), cwd=tmp_path)
+    assert only_good.returncode == 0 and "good.fmu: success" in only_good.stdout
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = _validibot("validate", str(empty), cwd=tmp_path)
+    assert nothing.returncode == 2 and "no model files in this folder" in nothing.stderr

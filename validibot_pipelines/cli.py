@@ -1,7 +1,8 @@
 """``validibot`` command line: ``validate`` one file in-process, ``demo`` the whole pipeline, ``validators`` (what is
 registered, what images declare), ``build-samples``, ``docker-cleanup`` (remove orphaned worker containers).
 
-Exit codes of ``validate``: 0 success, 1 failed_validation, 2 failed_runtime / cancelled / bad arguments.
+Exit codes of ``validate`` (the worst over the models given): 0 success, 1 failed_validation, 2 failed_runtime /
+cancelled / bad arguments.
 """
 
 from __future__ import annotations
@@ -38,32 +39,77 @@ def _validator_of(out: OutputEnvelope):  # noqa: ANN202 - a registry.Validator o
     return next((v for v in validators() if out.validator.type in {s.type for s in v.steps}), None)
 
 
+def models_in(paths: list[str]) -> tuple[list[Path], list[str]]:
+    """The model files named on the command line, folders walked (sorted; hidden entries, symlinks and files no
+    validator takes are left out), and what could not be taken, each with the fix."""
+    from validibot_pipelines.validators.registry import all_suffixes
+
+    suffixes = tuple(all_suffixes())
+    found: list[Path] = []
+    problems: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()
+                            and p.name.lower().endswith(suffixes)
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            found += inside
+            if not inside:
+                problems.append(f"{path}: no model files in this folder ({', '.join(suffixes)})")
+        elif path.is_file():
+            found.append(path)
+        else:
+            problems.append(f"{path}: no such file; pass the path of a model ({', '.join(suffixes)}) or a folder")
+    return found, problems
+
+
 def _validate(args: argparse.Namespace) -> int:
-    from validibot_pipelines.orchestration.single import validate_file
-    from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
-    from validibot_pipelines.settings import default_store_uri
+    """Each model given (files, or folders walked) in turn; exit code = the worst status; ``--json``: one output
+    envelope per line. Without ``--spec`` a model's sidecar ``<model>.validation.yaml`` applies, as in the
+    landing zone; ``--spec`` applies to every model given."""
+    from validibot_pipelines.orchestration.models import SPEC_SUFFIX
 
-    model = Path(args.model)
-    if not model.is_file():
-        from validibot_pipelines.validators.registry import all_suffixes
-
-        print(f"validibot: {model}: no such file; pass the path of a model ({', '.join(all_suffixes())})",
-              file=sys.stderr)
+    models, problems = models_in(args.models)
+    for problem in problems:
+        print(f"validibot: {problem}", file=sys.stderr)
+    if problems or not models:
         return 2
     if args.spec and not Path(args.spec).is_file():
         print(f"validibot: {args.spec}: no such spec file; pass a YAML spec or drop --spec", file=sys.stderr)
         return 2
+    worst = 0
+    for model in models:
+        spec = Path(args.spec) if args.spec else _sidecar(model.with_name(model.name + SPEC_SUFFIX))
+        code, out = _validate_one(model, spec, args)
+        worst = max(worst, code)
+        if out is not None:
+            print(out.model_dump_json() if args.json else human_summary(out), flush=True)
+    return worst
+
+
+def _sidecar(path: Path) -> Path | None:
+    """The model's sidecar spec if there is one (a name too long for the file system has none)."""
     try:
-        out = validate_file(model, Path(args.spec) if args.spec else None, store_uri=args.store or default_store_uri(),
+        return path if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _validate_one(model: Path, spec: Path | None, args: argparse.Namespace) -> tuple[int, OutputEnvelope | None]:
+    from validibot_pipelines.orchestration.single import validate_file
+    from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
+    from validibot_pipelines.settings import default_store_uri
+
+    try:
+        out = validate_file(model, spec, store_uri=args.store or default_store_uri(),
                             backend=LocalSubprocessBackend(), attempt=uuid.uuid4().hex[:8],
                             simulation_timeout_seconds=args.timeout)
     except ValueError as exc:  # e.g. a file type no validator handles
         print(f"validibot: {exc}", file=sys.stderr)
-        return 2
+        return 2, None
     except Exception as exc:  # noqa: BLE001 - the system's fault (store unreachable, no permission): no traceback
         out = _runtime_failure(model, exc, args.store or default_store_uri())
-    print(out.model_dump_json(indent=2) if args.json else human_summary(out))
-    return EXIT_CODES[out.status]
+    return EXIT_CODES[out.status], out
 
 
 def _runtime_failure(model: Path, exc: Exception, store_uri: str) -> OutputEnvelope:
@@ -145,10 +191,12 @@ def _docker_cleanup(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="validibot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("validate", help="validate one model file in-process and print the output envelope")
-    v.add_argument("model")
-    v.add_argument("--spec", help="validation spec YAML (default: DefaultExperiment, all outputs, no assertions)")
-    v.add_argument("--json", action="store_true", help="print the output envelope as JSON")
+    v = sub.add_parser("validate", help="validate model files (or every model in folders) in-process and print "
+                                        "each output envelope; exit code = the worst status")
+    v.add_argument("models", nargs="+", metavar="model", help="model files or folders")
+    v.add_argument("--spec", help="validation spec YAML for every model given (default: each model's sidecar "
+                                  "<model>.validation.yaml, else DefaultExperiment, all outputs, no assertions)")
+    v.add_argument("--json", action="store_true", help="print each output envelope as JSON, one per line")
     v.add_argument("--store", help="object store URI for results (default: $VALIDIBOT_STORE_URI or .validibot/store)")
     v.add_argument("--timeout", type=float, default=300, help="simulation timeout in seconds (default 300)")
     v.set_defaults(func=_validate)
