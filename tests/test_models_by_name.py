@@ -151,6 +151,8 @@ def test_replay_index_holds_verdicts_only(tmp_path):  # noqa: ANN001
                                  expected_output_uri=join_uri(bundle, "output.json"), timeout_seconds=10))
 
     first, second = envelope("r1"), envelope("r2")
+    get_store(store).write_bytes(join_uri(first.context.execution_bundle_uri, "input.json"),
+                                 first.model_dump_json().encode())
     assert envelope_identity(first) == envelope_identity(second)  # only the run's own names differ
     changed = envelope("r3")
     changed.inputs = {"x": 2}
@@ -166,7 +168,20 @@ def test_replay_index_holds_verdicts_only(tmp_path):  # noqa: ANN001
         else:
             assert replayed is not None and replayed[0].status == Status.SUCCESS
             assert replayed[1].backend == "replay" and replayed[1].launch_id == "r1"
-    get_store(first.context.expected_output_uri).delete(first.context.expected_output_uri)
+    # The bundle rewritten after the verdict was indexed (by anything): not vouched for, so launched again.
+    output = first.context.expected_output_uri
+    forged = OutputEnvelope(run_id="r1", validator=first.validator, status=Status.SUCCESS, outputs={"y": 1e9})
+    get_store(output).write_bytes(output, forged.model_dump_json().encode())
+    assert replay(store, second) is None
+    # An index entry that points at a failed_runtime output (written by hand) is not replayed either.
+    broken = OutputEnvelope(run_id="r1", validator=first.validator, status=Status.FAILED_RUNTIME)
+    get_store(output).write_bytes(output, broken.model_dump_json().encode())
+    index = join_uri(store, "results", envelope_identity(first) + ".json")
+    pointer = json.loads(get_store(index).read_bytes(index))
+    pointer["output_sha256"] = hashlib.sha256(broken.model_dump_json().encode()).hexdigest()
+    get_store(index).write_bytes(index, json.dumps(pointer).encode())
+    assert replay(store, second) is None
+    get_store(output).delete(output)
     assert replay(store, second) is None  # bundle pruned: launch again
 
 
@@ -210,7 +225,7 @@ def test_report_has_a_row_per_model_and_refreshes_incrementally(pipeline, sample
     assert rows["bad/broken.fmu"]["status"] == "failed_validation"
     assert rows["bad/broken.fmu"]["failed_checks"] == "fmu_intake.intake_accepted"
     assert rows["good/multi.fmu"]["status"] == "success" and "fmi_version=2.0" in rows["good/multi.fmu"]["key_values"]
-    assert list(rows)[:2] != ["good/multi.fmu"]  # failing models first
+    assert "good/multi.fmu" not in list(rows)[:2]  # failing models first
     parquet_uri, _ = report_uris(pipeline.store_uri)
     frame = pd.read_parquet(parquet_uri.removeprefix("file://"))
     assert sorted(frame["model"]) == ["bad/broken.fmu", "good/lag.fmu", "good/multi.fmu"]
@@ -281,7 +296,12 @@ def test_older_instance_keyed_by_checksum_is_migrated(pipeline, sample_fmus):  #
     assert pipeline.partitions() == ["old/lag.fmu"]
     assert legacy_message(pipeline.instance) is None
     assert load_record(pipeline.store_uri, "old/lag.fmu").sha256 == digest
-    assert pipeline.tick() == []  # the registered version: the same bytes in the landing zone do not re-run
+    # Migrated partitions have no materialization under their name yet: the file still in the landing zone is
+    # validated under it once (the nightly job would pick it as missing too); then it is the validated version.
+    (rerun,) = pipeline.tick()
+    assert rerun.partition_key == "old/lag.fmu" and rerun.success
+    pipeline.drop(sample_fmus["first_order_lag"], name="old/lag.fmu")
+    assert pipeline.tick() == []
     assert migrate(pipeline.instance, pipeline.store_uri, pipeline.landing_uri).renamed == {}  # idempotent
 
 
@@ -294,6 +314,8 @@ def test_report_refresh_misses_nothing_recorded_while_it_reads(pipeline, monkeyp
     def result(asset: str, key: str) -> AssetMaterialization:
         return AssetMaterialization(asset_key=asset, partition=key, metadata={"status": "success", "sha256": "ab"})
 
+    pipeline.instance.add_dynamic_partitions("fmu_models", ["a.fmu"])
+    pipeline.instance.add_dynamic_partitions("xml_models", ["b.xml", "b2.xml"])
     pipeline.instance.report_runless_asset_event(result("xml_file", "b.xml"))
     original, calls = report.new_events, []
 
@@ -310,3 +332,56 @@ def test_report_refresh_misses_nothing_recorded_while_it_reads(pipeline, monkeyp
     monkeypatch.setattr(report, "new_events", original)
     frame, _, read = report.refresh(pipeline.instance, pipeline.store_uri)
     assert read == 2 and {"a.fmu", "b2.xml", "b.xml"} <= set(frame["model"])
+
+
+def test_same_bytes_two_specs_in_one_batch_keep_their_own_results(pipeline, sample_fmus):  # noqa: ANN001
+    """Two names, one set of bytes, different specs (stop times), run together in one backfill batch."""
+    from dagster._core.storage.tags import BACKFILL_ID_TAG
+
+    pipeline.drop(sample_fmus["first_order_lag"], name="a/lag.fmu", spec="simulation: {stop_time: 1.0}\n")
+    pipeline.drop(sample_fmus["first_order_lag"], name="b/lag.fmu", spec="simulation: {stop_time: 2.5}\n")
+    assert len(pipeline.tick()) == 2
+    job = pipeline.defs.resolve_job_def("fmi_validation")
+    result = job.execute_in_process(instance=pipeline.instance, raise_on_error=False, tags={
+        BACKFILL_ID_TAG: "batch2", "dagster/asset_partition_range_start": "a/lag.fmu",
+        "dagster/asset_partition_range_end": "b/lag.fmu"})
+    assert result.success
+    reached = {}
+    for key in ("a/lag.fmu", "b/lag.fmu"):
+        meta = _materializations(pipeline, "fmu_simulation", key)[0].asset_materialization.metadata
+        reached[key] = (meta["simulation_time_reached"].value, meta["timeseries_uri"].value)
+    assert reached["a/lag.fmu"][0] == 1.0 and reached["b/lag.fmu"][0] == 2.5  # each its own spec
+    assert reached["a/lag.fmu"][1] != reached["b/lag.fmu"][1]  # and its own bundle and artifacts
+
+
+def test_a_registered_version_that_never_ran_runs_on_reupload(pipeline, sample_fmus, monkeypatch):  # noqa: ANN001
+    from validibot_pipelines import local_runner
+
+    real = local_runner.run_partition
+    monkeypatch.setattr(local_runner, "run_partition", lambda *a, **k: None)  # the run is lost (never started)
+    pipeline.drop(sample_fmus["first_order_lag"], name="lost.fmu")
+    pipeline.tick()
+    monkeypatch.setattr(local_runner, "run_partition", real)
+    pipeline.drop(sample_fmus["first_order_lag"], name="lost.fmu")  # the author uploads the same bytes again
+    (outcome,) = pipeline.tick()
+    assert outcome.partition_key == "lost.fmu" and outcome.success
+    pipeline.drop(sample_fmus["first_order_lag"], name="lost.fmu")  # now it was validated: nothing to do
+    assert pipeline.tick() == []
+
+
+def test_migration_keeps_a_version_uploaded_by_name_since(pipeline, sample_fmus):  # noqa: ANN001
+    from validibot_pipelines.operations.migrate import migrate
+    from validibot_pipelines.orchestration.models import ModelRecord, load_record
+
+    uri = pipeline.drop(sample_fmus["first_order_lag"], name="m.fmu")
+    old_sha = hashlib.sha256(sample_fmus["first_order_lag"].read_bytes()).hexdigest()
+    old = ModelRecord(sha256=old_sha, file_name="m.fmu", kind="fmi", mime_type="application/x-fmu-sharedlibrary",
+                      size_bytes=1, source_uri=uri, status="success")
+    folder = join_uri(pipeline.store_uri, "models", old_sha)
+    get_store(folder).write_bytes(join_uri(folder, "model.json"), old.model_dump_json(exclude={"name"}).encode())
+    pipeline.instance.add_dynamic_partitions(FMU_PARTITIONS, [old_sha])
+    pipeline.drop(sample_fmus["multi_output"], name="m.fmu")  # after the upgrade: v2 under its name
+    (outcome,) = pipeline.tick()
+    migrate(pipeline.instance, pipeline.store_uri, pipeline.landing_uri)
+    assert load_record(pipeline.store_uri, "m.fmu").sha256 == outcome.outputs["fmu_intake"]["sha256"] != old_sha
+    assert pipeline.partitions() == ["m.fmu"]

@@ -125,14 +125,11 @@ def row(validator: Validator, key: str, events: dict[str, Event]) -> dict[str, A
         return None
     current = [(name, events[name]) for name in names[1:]
                if name in events and events[name].storage_id > intake.storage_id]
-    intake_status = str(intake.meta.get("status", "unknown"))
-    if intake_status != "success":
-        status = intake_status
-    elif len(current) == len(names) - 1:
-        status = str(current[-1][1].meta.get("status", "unknown"))
-    else:
-        stopped = [f"{name}: {e.meta.get('status')}" for name, e in current if e.meta.get("status") != "success"]
-        status = stopped[0].split(": ", 1)[1] if stopped else "pending"
+    # The first step that did not succeed decides (a batch records the later steps of a stopped model as
+    # "blocked"); all succeeded → success; some not run yet for this version → pending.
+    statuses = [str(e.meta.get("status", "unknown")) for e in (intake, *(e for _, e in current))]
+    stopped = [s for s in statuses if s != "success"]
+    status = stopped[0] if stopped else "success" if len(current) == len(names) - 1 else "pending"
     judged = [(names[0], intake), *current]
     failed_checks = [f"{name}.{c}" for name, e in judged for c in _listed(e.meta.get("failed_checks"))]
     failed_assertions = [a for _, e in judged for a in _listed(e.meta.get("failed_assertions"))]
@@ -173,10 +170,13 @@ def load_state(store_uri: str) -> dict[str, Any]:
 def refresh(instance: DagsterInstance, store_uri: str) -> tuple[pd.DataFrame, dict[str, Any], int]:
     """Read the events recorded since the last build into the saved state; the rows, the state, events read."""
     state = load_state(store_uri)
+    newest = newest_result_id(instance)
+    if int(state["cursor"]) > newest:  # the state was built from another (or a reset) Dagster instance: rebuild
+        state = {"cursor": -1, "models": {}}
     after = int(state["cursor"])
     # Read up to the newest id as of now, then move the cursor exactly there: results that validation runs
     # record while this refresh reads are after it, so the next refresh reads them (none is skipped).
-    upto = max(after, newest_result_id(instance))
+    upto = max(after, newest)
     models: dict[str, dict[str, dict[str, dict[str, Any]]]] = state["models"]
     read = 0
     for validator in validators():
@@ -188,7 +188,10 @@ def refresh(instance: DagsterInstance, store_uri: str) -> tuple[pd.DataFrame, di
     state["cursor"] = upto
     rows = []
     for validator in validators():
+        registered = set(instance.get_dynamic_partitions(validator.partitions.name))  # removed models drop out
         for key, events in models.get(validator.name, {}).items():
+            if key not in registered:
+                continue
             built = row(validator, key, {n: Event(**e) for n, e in events.items()})
             if built:
                 rows.append(built)
@@ -225,7 +228,7 @@ def validation_report(context: AssetExecutionContext, settings: ValidibotSetting
     frame, state, read = refresh(context.instance, settings.store_uri)
     parquet_uri = save(settings.store_uri, frame, state)
     counts = frame["status"].value_counts().to_dict() if not frame.empty else {}
-    failing = int((frame["status"] != "success").sum()) if not frame.empty else 0
+    failing = int((~frame["status"].isin(["success", "pending"])).sum()) if not frame.empty else 0
     shown = ui_table(frame)
     return MaterializeResult(metadata={
         "models": len(frame), "failing": failing,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from dagster import DagsterInstance
 
-from validibot_pipelines.orchestration.layout import model_spec_uri
+from validibot_pipelines.orchestration.layout import model_manifest_uri, model_spec_uri
 from validibot_pipelines.orchestration.models import ModelRecord, save_record
 from validibot_pipelines.orchestration.names import is_legacy_key, model_path, partition_key, relative_name
 from validibot_pipelines.storage import get_store, join_uri
@@ -77,6 +77,9 @@ def migrate(instance: DagsterInstance, store_uri: str, landing_uri: str) -> Migr
                 newest[key] = (stamp, record, spec)
             done.renamed[sha] = key
         for key, (_, record, spec) in newest.items():
+            if instance.has_dynamic_partition(v.partitions.name, key) or get_store(store_uri).exists(
+                    model_manifest_uri(store_uri, key)):
+                continue  # uploaded again under its name since the upgrade: that newer version stands
             save_record(record, store_uri)
             if spec is not None:
                 target = model_spec_uri(store_uri, key)
@@ -100,7 +103,12 @@ def run(_args: argparse.Namespace) -> int:
     from validibot_pipelines.resources.settings import ValidibotSettings
 
     settings = ValidibotSettings()
-    instance = DagsterInstance.get()
+    try:
+        instance = DagsterInstance.get()
+    except Exception as exc:  # noqa: BLE001 - DAGSTER_HOME unset or unreadable: say which, no traceback
+        print(f"validibot migrate: no Dagster instance ({exc}); set DAGSTER_HOME to the instance to migrate "
+              "(the demo's: .validibot/dagster_home)")
+        return 2
     done = migrate(instance, settings.store_uri, settings.landing_uri)
     for sha, key in done.renamed.items():
         print(f"  {sha[:12]}… → {model_path(key)}")

@@ -27,9 +27,16 @@ from validibot_pipelines.storage import get_store, join_uri
 
 Backend = ComputeBackend  # the one launch contract (resources/backends/base.py)
 
-def step_run_id(sha256: str, step: str, attempt: str) -> str:
-    """Execution bundle name: readable, unique per Dagster run, stable across retries of the same run."""
-    return f"{sha256[:16]}-{step}-{attempt}"
+def step_run_id(sha256: str, step: str, attempt: str, model: str = "") -> str:
+    """Execution bundle name: readable, unique per Dagster run and model (the same bytes under two names in one
+    batch get two bundles), stable across retries of the same run."""
+    named = f"-{hashlib.sha256(model.encode()).hexdigest()[:8]}" if model else ""
+    return f"{sha256[:16]}-{step}-{attempt}{named}"
+
+def model_run_id(record: Any, step: str, attempt: str) -> str:
+    """The bundle name of ``step`` for a model's record (its checksum and its partition, see step_run_id)."""
+    return step_run_id(record.sha256, step, attempt, record.partition_key)
+
 
 def model_tags(record: Any) -> dict[str, str]:
     """Envelope tags naming the model a step runs for: its checksum, and its partition (the output sensor
@@ -128,9 +135,13 @@ def remember(store_uri: str, envelope: InputEnvelope, out: OutputEnvelope) -> No
     """Index a verdict under its envelope's identity (``results/<identity>.json``)."""
     if out.status not in _REPLAYED or out.run_id != envelope.run_id:
         return
-    uri = result_index_uri(store_uri, envelope_identity(envelope))
-    get_store(uri).write_bytes(uri, json.dumps({"output_uri": envelope.context.expected_output_uri,
-                                                 "run_id": envelope.run_id}).encode(), "application/json")
+    identity = envelope_identity(envelope)
+    output_uri = envelope.context.expected_output_uri
+    uri = result_index_uri(store_uri, identity)
+    get_store(uri).write_bytes(uri, json.dumps({
+        "identity": identity, "output_uri": output_uri, "run_id": envelope.run_id,
+        "output_sha256": hashlib.sha256(get_store(output_uri).read_bytes(output_uri)).hexdigest(),
+    }).encode(), "application/json")
 
 
 def _replays(context: Any) -> bool:
@@ -145,15 +156,23 @@ def _replays(context: Any) -> bool:
 
 def replay(store_uri: str, envelope: InputEnvelope) -> tuple[OutputEnvelope, LaunchRecord] | None:
     """The verdict already reached for identical inputs, or ``None`` (then the step launches)."""
-    uri = result_index_uri(store_uri, envelope_identity(envelope))
+    identity = envelope_identity(envelope)
+    uri = result_index_uri(store_uri, identity)
     store = get_store(uri)
     try:
         pointer = json.loads(store.read_bytes(uri))
         output_uri = str(pointer["output_uri"])
-        out = load_output_envelope(get_store(output_uri).read_bytes(output_uri), where=output_uri)
+        raw = get_store(output_uri).read_bytes(output_uri)
+        out = load_output_envelope(raw, where=output_uri)
+        bundle_input = output_uri.rsplit("/", 1)[0] + "/input.json"
+        recorded = load_input_envelope(get_store(bundle_input).read_bytes(bundle_input), where=bundle_input)
     except (FileNotFoundError, KeyError, TypeError, ValueError, EnvelopeError):
         return None  # none yet, or its bundle was pruned: launch
-    if out.status not in _REPLAYED:
+    # Replay only what the index vouches for: the bundle still holds a request of this identity and the very
+    # output read when the verdict was indexed (a bundle rewritten since, by anything, is recomputed instead).
+    if (pointer.get("identity") != identity or envelope_identity(recorded) != identity
+            or hashlib.sha256(raw).hexdigest() != pointer.get("output_sha256") or out.status not in _REPLAYED
+            or out.run_id != recorded.run_id):
         return None
     record = LaunchRecord(backend="replay", launch_id=str(pointer.get("run_id", "")), returncode=0, timed_out=False,
                           seconds=0.0, log_tail=f"replay: not launched, identical inputs were validated by "

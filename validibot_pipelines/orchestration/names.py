@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlparse
 
 from validibot_pipelines.storage import leaf_name
 
@@ -45,10 +45,17 @@ def model_path(key: str) -> str:
 
 
 def relative_name(landing_uri: str, source_uri: str) -> str:
-    """``source_uri``'s path below ``landing_uri`` (URI-decoded for ``file://``); its file name when outside it."""
+    """``source_uri``'s path below ``landing_uri``; its file name when outside it (the CLI's files).
+
+    ``file://`` URIs are compared decoded (``my%20land`` and ``my land`` are one folder), so how the landing
+    root was spelled in the settings never turns two models into one name.
+    """
+    if source_uri.startswith("file://") and landing_uri.startswith("file://"):
+        root = unquote(urlparse(landing_uri).path).rstrip("/") + "/"
+        path = unquote(urlparse(source_uri).path)
+        return path[len(root):] if path.startswith(root) else leaf_name(path)
     root = landing_uri.rstrip("/") + "/"
-    rest = source_uri[len(root):] if source_uri.startswith(root) else leaf_name(source_uri)
-    return unquote(rest) if source_uri.startswith("file://") else rest
+    return source_uri[len(root):] if source_uri.startswith(root) else leaf_name(source_uri)
 
 
 def key_for_upload(landing_uri: str, source_uri: str) -> str:
@@ -64,6 +71,8 @@ def store_path(key: str) -> str:
     (a model name of 250 bytes quotes to more) is cut and suffixed with the SHA-256 of the whole segment, so
     distinct names stay distinct. Only a lookup key: the record itself holds the model's name."""
     def segment(part: str) -> str:
+        if part in ("", ".", ".."):  # never a path step of its own: a//b is not a/b, a/../x stays inside
+            return {"": "%00", ".": "%2E", "..": "%2E%2E"}[part]
         quoted = quote(part, safe="")
         if len(quoted) <= _SEGMENT_BYTES:
             return quoted

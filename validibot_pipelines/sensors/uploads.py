@@ -57,14 +57,21 @@ def version_observation(kind: str, key: str, spec_sha256: str | None, model_sha2
 
 
 def registered_version(instance: DagsterInstance, kind: str, key: str) -> str | None:
-    """``<model sha256>:<spec version>`` last registered for the model ``key`` (None: new or unknown)."""
+    """``<model sha256>:<spec version>`` last registered for the model ``key`` — if that version was also taken
+    in (the intake's latest materialization has its checksum as data version). None: new, or its run never got
+    that far (cancelled, crashed, still queued), so a re-upload runs it again."""
     records = instance.fetch_observations(
         AssetRecordsFilter(asset_key=AssetKey(spec_asset_name(kind)), asset_partitions=[key]), limit=1).records
     if not records or records[0].asset_observation is None:
         return None
     observation = records[0].asset_observation
     sha = observation.metadata.get(MODEL_SHA_KEY)
-    return f"{sha.value}:{(observation.tags or {}).get(DATA_VERSION_TAG)}" if sha is not None else None
+    if sha is None:
+        return None
+    intake = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(INTAKE_ASSET_BY_KIND[kind]), asset_partitions=[key]), limit=1).records
+    taken = intake[0].asset_materialization.tags.get(DATA_VERSION_TAG) if intake else None
+    return f"{sha.value}:{(observation.tags or {}).get(DATA_VERSION_TAG)}" if taken == sha.value else None
 
 
 @sensor(
@@ -88,7 +95,8 @@ def upload_sensor(context: SensorEvaluationContext, settings: ValidibotSettings)
             new_keys.setdefault(kind, []).append(key)
         elif registered_version(context.instance, kind, key) == upload.version:
             unchanged += 1
-            context.log.info(f"{model_path(key)}: same bytes and spec as its registered version; nothing to do")
+            context.log.info(f"{model_path(key)}: same bytes and spec as its validated version; nothing to do (to "
+                             "run it again, materialize its partition in the UI or `validibot backfill`)")
             continue
         requests.append(RunRequest(
             run_key=upload.run_key,

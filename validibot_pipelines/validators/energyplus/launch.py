@@ -16,9 +16,9 @@ from validibot_pipelines.intake.sidefiles import check_stored_side_files
 from validibot_pipelines.orchestration.launch import (
     Backend,
     launch_step,
+    model_run_id,
     model_tags,
     rejected_before_launch,
-    step_run_id,
     step_settings,
 )
 from validibot_pipelines.orchestration.models import ModelRecord
@@ -41,7 +41,7 @@ def simulate(
     record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str, simulation_timeout_seconds: float = 1800,
     timeout_seconds: int = 3600, context: Any = None, limits: WeatherLimits | None = None,
 ) -> tuple[OutputEnvelope | None, LaunchRecord]:
-    run_id = step_run_id(record.sha256, "energyplus", attempt)
+    run_id = model_run_id(record, "energyplus", attempt)
     if record.resources:
         checks = side_file_checks(limits or WeatherLimits.from_settings(step_settings(context)))
         problems = check_stored_side_files(record.resources, checks, record.file_name)

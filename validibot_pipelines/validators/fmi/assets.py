@@ -97,9 +97,11 @@ def _present_simulation(record: ModelRecord, up: Mapping[str, Any], out: OutputE
     return ModelResult(value, meta, checks)
 
 
-def _launch_simulation(record: ModelRecord, _up: Mapping[str, Any],
+def _launch_simulation(record: ModelRecord, up: Mapping[str, Any],
                        env: StepEnv) -> tuple[OutputEnvelope | None, LaunchRecord]:
-    return fmi.simulate(record, simulation_timeout_seconds=env.settings.simulation_timeout_seconds, **env.launch_args)
+    probe_out = OutputEnvelope.model_validate(up["fmu_probe"]) if up.get("fmu_probe") else None
+    return fmi.simulate(record, simulation_timeout_seconds=env.settings.simulation_timeout_seconds,
+                        probe_out=probe_out, **env.launch_args)
 
 
 def reference_check(out: OutputEnvelope) -> AssetCheckResult:

@@ -18,9 +18,9 @@ from validibot_pipelines.intake.sidefiles import check_stored_side_files
 from validibot_pipelines.orchestration.launch import (
     Backend,
     launch_step,
+    model_run_id,
     model_tags,
     rejected_before_launch,
-    step_run_id,
     step_settings,
 )
 from validibot_pipelines.orchestration.layout import bundle_uri
@@ -41,7 +41,7 @@ def probe(
     context: Any = None,
 ) -> tuple[OutputEnvelope | None, LaunchRecord]:
     return launch_step(
-        store_uri=store_uri, run_id=step_run_id(record.sha256, "probe", attempt), validator=PROBE_VALIDATOR,
+        store_uri=store_uri, run_id=model_run_id(record, "probe", attempt), validator=PROBE_VALIDATOR,
         files=[record.input_file("fmu")], inputs={"kind": "fmi_probe"}, backend=backend,
         timeout_seconds=timeout_seconds, context=context, tags=model_tags(record),
     )
@@ -61,18 +61,21 @@ def simulation_inputs(record: ModelRecord, simulation_timeout_seconds: float) ->
 
 
 
-def probed_inputs(record: ModelRecord, store_uri: str, attempt: str) -> Collection[str] | None:
-    """Names the FMU accepts from an input time series (causality input, or tunable), from this run's probe.
+def probed_inputs(record: ModelRecord, store_uri: str, attempt: str,
+                  probe_out: OutputEnvelope | None = None) -> Collection[str] | None:
+    """Names the FMU accepts from an input time series (causality input, or tunable), from the probe.
 
-    ``None`` when the probe's output is not in the store for this attempt (e.g. only the simulation was re-run);
-    the column names are then left to the worker.
+    ``probe_out`` is the probe's envelope when the caller has it (the asset's upstream value: also a replayed
+    probe, which wrote no bundle of this run); else this run's probe bundle is read. ``None`` when neither
+    exists (e.g. only the simulation was re-run); the column names are then left to the worker.
     """
-    uri = join_uri(bundle_uri(store_uri, step_run_id(record.sha256, "probe", attempt)), "output.json")
-    store = get_store(uri)
-    try:
-        probe_out = OutputEnvelope.model_validate_json(store.read_bytes(uri)) if store.exists(uri) else None
-    except ValueError:  # a malformed probe output (EnvelopeError, pydantic) is the probe step's to report
-        return None
+    if probe_out is None:
+        uri = join_uri(bundle_uri(store_uri, model_run_id(record, "probe", attempt)), "output.json")
+        store = get_store(uri)
+        try:
+            probe_out = OutputEnvelope.model_validate_json(store.read_bytes(uri)) if store.exists(uri) else None
+        except ValueError:  # a malformed probe output (EnvelopeError, pydantic) is the probe step's to report
+            return None
     if probe_out is None or probe_out.status != Status.SUCCESS or "variables" not in probe_out.outputs:
         return None
     return {v["name"] for v in probe_out.outputs["variables"]
@@ -82,12 +85,13 @@ def probed_inputs(record: ModelRecord, store_uri: str, attempt: str) -> Collecti
 def simulate(
     record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str, simulation_timeout_seconds: float = 300,
     timeout_seconds: int = 3600, context: Any = None, limits: TimeseriesLimits | None = None,
+    probe_out: OutputEnvelope | None = None,
 ) -> tuple[OutputEnvelope | None, LaunchRecord]:
-    run_id = step_run_id(record.sha256, "simulation", attempt)
+    run_id = model_run_id(record, "simulation", attempt)
     series = [r for r in record.resources if r.role == TIMESERIES_ROLE]
     if series:
         checks = side_file_checks(limits or TimeseriesLimits.from_settings(step_settings(context)),
-                                  probed_inputs(record, store_uri, attempt))
+                                  probed_inputs(record, store_uri, attempt, probe_out))
         problems = check_stored_side_files(series, checks, record.file_name)
         if problems:
             return rejected_before_launch(run_id, SIMULATION_VALIDATOR, problems)
@@ -146,7 +150,7 @@ def validate_in_process(record: ModelRecord, *, store_uri: str, backend: Backend
     if probe_out.status != Status.SUCCESS:
         return merge(record, probe_out)
     sim_out, _ = simulate(record, store_uri=store_uri, backend=backend, attempt=attempt,
-                          simulation_timeout_seconds=simulation_timeout_seconds)
+                          simulation_timeout_seconds=simulation_timeout_seconds, probe_out=probe_out)
     result = merge(record, sim_out, probe_out)
     if sim_out.status == Status.SUCCESS:
         apply_assertions(result, check(record, sim_out, probe_out))

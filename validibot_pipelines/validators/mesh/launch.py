@@ -10,7 +10,7 @@ from typing import Any
 from validibot_pipelines import __version__
 from validibot_pipelines.assertions import AssertionResult, evaluate_assertions
 from validibot_pipelines.envelopes import OutputEnvelope, Status, ValidatorRef
-from validibot_pipelines.orchestration.launch import Backend, launch_step, model_tags, step_run_id
+from validibot_pipelines.orchestration.launch import Backend, launch_step, model_run_id, model_tags
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.validators.mesh.envelopes import CEL_METRICS, MeshingOptions, MeshInputs, MeshPreviewInputs
@@ -36,7 +36,7 @@ def preview(
 ) -> tuple[OutputEnvelope, LaunchRecord]:
     inputs = MeshPreviewInputs(timeout_seconds=preview_timeout_seconds)
     return launch_step(
-        store_uri=store_uri, run_id=step_run_id(record.sha256, "preview", attempt), validator=PREVIEW_VALIDATOR,
+        store_uri=store_uri, run_id=model_run_id(record, "preview", attempt), validator=PREVIEW_VALIDATOR,
         files=[record.input_file("primary-model")], inputs=inputs.model_dump(mode="json"), backend=backend,
         timeout_seconds=timeout_seconds, context=context, tags=model_tags(record),
     )
@@ -48,7 +48,7 @@ def mesh(
 ) -> tuple[OutputEnvelope, LaunchRecord]:
     inputs = mesh_inputs(record, strategy_timeout_seconds)
     return launch_step(
-        store_uri=store_uri, run_id=step_run_id(record.sha256, "mesh", attempt), validator=MESH_VALIDATOR,
+        store_uri=store_uri, run_id=model_run_id(record, "mesh", attempt), validator=MESH_VALIDATOR,
         files=[record.input_file("primary-model")], inputs=inputs.model_dump(mode="json"), backend=backend,
         timeout_seconds=timeout_seconds, context=context, tags=model_tags(record),
     )

@@ -12,7 +12,7 @@ from typing import Any
 from validibot_pipelines import __version__
 from validibot_pipelines.assertions import AssertionResult, evaluate_assertions
 from validibot_pipelines.envelopes import OutputEnvelope, ValidatorRef
-from validibot_pipelines.orchestration.launch import Backend, launch_step, model_tags, step_run_id
+from validibot_pipelines.orchestration.launch import Backend, launch_step, model_run_id, model_tags
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.validators.xml.attach import SCHEMA_ROLE, schema_name
@@ -40,7 +40,7 @@ def validate_schema(
 ) -> tuple[OutputEnvelope | None, LaunchRecord]:
     inputs = xml_inputs(record, validation_timeout_seconds)
     return launch_step(
-        store_uri=store_uri, run_id=step_run_id(record.sha256, "xml", attempt), validator=VALIDATOR,
+        store_uri=store_uri, run_id=model_run_id(record, "xml", attempt), validator=VALIDATOR,
         files=[record.input_file("primary-model"), *record.resources], inputs=inputs.model_dump(mode="json"),
         backend=backend, timeout_seconds=timeout_seconds, context=context,
         tags=model_tags(record),
