@@ -1,4 +1,5 @@
-"""One dynamic partition per uploaded FMU, keyed by the SHA-256 of its bytes (hex, no commas)."""
+"""One dynamic partition per FMU, keyed by its landing path (orchestration/names.py); its versions are the
+materializations of that partition (data version = the SHA-256 of the bytes)."""
 
 from dagster import DynamicPartitionsDefinition
 

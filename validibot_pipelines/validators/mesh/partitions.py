@@ -1,4 +1,5 @@
-"""One dynamic partition per uploaded STEP / STL part, keyed by the SHA-256 of its bytes."""
+"""One dynamic partition per STEP / STL part, keyed by its landing path (orchestration/names.py); its versions
+are the materializations of that partition (data version = the SHA-256 of the bytes)."""
 
 from dagster import DynamicPartitionsDefinition
 
