@@ -385,3 +385,22 @@ def test_migration_keeps_a_version_uploaded_by_name_since(pipeline, sample_fmus)
     migrate(pipeline.instance, pipeline.store_uri, pipeline.landing_uri)
     assert load_record(pipeline.store_uri, "m.fmu").sha256 == outcome.outputs["fmu_intake"]["sha256"] != old_sha
     assert pipeline.partitions() == ["m.fmu"]
+
+
+def test_a_run_requested_for_an_older_version_validates_the_bytes_there_now(pipeline, sample_fmus):  # noqa: ANN001
+    """Runs can start out of order: the request for v1 starting after v2 landed takes in v2 (the model's
+    current bytes), says so, and never records a failure over the newer version."""
+    from validibot_pipelines.sensors.uploads import intake_run_config
+
+    uri = pipeline.drop(sample_fmus["first_order_lag"], name="late.fmu")
+    v1 = hashlib.sha256(sample_fmus["first_order_lag"].read_bytes()).hexdigest()
+    pipeline.instance.add_dynamic_partitions(FMU_PARTITIONS, ["late.fmu"])
+    pipeline.drop(sample_fmus["multi_output"], name="late.fmu")  # v2 lands before v1's run starts
+    v2 = hashlib.sha256(sample_fmus["multi_output"].read_bytes()).hexdigest()
+    late = run_partition(pipeline.defs, pipeline.instance, "fmi_validation", "late.fmu",
+                         run_config=intake_run_config("fmi", uri, None, v1))
+    assert late.success and late.outputs["fmu_intake"]["sha256"] == v2
+    (finding,) = [f for f in late.outputs["fmu_intake"]["findings"] if f["code"] == "SOURCE_CHANGED"]
+    assert finding["severity"] == "INFO" and v1[:12] in finding["text"] and v2[:12] in finding["text"]
+    intake = _materializations(pipeline, "fmu_intake", "late.fmu")[0].asset_materialization
+    assert intake.tags["dagster/data_version"] == v2

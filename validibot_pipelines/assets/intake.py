@@ -35,7 +35,7 @@ class IntakeConfig(Config):
 
     source_uri: str = ""
     spec_uri: str = ""
-    sha256: str = ""  # the checksum the sensor registered; bytes changed since → SOURCE_CHANGED, not a silent swap
+    sha256: str = ""  # the checksum the sensor registered; bytes changed since → an INFO SOURCE_CHANGED finding
 
 
 def attempt_of(context: AssetExecutionContext) -> str:

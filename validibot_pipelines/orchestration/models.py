@@ -116,13 +116,14 @@ def intake(
             save_record(record, store_uri)
             return record
         if expected_sha256 and sha != expected_sha256:
-            record.status = Status.FAILED_RUNTIME
+            # A partition is the model, not one version of it: the bytes there now are what its author uploaded
+            # last, so they are validated (their checksum becomes the data version) — never an older request's
+            # failure recorded over a newer version that may already have been validated.
             record.findings.append(ValidationMessage(
-                severity=Severity.ERROR, code="SOURCE_CHANGED",
-                text=f"{shown_name(model_name)}: the file at {source_uri} changed after this run was requested "
-                     f"(sha256 {sha[:12]}… != {expected_sha256[:12]}… registered); the next sensor tick "
-                     "validates the new bytes as the model's next version"))
-            return record
+                severity=Severity.INFO, code="SOURCE_CHANGED",
+                text=f"{shown_name(model_name)}: the file changed after this run was requested (sha256 "
+                     f"{expected_sha256[:12]}… registered, {sha[:12]}… now); the bytes now in the landing zone "
+                     "were validated"))
         from validibot_pipelines.validators.registry import get
 
         validator = get(kind)
