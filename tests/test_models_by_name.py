@@ -404,3 +404,24 @@ def test_a_run_requested_for_an_older_version_validates_the_bytes_there_now(pipe
     assert finding["severity"] == "INFO" and v1[:12] in finding["text"] and v2[:12] in finding["text"]
     intake = _materializations(pipeline, "fmu_intake", "late.fmu")[0].asset_materialization
     assert intake.tags["dagster/data_version"] == v2
+
+
+def test_a_spec_change_makes_every_step_stale_until_each_ran_with_it(pipeline, sample_fmus):  # noqa: ANN001
+    from dagster._core.definitions.data_version import StaleStatus
+
+    from validibot_pipelines.operations.staleness import resolver
+    from validibot_pipelines.sensors.uploads import version_observation
+
+    steps = [AssetKey(a) for a in ("fmu_intake", "fmu_probe", "fmu_simulation")]
+    uri = pipeline.drop(sample_fmus["first_order_lag"], name="s.fmu", spec="simulation: {stop_time: 1.0}\n")
+    (outcome,) = pipeline.tick()
+    graph = pipeline.defs.resolve_asset_graph()
+    assert {resolver(pipeline.instance, graph).get_status(k, "s.fmu") for k in steps} == {StaleStatus.FRESH}
+    new_spec = b"simulation: {stop_time: 2.0}\n"
+    get_store(uri).write_bytes(uri + ".validation.yaml", new_spec)
+    pipeline.instance.report_runless_asset_event(version_observation(
+        "fmi", "s.fmu", hashlib.sha256(new_spec).hexdigest(), outcome.outputs["fmu_intake"]["sha256"]))
+    assert {resolver(pipeline.instance, graph).get_status(k, "s.fmu") for k in steps} == {StaleStatus.STALE}
+    run_partition(pipeline.defs, pipeline.instance, "fmi_validation", "s.fmu", asset_selection=[steps[0]])
+    status = resolver(pipeline.instance, graph)  # intake re-ran with the new spec; the steps after it did not
+    assert [status.get_status(k, "s.fmu") for k in steps] == [StaleStatus.FRESH, StaleStatus.STALE, StaleStatus.STALE]

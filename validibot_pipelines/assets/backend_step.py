@@ -21,6 +21,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
+    AssetKey,
     AssetObservation,
     AssetOut,
     Config,
@@ -151,7 +152,10 @@ def worker_step_asset(step: WorkerStep) -> Any:
 
     @multi_asset(name=step.name, outs={step.name: out}, check_specs=step.check_specs(),
                  partitions_def=step.partitions_def, can_subset=True, pool=pool_for(step.validator),
-                 ins={name: AssetIn() for name in step.upstream}, required_resource_keys={"settings", backend_key})
+                 ins={name: AssetIn() for name in step.upstream}, required_resource_keys={"settings", backend_key},
+                 # The model's spec too (not only through intake, whose data version is the model's checksum):
+                 # a changed spec makes this step stale even where only intake was re-materialized.
+                 deps=[AssetKey(f"{step.validator}_spec")])
     def _step(context: AssetExecutionContext, config: WorkerStepConfig, **upstream: Any):
         env = StepEnv(settings=context.resources.settings, backend=getattr(context.resources, backend_key),
                       attempt=attempt_of(context), context=context)

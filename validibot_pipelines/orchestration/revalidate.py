@@ -1,7 +1,7 @@
 """Which spec applies to a registered model now, and the record a schedule or backfill re-validates.
 
 The spec's identity (its SHA-256, or ``nospec``) is the data version of the ``<kind>_spec`` observable source
-asset that every intake asset depends on, so Dagster marks a model's partitions stale when its spec changes.
+asset that every validator asset depends on, so Dagster marks a model's partitions stale when its spec changes.
 Rule: while the model is still in the landing zone, the sidecar ``<model>.validation.yaml`` next to it rules
 (deleting the sidecar means "no spec"); once the model left the landing zone, the copy stored at intake does.
 """
