@@ -29,8 +29,11 @@ def test_ui_shows_partitioned_asset_graph_with_checks(dagster_dev):  # noqa: ANN
     data = graphql(dagster_dev["port"], """{ assetNodes { assetKey { path } groupName dependencyKeys { path }
         partitionDefinition { type name } assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }""")
     nodes = {n["assetKey"]["path"][-1]: n for n in data["assetNodes"]}
-    assert [d["path"][-1] for d in nodes["fmu_probe"]["dependencyKeys"]] == ["fmu_intake"]
-    assert sorted(d["path"][-1] for d in nodes["fmu_simulation"]["dependencyKeys"]) == ["fmu_intake", "fmu_probe"]
+    # Every step also depends on the spec source (a spec change must reach it: the intake's data version is the
+    # model's checksum).
+    assert sorted(d["path"][-1] for d in nodes["fmu_probe"]["dependencyKeys"]) == ["fmi_spec", "fmu_intake"]
+    assert sorted(d["path"][-1] for d in nodes["fmu_simulation"]["dependencyKeys"]) == [
+        "fmi_spec", "fmu_intake", "fmu_probe"]
     assert [d["path"][-1] for d in nodes["energyplus_simulation"]["dependencyKeys"]] == ["energyplus_model"]
     expected = {  # asset -> (group, partitions definition, {check: blocking})
         "fmu_intake": ("fmi", "fmu_models", {"intake_accepted": True}),
