@@ -34,7 +34,8 @@ def test_ui_shows_partitioned_asset_graph_with_checks(dagster_dev):  # noqa: ANN
     assert sorted(d["path"][-1] for d in nodes["fmu_probe"]["dependencyKeys"]) == ["fmi_spec", "fmu_intake"]
     assert sorted(d["path"][-1] for d in nodes["fmu_simulation"]["dependencyKeys"]) == [
         "fmi_spec", "fmu_intake", "fmu_probe"]
-    assert [d["path"][-1] for d in nodes["energyplus_simulation"]["dependencyKeys"]] == ["energyplus_model"]
+    assert sorted(d["path"][-1] for d in nodes["energyplus_simulation"]["dependencyKeys"]) == [
+        "energyplus_model", "energyplus_spec"]
     expected = {  # asset -> (group, partitions definition, {check: blocking})
         "fmu_intake": ("fmi", "fmu_models", {"intake_accepted": True}),
         "fmu_probe": ("fmi", "fmu_models", {"probe_approved": True}),
@@ -48,7 +49,8 @@ def test_ui_shows_partitioned_asset_graph_with_checks(dagster_dev):  # noqa: ANN
         "volume_mesh": ("mesh", "cad_parts",
                         {"mesh_produced": False, "quality_targets_met": False, "cel_assertions": False}),
     }
-    assert sorted(d["path"][-1] for d in nodes["volume_mesh"]["dependencyKeys"]) == ["cad_file", "preview_mesh"]
+    assert sorted(d["path"][-1] for d in nodes["volume_mesh"]["dependencyKeys"]) == [
+        "cad_file", "mesh_spec", "preview_mesh"]
     assert expected.keys() <= nodes.keys()
     for name, (group, partitions, checks) in expected.items():
         node = nodes[name]
