@@ -275,18 +275,27 @@ def test_backfill_takes_model_paths(pipeline, sample_fmus, monkeypatch, tmp_path
                         trigger="test")
 
 
-def test_older_instance_keyed_by_checksum_is_migrated(pipeline, sample_fmus):  # noqa: ANN001
-    from validibot_pipelines.operations.migrate import legacy_message, migrate
-    from validibot_pipelines.orchestration.models import ModelRecord, load_record
+def _left_by_an_older_validibot(pipeline, fmu, name: str) -> str:  # noqa: ANN001
+    """What an older validibot left for an upload at ``name``: a checksum partition and its record at
+    ``models/<sha256>/model.json`` (no ``name`` field). Returns the checksum."""
+    from validibot_pipelines.orchestration.models import ModelRecord
 
-    # What an older validibot left: a checksum partition and its record at models/<sha256>/model.json.
-    uri = pipeline.drop(sample_fmus["first_order_lag"], name="old/lag.fmu")
-    digest = hashlib.sha256(sample_fmus["first_order_lag"].read_bytes()).hexdigest()
-    old = ModelRecord(sha256=digest, file_name="lag.fmu", kind="fmi", mime_type="application/x-fmu-sharedlibrary",
-                      size_bytes=1, source_uri=uri, status="success")
+    uri = pipeline.drop(fmu, name=name)
+    digest = hashlib.sha256(fmu.read_bytes()).hexdigest()
+    old = ModelRecord(sha256=digest, file_name=name.rsplit("/", 1)[-1], kind="fmi",
+                      mime_type="application/x-fmu-sharedlibrary", size_bytes=1, source_uri=uri, status="success")
     folder = join_uri(pipeline.store_uri, "models", digest)
     get_store(folder).write_bytes(join_uri(folder, "model.json"), old.model_dump_json(exclude={"name"}).encode())
-    pipeline.instance.add_dynamic_partitions(FMU_PARTITIONS, [digest, "0" * 64])
+    pipeline.instance.add_dynamic_partitions(FMU_PARTITIONS, [digest])
+    return digest
+
+
+def test_older_instance_keyed_by_checksum_is_migrated(pipeline, sample_fmus):  # noqa: ANN001
+    from validibot_pipelines.operations.migrate import legacy_message, migrate
+    from validibot_pipelines.orchestration.models import load_record
+
+    digest = _left_by_an_older_validibot(pipeline, sample_fmus["first_order_lag"], "old/lag.fmu")
+    pipeline.instance.add_dynamic_partitions(FMU_PARTITIONS, ["0" * 64])
     assert "validibot migrate" in (legacy_message(pipeline.instance) or "")
     with pytest.raises(FileNotFoundError, match="older validibot.*validibot migrate"):
         load_record(pipeline.store_uri, digest)  # what a nightly run of the old partition reports, per model
@@ -371,15 +380,9 @@ def test_a_registered_version_that_never_ran_runs_on_reupload(pipeline, sample_f
 
 def test_migration_keeps_a_version_uploaded_by_name_since(pipeline, sample_fmus):  # noqa: ANN001
     from validibot_pipelines.operations.migrate import migrate
-    from validibot_pipelines.orchestration.models import ModelRecord, load_record
+    from validibot_pipelines.orchestration.models import load_record
 
-    uri = pipeline.drop(sample_fmus["first_order_lag"], name="m.fmu")
-    old_sha = hashlib.sha256(sample_fmus["first_order_lag"].read_bytes()).hexdigest()
-    old = ModelRecord(sha256=old_sha, file_name="m.fmu", kind="fmi", mime_type="application/x-fmu-sharedlibrary",
-                      size_bytes=1, source_uri=uri, status="success")
-    folder = join_uri(pipeline.store_uri, "models", old_sha)
-    get_store(folder).write_bytes(join_uri(folder, "model.json"), old.model_dump_json(exclude={"name"}).encode())
-    pipeline.instance.add_dynamic_partitions(FMU_PARTITIONS, [old_sha])
+    old_sha = _left_by_an_older_validibot(pipeline, sample_fmus["first_order_lag"], "m.fmu")
     pipeline.drop(sample_fmus["multi_output"], name="m.fmu")  # after the upgrade: v2 under its name
     (outcome,) = pipeline.tick()
     migrate(pipeline.instance, pipeline.store_uri, pipeline.landing_uri)
