@@ -4,8 +4,8 @@ Its data version per partition is the SHA-256 of the spec that applies to the mo
 one; see :mod:`validibot_pipelines.orchestration.revalidate`). The upload sensor records it for every upload
 before the run starts, and observing the asset (the nightly job does) records it again. Because every
 validator asset depends on it (the intake and each worker step: the intake's data version is the model's
-checksum, which a spec change leaves alone), Dagster's own staleness marks a model's partitions stale when its spec changes — the
-same status the UI shows and the nightly re-validation picks.
+checksum, which a spec change leaves alone), Dagster's own staleness marks a model's partitions stale when
+its spec changes — the same status the UI shows and the nightly re-validation picks.
 """
 
 from __future__ import annotations
