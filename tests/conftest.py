@@ -166,6 +166,13 @@ def _uploads_settle_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VALIDIBOT_LANDING_SETTLE_SECONDS", "0")
 
 
+@pytest.fixture(autouse=True)
+def _one_run_per_upload(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most tests look at one upload's run (its blocking checks, its own outcome); the grouped sensor runs of
+    a burst (the default, 25 per run) are tested in test_grouped_runs.py, which sets its own size."""
+    monkeypatch.setenv("VALIDIBOT_SENSOR_BATCH_SIZE", "1")
+
+
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     from dagster import instance_for_test

@@ -11,9 +11,12 @@ import argparse
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 from validibot_pipelines.envelopes import OutputEnvelope, Status
 
+#: Models validated together (one worker launch per step for all of them); larger inputs go in chunks.
+CLI_BATCH = 200
 EXIT_CODES = {Status.SUCCESS: 0, Status.FAILED_VALIDATION: 1, Status.FAILED_RUNTIME: 2, Status.CANCELLED: 2}
 
 
@@ -77,13 +80,17 @@ def _validate(args: argparse.Namespace) -> int:
     if args.spec and not Path(args.spec).is_file():
         print(f"validibot: {args.spec}: no such spec file; pass a YAML spec or drop --spec", file=sys.stderr)
         return 2
-    worst = 0
-    for model in models:
-        spec = Path(args.spec) if args.spec else _sidecar(model.with_name(model.name + SPEC_SUFFIX))
-        code, out = _validate_one(model, spec, args)
-        worst = max(worst, code)
-        if out is not None:
-            print(out.model_dump_json() if args.json else human_summary(out), flush=True)
+    from validibot_pipelines.orchestration.batching import together
+    from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
+
+    worst, backend = 0, LocalSubprocessBackend()
+    for start in range(0, len(models), CLI_BATCH):  # each chunk: one worker launch per step, not one per model
+        chunk = [(m, Path(args.spec) if args.spec else _sidecar(m.with_name(m.name + SPEC_SUFFIX)))
+                 for m in models[start:start + CLI_BATCH]]
+        for code, out in together(chunk, lambda item, batch: _validate_one(*item, args, batch), backend):
+            worst = max(worst, code)
+            if out is not None:
+                print(out.model_dump_json() if args.json else human_summary(out), flush=True)
     return worst
 
 
@@ -95,14 +102,14 @@ def _sidecar(path: Path) -> Path | None:
         return None
 
 
-def _validate_one(model: Path, spec: Path | None, args: argparse.Namespace) -> tuple[int, OutputEnvelope | None]:
+def _validate_one(model: Path, spec: Path | None, args: argparse.Namespace,
+                  backend: Any) -> tuple[int, OutputEnvelope | None]:
     from validibot_pipelines.orchestration.single import validate_file
-    from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
     from validibot_pipelines.settings import default_store_uri
 
     try:
         out = validate_file(model, spec, store_uri=args.store or default_store_uri(),
-                            backend=LocalSubprocessBackend(), attempt=uuid.uuid4().hex[:8],
+                            backend=backend, attempt=uuid.uuid4().hex[:8],
                             simulation_timeout_seconds=args.timeout)
     except ValueError as exc:  # e.g. a file type no validator handles
         print(f"validibot: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagster import AssetKey, DagsterInstance, Definitions, RunsFilter, build_sensor_context
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
 
 RUN_KEY_TAG = "dagster/run_key"
 
@@ -50,11 +51,39 @@ def tick(defs: Definitions, instance: DagsterInstance, sensor_name: str = "uploa
     for request in result.run_requests or []:
         if request.run_key and instance.get_runs(RunsFilter(tags={RUN_KEY_TAG: request.run_key}), limit=1):
             continue  # the daemon skips a run key it has seen: identical upload, nothing to redo
+        tags = {**request.tags, RUN_KEY_TAG: request.run_key, "dagster/sensor_name": sensor_name}
+        if request.partition_key is None and ASSET_PARTITION_RANGE_START_TAG in request.tags:
+            outcomes.extend(run_group(defs, instance, request.job_name, request.run_config, tags, log_level))
+            continue
         outcomes.append(run_partition(defs, instance, request.job_name, request.partition_key,
-                                      run_config=request.run_config,
-                                      tags={**request.tags, RUN_KEY_TAG: request.run_key,
-                                            "dagster/sensor_name": sensor_name}, log_level=log_level,
+                                      run_config=request.run_config, tags=tags, log_level=log_level,
                                       asset_selection=request.asset_selection))
+    return outcomes
+
+
+def run_group(defs: Definitions, instance: DagsterInstance, job_name: str, run_config: dict | None, tags: dict,
+              log_level: str = "DEBUG") -> list[RunOutcome]:
+    """A grouped sensor run (a range of new models' partitions) as one run, and one outcome per model."""
+    job = defs.resolve_job_def(job_name)
+    config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}}
+    result = job.execute_in_process(run_config=config, instance=instance, tags=tags, raise_on_error=False)
+    uploads = next(iter((run_config or {}).get("ops", {}).values()), {}).get("config", {}).get("uploads", {})
+    outcomes = []
+    for key, upload in uploads.items():
+        outputs = {}
+        for node in job.graph.node_names():
+            for output_name in ("result", node):
+                try:
+                    value = result.output_for_node(node, output_name)
+                except Exception:  # noqa: BLE001 - the step did not run or produced no output
+                    continue
+                if isinstance(value, dict) and key in value:
+                    outputs[node] = value[key]
+                break
+        checks = {e.check_name: (e.passed, e.description or "") for e in result.get_asset_check_evaluations()
+                  if getattr(e, "partition", None) == key}
+        outcomes.append(RunOutcome(partition_key=key, source_uri=upload.get("source_uri", ""), run_id=result.run_id,
+                                   success=result.success, outputs=outputs, checks=checks))
     return outcomes
 
 

@@ -14,7 +14,7 @@ its checks — so the UI shows "launched" on the asset's timeline, then the resu
 
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dagster import (
@@ -34,6 +34,7 @@ from pydantic import Field
 from validibot_pipelines.assets.batch import ModelResult, per_model
 from validibot_pipelines.assets.metadata import envelope_metadata, launch_metadata
 from validibot_pipelines.envelopes import OutputEnvelope
+from validibot_pipelines.orchestration.batching import together
 from validibot_pipelines.orchestration.launch import collect_step
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
@@ -67,23 +68,24 @@ def launch_or_collect(
     return out, record
 
 
-Launch = Callable[[ModelRecord, Mapping[str, Any]], tuple[OutputEnvelope | None, LaunchRecord]]
 Present = Callable[[ModelRecord, Mapping[str, Any], OutputEnvelope, dict[str, Any]], ModelResult]
 
 
 def run_worker_step(context: AssetExecutionContext, config: WorkerStepConfig, upstream: Mapping[str, Any],
-                    record_from: str, launch: Launch, present: Present) -> Iterator[Any]:
+                    step: "WorkerStep", env: "StepEnv") -> Iterator[Any]:
     """The body every worker asset shares, per model (one partition or a backfill batch):
 
-    read the model's intake record from the upstream asset ``record_from``, launch (or collect) its worker
+    read the model's intake record from the upstream asset ``step.upstream[0]``, launch (or collect) its worker
     step, and hand the output envelope with the launch metadata (backend, launch id, image, timings, log) to
-    ``present``, which adds the validator's own metadata and checks. Pending asynchronous launches yield
-    nothing (see :func:`launch_or_collect` and ``assets.batch.per_model``).
+    ``step.present``, which adds the validator's own metadata and checks. Pending asynchronous launches yield
+    nothing (see :func:`launch_or_collect` and ``assets.batch.per_model``). In a batch every model's launch
+    joins one worker launch on the backend (``orchestration/batching.py``).
     """
 
-    def one(key: str, up: Mapping[str, Any]) -> ModelResult | None:
-        record = ModelRecord.model_validate(up[record_from])
-        launched = launch_or_collect(context, config, key, lambda: launch(record, up))
+    def one(key: str, up: Mapping[str, Any], backend: Any) -> ModelResult | None:
+        record = ModelRecord.model_validate(up[step.upstream[0]])
+        launched = launch_or_collect(context, config, key,
+                                     lambda: step.launch(record, up, replace(env, backend=backend)))
         if launched is None:
             return None
         out, launch_record = launched
@@ -91,9 +93,12 @@ def run_worker_step(context: AssetExecutionContext, config: WorkerStepConfig, up
         # the envelope and launch details; analyst_order puts the plumbing last.
         meta = {"model": record.name or record.file_name, **envelope_metadata(out), **launch_metadata(launch_record),
                 "sha256": record.sha256}
-        return present(record, up, out, meta)
+        return step.present(record, up, out, meta)
 
-    yield from per_model(context, upstream, one)
+    def run_all(items: list[tuple[str, Mapping[str, Any]]]) -> list[ModelResult | None]:
+        return together(items, lambda item, backend: one(item[0], item[1], backend), env.backend, context)
+
+    yield from per_model(context, upstream, lambda key, up: one(key, up, env.backend), run_all)
 
 
 @dataclass(frozen=True)
@@ -159,7 +164,6 @@ def worker_step_asset(step: WorkerStep) -> Any:
     def _step(context: AssetExecutionContext, config: WorkerStepConfig, **upstream: Any):
         env = StepEnv(settings=context.resources.settings, backend=getattr(context.resources, backend_key),
                       attempt=attempt_of(context), context=context)
-        yield from run_worker_step(context, config, upstream, step.upstream[0],
-                                   lambda record, up: step.launch(record, up, env), step.present)
+        yield from run_worker_step(context, config, upstream, step, env)
 
     return _step

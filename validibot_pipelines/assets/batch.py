@@ -57,6 +57,13 @@ class ModelResult:
 
 
 Body = Callable[[str, Mapping[str, Any]], ModelResult | None]
+#: Runs the bodies of a batch's unblocked models, in order (default: one after the other; worker steps run
+#: them side by side so their launches share worker launches, ``orchestration/batching.py``).
+RunAll = Callable[[list[tuple[str, Mapping[str, Any]]]], list[ModelResult | None]]
+
+
+def one_by_one(body: Body) -> RunAll:
+    return lambda items: [body(key, ups) for key, ups in items]
 
 
 def blocked_by(upstream: Mapping[str, Any]) -> list[str]:
@@ -64,7 +71,8 @@ def blocked_by(upstream: Mapping[str, Any]) -> list[str]:
     return [name for name, value in upstream.items() if (value or {}).get("status") != "success"]
 
 
-def per_model(context: AssetExecutionContext, upstream: Mapping[str, Any], body: Body) -> Iterator[Any]:
+def per_model(context: AssetExecutionContext, upstream: Mapping[str, Any], body: Body,
+              run_all: RunAll | None = None) -> Iterator[Any]:
     keys = list(context.partition_keys)
     if len(keys) == 1 and BACKFILL_ID_TAG not in context.run.tags:
         result = _presented(body(keys[0], upstream))
@@ -79,24 +87,30 @@ def per_model(context: AssetExecutionContext, upstream: Mapping[str, Any], body:
         return
     # A batch, or a backfill run that happens to hold one model: per-model results and blocks, so one model's
     # failure never fails its run (and the backfill) — a backfill fails only when the system does.
-    yield from _per_model_in_backfill(context, keys, upstream, body)
+    yield from _per_model_in_backfill(context, keys, upstream, run_all or one_by_one(body))
 
 
 def _per_model_in_backfill(context: AssetExecutionContext, keys: list[str], upstream: Mapping[str, Any],
-                           body: Body) -> Iterator[Any]:
+                           run_all: RunAll) -> Iterator[Any]:
     keyed = len(keys) > 1  # StoreIOManager: a step over several partitions passes {partition: value}
     output_name = context.assets_def.get_output_name_for_asset_key(context.asset_key)
     values: dict[str, Any] = {}
     checks: dict[str, list[AssetCheckResult]] = {}
+    results: dict[str, ModelResult] = {}
+    runnable: list[tuple[str, Mapping[str, Any]]] = []
     for key in keys:
         ups = {name: by_key[key] for name, by_key in upstream.items()} if keyed else dict(upstream)
         blockers = blocked_by(ups)
         if blockers:
-            context.log.info(f"{key[:12]}…: not processed, upstream {', '.join(blockers)} did not succeed")
-            result = ModelResult({"status": BLOCKED, "blocked_by": blockers},
-                                 {"status": BLOCKED, "blocked_by": ", ".join(blockers)})
+            context.log.info(f"{key}: not processed, upstream {', '.join(blockers)} did not succeed")
+            results[key] = ModelResult({"status": BLOCKED, "blocked_by": blockers},
+                                       {"status": BLOCKED, "blocked_by": ", ".join(blockers)})
         else:
-            result = _presented(body(key, ups)) or ModelResult({"status": LAUNCHED}, {"status": LAUNCHED})
+            runnable.append((key, ups))
+    for (key, _ups), produced in zip(runnable, run_all(runnable), strict=True):
+        results[key] = _presented(produced) or ModelResult({"status": LAUNCHED}, {"status": LAUNCHED})
+    for key in keys:
+        result = results[key]
         values[key] = result.value
         context.add_asset_metadata(result.metadata, partition_key=key)
         checks[key] = result.checks

@@ -29,13 +29,20 @@ from validibot_pipelines.orchestration.revalidate import revalidation_record
 from validibot_pipelines.resources.settings import ValidibotSettings
 
 
-class IntakeConfig(Config):
-    """Set by the upload sensor. Left empty (schedules, backfills) the stored canonical copy is re-used
-    (intake is re-done from the landing file only when the model's spec changed since)."""
+class UploadConfig(Config):
+    """One upload a sensor run takes in: the landing file, its spec, the checksum the sensor registered."""
 
     source_uri: str = ""
     spec_uri: str = ""
-    sha256: str = ""  # the checksum the sensor registered; bytes changed since → an INFO SOURCE_CHANGED finding
+    sha256: str = ""  # bytes changed since → an INFO SOURCE_CHANGED finding
+
+
+class IntakeConfig(UploadConfig):
+    """Set by the upload sensor: one upload (the fields), or ``uploads`` by partition for a grouped run of
+    several models. Left empty (schedules, backfills) the stored canonical copy is re-used (intake is re-done
+    from the landing file only when the model's spec changed since)."""
+
+    uploads: dict[str, UploadConfig] = {}
 
 
 def attempt_of(context: AssetExecutionContext) -> str:
@@ -51,9 +58,10 @@ def run_intake(context: AssetExecutionContext, config: IntakeConfig, settings: V
         raise Failure(description="source_uri names one upload; run it for one partition, not a batch")
 
     def one(key: str, _upstream: Mapping[str, Any]) -> ModelResult:
-        if config.source_uri:
-            record = intake(config.source_uri, store_uri=settings.store_uri, spec_uri=config.spec_uri or None,
-                            expected_sha256=config.sha256 or None, limits=settings.intake_limits(),
+        upload = config.uploads.get(key) or (config if config.source_uri else None)
+        if upload is not None:
+            record = intake(upload.source_uri, store_uri=settings.store_uri, spec_uri=upload.spec_uri or None,
+                            expected_sha256=upload.sha256 or None, limits=settings.intake_limits(),
                             model_name=model_path(key))
         else:
             try:

@@ -64,6 +64,8 @@ def launch_metadata(record: LaunchRecord) -> dict[str, Any]:
         meta["launch_status"] = record.status
     if record.error:
         meta["launch_error"] = MetadataValue.md(record.error)
+    if "batch_size" in record.details:  # one worker launch served this many models (runtime/batch.py)
+        meta["batch_size"] = int(record.details["batch_size"])
     if record.details:
         meta["launch_details"] = MetadataValue.json(dict(record.details))
     if record.log_tail:
@@ -95,7 +97,7 @@ def png_markdown(png: bytes, title: str) -> MetadataValue:
 
 # What an analyst came for first (the verdict, what failed, the values and the plot), plumbing last.
 _PLUMBING = ("run_id", "backend", "launch_id", "worker_image", "worker_seconds", "worker_exit_code", "launched_at",
-             "launch_finished_at", "launch_status", "launch_error", "launch_details", "worker_log",
+             "launch_finished_at", "launch_status", "launch_error", "batch_size", "launch_details", "worker_log",
              "execution_seconds", "source_uri", "canonical_uri", "size_bytes", "file_name", "sha256")
 _FIRST = ("outcome", "failed_checks", "failed_assertions", "model", "status", "findings")
 _SHOWN = ("plot", "preview")

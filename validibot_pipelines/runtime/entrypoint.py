@@ -219,13 +219,48 @@ def _not_dumpable() -> None:
         pass
 
 
+def _main_batch(manifest: str) -> int:
+    """``VALIDIBOT_BATCH_URI``: every envelope of the manifest (this task's shard of it on Cloud Run)."""
+    from validibot_pipelines.runtime import batch
+
+    with _pipes_logger() as (log, pipes):
+        try:
+            inputs = batch.shard(batch.read_manifest(manifest))
+        except batch.BatchManifestError as exc:
+            log(f"worker broken: {exc}")
+            return 3
+
+        def run_one(uri: str) -> str:
+            run_id = uri.rstrip("/").rsplit("/", 2)[-2]
+
+            def own(msg: str) -> None:  # to stderr (the step's compute log), prefixed with the envelope's run
+                print(f"[validibot-worker {run_id}] {msg}", file=sys.stderr, flush=True)
+
+            result = execute(uri, log=own)
+            # One line per model in the run's event log (its verdict), not every line of every model.
+            log(f"{run_id}: {result.status.value}")
+            if pipes is not None:
+                pipes.report_custom_message({"status": result.status.value, "run_id": result.run_id})
+            return result.status.value
+
+        outcomes = batch.execute_batch(inputs, run_one, log)
+        broken = [o for o in outcomes if not o.status]
+        log(f"batch {manifest}: {len(outcomes) - len(broken)} of {len(outcomes)} envelope(s) answered")
+    return 3 if broken else 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    input_uri = os.environ.get(ENV_INPUT) or (argv or sys.argv[1:] or [None])[0]
-    if not input_uri:
-        print(f"validibot-worker: set {ENV_INPUT} to the input envelope URI", file=sys.stderr)
-        return 2
+    from validibot_pipelines.runtime.batch import ENV_BATCH
+
     install_sigterm_exit()
     _not_dumpable()
+    if manifest := os.environ.get(ENV_BATCH):
+        return _main_batch(manifest)
+    input_uri = os.environ.get(ENV_INPUT) or (argv or sys.argv[1:] or [None])[0]
+    if not input_uri:
+        print(f"validibot-worker: set {ENV_INPUT} (one input envelope URI) or {ENV_BATCH} (a batch manifest)",
+              file=sys.stderr)
+        return 2
     with _pipes_logger() as (log, pipes):
         try:
             result = execute(input_uri, log=log, output_uri=os.environ.get(ENV_OUTPUT))

@@ -11,6 +11,7 @@ Entries that cannot be taken in (symlinks, FIFOs, unreadable files, unknown type
 every later upload from being processed.
 """
 
+import hashlib
 import os
 
 from dagster import (
@@ -26,6 +27,7 @@ from dagster import (
     sensor,
 )
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from validibot_pipelines.assets.specs import spec_asset_name
 from validibot_pipelines.jobs import INTAKE_ASSET_BY_KIND, JOBS_BY_KIND
@@ -36,8 +38,8 @@ from validibot_pipelines.resources.settings import ValidibotSettings
 from validibot_pipelines.sensors.landing import Upload, scan
 
 MAX_NEW_PER_TICK = 50
-# How often the daemon evaluates the sensor; tests shorten it.
-INTERVAL_SECONDS = int(os.environ.get("VALIDIBOT_SENSOR_INTERVAL_SECONDS", "15"))
+# How often the daemon evaluates the sensor (a tick is one listing of the landing zone; tests shorten it).
+INTERVAL_SECONDS = int(os.environ.get("VALIDIBOT_SENSOR_INTERVAL_SECONDS", "5"))
 
 
 MODEL_SHA_KEY = "model_sha256"
@@ -47,6 +49,43 @@ def intake_run_config(kind: str, source_uri: str, spec_uri: str | None, sha256: 
     """The run config that points a validator's job at one upload (and its spec)."""
     return {"ops": {INTAKE_ASSET_BY_KIND[kind]: {"config": {"source_uri": source_uri, "spec_uri": spec_uri or "",
                                                              "sha256": sha256}}}}
+
+
+def grouped_run_config(kind: str, uploads: list[Upload]) -> dict:
+    """The run config of a grouped run: each upload by its partition (``IntakeConfig.uploads``)."""
+    return {"ops": {INTAKE_ASSET_BY_KIND[kind]: {"config": {"uploads": {
+        u.key: {"source_uri": u.uri, "spec_uri": u.spec_uri or "", "sha256": u.sha256} for u in uploads}}}}}
+
+
+def batch_size() -> int:
+    """``VALIDIBOT_SENSOR_BATCH_SIZE``: most new models one sensor run validates (1: a run per upload)."""
+    try:
+        return max(1, int(os.environ.get("VALIDIBOT_SENSOR_BATCH_SIZE", "25")))
+    except ValueError:
+        return 25
+
+
+def run_requests(kind: str, uploads: list[Upload], new: set[str], size: int) -> list[RunRequest]:
+    """The runs for one validator's uploads of a tick: new models (partitions added in this order, so each
+    group is a contiguous range of them) in groups of up to ``size``; a new version of a known model alone."""
+    job = JOBS_BY_KIND[kind].name
+    groups = [[u] for u in uploads if u.key not in new]
+    fresh = [u for u in uploads if u.key in new]
+    groups += [fresh[i:i + size] for i in range(0, len(fresh), size)]
+    requests = []
+    for group in groups:
+        if len(group) == 1:
+            u = group[0]
+            requests.append(RunRequest(run_key=u.run_key, job_name=job, partition_key=u.key,
+                                       run_config=intake_run_config(kind, u.uri, u.spec_uri, u.sha256),
+                                       tags={"validibot/source_uri": u.uri, "validibot/kind": kind}))
+            continue
+        run_key = hashlib.sha256("\n".join(u.run_key for u in group).encode()).hexdigest()
+        requests.append(RunRequest(
+            run_key=f"{kind}:group:{run_key}", job_name=job, run_config=grouped_run_config(kind, group),
+            tags={ASSET_PARTITION_RANGE_START_TAG: group[0].key, ASSET_PARTITION_RANGE_END_TAG: group[-1].key,
+                  "validibot/kind": kind, "validibot/models": str(len(group))}))
+    return requests
 
 
 def version_observation(kind: str, key: str, spec_sha256: str | None, model_sha256: str) -> AssetObservation:
@@ -88,7 +127,8 @@ def upload_sensor(context: SensorEvaluationContext, settings: ValidibotSettings)
     latest: dict[tuple[str, str], Upload] = {}  # one run per model per tick: its newest version
     for upload in result.uploads:
         latest[(upload.kind, upload.key)] = upload
-    requests, events, unchanged = [], [], 0
+    events, unchanged = [], 0
+    to_run: dict[str, list[Upload]] = {}
     for (kind, key), upload in latest.items():
         partitions = PARTITIONS_BY_KIND[kind]
         if not context.instance.has_dynamic_partition(partitions.name, key):
@@ -98,16 +138,13 @@ def upload_sensor(context: SensorEvaluationContext, settings: ValidibotSettings)
             context.log.info(f"{model_path(key)}: same bytes and spec as its validated version; nothing to do (to "
                              "run it again, materialize its partition in the UI or `validibot backfill`)")
             continue
-        requests.append(RunRequest(
-            run_key=upload.run_key,
-            job_name=JOBS_BY_KIND[kind].name,
-            partition_key=key,
-            run_config=intake_run_config(kind, upload.uri, upload.spec_uri, upload.sha256),
-            tags={"validibot/source_uri": upload.uri, "validibot/kind": kind},
-        ))
+        to_run.setdefault(kind, []).append(upload)
         # The version each run validates, recorded before it starts: the intake's provenance names the spec, a
         # later spec change shows the partition as stale (assets/specs.py), a re-upload of it is skipped above.
         events.append(version_observation(kind, key, upload.spec_sha256, upload.sha256))
+    size = batch_size()
+    requests = [r for kind, uploads in to_run.items()
+                for r in run_requests(kind, uploads, set(new_keys.get(kind, [])), size)]
     if not requests and not result.skipped:
         reason = (f"{result.pending} upload(s) still being written" if result.pending
                   else f"{unchanged} unchanged re-upload(s)" if unchanged else "no new uploads")

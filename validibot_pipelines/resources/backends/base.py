@@ -31,6 +31,19 @@ class LaunchRecord(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)  # backend-specific extras (region, volume, …)
 
 
+def batch_records(record: LaunchRecord, input_uris: list[str], manifest_uri: str) -> list[LaunchRecord]:
+    """The one launch of a batch, as each of its envelopes' launch record: the batch named in ``details``, and
+    of the worker's log only the lines about this envelope (the batch worker prefixes them with its run id)."""
+    records = []
+    for i, uri in enumerate(input_uris):
+        run_id = uri.rstrip("/").rsplit("/", 2)[-2]  # <store>/runs/<run id>/input.json
+        own = "\n".join(line for line in record.log_tail.splitlines() if run_id in line)
+        records.append(record.model_copy(update={
+            "log_tail": own or record.log_tail[-2000:],
+            "details": {**record.details, "batch": manifest_uri, "batch_size": len(input_uris), "batch_index": i}}))
+    return records
+
+
 @runtime_checkable
 class ComputeBackend(Protocol):
     """The one contract: run the worker entrypoint on ``input_uri`` (an input envelope) and report how it went.
@@ -40,4 +53,10 @@ class ComputeBackend(Protocol):
     """
 
     def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
+        ...
+
+    def launch_batch(self, input_uris: list[str], *, batch_id: str, timeout_seconds: float,
+                     context: Any = None) -> list[LaunchRecord]:
+        """One worker launch for several envelopes, the same contract for each (``runtime/batch.py``): a record per envelope, in order;
+        ``timeout_seconds`` is each envelope's own timeout."""
         ...

@@ -116,6 +116,16 @@ class SandboxCgroup:
         return _event(self.memory_path / "memory.events", "oom_kill") or \
             _event(self.memory_path / "memory.oom_control", "oom_kill")
 
+    def counters(self) -> tuple[int, int]:
+        """How often, so far, the pids cgroup refused a fork and the memory cgroup killed a process (a warm
+        sandbox outlives many jobs: each job's share is the difference of two readings)."""
+        pids = _count(self.pids_path / "pids.events", "max") if self.pids_path else 0
+        oom = 0
+        if self.memory_path is not None:
+            oom = max(_count(self.memory_path / "memory.events", "oom_kill"),
+                      _count(self.memory_path / "memory.oom_control", "oom_kill"))
+        return pids, oom
+
     def pids(self) -> list[int]:
         if self.path is None:
             return []
@@ -150,6 +160,17 @@ def _event(path: Path, key: str) -> bool:
         if name == key and value.strip() not in ("", "0"):
             return True
     return False
+
+
+def _count(path: Path, key: str) -> int:
+    for line in _read(path).splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            try:
+                return int(value.strip() or 0)
+            except ValueError:
+                return 0
+    return 0
 
 
 def _read(path: Path) -> str:

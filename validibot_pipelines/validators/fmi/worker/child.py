@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 MAX_LOG_LINES = 200
+CHILD_MODULE = "validibot_pipelines.validators.fmi.worker.child"
+#: What a warm sandbox's parent imports before forking this module's children (runtime/sandbox/warm.py).
+PRELOAD = ("numpy", "fmpy", "fmpy.simulation", "fmpy.model_description", "fmpy.fmi2", "fmpy.fmi3",
+           "validibot_pipelines.validators.fmi.worker.probe")
 
 
 #: Types fmpy's recorder does not sample over time: their last value is read after every step instead.

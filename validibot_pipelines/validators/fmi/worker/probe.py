@@ -8,7 +8,6 @@ the worker never parses it outside the sandbox.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,10 @@ from validibot_pipelines.envelopes import Severity, Status, ValidationMessage, V
 from validibot_pipelines.envelopes.bounds import clip, clip_tail
 from validibot_pipelines.runtime.context import RunContext
 from validibot_pipelines.runtime.process import tail
-from validibot_pipelines.runtime.sandbox import UnsafeResult, limit_failure, read_result, run_untrusted
+from validibot_pipelines.runtime.sandbox import UnsafeResult, limit_failure, read_result
+from validibot_pipelines.runtime.sandbox.warm import run_python, workspace
 from validibot_pipelines.validators.fmi.envelopes import DefaultExperiment, FMIProbeOutputs, FMIVariable
+from validibot_pipelines.validators.fmi.worker.child import CHILD_MODULE
 
 PROBE_TIMEOUT_SECONDS = 300
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
@@ -132,13 +133,13 @@ class ProbeFailed(Exception):
 
 
 def _sandboxed_probe(ctx: RunContext, fmu: Path) -> tuple[FMIProbeOutputs, list[str]]:
-    scratch = ctx.workdir / "probe-sandbox"
-    scratch.mkdir()
+    space = workspace(ctx.workdir, "probe-sandbox")
+    scratch = space.scratch
     request = scratch / "request.json"
-    request.write_text(json.dumps({"mode": "probe", "fmu": str(fmu)}))
+    request.write_text(json.dumps({"mode": "probe", "fmu": str(space.add_input(fmu))}))
     timeout = min(PROBE_TIMEOUT_SECONDS, ctx.envelope.context.timeout_seconds)
-    child = run_untrusted([sys.executable, "-m", "validibot_pipelines.validators.fmi.worker.child", str(request)],
-                          scratch=scratch, timeout=timeout, limits=ctx.envelope.context.limits, readonly=[fmu])
+    child = run_python(CHILD_MODULE, [str(request)], workspace=space, timeout=timeout,
+                       limits=ctx.envelope.context.limits)
     if child.timed_out:
         raise ProbeFailed("FMU_PROBE_TIMEOUT", f"reading the model description took longer than {timeout:g} s; "
                           "export the FMU again with a smaller modelDescription.xml")

@@ -11,7 +11,6 @@ size bounds and shape checks, and writes every word of the output envelope itsel
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,11 @@ from validibot_pipelines.envelopes import Severity, Status, ValidationMessage, V
 from validibot_pipelines.envelopes.bounds import clip, clip_tail
 from validibot_pipelines.runtime.context import RunContext
 from validibot_pipelines.runtime.process import tail
-from validibot_pipelines.runtime.sandbox import SandboxResult, UnsafeResult, limit_failure, run_untrusted
+from validibot_pipelines.runtime.sandbox import SandboxResult, UnsafeResult, limit_failure
+from validibot_pipelines.runtime.sandbox.warm import run_python, workspace
 from validibot_pipelines.storage import get_store
 from validibot_pipelines.validators.fmi.envelopes import FMISimulationInputs, FMISimulationOutputs
-from validibot_pipelines.validators.fmi.worker.child import UNRECORDED_TYPES
+from validibot_pipelines.validators.fmi.worker.child import CHILD_MODULE, UNRECORDED_TYPES
 from validibot_pipelines.validators.fmi.worker.reference import ReferenceInvalid, compare
 from validibot_pipelines.validators.fmi.worker.results import (
     child_meta,
@@ -78,28 +78,27 @@ def run(ctx: RunContext) -> None:
     outputs = inputs.output_variables or [v.name for v in md.modelVariables if v.causality == "output"]
     types = {v.name: v.type for v in md.modelVariables}
     recorded = [o for o in outputs if types.get(o) not in UNRECORDED_TYPES]
+    space = workspace(ctx.workdir)
+    scratch = space.scratch
     request: dict[str, Any] = {
-        "fmu": str(fmu), "start_time": sim.start_time, "stop_time": sim.stop_time, "step_size": sim.step_size,
-        "tolerance": sim.tolerance, "start_values": inputs.input_values, "outputs": outputs,
-        "interface": interface, "solver": solver,
+        "fmu": str(space.add_input(fmu)), "start_time": sim.start_time, "stop_time": sim.stop_time,
+        "step_size": sim.step_size, "tolerance": sim.tolerance, "start_values": inputs.input_values,
+        "outputs": outputs, "interface": interface, "solver": solver,
     }
     if "input-timeseries" in ctx.files:  # staged and checksum-verified like every input file
-        request["input_csv"] = str(ctx.files["input-timeseries"])
+        request["input_csv"] = str(space.add_input(ctx.files["input-timeseries"]))
     elif inputs.input_timeseries_uri:
         local = ctx.workdir / "input_timeseries.csv"
         get_store(inputs.input_timeseries_uri).download_file(inputs.input_timeseries_uri, local)
-        request["input_csv"] = str(local)
-    scratch = ctx.workdir / "sandbox"
-    scratch.mkdir()
+        request["input_csv"] = str(space.add_input(local))
     request["result_path"] = str(scratch / "result.npy")
     request_path = scratch / "request.json"
     request_path.write_text(json.dumps(request))
     timeout = min(inputs.simulation_timeout_seconds, ctx.envelope.context.timeout_seconds)
     how = interface.replace("_", "-") + (f", {solver}" if solver else "")
     ctx.log(f"simulating {name} ({how}; outputs: {', '.join(outputs)}; timeout {timeout:g} s)")
-    readonly = [Path(request["fmu"])] + ([Path(request["input_csv"])] if request.get("input_csv") else [])
-    child = run_untrusted([sys.executable, "-m", "validibot_pipelines.validators.fmi.worker.child", str(request_path)],
-                          scratch=scratch, timeout=timeout, limits=ctx.envelope.context.limits, readonly=readonly)
+    child = run_python(CHILD_MODULE, [str(request_path)], workspace=space, timeout=timeout,
+                       limits=ctx.envelope.context.limits)
     ctx.output.metrics.append(ValidationMetric(name="execution_seconds", value=round(child.seconds, 4), unit="s"))
     failure = _failure(name, child, timeout, scratch)
     if failure is None:

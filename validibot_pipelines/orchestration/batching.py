@@ -1,0 +1,100 @@
+"""Many models' steps, one worker launch: gather the launches of a batch and hand them to the backend at once.
+
+Each validator's launch functions (``validators/<v>/launch.py``) are written for one model: write its input
+envelope, ``backend.launch(input_uri)``, read its output. :func:`together` runs those functions for every model
+of a batch side by side (one thread each, mostly asleep) with a :class:`Gatherer` standing in for the backend:
+a model's ``launch`` call waits until every model of the batch has either asked to launch or finished without
+launching (replayed, rejected in the control plane, blocked), and then all waiting envelopes go to the real
+backend's ``launch_batch`` in one go. A model whose flow launches twice (the CLI: probe, then simulation) joins
+the next round, so a batch of 40 FMUs is two worker launches, not 80. Everything else about a model — its
+bundle, output envelope, replay index, metadata and checks — stays exactly what a single launch gives it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from validibot_pipelines.resources.backends.base import LaunchRecord
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Gatherer:
+    """A backend for the models of one batch: ``launch`` parks the call until the round is complete."""
+
+    def __init__(self, backend: Any, participants: int, context: Any = None) -> None:
+        self.backend = backend
+        self.context = context
+        self.launches = 0  # worker launches made (rounds), for the step's log
+        self._active = participants
+        self._waiting: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+
+    def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
+        slot: dict[str, Any] = {"input_uri": input_uri, "run_id": run_id, "timeout": timeout_seconds}
+        with self._cond:
+            self._waiting.append(slot)
+            self._flush_if_complete()
+            while "record" not in slot:
+                self._cond.wait()
+        if isinstance(slot["record"], BaseException):
+            raise slot["record"]
+        return slot["record"]
+
+    def done(self) -> None:
+        """A participant finished (whatever it did): it will not launch again in this batch."""
+        with self._cond:
+            self._active -= 1
+            self._flush_if_complete()
+
+    def _flush_if_complete(self) -> None:
+        """With the lock held: when every active participant waits, launch the round (in this thread)."""
+        if not self._waiting or len(self._waiting) < self._active:
+            return
+        round_, self._waiting = self._waiting, []
+        self.launches += 1
+        try:
+            records = launch_batch(self.backend, [s["input_uri"] for s in round_],
+                                   run_ids=[s["run_id"] for s in round_],
+                                   timeout_seconds=max(s["timeout"] for s in round_), context=self.context)
+        except BaseException as exc:  # noqa: BLE001 - every waiting model gets the failure, none hangs
+            records = [exc] * len(round_)
+        for slot, record in zip(round_, records, strict=True):
+            slot["record"] = record
+        self._cond.notify_all()
+
+
+def launch_batch(backend: Any, input_uris: list[str], *, run_ids: list[str], timeout_seconds: float,
+                 context: Any = None) -> list[LaunchRecord]:
+    """One launch for ``input_uris`` when the backend can batch (every built-in one can), else one each."""
+    if len(input_uris) > 1 and hasattr(backend, "launch_batch"):
+        batch_id = f"{run_ids[0]}-x{len(input_uris)}-{uuid.uuid4().hex[:8]}"
+        return backend.launch_batch(input_uris, batch_id=batch_id, timeout_seconds=timeout_seconds,
+                                    context=context)
+    return [backend.launch(uri, run_id=run_id, timeout_seconds=timeout_seconds, context=context)
+            for uri, run_id in zip(input_uris, run_ids, strict=True)]
+
+
+def together(items: Sequence[T], work: Callable[[T, Any], R], backend: Any, context: Any = None) -> list[R]:
+    """``work(item, backend)`` for every item at once, their launches gathered into shared worker launches.
+
+    Results come back in the order of ``items``; an exception of one item is re-raised after all have ended.
+    """
+    if len(items) <= 1:
+        return [work(item, backend) for item in items]
+    gatherer = Gatherer(backend, len(items), context)
+
+    def one(item: T) -> R:
+        try:
+            return work(item, gatherer)
+        finally:
+            gatherer.done()
+
+    with ThreadPoolExecutor(len(items), thread_name_prefix="validibot-batch") as pool:
+        futures = [pool.submit(one, item) for item in items]
+        return [f.result() for f in futures]

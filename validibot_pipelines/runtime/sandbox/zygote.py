@@ -1,0 +1,251 @@
+"""The warm parent inside a sandbox: imports a child module once, then forks one fresh child per job.
+
+Started by :mod:`.warm` (inside bubblewrap, or as a scrubbed subprocess in container mode) and driven over its
+stdin/stdout, one JSON line per job and per reply. This file is the only code that runs between fork and the
+model: it imports nothing of the model's, and it never reads what a child wrote (the trusted worker does,
+outside, with the usual checks).
+
+Per job: ``fork``; the child starts a new session and session keyring, dies with this parent, gets
+``/dev/null`` as stdin and two unnamed files as stdout/stderr, the job's folder as cwd, HOME and TMPDIR, only
+the job's environment, the job's rlimits, and then calls the module's ``main()`` as ``python -m module`` would.
+Afterwards every process the job left is killed — this parent is a child subreaper, so a daemon that
+double-forked is still its descendant — and in bubblewrap mode the shared ``/tmp`` and ``/dev/shm`` are
+emptied, so the next job starts from nothing the last one left. This parent is not dumpable: a child running as
+the same user can neither ptrace it nor open its ``/proc`` files (its control pipe among them).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+KEYCTL_JOIN_SESSION_KEYRING = 1
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}
+TAIL_BYTES = 64 * 1024
+SAMPLE_SECONDS = 0.05
+ENV_WIPE = "VALIDIBOT_ZYGOTE_WIPE"  # set by .warm in bubblewrap mode: /tmp and /dev/shm are the sandbox's own
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            children.setdefault(int(stat[stat.rfind(b")") + 2:].split()[1]), []).append(int(entry))
+    return children
+
+
+def _descendants(root: int) -> list[int]:
+    tree = _children_map()
+    found, todo = [], list(tree.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(tree.get(pid, []))
+    return found
+
+
+def _sample(pids: list[int], peaks: dict[str, float]) -> None:
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmPeak:"):
+                        peaks["vm"] = max(peaks["vm"], int(line.split()[1]) * 1024)
+                    elif line.startswith("VmHWM:"):
+                        peaks["rss"] = max(peaks["rss"], int(line.split()[1]) * 1024)
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+            peaks["cpu"] = max(peaks["cpu"], (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+        except (OSError, ValueError, IndexError):
+            continue
+
+
+def _sweep() -> None:
+    """Kill and reap every process the last job left (all are descendants of this subreaper)."""
+    for _ in range(200):
+        left = _descendants(os.getpid())
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        if not left:
+            return
+        time.sleep(0.005)
+
+
+def _wipe(keep: Path) -> None:
+    """Empty the sandbox's own ``/tmp`` and ``/dev/shm`` (bubblewrap mode), sparing the folder bound into it
+    from outside (``keep``, the lane's folder: the launcher empties that one itself)."""
+    if os.environ.get(ENV_WIPE) != "1":
+        return
+    for root in ("/tmp", "/dev/shm"):
+        device = os.stat(root).st_dev
+        for entry in os.scandir(root):
+            path = Path(entry.path)
+            if keep == path or keep.is_relative_to(path) or entry.stat(follow_symlinks=False).st_dev != device:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+
+
+def _tail(fd: int) -> str:
+    size = os.lseek(fd, 0, os.SEEK_END)
+    os.lseek(fd, max(0, size - TAIL_BYTES), os.SEEK_SET)
+    text = os.read(fd, TAIL_BYTES).decode("utf-8", errors="replace")
+    os.close(fd)
+    return (f"({size - TAIL_BYTES:,} earlier bytes left out)\n" + text) if size > TAIL_BYTES else text
+
+
+def _in_child(job: dict, out: int, err: int) -> None:
+    """Become the job's process (never returns)."""
+    code = 70
+    try:
+        os.setsid()
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        keyctl = SYS_KEYCTL.get(os.uname().machine)
+        if keyctl is not None:
+            _libc.syscall(keyctl, KEYCTL_JOIN_SESSION_KEYRING, None)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGPIPE, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        os.closerange(3, 65536)
+        os.chdir(job["cwd"])
+        os.environ.clear()
+        os.environ.update(job["env"])
+        tempfile.tempdir = None
+        limits = job["limits"]
+        resource.setrlimit(resource.RLIMIT_AS, (limits["as"], limits["as"]))
+        resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu"], limits["cpu"] + 5))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits["fsize"], limits["fsize"]))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits["nofile"], limits["nofile"]))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if limits.get("nproc"):
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"], limits["nproc"]))
+        sys.argv = [job["module"], *job["argv"]]
+        try:
+            code = sys.modules[job["module"]].main() or 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:  # noqa: BLE001 - as `python -m` would: the traceback on stderr, exit 1
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code if isinstance(code, int) else 1)
+
+
+def _run(job: dict) -> dict:
+    module = importlib.import_module(job["module"])  # the warm part: imported once, forked many times
+    for name in getattr(module, "PRELOAD", ()):
+        importlib.import_module(name)
+    out = os.open("/tmp", os.O_TMPFILE | os.O_RDWR, 0o600)
+    err = os.open("/tmp", os.O_TMPFILE | os.O_RDWR, 0o600)
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        _in_child(job, out, err)
+    pidfd = os.pidfd_open(pid)
+    peaks = {"vm": 0, "rss": 0, "cpu": 0.0}
+    deadline, timed_out, status = start + job["timeout"], False, None
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    while status is None:
+        _sample([pid, *_descendants(pid)], peaks)
+        if poller.poll(SAMPLE_SECONDS * 1000):
+            _, status, usage = os.wait4(pid, 0)
+            peaks["rss"] = max(peaks["rss"], usage.ru_maxrss * 1024)
+            peaks["cpu"] = max(peaks["cpu"], usage.ru_utime + usage.ru_stime)
+            break
+        if not timed_out and time.monotonic() > deadline:
+            timed_out = True
+            _signal_session(pid, signal.SIGTERM)
+            deadline = time.monotonic() + job.get("grace", 5.0)
+        elif timed_out and time.monotonic() > deadline:
+            _signal_session(pid, signal.SIGKILL)
+    os.close(pidfd)
+    seconds = time.monotonic() - start
+    _sweep()
+    _wipe(Path(job["cwd"]).parent)
+    returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    return {"pid": pid, "returncode": returncode, "timed_out": timed_out, "seconds": seconds,
+            "vm_peak": peaks["vm"], "rss_peak": peaks["rss"], "cpu": peaks["cpu"],
+            "stdout": _tail(out), "stderr": _tail(err)}
+
+
+def _signal_session(pid: int, sig: signal.Signals) -> None:
+    for target in [pid, *_descendants(pid)]:
+        try:
+            os.kill(target, sig)
+        except ProcessLookupError:
+            continue
+
+
+def main() -> int:
+    _libc.prctl(PR_SET_DUMPABLE, 0)
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    # The control channel moves off 0/1, so nothing printed by an import can corrupt it.
+    control_in, control_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    reader = os.fdopen(control_in, "r", encoding="utf-8")
+    writer = os.fdopen(control_out, "w", encoding="utf-8")
+    for module in sys.argv[1:]:  # warm up front what the launcher expects to run
+        importlib.import_module(module)
+        for name in getattr(sys.modules[module], "PRELOAD", ()):
+            importlib.import_module(name)
+    writer.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
+    writer.flush()
+    for line in reader:
+        try:
+            reply = _run(json.loads(line))
+        except Exception as exc:  # noqa: BLE001 - the launcher treats it as a broken sandbox and starts anew
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        writer.write(json.dumps(reply) + "\n")
+        writer.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
