@@ -57,6 +57,6 @@ class ComputeBackend(Protocol):
 
     def launch_batch(self, input_uris: list[str], *, batch_id: str, timeout_seconds: float,
                      context: Any = None) -> list[LaunchRecord]:
-        """One worker launch for several envelopes, the same contract for each (``runtime/batch.py``): a record per envelope, in order;
-        ``timeout_seconds`` is each envelope's own timeout."""
+        """One worker launch for several envelopes, the same contract for each (``runtime/batch.py``): a record
+        per envelope, in order; ``timeout_seconds`` is each envelope's own timeout."""
         ...

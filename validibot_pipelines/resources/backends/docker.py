@@ -2,8 +2,11 @@
 
 Same contract as the local backend (``launch(input_uri, *, run_id, timeout_seconds, context)`` →
 :class:`LaunchRecord`): the image's entrypoint is ``python -m validibot_pipelines.runtime`` and
-``VALIDIBOT_INPUT_URI`` names the input envelope. Talks to the engine with the docker SDK, so it works with
-Docker and with podman's Docker API (the tests use podman).
+``VALIDIBOT_INPUT_URI`` names the input envelope. ``launch_batch`` runs ONE container for several envelopes
+(``VALIDIBOT_BATCH_URI`` names their manifest, ``runtime/batch.py``) with the same hardening, labels and limits,
+a deadline of the envelopes' timeouts end to end, and every envelope's folders (and the manifest) mounted.
+Talks to the engine with the docker SDK, so it works with Docker and with podman's Docker API (the tests use
+podman).
 
 Why not ``dagster_docker.PipesDockerClient``: it has no timeout, raises on a non-zero exit and stops but never
 removes the container. Its Pipes message reader *is* used here (the worker writes Pipes messages to stderr;
@@ -14,8 +17,9 @@ Hardening (design.md "Docker facts"): no network unless the store needs it; ``ca
 ``no-new-privileges``; a pids limit; read-only root filesystem with a tmpfs ``/tmp`` (mounted ``exec``: fmpy
 extracts the FMU there and must ``dlopen`` its binary); a non-root user; 4g memory and 2 CPUs by default.
 For a ``file://`` store only the directories the envelope names are bind-mounted, at the same paths so the
-envelope's URIs resolve unchanged: input folders read-only, the execution bundle read-write. For ``gs://`` /
-``s3://`` stores the container gets a network and the storage settings named in ``forward_env``.
+envelope's URIs resolve unchanged: input folders read-only, the execution bundle read-write (for a batch: the
+folders of all its envelopes, each once, and the manifest file read-only). For ``gs://`` / ``s3://`` stores
+the container gets a network and the storage settings named in ``forward_env``.
 
 Timeout: ``stop`` (SIGTERM, then SIGKILL after ``stop_grace_seconds``), then ``kill`` if it still runs. The
 container is removed after every run, whatever happened; orphans of a dead control plane are removed by
@@ -30,7 +34,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,12 +46,13 @@ from pydantic import Field
 
 from validibot_pipelines.envelopes import InputEnvelope, load_input_envelope
 from validibot_pipelines.envelopes.base import EnvelopeError
-from validibot_pipelines.resources.backends.base import LaunchRecord
+from validibot_pipelines.resources.backends.base import LaunchRecord, batch_records
 from validibot_pipelines.resources.backends.docker_sweep import (
     SweptContainer,
     container_labels,
     sweep_orphans,
 )
+from validibot_pipelines.runtime.batch import ENV_BATCH, write_manifest
 from validibot_pipelines.runtime.entrypoint import ENV_INPUT, ENV_RUN_ID
 from validibot_pipelines.storage import get_store
 from validibot_pipelines.storage.local import uri_to_path
@@ -101,6 +106,22 @@ class DockerBackend(ConfigurableResource):
     # --- launch -------------------------------------------------------------------------------------------
 
     def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
+        return self._launch([input_uri], {ENV_INPUT: input_uri, ENV_RUN_ID: run_id}, run_id, timeout_seconds,
+                            context)
+
+    def launch_batch(self, input_uris: list[str], *, batch_id: str, timeout_seconds: float,
+                     context: Any = None) -> list[LaunchRecord]:
+        """ONE container for the whole batch (``VALIDIBOT_BATCH_URI``, ``runtime/batch.py``): the same image,
+        hardening, labels and limits as :meth:`launch`, every envelope's folders mounted, the manifest too;
+        its deadline is the envelopes' timeouts end to end."""
+        manifest = write_manifest(input_uris, batch_id)
+        record = self._launch(input_uris, {ENV_BATCH: manifest, ENV_RUN_ID: batch_id}, batch_id,
+                              timeout_seconds * len(input_uris), context, extra_readable=[manifest])
+        return batch_records(record, input_uris, manifest)
+
+    def _launch(self, input_uris: list[str], worker_env: dict[str, str], run_id: str, timeout_seconds: float,
+                context: Any, extra_readable: Sequence[str] = ()) -> LaunchRecord:
+        """One container running the worker with ``worker_env`` for the envelopes ``input_uris``."""
         import docker.errors
 
         start = time.monotonic()
@@ -112,20 +133,27 @@ class DockerBackend(ConfigurableResource):
                                 "DOCKER_HOST / docker_host to a Docker-API socket (podman system service works)")
         if self.sweep_on_launch:
             sweep_orphans(client, grace_seconds=self.sweep_grace_seconds)
+        envelopes: list[InputEnvelope] = []
         try:
-            envelope = load_input_envelope(get_store(input_uri).read_bytes(input_uri), where=input_uri)
-            spec = self.container_spec(envelope, input_uri, run_id, timeout_seconds)
+            for uri in input_uris:
+                where = uri
+                envelopes.append(load_input_envelope(get_store(uri).read_bytes(uri), where=uri))
+            where = input_uris[0] if len(input_uris) == 1 else f"the {len(input_uris)} envelopes of batch {run_id}"
+            spec = self._spec(list(zip(input_uris, envelopes, strict=True)), worker_env, run_id, timeout_seconds,
+                              extra_readable)
             if spec["mounts"]:
-                _prepare_bundle(envelope, spec["user"])
+                for envelope in envelopes:
+                    _prepare_bundle(envelope, spec["user"])
         except (EnvelopeError, OSError, ValueError) as exc:
-            return self._failed(run_id, start, f"cannot prepare the container for {input_uri}: {exc}")
+            return self._failed(run_id, start, f"cannot prepare the container for {where}: {exc}")
         with _pipes_session(context) as (bootstrap_env, reader):
             spec["environment"].update(bootstrap_env)
             try:
                 container = client.containers.create(self.image, detach=True, **spec)
             except docker.errors.ImageNotFound:
                 return self._failed(run_id, start, f"image {self.image} not found on the engine; build it with "
-                                    f"`containers/build {owner_of(envelope.validator.type)} {self.image}` (README)")
+                                    f"`containers/build {owner_of(envelopes[0].validator.type)} {self.image}` "
+                                    "(README)")
             except docker.errors.APIError as exc:
                 return self._failed(run_id, start, f"the engine refused to create the container: {exc}")
             try:
@@ -144,19 +172,29 @@ class DockerBackend(ConfigurableResource):
     def container_spec(self, envelope: InputEnvelope, input_uri: str, run_id: str,
                        timeout_seconds: float) -> dict[str, Any]:
         """Everything ``containers.create`` gets besides the image: env, labels, limits, hardening, mounts."""
-        uris = [input_uri, envelope.context.execution_bundle_uri, envelope.context.expected_output_uri,
-                *(item.uri for item in [*envelope.input_files, *envelope.resource_files])]
+        return self._spec([(input_uri, envelope)], {ENV_INPUT: input_uri, ENV_RUN_ID: run_id}, run_id,
+                          timeout_seconds)
+
+    def _spec(self, envelopes: list[tuple[str, InputEnvelope]], worker_env: dict[str, str], run_id: str,
+              timeout_seconds: float, extra_readable: Sequence[str] = ()) -> dict[str, Any]:
+        """The container of one launch, whatever number of envelopes it runs: a ``file://`` store gets the
+        folders of every envelope (and ``extra_readable``, the batch manifest) mounted, each once."""
+        uris = [*extra_readable]
+        for input_uri, envelope in envelopes:
+            uris += [input_uri, envelope.context.execution_bundle_uri, envelope.context.expected_output_uri,
+                     *(item.uri for item in [*envelope.input_files, *envelope.resource_files])]
         local = all(uri.startswith("file://") for uri in uris)
-        env = {ENV_INPUT: input_uri, ENV_RUN_ID: run_id}
+        env = dict(worker_env)
         if not local:  # the worker talks to the object store itself: give it the network and the settings
             env.update({name: os.environ[name] for name in self.forward_env if os.environ.get(name)})
         user = self.user or (WORKER_UID if os.geteuid() == 0 else f"{os.geteuid()}:{os.getegid()}")
         if user.split(":")[0] in ("0", "root"):
             raise ValueError(f"DockerBackend.user={user!r}: the worker never runs as root; use a numeric uid:gid")
+        validators = sorted({envelope.validator.type for _, envelope in envelopes})
         return {
             "name": f"validibot-{_safe_name(run_id)}-{uuid.uuid4().hex[:6]}",
             "environment": env,
-            "labels": container_labels(run_id=run_id, validator=envelope.validator.type,
+            "labels": container_labels(run_id=run_id, validator=",".join(validators),
                                        started_at=datetime.now(UTC), timeout_seconds=timeout_seconds),
             "user": user,
             "network_mode": self.network or ("none" if local else "bridge"),
@@ -167,7 +205,7 @@ class DockerBackend(ConfigurableResource):
             "tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={self.tmpfs_size}"},
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
-            "mounts": _bind_mounts(envelope, input_uri) if local else [],
+            "mounts": _bind_mounts(envelopes, extra_readable) if local else [],
         }
 
     def _run(self, container: Any, reader: TeeDockerLogsReader | None,
@@ -251,13 +289,16 @@ def _writable_dirs(envelope: InputEnvelope) -> set[Path]:
             uri_to_path(envelope.context.expected_output_uri).parent}
 
 
-def _bind_mounts(envelope: InputEnvelope, input_uri: str) -> list[Any]:
-    """Bind only what the envelope names, at the same paths: inputs read-only, the bundle read-write."""
+def _bind_mounts(envelopes: list[tuple[str, InputEnvelope]], extra_readable: Sequence[str] = ()) -> list[Any]:
+    """Bind only what the envelopes name, at the same paths, each folder once: input folders (and the
+    ``extra_readable`` files themselves: a batch's manifest) read-only, the bundles read-write."""
     from docker.types import Mount
 
-    writable = _writable_dirs(envelope)
-    readable = {uri_to_path(input_uri).parent}
-    readable |= {uri_to_path(item.uri).parent for item in [*envelope.input_files, *envelope.resource_files]}
+    writable = set().union(*(_writable_dirs(envelope) for _, envelope in envelopes))
+    readable = {uri_to_path(uri) for uri in extra_readable}
+    for input_uri, envelope in envelopes:
+        readable.add(uri_to_path(input_uri).parent)
+        readable |= {uri_to_path(item.uri).parent for item in [*envelope.input_files, *envelope.resource_files]}
     readable -= writable
     mounts = [Mount(target=str(p), source=str(p), type="bind", read_only=True) for p in sorted(readable)]
     mounts += [Mount(target=str(p), source=str(p), type="bind", read_only=False) for p in sorted(writable)]

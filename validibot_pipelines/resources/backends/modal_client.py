@@ -1,7 +1,8 @@
 """The ONE seam between the Modal backend and the Modal cloud, with a local stand-in.
 
 :class:`ModalClient` is the narrow protocol ``ModalBackend`` needs: does a file exist on a volume, upload
-files to a volume, spawn a deployed function, wait for a call, cancel it. :class:`SdkModalClient` implements it
+files to a volume, spawn a deployed function (once, or mapped over a batch's inputs), wait for a call, cancel
+it. :class:`SdkModalClient` implements it
 with the Modal SDK (``modal.Function.from_name``, ``.spawn()``, ``FunctionCall.get(timeout=...)``,
 ``Volume.batch_upload(force=True)``). The Modal cloud is unreachable from this machine, so tests use
 :class:`LocalModalStandIn`, which honours the same contract by running the SAME Modal function object's body
@@ -13,6 +14,7 @@ against what the SDK raises.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -36,6 +38,11 @@ class ModalClient(Protocol):
 
     def spawn(self, app: str, function: str, input_uri: str) -> str:
         """Spawn the deployed function on ``input_uri``; returns the call id."""
+
+    def spawn_map(self, app: str, function: str, input_uris: list[str]) -> list[str]:
+        """Map the deployed function over ``input_uris``: one call per input, all spawned before any is waited
+        for (Modal runs them on as many containers as the function may scale to); their call ids, in order.
+        Raises before any call runs, or cancels the ones it spawned."""
 
     def get(self, call_id: str, timeout: float) -> dict[str, Any]:
         """The call's return value; builtin ``TimeoutError`` when it is not done within ``timeout``."""
@@ -81,6 +88,24 @@ class SdkModalClient:
         import modal
 
         return modal.Function.from_name(app, function).spawn(input_uri).object_id
+
+    def spawn_map(self, app: str, function: str, input_uris: list[str]) -> list[str]:
+        """The function looked up once and ``.spawn()`` per input. Not ``Function.spawn_map``: in this SDK it
+        returns nothing (no handle to wait on, cancel or name in a record); not ``.map``: it blocks and gives
+        no call ids. Spawned inputs are scheduled onto the function's containers the way a map's are."""
+        import modal
+
+        fn = modal.Function.from_name(app, function)
+        calls: list = []
+        try:
+            for input_uri in input_uris:
+                calls.append(fn.spawn(input_uri))
+        except BaseException:
+            for call in calls:  # none half-launched: the caller gets the error for the whole map
+                with contextlib.suppress(Exception):
+                    call.cancel()
+            raise
+        return [call.object_id for call in calls]
 
     def get(self, call_id: str, timeout: float) -> dict[str, Any]:
         import modal
@@ -134,6 +159,7 @@ class LocalModalStandIn:
         self.fail = fail or {}
         self.calls: dict[str, _Call] = {}
         self.uploads: list[str] = []
+        self.maps: list[list[str]] = []  # the call ids of each spawn_map (tests)
 
     def _maybe_fail(self, op: str) -> None:
         if op in self.fail:
@@ -155,13 +181,27 @@ class LocalModalStandIn:
             self.uploads.append(f"{volume}:{remote}")
 
     def spawn(self, app: str, function: str, input_uri: str) -> str:
+        self._maybe_fail("spawn")
+        return self._start(self._module(app), function, input_uri)
+
+    def spawn_map(self, app: str, function: str, input_uris: list[str]) -> list[str]:
+        """One child process per input, all started at once (Modal's containers scaling out for a map)."""
+        self._maybe_fail("spawn_map")
+        module = self._module(app)
+        ids = [self._start(module, function, uri) for uri in input_uris]
+        self.maps.append(ids)
+        return ids
+
+    def _module(self, app: str) -> str:
         from modal.exception import NotFoundError
 
-        self._maybe_fail("spawn")
         module = self.apps.get(app) or (f"validibot_pipelines.validators.{app.removeprefix('validibot-')}.modal_app"
                                         if app.startswith("validibot-") else None)
         if module is None or not _module_exists(module):
             raise NotFoundError(f"App '{app}' not found in environment 'main'")
+        return module
+
+    def _start(self, module: str, function: str, input_uri: str) -> str:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # same imports as here
         if self.cache_volume:
             env["VALIDIBOT_FMU_CACHE_DIR"] = str(self.volume_root / self.cache_volume)
