@@ -81,9 +81,9 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"validibot: {args.spec}: no such spec file; pass a YAML spec or drop --spec", file=sys.stderr)
         return 2
     from validibot_pipelines.orchestration.batching import together
-    from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
+    from validibot_pipelines.resources.backends.local_process import LocalProcessLauncher
 
-    worst, backend = 0, LocalSubprocessBackend()
+    worst, backend = 0, LocalProcessLauncher()
     for start in range(0, len(models), CLI_BATCH):  # each chunk: one worker launch per step, not one per model
         chunk = [(m, Path(args.spec) if args.spec else _sidecar(m.with_name(m.name + SPEC_SUFFIX)))
                  for m in models[start:start + CLI_BATCH]]

@@ -16,13 +16,15 @@ import argparse
 import hashlib
 import json
 from dataclasses import dataclass, field
-
-from dagster import DagsterInstance
+from typing import TYPE_CHECKING
 
 from validibot_pipelines.orchestration.layout import model_manifest_uri, model_spec_uri
 from validibot_pipelines.orchestration.models import ModelRecord, save_record
 from validibot_pipelines.orchestration.names import is_legacy_key, model_path, partition_key, relative_name
 from validibot_pipelines.storage import get_store, join_uri
+
+if TYPE_CHECKING:  # imported where used: the CLI's parser must not cost every command Dagster's import
+    from dagster import DagsterInstance
 
 
 @dataclass
@@ -100,6 +102,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(_args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
     from validibot_pipelines.resources.settings import ValidibotSettings
 
     settings = ValidibotSettings()

@@ -40,7 +40,7 @@ class Validator:
 
     name: str
     suffixes: Mapping[str, str]  # ".fmu" -> MIME type
-    partitions: DynamicPartitionsDefinition
+    partitions_attr: str  # its DynamicPartitionsDefinition's name in its partitions.py (see ``partitions``)
     intake_asset: str
     job_description: str
     steps: Sequence[ValidatorRef]
@@ -64,6 +64,13 @@ class Validator:
         from validibot_pipelines.validators import spec_module
 
         return spec_module(self.name).TITLE
+
+    @property
+    def partitions(self) -> DynamicPartitionsDefinition:
+        """Its models' dynamic partitions (``<name>/partitions.py``), imported on first use: building them needs
+        Dagster, which ``validibot validate`` never imports."""
+        return getattr(importlib.import_module(f"validibot_pipelines.validators.{self.name}.partitions"),
+                       self.partitions_attr)
 
     @property
     def job_name(self) -> str:

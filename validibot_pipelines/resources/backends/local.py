@@ -1,28 +1,32 @@
 """Local subprocess backend — the embedded default: a fresh machine needs no cloud account.
 
-Runs ``python -m validibot_pipelines.runtime`` as a child process with ``VALIDIBOT_INPUT_URI`` set. Inside a
-Dagster step it opens a Dagster Pipes session, so the worker's log lines stream into the run's logs.
-Isolation here is a separate process (and the FMU runs in a further child); use the Docker backend for
-container isolation.
+Runs ``python -m validibot_pipelines.runtime`` as a child process with ``VALIDIBOT_INPUT_URI`` (one envelope)
+or ``VALIDIBOT_BATCH_URI`` (a batch) set (:mod:`.local_process`). Inside a Dagster step it opens a Dagster Pipes
+session, so the worker's log lines stream into the run's logs. Isolation here is a separate process, and every
+model's code runs in a sandboxed child of it (bubblewrap); use the Docker backend for container isolation.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from dagster import ConfigurableResource, PipesEnvContextInjector, PipesTempFileMessageReader, open_pipes_session
 from pydantic import Field
 
-from validibot_pipelines import __version__
-from validibot_pipelines.envelopes.base import now
-from validibot_pipelines.resources.backends.base import LaunchRecord, batch_records
-from validibot_pipelines.runtime.batch import ENV_BATCH, write_manifest
-from validibot_pipelines.runtime.entrypoint import ENV_INPUT, ENV_RUN_ID
-from validibot_pipelines.runtime.process import run_child, tail
+from validibot_pipelines.resources.backends.base import LaunchRecord
+from validibot_pipelines.resources.backends.local_process import WORKER_MODULE, LocalProcessLauncher
 
-WORKER_MODULE = "validibot_pipelines.runtime"
+__all__ = ["WORKER_MODULE", "LocalSubprocessBackend"]
+
+
+@contextlib.contextmanager
+def _pipes_env(context: Any) -> Iterator[dict[str, str]]:
+    with open_pipes_session(context=context, context_injector=PipesEnvContextInjector(),
+                            message_reader=PipesTempFileMessageReader()) as session:
+        yield session.get_bootstrap_env_vars()
 
 
 class LocalSubprocessBackend(ConfigurableResource):
@@ -31,35 +35,14 @@ class LocalSubprocessBackend(ConfigurableResource):
     python_executable: str = Field(default=sys.executable, description="interpreter with the worker installed")
     grace_seconds: float = Field(default=5.0, description="after SIGTERM on timeout, before SIGKILL")
 
+    def _launcher(self) -> LocalProcessLauncher:
+        return LocalProcessLauncher(self.python_executable, self.grace_seconds, _pipes_env)
+
     def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
-        return self._run({ENV_INPUT: input_uri, ENV_RUN_ID: run_id}, timeout_seconds, context)
+        return self._launcher().launch(input_uri, run_id=run_id, timeout_seconds=timeout_seconds, context=context)
 
     def launch_batch(self, input_uris: list[str], *, batch_id: str, timeout_seconds: float,
                      context: Any = None) -> list[LaunchRecord]:
         """One worker process for the whole batch (its envelopes share warm sandboxes, ``runtime/batch.py``)."""
-        manifest = write_manifest(input_uris, batch_id)
-        record = self._run({ENV_BATCH: manifest, ENV_RUN_ID: batch_id}, timeout_seconds * len(input_uris), context,
-                           log_lines=20 * len(input_uris))
-        return batch_records(record, input_uris, manifest)
-
-    def _run(self, extra_env: dict[str, str], timeout_seconds: float, context: Any,
-             log_lines: int = 20) -> LaunchRecord:
-        started = now()
-        env = {**os.environ, **extra_env}
-        cmd = [self.python_executable, "-m", WORKER_MODULE]
-        if context is None:
-            child = run_child(cmd, timeout=timeout_seconds, env=env, grace=self.grace_seconds)
-        else:
-            with open_pipes_session(
-                context=context,
-                context_injector=PipesEnvContextInjector(),
-                message_reader=PipesTempFileMessageReader(),
-            ) as session:
-                env.update(session.get_bootstrap_env_vars())
-                child = run_child(cmd, timeout=timeout_seconds, env=env, grace=self.grace_seconds)
-        return LaunchRecord(
-            backend="local", launch_id=f"pid:{child.pid}", returncode=child.returncode, timed_out=child.timed_out,
-            seconds=round(child.seconds, 4), log_tail=tail(child.stderr, log_lines),
-            image=f"{self.python_executable} (validibot-pipelines {__version__})",
-            started_at=started, finished_at=now(),
-        )
+        return self._launcher().launch_batch(input_uris, batch_id=batch_id, timeout_seconds=timeout_seconds,
+                                             context=context)

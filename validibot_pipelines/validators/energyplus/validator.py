@@ -10,7 +10,6 @@ from validibot_pipelines.validators.energyplus import launch
 from validibot_pipelines.validators.energyplus.attach import attach
 from validibot_pipelines.validators.energyplus.envelopes import MIME_EPJSON, MIME_EPW, MIME_IDF
 from validibot_pipelines.validators.energyplus.intake import EnergyPlusLimits, check_energyplus, looks_complete
-from validibot_pipelines.validators.energyplus.partitions import energyplus_partitions
 from validibot_pipelines.validators.registry import Validator
 
 
@@ -44,7 +43,7 @@ def _assets() -> list[Any]:
 
 VALIDATOR = Validator(
     name="energyplus", suffixes={".idf": MIME_IDF, ".epjson": MIME_EPJSON},
-    partitions=energyplus_partitions, intake_asset="energyplus_model",
+    partitions_attr="energyplus_partitions", intake_asset="energyplus_model",
     job_description="Intake → EnergyPlus simulation → CEL checks for one IDF/epJSON model (partition = its SHA-256)",
     steps=(launch.VALIDATOR,), check=check_energyplus, limits=limits, looks_complete=looks_complete,
     assets=_assets, validate=launch.validate_in_process, summary=launch.summary, demo_samples=demo_samples,

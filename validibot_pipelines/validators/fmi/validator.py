@@ -11,7 +11,6 @@ from validibot_pipelines.validators.fmi import launch
 from validibot_pipelines.validators.fmi.attach import attach
 from validibot_pipelines.validators.fmi.envelopes import MIME_FMU
 from validibot_pipelines.validators.fmi.intake import FmuLimits, check_fmu, looks_complete
-from validibot_pipelines.validators.fmi.partitions import fmu_partitions
 from validibot_pipelines.validators.fmi.settings import FMI_CACHE_VOLUME, FMI_TEST_FLAG
 from validibot_pipelines.validators.registry import Validator
 
@@ -43,7 +42,7 @@ def _assets() -> list[Any]:
 
 
 VALIDATOR = Validator(
-    name="fmi", suffixes={".fmu": MIME_FMU}, partitions=fmu_partitions, intake_asset="fmu_intake",
+    name="fmi", suffixes={".fmu": MIME_FMU}, partitions_attr="fmu_partitions", intake_asset="fmu_intake",
     job_description="Intake → probe → simulation → CEL checks for one FMU (partition = its SHA-256)",
     steps=(launch.PROBE_VALIDATOR, launch.SIMULATION_VALIDATOR), check=check_fmu, limits=limits,
     looks_complete=looks_complete, assets=_assets, validate=launch.validate_in_process, summary=launch.summary,

@@ -10,7 +10,6 @@ from typing import Any
 from validibot_pipelines.validators.mesh import launch
 from validibot_pipelines.validators.mesh.envelopes import MIME_STEP, MIME_STL
 from validibot_pipelines.validators.mesh.intake import MeshLimits, check_cad, looks_complete
-from validibot_pipelines.validators.mesh.partitions import mesh_partitions
 from validibot_pipelines.validators.registry import Validator
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
@@ -44,7 +43,7 @@ def _assets() -> list[Any]:
 
 VALIDATOR = Validator(
     name="mesh", suffixes={".step": MIME_STEP, ".stp": MIME_STEP, ".stl": MIME_STL},
-    partitions=mesh_partitions, intake_asset="cad_file",
+    partitions_attr="mesh_partitions", intake_asset="cad_file",
     job_description="Intake → preview surface mesh → quality-scored volume mesh → checks for one STEP/STL part "
                     "(partition = its SHA-256)",
     steps=(launch.PREVIEW_VALIDATOR, launch.MESH_VALIDATOR), check=check_cad, limits=limits, assets=_assets,

@@ -10,7 +10,6 @@ from validibot_pipelines.validators.registry import Validator
 from validibot_pipelines.validators.xml import launch
 from validibot_pipelines.validators.xml.attach import MIME_XSD, attach
 from validibot_pipelines.validators.xml.intake import XmlLimits, check_xml
-from validibot_pipelines.validators.xml.partitions import xml_partitions
 
 MIME_XML = "application/xml"
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
@@ -43,7 +42,7 @@ def _assets() -> list[Any]:
 
 
 VALIDATOR = Validator(
-    name="xml", suffixes={".xml": MIME_XML}, partitions=xml_partitions, intake_asset="xml_file",
+    name="xml", suffixes={".xml": MIME_XML}, partitions_attr="xml_partitions", intake_asset="xml_file",
     job_description="Intake → XSD validation in the sandbox → CEL checks for one XML model (partition = its SHA-256)",
     steps=(launch.VALIDATOR,), check=check_xml, limits=limits, looks_complete=looks_complete, assets=_assets,
     validate=launch.validate_in_process, summary=launch.summary, demo_samples=demo_samples, attach=attach,

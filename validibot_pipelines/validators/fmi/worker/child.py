@@ -18,7 +18,9 @@ from typing import Any
 MAX_LOG_LINES = 200
 CHILD_MODULE = "validibot_pipelines.validators.fmi.worker.child"
 #: What a warm sandbox's parent imports before forking this module's children (runtime/sandbox/warm.py).
+#: (Measured: what the first simulation in a fresh process imports lazily, ~20 ms per forked child otherwise.)
 PRELOAD = ("numpy", "fmpy", "fmpy.simulation", "fmpy.model_description", "fmpy.fmi2", "fmpy.fmi3",
+           "fmpy.validation", "lxml.etree", "encodings.cp437", "gzip", "zipfile",
            "validibot_pipelines.validators.fmi.worker.probe")
 
 
