@@ -2,18 +2,25 @@
 
     .venv/bin/python bench/bench_fmi.py [N]
 
-Two pipeline paths, both real: (1) as uploads arrive — upload sensor tick → dynamic partitions → one Dagster
-run per FMU (execute_in_process on a SQLite instance) → intake, worker probe, worker simulation, CEL checks;
-(2) batched — the same N partitions re-validated by one asset backfill whose BackfillPolicy puts all N in one
-run (driven by the real backfill daemon iteration, see bench_backfill.py). The raw path is
-``fmpy.simulate_fmu`` in this process with the same experiment. A third pair does the same for Model Exchange:
-N variants of the ME-only test FMU (tests/fmi_cases/me_only_fmi2, CVode) raw vs one Dagster run each. Prints
-wall times, per-validation overhead and the ratios. Not run in CI; numbers depend on the machine.
+Pipeline paths, all real (intake, sandboxed worker probe and simulation, CEL checks, Dagster's SQLite instance):
+
+1. one run per upload — upload sensor ticks with ``VALIDIBOT_SENSOR_BATCH_SIZE=1`` (a run each);
+2. grouped sensor runs — the same N uploads, the sensor's default groups (``VALIDIBOT_SENSOR_BATCH_SIZE``=25);
+3. batched backfill — the N registered partitions re-validated by one asset backfill whose BackfillPolicy puts
+   all N in one run (driven by the real backfill daemon iteration, see bench_backfill.py);
+4. ``validibot validate`` of the N files in one call (a fresh process, as a model author's CI runs it).
+
+In 2-4 each worker step is one worker launch for all of a run's models, their sandboxed children forked from a
+warm parent. The raw path is ``fmpy.simulate_fmu`` in this process with the same experiment. Prints wall
+times, the ratio to raw fmpy, models per hour, and Dagster events per model. A second part does Model Exchange
+(CVode) one run per upload. Not run in CI; numbers depend on the machine.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,21 +31,42 @@ SPEC = b"simulation: {stop_time: 3, step_size: 0.01}\ninputs: {u: 3.0}\nassertio
        b"  - {name: settles, expr: 'o.y > 5.98 && o.y < 6.0'}\n"
 
 
-def main(n: int = 20) -> None:
-    warnings.filterwarnings("ignore")
-    logging.disable(logging.CRITICAL)
-    from bench_backfill import make_home, run_backfill, timed_ticks  # same folder (on sys.path as a script)
+def _pipeline(root: Path, fmus: list[Path], batch_size: int, n: int) -> tuple[float, int, float, object]:
+    """Sensor ticks (runs of ``batch_size`` uploads) on a fresh instance: seconds, runs, events per model."""
+    from bench_backfill import make_home, timed_ticks
     from dagster import DagsterInstance
-    from fmpy import simulate_fmu
 
     from validibot_pipelines.definitions import build_defs
     from validibot_pipelines.resources import ValidibotSettings
+
+    landing = root / "landing"
+    landing.mkdir(parents=True)
+    for fmu in fmus:
+        (landing / fmu.name).write_bytes(fmu.read_bytes())
+        (landing / (fmu.name + ".validation.yaml")).write_bytes(SPEC)
+    make_home(root)
+    os.environ["VALIDIBOT_SENSOR_BATCH_SIZE"] = str(batch_size)
+    instance = DagsterInstance.get()
+    defs = build_defs(ValidibotSettings(store_uri=(root / "store").as_uri(), landing_uri=landing.as_uri()))
+    outcomes, seconds = timed_ticks(defs, instance)
+    ok = sum(o.success and all(p for p, _ in o.checks.values()) for o in outcomes)
+    assert ok == n, f"only {ok}/{n} validations passed"
+    runs = {o.run_id for o in outcomes}
+    events = sum(len(instance.all_logs(run_id)) for run_id in runs) / n
+    return seconds, len(runs), events, (instance, defs, landing)
+
+
+def main(n: int = 20) -> None:
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.CRITICAL)
+    from bench_backfill import run_backfill
+    from fmpy import simulate_fmu
+
     from validibot_pipelines.validators.fmi.samples.build import build_fmu
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        landing = root / "landing"
-        fmus = [build_fmu("first_order_lag", landing, variant=f"bench{i}") for i in range(n)]
+        fmus = [build_fmu("first_order_lag", root / "fmus", variant=f"bench{i}") for i in range(n)]
         for fmu in fmus:
             fmu.with_name(fmu.name + ".validation.yaml").write_bytes(SPEC)
 
@@ -49,27 +77,34 @@ def main(n: int = 20) -> None:
             assert 5.98 < result["y"][-1] < 6.0
         raw = time.perf_counter() - start
 
-        make_home(root)
-        store = (root / "store").as_uri()
-        with DagsterInstance.get() as instance:
-            defs = build_defs(ValidibotSettings(store_uri=store, landing_uri=landing.as_uri()))
-            outcomes, per_run = timed_ticks(defs, instance)
-            ok = sum(o.success and all(p for p, _ in o.checks.values()) for o in outcomes)
-            assert ok == n, f"only {ok}/{n} validations passed"
-            partitions = instance.get_dynamic_partitions("fmu_models")
-            batched, runs, status = run_backfill(instance, root, store, landing.as_uri(), partitions, size=n)
-            assert status == "COMPLETED_SUCCESS", status
+        single, single_runs, single_events, _ = _pipeline(root / "single", fmus, 1, n)
+        grouped, grouped_runs, grouped_events, (instance, _defs, landing) = _pipeline(root / "grouped", fmus, 25, n)
+        partitions = instance.get_dynamic_partitions("fmu_models")
+        batched, runs, status = run_backfill(instance, root / "grouped", (root / "grouped" / "store").as_uri(),
+                                             landing.as_uri(), partitions, size=n)
+        assert status == "COMPLETED_SUCCESS", status
 
-    print(f"FMUs validated:               {n} (first_order_lag variants, 300 steps each)")
-    print(f"raw fmpy loop:                {raw:8.3f} s  ({raw / n * 1000:7.1f} ms per FMU)")
-    print(f"pipeline, one run per upload: {per_run:8.3f} s  ({per_run / n * 1000:7.1f} ms per FMU)")
-    print(f"{f'pipeline, batched ({runs} run):':30s}{batched:8.3f} s  ({batched / n * 1000:7.1f} ms per FMU)")
-    print(f"overhead per validation:      {(per_run - raw) / n * 1000:8.1f} ms one run each, "
-          f"{(batched - raw) / n * 1000:.1f} ms batched")
-    print(f"ratio pipeline / raw fmpy:    {per_run / raw:8.1f}x one run each, {batched / raw:.1f}x batched")
+        home = root / "cli-home"
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "validibot_pipelines.cli", "validate", str(root / "fmus"),
+                               "--json"], env={**os.environ, "VALIDIBOT_HOME": str(home)}, capture_output=True,
+                              text=True)
+        cli = time.perf_counter() - start
+        assert proc.returncode == 0 and proc.stdout.count('"status":"success"') == n, proc.stderr[-2000:]
+
+    print(f"FMUs validated:                 {n} (first_order_lag variants, 300 steps each)")
+    print(f"raw fmpy loop:                  {raw:8.3f} s  ({raw / n * 1000:7.1f} ms per FMU)")
+    rows = [(f"one run per upload ({single_runs} runs)", single, single_events),
+            (f"grouped sensor runs ({grouped_runs} runs)", grouped, grouped_events),
+            (f"batched backfill ({runs} run)", batched, None),
+            ("validibot validate, one call", cli, None)]
+    for label, seconds, events in rows:
+        per_hour = n / seconds * 3600
+        extra = f", {events:.0f} Dagster events per model" if events is not None else ""
+        print(f"{label:32s}{seconds:8.3f} s  {seconds / raw:6.1f}x raw  {per_hour:9.0f} models/hour{extra}")
     me_raw, me_pipeline = model_exchange(n)
-    print(f"Model Exchange (CVode):       raw {me_raw / n * 1000:7.1f} ms, pipeline {me_pipeline / n * 1000:7.1f} ms "
-          f"per FMU, ratio {me_pipeline / me_raw:.1f}x")
+    print(f"Model Exchange (CVode):         raw {me_raw / n * 1000:7.1f} ms, pipeline {me_pipeline / n * 1000:7.1f} ms "
+          f"per FMU (grouped sensor runs), ratio {me_pipeline / me_raw:.1f}x")
 
 
 def model_exchange(n: int) -> tuple[float, float]:

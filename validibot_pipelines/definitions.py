@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from validibot_pipelines.assets.report import validation_report
 from validibot_pipelines.assets.specs import SPEC_SOURCES
@@ -45,6 +45,8 @@ def build_defs(settings: ValidibotSettings | None = None, code_versions: Mapping
         schedules=[nightly_schedule],
         sensors=[upload_sensor, output_sensor, docker_orphan_sweep, run_failure_alerts, failed_validation_alerts,
                  report_sensor],
+        # Every job in one process, backfills and the nightly re-validation included (jobs.py says why).
+        executor=in_process_executor,
         resources={
             "settings": settings,
             "io_manager": StoreIOManager(base_uri=join_uri(settings.store_uri, "dagster-io")),
