@@ -160,3 +160,45 @@ def worker_pids(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_lanes_follow_the_cpus_and_container_mode_runs_one_model_at_a_time() -> None:
+    from validibot_pipelines.runtime.batch import lanes
+
+    assert lanes(10, {"VALIDIBOT_WORKER_LANES": "3"}) == 3
+    assert lanes(2, {"VALIDIBOT_WORKER_LANES": "8"}) == 2  # never more lanes than envelopes
+    assert lanes(10, {}) == min(10, len(os.sched_getaffinity(0)))
+    assert lanes(10, {"VALIDIBOT_SANDBOX": "container"}) == 1
+
+
+def test_a_warm_lane_kills_what_a_model_left_running_before_the_next_model(tmp_path: Path) -> None:
+    """Two models in one warm sandbox: the first leaves a daemon; it is dead when the first model's run
+    returns, and the second model gets a fresh folder with nothing of the first in it."""
+    from validibot_pipelines.runtime.sandbox import warm
+    from validibot_pipelines.validators.fmi.worker.child import CHILD_MODULE
+
+    orphan = build_hostile("orphan", tmp_path / "fmus")
+    good = build_fmu("first_order_lag", tmp_path / "fmus", variant="lane")
+    with warm.lane() as lane:
+        results, folders, spaces = [], [], []
+        for fmu in (orphan, good):
+            space = warm.workspace(tmp_path / "work")
+            request = space.scratch / "request.json"
+            request.write_text(json.dumps({"mode": "simulate", "fmu": str(space.add_input(fmu)), "stop_time": 1.0,
+                                           "result_path": str(space.scratch / "result.npy")}))
+            results.append(warm.run_python(CHILD_MODULE, [str(request)], workspace=space, timeout=30))
+            assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _sleeps_in(p, str(lane.root))]
+            folders.append(sorted(p.name for p in space.scratch.iterdir()))
+            spaces.append(space.scratch)
+        assert [r.returncode for r in results] == [0, 0] and all(r.mode.endswith("+warm") for r in results)
+        assert lane.starts == 1  # both models forked from one warm parent
+        assert not spaces[0].exists()  # the first model's folder went before the second model's was made
+        assert folders[1] == ["child.json", "inputs", "request.json", "result.npy"]
+
+
+def _sleeps_in(proc: Path, marker: str) -> bool:
+    """A live ``sleep 313.25`` (the orphan attack's daemon) whose environment names the lane's folder."""
+    try:
+        return b"313.25" in (proc / "cmdline").read_bytes() and marker.encode() in (proc / "environ").read_bytes()
+    except OSError:
+        return False

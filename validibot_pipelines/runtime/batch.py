@@ -76,12 +76,17 @@ def shard(inputs: list[str], env: dict[str, str] | None = None) -> list[str]:
 
 
 def lanes(n: int, env: dict[str, str] | None = None) -> int:
-    """How many envelopes run at once: ``VALIDIBOT_WORKER_LANES``, else the CPUs this process may use."""
+    """How many envelopes run at once: ``VALIDIBOT_WORKER_LANES``, else the CPUs this process may use — but
+    one in container mode (``VALIDIBOT_SANDBOX=container``): there the container is the sandbox and a model's
+    process runs as the worker's user beside the worker's folders, so two models at once could see each
+    other's staged files; one after the other, each model's files are gone before the next one starts."""
     env = os.environ if env is None else env
     try:
         wanted = int(env.get(ENV_LANES, "0"))
     except ValueError:
         wanted = 0
+    if not wanted and env.get("VALIDIBOT_SANDBOX", "").strip().lower() == "container":
+        wanted = 1
     return max(1, min(n, wanted or len(os.sched_getaffinity(0))))
 
 
