@@ -252,10 +252,10 @@ def test_cli_backfill_runs_in_batches_with_per_partition_results(daemon_world, m
 def test_cloudrun_backfill_batch_launches_each_model_once_and_the_sensor_collects_each(  # noqa: ANN001
         gcs_bucket, tmp_path, monkeypatch):
     """A batched backfill on Cloud Run (stand-in, gcp-storage-emulator): ONE run over a range of three models
-    launches each model's probe once with its own partition recorded (Dagster refuses ``partition_key`` in a
-    range), never has more than ``max_in_flight=1`` executions at once (the batch waits for room instead of
-    retrying and re-launching), and the output sensor's runs — in the validator's job, one per partition —
-    finish every model's validation."""
+    launches the three probes as ONE execution of three tasks (each bundle recording its own partition and
+    task — Dagster refuses ``partition_key`` in a range), never has more than ``max_in_flight=1`` executions
+    at once (a launch waits for room instead of retrying and re-launching), and the output sensor's runs — in
+    the validator's job, one per partition — finish every model's validation."""
     import json
     import uuid
 
@@ -289,9 +289,6 @@ def test_cloudrun_backfill_batch_launches_each_model_once_and_the_sensor_collect
         assert batch_run.tags["dagster/asset_partition_range_start"] != batch_run.tags[
             "dagster/asset_partition_range_end"]
 
-        # The job's limit was hit and the batch waited for room in place — no step retry walking it again.
-        logs = instance.all_logs(batch_run.run_id)
-        assert any("launch deferred" in (e.user_message or "") for e in logs)
         assert not instance.all_logs(batch_run.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
 
         runs = join_uri(store, "runs")
@@ -300,15 +297,14 @@ def test_cloudrun_backfill_batch_launches_each_model_once_and_the_sensor_collect
         ours = [launch for launch in launches if launch["job_name"].endswith(f"/jobs/{job}")]
         assert sorted(launch["partition"] for launch in ours) == sorted(partitions)  # each model once, its own
         assert {(launch["asset"], launch["dagster_run_id"]) for launch in ours} == {("fmu_probe", batch_run.run_id)}
+        assert len({launch["execution"] for launch in ours}) == 1  # one execution for the batch
 
         runner = LocalJobRunner.shared()
         job_name = f"projects/validibot-test/locations/europe-west1/jobs/{job}"
         for name in runner.names():
             runner.wait(name)
-        spans = sorted((e.create_time.timestamp(), e.completion_time.timestamp())
-                       for e in runner.list_executions(job_name))
-        assert len(spans) == 3
-        assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)), spans
+        (probes,) = runner.list_executions(job_name)
+        assert probes.task_count == 3
 
         remote = pipeline_on(instance, gcs_bucket, CloudRunJobsBackend(**fields))
         outcomes = drain(remote, max_ticks=10)
@@ -317,4 +313,9 @@ def test_cloudrun_backfill_batch_launches_each_model_once_and_the_sensor_collect
         for partition in partitions:
             sim = latest(remote, "fmu_simulation", partition)
             assert sim.metadata["status"].value == "success" and sim.metadata["backend"].value == "cloudrun"
-        assert len(runner.list_executions(job_name)) == 6  # a probe and a simulation per model, nothing twice
+        # The probes' one execution, then a simulation per model (each resumed alone by the output sensor),
+        # nothing twice, and never two executions at once (max_in_flight=1: later launches waited for room).
+        executions = runner.list_executions(job_name)
+        assert sorted(e.task_count for e in executions) == [1, 1, 1, 3]
+        spans = sorted((e.create_time.timestamp(), e.completion_time.timestamp()) for e in executions)
+        assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)), spans

@@ -36,7 +36,10 @@ def in_flight(api: CloudRunJobsApi, job_name: str) -> int:
 
 
 def execution_status(execution: run_v2.Execution) -> str:
-    """PENDING / RUNNING / SUCCEEDED / FAILED / CANCELLED from an Execution's counts and completion time."""
+    """PENDING / RUNNING / SUCCEEDED / FAILED / CANCELLED from an Execution's counts and completion time.
+
+    An execution of several tasks (a batch) is SUCCEEDED only when every task succeeded: one failed task makes
+    it FAILED once it completes (its other tasks' envelopes have their outputs all the same)."""
     if execution.cancelled_count:
         return "CANCELLED"
     if execution.completion_time:

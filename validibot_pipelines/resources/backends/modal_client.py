@@ -2,12 +2,11 @@
 
 :class:`ModalClient` is the narrow protocol ``ModalBackend`` needs: does a file exist on a volume, upload
 files to a volume, spawn a deployed function (once, or mapped over a batch's inputs), wait for a call, cancel
-it. :class:`SdkModalClient` implements it
-with the Modal SDK (``modal.Function.from_name``, ``.spawn()``, ``FunctionCall.get(timeout=...)``,
-``Volume.batch_upload(force=True)``). The Modal cloud is unreachable from this machine, so tests use
-:class:`LocalModalStandIn`, which honours the same contract by running the SAME Modal function object's body
-(``validibot_pipelines.validators.<v>.modal_app.<function>.local(input_uri)``) in a child process — never in
-the control plane — with a local folder playing the volume. Failures are raised as the real
+it. :class:`SdkModalClient` implements it with the Modal SDK (``modal.Function.from_name``, ``.spawn()``,
+``FunctionCall.get(timeout=...)``, ``Volume.batch_upload(force=True)``). The Modal cloud is unreachable from
+this machine, so tests use :class:`LocalModalStandIn`, which honours the same contract by running the SAME
+Modal function object's body (``validibot_pipelines.validators.<v>.modal_app.<function>.local(input_uri)``) in
+a child process — never in the control plane — with a local folder playing the volume. Failures are raised as the real
 ``modal.exception`` classes (the stand-in can be told to raise them), so the backend's error mapping is tested
 against what the SDK raises.
 """
