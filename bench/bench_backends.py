@@ -8,7 +8,9 @@ a gs:// landing zone and runs the real sensors and Dagster runs (SQLite instance
 its simulation result. Prints wall time per validation and the ratio to local: the cost of each backend's
 control path (volume upload + child call; envelope + launch record + sensor round trips). Stand-ins run on
 this machine, so cloud cold starts and network are NOT included; Cloud Run launches return at once, so its N
-executions overlap (the others run one validation at a time). Not run in CI.
+executions overlap. The sensor groups the N new uploads into one run (``VALIDIBOT_SENSOR_BATCH_SIZE``), so each
+worker step is one batch launch: one local worker process, N Modal calls spawned together, one Cloud Run
+execution of N tasks. Not run in CI.
 """
 
 from __future__ import annotations
@@ -70,8 +72,8 @@ def main(n: int = 3) -> None:
         }
     print(f"FMU validations per backend: {n} (first_order_lag variants, probe + 300-step simulation, gs:// store)")
     for name, seconds in times.items():
-        print(f"{name:22s} {seconds:8.2f} s  ({seconds / n:6.2f} s per validation)  "
-              f"ratio vs local {seconds / times['local']:5.2f}x")
+        print(f"{name:22s} {seconds:8.2f} s  ({seconds / n:6.2f} s per validation, {n / seconds * 3600:6.0f} "
+              f"models/hour)  ratio vs local {seconds / times['local']:5.2f}x")
 
 
 if __name__ == "__main__":
