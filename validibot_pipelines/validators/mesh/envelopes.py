@@ -33,15 +33,9 @@ class QualityTargets(_Strict):
 
     def unmet(self, quality: MeshQuality) -> list[str]:
         """Human-readable list of the targets ``quality`` misses (empty when all are met)."""
-        misses = []
-        for key in ("sicn_min", "sicn_avg", "gamma_min", "gamma_avg"):
-            target = getattr(self, key)
-            achieved = getattr(quality, key)
-            if target is not None and achieved < target:
-                misses.append(f"{key} {achieved:.3f} < {target:g}")
-        if quality.sicn_min <= 0:
-            misses.append(f"sicn_min {quality.sicn_min:.3f} <= 0 (inverted or flat elements)")
-        return misses
+        from validibot_pipelines.validators.mesh.worker.quality import unmet
+
+        return unmet(self.model_dump(), quality.model_dump())
 
 
 class MeshStrategy(_Strict):

@@ -106,7 +106,7 @@ def generate_mesh(bucket: str, key: str, quality_params: dict[str, Any] | None =
         workdir = Path(tmp)
         try:
             part = _download(bucket, key, workdir)
-            result = mesh_part(part, part.name, workdir / "mesh", inputs)
+            result = mesh_part(part, part.name, workdir / "mesh", inputs, timeout_seconds=TIMEOUT_SECONDS)
         except (MeshFailure, ValueError) as exc:
             return _failure(exc)
         out = result.outputs

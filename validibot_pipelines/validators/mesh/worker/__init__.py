@@ -1,8 +1,11 @@
 """Meshing worker: Gmsh preview (surface) and quality-scored volume meshes of STEP / STL parts.
 
-Gmsh (and OpenCASCADE's STEP reader inside it) only ever runs in throw-away child processes
-(:mod:`~validibot_pipelines.validators.mesh.worker.child`), one per preview, per volume-and-strategy candidate and
-per merge, each under a timeout: a CAD file that crashes or hangs the kernel takes down one child, not the worker.
+Gmsh (and OpenCASCADE's STEP reader inside it) only ever runs in sandboxed children
+(:mod:`~validibot_pipelines.validators.mesh.worker.child`): one per preview and one per volume mesh, which
+imports the part once and forks one process per volume-and-strategy candidate and one for the merge
+(:mod:`~validibot_pipelines.validators.mesh.worker.forks`), each under its own timeout: a candidate that
+crashes or hangs the kernel takes down itself alone, a part whose import does takes down its one child — never
+the worker. In a batch worker's lane the child is itself forked from a warm sandbox that has Gmsh imported.
 """
 
 RUNNERS = {

@@ -1,4 +1,10 @@
-"""Parent side of the Gmsh children: one request file, one child process under a timeout, one answer.
+"""Parent side of the Gmsh children: one request file, one sandboxed child under a timeout, one answer.
+
+The child runs through :mod:`validibot_pipelines.runtime.sandbox.warm`: forked from the lane's warm sandbox
+(Gmsh already imported, :data:`~validibot_pipelines.validators.mesh.worker.child.PRELOAD`) when this thread is a
+worker lane, else a cold sandboxed process. Whatever it leaves is read back only with the sandbox's checks
+(:func:`~validibot_pipelines.runtime.sandbox.read_result` / ``copy_result``: no links, size caps), also the
+files of the processes it forked (:meth:`ChildAnswer.read_json`, :meth:`ChildAnswer.copy_out`).
 
 Also defines :class:`MeshFailure`, the one way the meshing code reports a problem: a stable code, a sentence
 naming the file, the problem and the fix, and whose fault it is (the part's → failed_validation, the system's
@@ -12,6 +18,7 @@ import json
 import subprocess
 import sys
 import threading
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +36,14 @@ from validibot_pipelines.runtime.sandbox import (
     read_result,
     run_untrusted,
 )
+from validibot_pipelines.runtime.sandbox.warm import Workspace, run_python, workspace
 
 CHILD_MODULE = "validibot_pipelines.validators.mesh.worker.child"
 OUTPUT_KEYS = ("msh", "preview")  # request keys naming files the child writes
+INPUT_KEYS = ("part",)  # request keys naming files the child reads (besides the list under "inputs")
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
-_limits = SandboxLimits()
+#: The limits of the envelope this thread runs (batch lanes run several envelopes at once).
+_limits: ContextVar[SandboxLimits | None] = ContextVar("validibot_mesh_limits", default=None)
 _counter = itertools.count()
 _live: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
@@ -64,6 +74,30 @@ class ChildAnswer:
     ok: bool
     data: dict[str, Any]
     child: ChildResult
+    #: The child's folder: valid until the next call of this thread (a lane reuses its folder).
+    scratch: Path | None = None
+
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        """A JSON object the child (or a process it forked) left in its folder, read with the sandbox's checks:
+        ``None`` when there is none, ``{"ok": False, "error": ...}`` when it is unusable."""
+        if self.scratch is None:
+            return None
+        try:
+            data = json.loads(read_result(self.scratch, self.scratch / name, MAX_ANSWER_BYTES))
+        except FileNotFoundError:
+            return None
+        except (UnsafeResult, ValueError) as exc:
+            return {"ok": False, "error": f"the Gmsh process left an unusable result ({exc})"}
+        if not isinstance(data, dict):
+            return {"ok": False, "error": "the Gmsh process left an unusable result (not a JSON object)"}
+        return data
+
+    def copy_out(self, name: str, dest: Path) -> Path:
+        """Copy a file the child left to ``dest`` (no links, at most ``max_file_bytes``); raises
+        :class:`UnsafeResult` or ``FileNotFoundError``."""
+        if self.scratch is None:
+            raise FileNotFoundError(name)
+        return copy_result(self.scratch, self.scratch / name, dest, limits().max_file_bytes)
 
     @property
     def engine_broken(self) -> bool:
@@ -86,27 +120,55 @@ class ChildAnswer:
 
 
 def set_limits(limits: SandboxLimits) -> None:
-    """The sandbox limits of the envelope being run; every Gmsh child of this worker gets them."""
-    global _limits
-    _limits = limits
+    """The sandbox limits of the envelope being run; every Gmsh child this thread starts gets them."""
+    _limits.set(limits)
+
+
+def limits() -> SandboxLimits:
+    return _limits.get() or SandboxLimits()
 
 
 def call(mode: str, request: dict[str, Any], workdir: Path, timeout: float) -> ChildAnswer:
-    """Run one Gmsh child in its own sandbox; thread-safe, so volumes can fan out.
+    """Run one Gmsh child in its own sandbox (or forked from the lane's warm one).
 
-    Every call gets a fresh scratch folder: the part and earlier meshes are visible read-only, the files it must
-    produce (``msh``, ``preview``) are written there and copied out to the requested paths only after checks
-    (no links, size-capped) — one candidate can never touch another's results.
+    Every call gets a fresh folder: the part and earlier meshes are visible read-only (bound where they are,
+    or copied in for a warm sandbox), the files it must produce (``msh``, ``preview``) are written there and
+    copied out to the requested paths only after checks (no links, size-capped).
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    scratch = workdir / f"{mode}-{next(_counter)}"
-    scratch.mkdir()
+    space = workspace(workdir, f"{mode}-{next(_counter)}")
+    scratch = space.scratch
     wanted = {key: Path(request[key]) for key in OUTPUT_KEYS if key in request}
     inside = {**request, "mode": mode, **{key: str(scratch / path.name) for key, path in wanted.items()}}
-    readonly = [Path(request["part"])] if "part" in request else []
-    readonly += [Path(p) for p in request.get("inputs", [])]
+    for key in INPUT_KEYS:
+        if key in request:
+            inside[key] = str(space.add_input(Path(request[key])))
+    if "inputs" in request:
+        inside["inputs"] = [str(space.add_input(Path(p))) for p in request["inputs"]]
     path = scratch / "request.json"
     path.write_text(json.dumps(inside))
+    child = _run(space, [str(path)], timeout)
+    data: dict[str, Any] = {}
+    if not child.timed_out:
+        try:
+            data = json.loads(read_result(scratch, path.with_name(path.name + ".result.json"), MAX_ANSWER_BYTES))
+            for target in wanted.values():
+                if isinstance(data, dict) and data.get("ok") and (scratch / target.name).exists():
+                    copy_result(scratch, scratch / target.name, target, limits().max_file_bytes)
+        except FileNotFoundError:
+            data = {}
+        except (UnsafeResult, ValueError) as exc:
+            data = {"ok": False, "error": f"the Gmsh process left an unusable result ({exc})"}
+    if not isinstance(data, dict):
+        data = {"ok": False, "error": "the Gmsh process left an unusable result (not a JSON object)"}
+    return ChildAnswer(ok=bool(data.get("ok")) and child.returncode == 0, data=data, child=child, scratch=scratch)
+
+
+def _run(space: Workspace, args: list[str], timeout: float) -> SandboxResult:
+    """The child, confined: forked from the lane's warm sandbox inside a lane, else a cold sandboxed process
+    (tracked, so :func:`kill_all` can stop it from another thread)."""
+    if space.lane is not None:
+        return run_python(CHILD_MODULE, args, workspace=space, timeout=timeout, limits=limits())
     proc_seen: list[subprocess.Popen] = []
 
     def track(proc: subprocess.Popen) -> None:
@@ -115,25 +177,11 @@ def call(mode: str, request: dict[str, Any], workdir: Path, timeout: float) -> C
             _live.add(proc)
 
     try:
-        child = run_untrusted([sys.executable, "-m", CHILD_MODULE, str(path)], scratch=scratch, timeout=timeout,
-                              limits=_limits, readonly=readonly, on_start=track)
+        return run_untrusted([sys.executable, "-m", CHILD_MODULE, *args], scratch=space.scratch, timeout=timeout,
+                             limits=limits(), readonly=space.inputs, on_start=track)
     finally:
         with _live_lock:
             _live.difference_update(proc_seen)
-    data: dict[str, Any] = {}
-    if not child.timed_out:
-        try:
-            data = json.loads(read_result(scratch, path.with_name(path.name + ".result.json"), MAX_ANSWER_BYTES))
-            for target in wanted.values():
-                if data.get("ok") and (scratch / target.name).exists():
-                    copy_result(scratch, scratch / target.name, target, _limits.max_file_bytes)
-        except FileNotFoundError:
-            data = {}
-        except (UnsafeResult, ValueError) as exc:
-            data = {"ok": False, "error": f"the Gmsh process left an unusable result ({exc})"}
-    if not isinstance(data, dict):
-        data = {"ok": False, "error": "the Gmsh process left an unusable result (not a JSON object)"}
-    return ChildAnswer(ok=bool(data.get("ok")) and child.returncode == 0, data=data, child=child)
 
 
 def limit_failure_of(name: str, answer: ChildAnswer) -> MeshFailure | None:
@@ -144,7 +192,8 @@ def limit_failure_of(name: str, answer: ChildAnswer) -> MeshFailure | None:
 
 
 def kill_all() -> None:
-    """Stop every Gmsh child still running (from any thread): used when the worker itself is being stopped."""
+    """Stop every cold Gmsh child still running (from any thread): for a worker that is being stopped (a warm
+    sandbox dies with its lane, and with the worker through PDEATHSIG)."""
     with _live_lock:
         running = list(_live)
     for proc in running:

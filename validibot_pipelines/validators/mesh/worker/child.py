@@ -2,10 +2,18 @@
 
 Modes (``request["mode"]``):
 
+* ``mesh``: the whole volume mesh of a part — import it once, report its volumes, surfaces and bounding box
+  (also to ``inspect.json`` at once), then the strategy search and the merge, each candidate (and the merge) in
+  a process forked from the imported state (:mod:`.forks`): the search as described in
+  :mod:`~validibot_pipelines.validators.mesh.worker.volume`, at most ``parallel`` candidates at a time, each
+  under its own timeout, writing ``<candidate>.json`` (and ``<candidate>.msh``); the winners merged into
+  ``merged.msh`` (``merge.json``). The answer lists how each forked process ended; the worker, outside,
+  decides again from those files which candidates count and whether the merge is the one it wants.
 * ``inspect``: import the part; report volumes, surfaces and the bounding box.
 * ``preview``: MeshAdapt surface mesh, sizes between diagonal/100 and diagonal/20 → ``{vertices, triangles,
   bbox}`` JSON at ``request["preview"]``.
-* ``volume``: one candidate: one volume with one strategy → ``.msh`` at ``request["msh"]`` and its quality.
+* ``volume``: one candidate on its own: import the part, one volume with one strategy → ``.msh`` at
+  ``request["msh"]`` and its quality (what each forked candidate of ``mesh`` does, minus the import).
 * ``merge``: the chosen per-volume ``.msh`` files → one ``.msh`` (tetrahedra and boundary triangles per volume
   in physical groups ``volume_<tag>`` / ``boundary_<tag>``, node and element tags offset so volumes never
   collide) with the quality of the whole mesh and histograms.
@@ -17,15 +25,34 @@ The answer is written to ``<request>.result.json``: ``{"ok": true, ...}`` or ``{
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from validibot_pipelines.validators.mesh.worker import geometry
+from validibot_pipelines.validators.mesh.worker.forks import Forks
 from validibot_pipelines.validators.mesh.worker.geometry import bounding_box, gmsh_session, keep_only_volume, load_part
-from validibot_pipelines.validators.mesh.worker.quality import measure
+from validibot_pipelines.validators.mesh.worker.quality import KEPT, judge, measure, rank, score
 
+CHILD_MODULE = "validibot_pipelines.validators.mesh.worker.child"
+#: What a warm sandbox's parent imports before forking this module's children (runtime/sandbox/warm.py).
+#: Measured: what a first ``mesh``/``volume``/``merge``/``preview`` in a fresh process imports lazily (Gmsh's
+#: numpy glue, ``numpy.ma`` for ``np.unique``); ``import gmsh`` itself (numpy and the Gmsh/OpenCASCADE
+#: libraries, ~0.3-0.5 s) is most of a cold child's start.
+PRELOAD = ("gmsh", "numpy", "numpy.ctypeslib", "numpy.ma", "atexit")
 TRIANGLE = 2  # Gmsh element type of 3-node triangles
 COORD_DIGITS = 6
+INSPECT = "inspect.json"  # mode mesh: the part's facts, written as soon as it is imported
+MERGE = "merge"  # mode mesh: the merge's key in the answer and its result file, merge.json
+MERGED_MSH = "merged.msh"
+
+
+def candidate_key(volume: int, strategy: str) -> str:
+    """Names a candidate's files in mode ``mesh`` (``<key>.json``, ``<key>.msh``); the worker outside derives
+    the same names from its own list of volumes and strategies (strategy names are ``[A-Za-z0-9_]+``)."""
+    return f"v{int(volume)}-{strategy}"
 
 
 def inspect(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +88,11 @@ def preview(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
 
 def volume(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
     kernel = load_part(gmsh, Path(request["part"]))
+    return mesh_volume(gmsh, kernel, request)
+
+
+def mesh_volume(gmsh: Any, kernel: str, request: dict[str, Any]) -> dict[str, Any]:
+    """One candidate on the imported part: ``request["volume"]`` alone, meshed with ``request["strategy"]``."""
     keep_only_volume(gmsh, kernel, request["volume"])
     strategy = request["strategy"]
     size = request["diagonal"] * strategy["size_factor"]
@@ -75,7 +107,7 @@ def volume(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
     if quality["elements"] and quality["elements"] <= request["max_elements"]:
         gmsh.option.setNumber("Mesh.MshFileVersion", 4.1)
         gmsh.write(request["msh"])
-    return {"quality": quality}
+    return {"quality": quality, "imports": geometry.imports}
 
 
 def merge(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +153,101 @@ def merge(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
     return {"quality": measure(gmsh, histogram=True)}
 
 
+def mesh(gmsh: Any, request: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Mode ``mesh`` (see the module docstring): one import, then every candidate and the merge forked from it.
+
+    The import runs under ``request["import_timeout"]`` (SIGALRM, whose default action ends this process: a
+    part that hangs OpenCASCADE is stopped there, and the worker reports it as timed out).
+    """
+    signal.setitimer(signal.ITIMER_REAL, float(request["import_timeout"]))
+    try:
+        kernel = load_part(gmsh, Path(request["part"]))
+        found = {"volumes": [tag for _, tag in gmsh.model.getEntities(3)], "surfaces": len(gmsh.model.getEntities(2)),
+                 "bbox": bounding_box(gmsh) if gmsh.model.getEntities() else None}
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    found["imports"] = geometry.imports
+    found["pid"] = os.getpid()
+    (folder / INSPECT).write_text(json.dumps(found))
+    if not found["volumes"]:
+        return found
+    return {**found, **_search(gmsh, kernel, found["volumes"], found["bbox"]["diagonal"], request, folder)}
+
+
+def _search(gmsh: Any, kernel: str, volumes: list[int], diagonal: float, request: dict[str, Any],
+            folder: Path) -> dict[str, Any]:
+    """Per volume the strategies in order, one forked candidate at a time, up to ``parallel`` volumes at once;
+    a volume is done at its first candidate meeting the targets (``early_stop``) or when its strategies run
+    out. Then the best candidate of each volume is merged, in a forked process too."""
+    strategies = request["strategies"]
+    targets, max_elements = request["targets"], request["max_elements"]
+    forks = Forks()
+    waiting = list(volumes)
+    tried: dict[int, int] = {}
+    kept: dict[int, list[tuple[tuple[bool, float], str]]] = {v: [] for v in volumes}
+    volume_of: dict[str, int] = {}
+    records: dict[str, dict[str, Any]] = {}
+
+    def start_next(vol: int) -> bool:
+        index = tried[vol]
+        if index >= len(strategies):
+            return False
+        tried[vol] = index + 1
+        strategy = strategies[index]
+        key = candidate_key(vol, strategy["name"])
+        task = {"volume": vol, "strategy": strategy, "diagonal": diagonal, "max_elements": max_elements,
+                "msh": str(folder / f"{key}.msh")}
+        volume_of[key] = vol
+        forks.start(key, lambda: mesh_volume(gmsh, kernel, task), folder / f"{key}.json", strategy["timeout"],
+                    strategy["cpu_seconds"])
+        return True
+
+    def fill() -> None:
+        while len(forks) < request["parallel"] and waiting:
+            vol = waiting.pop(0)
+            tried[vol] = 0
+            start_next(vol)
+
+    try:
+        fill()
+        while len(forks):
+            for key, record in forks.wait():
+                records[key] = record
+                vol = volume_of[key]
+                outcome, found_score = _own_verdict(folder / f"{key}.json", record, targets, max_elements)
+                if outcome in KEPT:
+                    kept[vol].append((rank(outcome, found_score), key))
+                if (outcome == "met_targets" and request["early_stop"]) or not start_next(vol):
+                    fill()
+        answer: dict[str, Any] = {"candidates": records, "merge": None}
+        if all(kept[v] for v in volumes):
+            winners = [max(kept[v], key=lambda c: c[0])[1] for v in volumes]
+            job = {"inputs": [str(folder / f"{key}.msh") for key in winners], "volumes": volumes,
+                   "msh": str(folder / MERGED_MSH), "name": request["name"]}
+            forks.start(MERGE, lambda: merge(gmsh, job), folder / f"{MERGE}.json", request["merge_timeout"],
+                        request["merge_cpu_seconds"])
+            ((_, record),) = forks.wait()
+            answer["merge"] = {"inputs": winners, **record}
+        return answer
+    finally:
+        forks.kill_all()
+
+
+def _own_verdict(result: Path, record: dict[str, Any], targets: dict[str, Any],
+                 max_elements: int) -> tuple[str, float | None]:
+    """What the search goes by: the candidate's outcome and score, from what it wrote (the worker outside
+    judges again, itself, from the same file)."""
+    if record["returncode"] != 0 or record["timed_out"]:
+        return "failed", None
+    try:
+        data = json.loads(result.read_text())
+        quality = data["quality"]
+        outcome, _detail = judge(quality, targets, max_elements)
+        return outcome, score(quality) if outcome in KEPT else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return "failed", None
+
+
 MODES = {"inspect": inspect, "preview": preview, "volume": volume, "merge": merge}
 
 
@@ -136,7 +263,10 @@ def main() -> int:
         return 1
     try:
         with gmsh_session() as gmsh:
-            answer = {"ok": True, **MODES[request["mode"]](gmsh, request)}
+            if request["mode"] == "mesh":
+                answer = {"ok": True, **mesh(gmsh, request, request_path.parent)}
+            else:
+                answer = {"ok": True, **MODES[request["mode"]](gmsh, request)}
         code = 0
     except Exception as exc:  # Gmsh/OpenCASCADE errors are the part's problem; the parent words the finding
         answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}

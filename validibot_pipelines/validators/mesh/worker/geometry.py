@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 STL_FEATURE_ANGLE_DEGREES = 40.0
+#: How many times this process has imported a part. Forked candidates inherit the count of the process that
+#: imported the part for them, so a candidate reporting more than that imported it again.
+imports = 0
 
 
 @contextlib.contextmanager
@@ -37,6 +40,8 @@ def gmsh_session() -> Iterator[Any]:
 
 def load_part(gmsh: Any, path: Path) -> str:
     """Import ``path`` into the current model; return the kernel used (``occ`` for STEP, ``geo`` for STL)."""
+    global imports
+    imports += 1
     suffix = path.suffix.lower()
     if suffix in {".step", ".stp"}:
         gmsh.model.occ.importShapes(str(path))

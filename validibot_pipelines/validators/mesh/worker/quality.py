@@ -1,7 +1,8 @@
-"""Element quality (Gmsh's SICN and gamma) and the score that ranks candidate meshes.
+"""Element quality (Gmsh's SICN and gamma), the score that ranks candidate meshes, and the verdict on each.
 
-``measure`` needs a live Gmsh session (child side); ``score`` and ``combine`` are plain Python so the worker
-parent can rank candidates without importing Gmsh.
+``measure`` needs a live Gmsh session (child side); ``score``, ``unmet``, ``judge`` and ``rank`` are plain
+Python (no pydantic, no Gmsh): the sandboxed search decides its early stop and the merge with them, and the
+worker parent, outside, decides again with the very same functions from what the candidates left.
 """
 
 from __future__ import annotations
@@ -19,6 +20,41 @@ def score(quality: dict[str, Any]) -> float:
     if quality["sicn_min"] <= 0:
         return 0.0
     return round(sum(weight * float(quality[key]) for key, weight in WEIGHTS.items()), 4)
+
+
+TARGET_KEYS = ("sicn_min", "sicn_avg", "gamma_min", "gamma_avg")
+KEPT = ("met_targets", "below_targets")  # outcomes whose mesh may be chosen
+
+
+def unmet(targets: dict[str, Any], quality: dict[str, Any]) -> list[str]:
+    """Human-readable list of the ``targets`` (a ``QualityTargets`` as a dict) ``quality`` misses; empty when all
+    are met. A flat or inverted element always misses."""
+    misses = []
+    for key in TARGET_KEYS:
+        target = targets.get(key)
+        achieved = quality[key]
+        if target is not None and achieved < target:
+            misses.append(f"{key} {achieved:.3f} < {target:g}")
+    if quality["sicn_min"] <= 0:
+        misses.append(f"sicn_min {quality['sicn_min']:.3f} <= 0 (inverted or flat elements)")
+    return misses
+
+
+def judge(quality: dict[str, Any], targets: dict[str, Any], max_elements: int) -> tuple[str, str]:
+    """``(outcome, detail)`` of a candidate that produced ``quality``: ``failed`` (no 3D elements),
+    ``too_many_elements``, ``below_targets`` or ``met_targets``."""
+    if not quality.get("elements"):
+        return "failed", "produced no 3D elements"
+    if quality["elements"] > max_elements:
+        return "too_many_elements", f"{quality['elements']:,} elements > max_elements {max_elements:,}"
+    misses = unmet(targets, quality)
+    return ("below_targets" if misses else "met_targets"), "; ".join(misses)
+
+
+def rank(outcome: str, candidate_score: float | None) -> tuple[bool, float]:
+    """Sort key of the kept candidates of one volume: a candidate meeting the targets first, then the score
+    (``max`` takes the earliest of equals, i.e. the first strategy in the list)."""
+    return outcome == "met_targets", candidate_score or 0.0
 
 
 def measure(gmsh: Any, histogram: bool = False) -> dict[str, Any]:

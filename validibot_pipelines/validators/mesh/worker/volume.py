@@ -1,25 +1,35 @@
 """Full mesh: an exhaustive search over Gmsh strategies per volume, with early stop, fan-out and merge.
 
-For each volume of the part (in parallel processes, ``meshing.parallel_volumes`` at a time) the strategies are
-tried in order, each in its own Gmsh child under its timeout. A candidate that fails, times out or exceeds
-``max_elements`` is dropped and the search falls through to the next strategy; a candidate meeting every
-quality target stops the search (``early_stop``); otherwise the best-scoring candidate wins. The winners are
-merged into one ``.msh``; ``<name>_result.json`` and ``<name>.quality.json`` describe how and how well.
+One sandboxed child per part (:func:`~validibot_pipelines.validators.mesh.worker.child.mesh`) imports the part
+once and forks one process per candidate from there: for each volume of the part (``meshing.parallel_volumes``
+at a time) the strategies are tried in order, each under its own timeout; a candidate that fails, crashes,
+times out, hits a sandbox limit or exceeds ``max_elements`` is dropped and the search falls through to the
+next strategy; a candidate meeting every quality target stops the search (``early_stop``); otherwise the
+best-scoring candidate wins. The winners are merged into one ``.msh`` (in a forked process too);
+``<name>_result.json`` and ``<name>.quality.json`` describe how and how well.
+
+The child only runs the search. This worker decides again, itself, from what every candidate left (read with
+the sandbox's checks): each attempt's outcome, the early stop and the winners; it takes the child's merge only
+when it merged exactly those winners, and merges them in a child of their own otherwise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import threading
+import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from validibot_pipelines.envelopes import Status, ValidationMetric
 from validibot_pipelines.runtime.context import RunContext
+from validibot_pipelines.runtime.sandbox import SandboxResult, UnsafeResult
+from validibot_pipelines.runtime.sandbox.limits import cpu_seconds, which_limit
 from validibot_pipelines.validators.mesh.envelopes import (
     CEL_METRICS,
     MeshInputs,
@@ -30,16 +40,23 @@ from validibot_pipelines.validators.mesh.envelopes import (
     VolumeResult,
 )
 from validibot_pipelines.validators.mesh.worker.calls import (
+    ChildAnswer,
     MeshFailure,
     call,
     engine_unavailable,
     fail,
-    kill_all,
     limit_failure_of,
+    limits,
     set_limits,
 )
+from validibot_pipelines.validators.mesh.worker.child import INSPECT, MERGE, MERGED_MSH, candidate_key
 from validibot_pipelines.validators.mesh.worker.preview import unreadable
-from validibot_pipelines.validators.mesh.worker.quality import score
+from validibot_pipelines.validators.mesh.worker.quality import judge, rank, score
+
+#: How long the part's child may run in all when the caller names no budget (the envelope's default timeout):
+#: the backstop behind the per-candidate timeouts the child enforces itself.
+DEFAULT_TIMEOUT_SECONDS = 3600.0
+TAIL_CHARS = 8000
 
 
 @dataclass
@@ -48,123 +65,217 @@ class MeshResult:
     msh: Path
     result_json: Path
     quality_json: Path
+    #: How often the part was imported in the sandbox for this mesh (the child's count, plus any candidate that
+    #: imported it again): 1.
+    part_imports: int = 0
 
 
 @dataclass
 class _Winner:
     result: VolumeResult
-    msh: Path
+    msh: str  # the candidate's key
 
 
-def _try(part: Path, volume: int, strategy: MeshStrategy, diagonal: float, inputs: MeshInputs,
-         workdir: Path) -> tuple[StrategyAttempt, Path | None]:
+def _timeout(strategy: MeshStrategy, inputs: MeshInputs) -> float:
+    return strategy.timeout_seconds or inputs.meshing.strategy_timeout_seconds
+
+
+def _request(part: Path, stem: str, inputs: MeshInputs) -> dict[str, Any]:
     options = inputs.meshing
-    timeout = strategy.timeout_seconds or options.strategy_timeout_seconds
-    msh = workdir / f"volume{volume}-{strategy.name}.msh"
-    answer = call("volume", {"part": str(part), "volume": volume, "strategy": strategy.model_dump(),
-                             "diagonal": diagonal, "max_elements": options.max_elements, "msh": str(msh)},
-                  workdir, timeout)
-    seconds = round(answer.child.seconds, 3)
-    base = {"volume": volume, "strategy": strategy.name, "seconds": seconds}
+    lim = limits()
+    strategies = [{**s.model_dump(), "timeout": t, "cpu_seconds": cpu_seconds(lim, t)}
+                  for s in options.strategies for t in [_timeout(s, inputs)]]
+    return {"part": str(part), "name": stem, "strategies": strategies, "targets": inputs.targets.model_dump(),
+            "early_stop": options.early_stop, "max_elements": options.max_elements,
+            "parallel": options.parallel_volumes, "import_timeout": options.strategy_timeout_seconds,
+            "merge_timeout": options.strategy_timeout_seconds,
+            "merge_cpu_seconds": cpu_seconds(lim, options.strategy_timeout_seconds)}
+
+
+def _forked(record: Any, result: dict[str, Any] | None, timeout: float, mode: str) -> ChildAnswer:
+    """A forked process's :class:`ChildAnswer`, from the child's record of how it ended and the result file it
+    wrote, with the limit detection of a sandboxed process of its own."""
+    try:
+        returncode = int(record["returncode"])
+        timed_out = bool(record["timed_out"])
+        seconds = max(0.0, float(record["seconds"]))
+        stderr = str(record.get("stderr", ""))[-TAIL_CHARS:]
+        vm_peak, cpu = int(record.get("vm_peak", 0)), float(record.get("cpu", 0.0))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        broken = SandboxResult(returncode=None, timed_out=False, pid=0, stdout="", stderr="", seconds=0.0,
+                               mode=mode, limits=limits())
+        return ChildAnswer(ok=False, data={"error": "the Gmsh process left an unusable record of the candidate"},
+                           child=broken)
+    limit = None
+    if returncode != 0 and not timed_out:
+        # Only the child (at the deadline: timed_out), the kernel (RLIMIT_CPU's hard limit, or the OOM killer
+        # when the sandbox's memory cgroup is full) or the sandbox's end send a candidate SIGKILL.
+        oom = returncode == -signal.SIGKILL and cpu < 0.95 * cpu_seconds(limits(), timeout)
+        limit = which_limit(signum=-returncode if returncode < 0 else None, text=stderr, peak_vm_bytes=vm_peak,
+                            cpu_used=cpu, limits=limits(), timeout=timeout, pids_max_hit=False, oom_killed=oom)
+    child = SandboxResult(returncode=returncode, timed_out=timed_out, pid=0, stdout="", stderr=stderr,
+                          seconds=seconds, mode=mode, limit=limit, limits=limits())
+    data = {} if timed_out or result is None else result
+    return ChildAnswer(ok=bool(data.get("ok")) and returncode == 0, data=data, child=child)
+
+
+def _attempt(volume: int, strategy: MeshStrategy, answer: ChildAnswer, inputs: MeshInputs) -> StrategyAttempt:
+    base = {"volume": volume, "strategy": strategy.name, "seconds": round(answer.child.seconds, 3)}
     if not answer.ok:
         outcome = "timeout" if answer.child.timed_out else "failed"
-        return StrategyAttempt(**base, outcome=outcome, detail=answer.problem), None
-    raw = answer.data["quality"]
-    if not raw["elements"]:
-        return StrategyAttempt(**base, outcome="failed", detail="produced no 3D elements"), None
-    quality = MeshQuality(**raw)
-    if quality.elements > options.max_elements:
-        return StrategyAttempt(**base, outcome="too_many_elements", quality=quality,
-                               detail=f"{quality.elements:,} elements > max_elements {options.max_elements:,}"), None
-    misses = inputs.targets.unmet(quality)
-    return StrategyAttempt(**base, outcome="below_targets" if misses else "met_targets", score=score(raw),
-                           quality=quality, detail="; ".join(misses)), msh
+        return StrategyAttempt(**base, outcome=outcome, detail=answer.problem)
+    raw = answer.data.get("quality")
+    if not isinstance(raw, dict) or not raw.get("elements"):
+        return StrategyAttempt(**base, outcome="failed", detail="produced no 3D elements")
+    try:
+        quality = MeshQuality(**raw)
+    except (ValidationError, TypeError):
+        return StrategyAttempt(**base, outcome="failed", detail="the Gmsh process left an unusable result "
+                               "(malformed quality)")
+    outcome, detail = judge(quality.model_dump(), inputs.targets.model_dump(), inputs.meshing.max_elements)
+    return StrategyAttempt(**base, outcome=outcome, quality=quality, detail=detail,
+                           score=score(raw) if outcome != "too_many_elements" else None)
 
 
-def search_volume(part: Path, volume: int, diagonal: float, inputs: MeshInputs, workdir: Path,
-                  log: Callable[[str], None], cancel: threading.Event | None = None,
-                  ) -> tuple[list[StrategyAttempt], _Winner | None]:
-    """Try the strategies on one volume; return every attempt and the chosen candidate (None: all failed).
+def _fork_mode(answer: ChildAnswer) -> str:
+    return f"{getattr(answer.child, 'mode', 'sandbox')}+fork"
 
-    ``cancel`` is set when the worker is being stopped: no new candidate starts, and the running ones are
-    killed (:func:`~validibot_pipelines.validators.mesh.worker.calls.kill_all`); a worker killed outright takes its
-    children with it through PDEATHSIG.
-    """
+
+def _volume(volume: int, answer: ChildAnswer, inputs: MeshInputs, log: Callable[[str], None], imported: int,
+            ) -> tuple[list[StrategyAttempt], _Winner | None, int]:
+    """Every attempt on one volume, the chosen candidate (None: all failed) and how many times its candidates
+    imported the part again (beyond the ``imported`` they inherited), judged from the candidates' files; the
+    early stop is this worker's own."""
+    records = answer.data.get("candidates")
+    records = records if isinstance(records, dict) else {}
+    mode = _fork_mode(answer)
+    reimports = 0
     attempts: list[StrategyAttempt] = []
-    candidates: list[tuple[StrategyAttempt, Path]] = []
+    candidates: list[StrategyAttempt] = []
     strategies = inputs.meshing.strategies
     for index, strategy in enumerate(strategies):
-        if cancel is not None and cancel.is_set():
-            break
-        attempt, msh = _try(part, volume, strategy, diagonal, inputs, workdir)
+        key = candidate_key(volume, strategy.name)
+        result = answer.read_json(f"{key}.json")
+        if result is not None and type(result.get("imports")) is int:
+            reimports += max(0, result["imports"] - imported)
+        record = records.get(key)
+        if record is None and result is not None and result.get("ok"):  # the child ended before reporting it
+            record = {"returncode": 0, "timed_out": False, "seconds": result.get("seconds", 0.0)}
+        if record is None:
+            why = f"the part's Gmsh process ended first ({answer.problem})" if not answer.ok else \
+                "the part's Gmsh process did not run it"
+            attempt = StrategyAttempt(volume=volume, strategy=strategy.name, outcome="failed", seconds=0.0,
+                                      detail=f"not run: {why}")
+        else:
+            attempt = _attempt(volume, strategy, _forked(record, result, _timeout(strategy, inputs), mode), inputs)
         attempts.append(attempt)
         log(f"volume {volume}: {strategy.name} -> {attempt.outcome} in {attempt.seconds:.2f} s"
             + (f", score {attempt.score}" if attempt.score is not None else "")
             + (f" ({attempt.detail})" if attempt.detail else ""))
-        if msh is not None:
-            candidates.append((attempt, msh))
+        if attempt.outcome in ("met_targets", "below_targets"):
+            candidates.append(attempt)
         if attempt.outcome == "met_targets" and inputs.meshing.early_stop:
             attempts.extend(StrategyAttempt(volume=volume, strategy=s.name, outcome="skipped", seconds=0.0,
                                             detail="targets already met") for s in strategies[index + 1:])
             break
     if not candidates:
-        return attempts, None
-    best, msh = max(candidates, key=lambda c: (c[0].outcome == "met_targets", c[0].score or 0.0))
+        return attempts, None, reimports
+    best = max(candidates, key=lambda a: rank(a.outcome, a.score))
     assert best.quality is not None and best.score is not None
     return attempts, _Winner(VolumeResult(volume=volume, strategy=best.strategy, score=best.score,
-                                          targets_met=best.outcome == "met_targets", quality=best.quality), msh)
+                                          targets_met=best.outcome == "met_targets", quality=best.quality),
+                             candidate_key(volume, best.strategy)), reimports
 
 
-def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs,
-              log: Callable[[str], None] = print) -> MeshResult:
+def _facts(name: str, answer: ChildAnswer, inputs: MeshInputs) -> dict[str, Any]:
+    """The part's volumes, surfaces and bounding box as the child found them on import; raises the import's
+    failure (unreadable part, engine unavailable, a sandbox limit) as the search never started."""
+    found = answer.read_json(INSPECT)
+    if found is None or "volumes" not in found:
+        failed = answer
+        if answer.child.returncode == -signal.SIGALRM:  # the child's import timer (child.mesh)
+            failed = dataclasses.replace(answer, child=dataclasses.replace(
+                answer.child, timed_out=True, seconds=inputs.meshing.strategy_timeout_seconds))
+        if limited := limit_failure_of(name, failed):
+            raise limited
+        if failed.engine_broken:
+            raise engine_unavailable(name, failed)
+        raise unreadable(name, failed.problem if found is None else str(found.get("error")))
+    volumes, surfaces, bbox = found.get("volumes"), found.get("surfaces"), found.get("bbox")
+    well_formed = (isinstance(volumes, list) and all(type(v) is int for v in volumes) and len(set(volumes)) ==
+                   len(volumes) and type(surfaces) is int
+                   and (not volumes or (isinstance(bbox, dict) and isinstance(bbox.get("diagonal"), float | int))))
+    if not well_formed:
+        raise unreadable(name, "the Gmsh process left an unusable result (malformed part facts)")
+    return found
+
+
+def _merge(answer: ChildAnswer, winners: list[_Winner], name: str, stem: str, msh: Path, workdir: Path,
+           inputs: MeshInputs) -> dict[str, Any]:
+    """The merged mesh at ``msh`` and its quality: the child's merge when it merged exactly ``winners``, else a
+    merge in a child of its own. Raises ``MESH_MERGE_FAILED``."""
+    timeout = inputs.meshing.strategy_timeout_seconds
+    keys = [w.msh for w in winners]
+    record = answer.data.get("merge")
+    merged: ChildAnswer | None = None
+    if isinstance(record, dict) and record.get("inputs") == keys:
+        merged = _forked(record, answer.read_json(f"{MERGE}.json"), timeout, _fork_mode(answer))
+        if merged.ok:
+            try:
+                answer.copy_out(MERGED_MSH, msh)
+            except (FileNotFoundError, UnsafeResult) as exc:
+                merged = dataclasses.replace(merged, ok=False, data={
+                    "ok": False, "error": f"the Gmsh process left an unusable result ({exc})"})
+    else:  # the child did not merge what this worker chose (it ended early, or chose otherwise)
+        pieces = []
+        for winner in winners:
+            piece = workdir / f"volume{winner.result.volume}-{winner.result.strategy}.msh"
+            try:
+                pieces.append(str(answer.copy_out(f"{winner.msh}.msh", piece)))
+            except (FileNotFoundError, UnsafeResult) as exc:
+                raise MeshFailure("MESH_MERGE_FAILED", f"{name}: merging the volume meshes failed (the Gmsh process "
+                                  f"left an unusable result ({exc}))", system_fault=True) from None
+        merged = call("merge", {"inputs": pieces, "volumes": [w.result.volume for w in winners], "msh": str(msh),
+                                "name": stem}, workdir, timeout)
+    if not merged.ok or not isinstance(merged.data.get("quality"), dict):
+        raise MeshFailure("MESH_MERGE_FAILED", f"{name}: merging the volume meshes failed ({merged.problem})",
+                          system_fault=True)
+    return merged.data["quality"]
+
+
+def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs, log: Callable[[str], None] = print,
+              timeout_seconds: float | None = None) -> MeshResult:
     """Mesh every volume of ``part`` and merge; raise :class:`MeshFailure` when no mesh can be produced.
 
     Unmet quality targets do not raise: the best mesh is still returned (``outputs.targets_met`` is False)
-    so the user can see how close it came.
+    so the user can see how close it came. ``timeout_seconds`` bounds the part's sandboxed child as a whole
+    (the step's own timeout; each candidate has its own inside it).
     """
     start = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     stem = Path(name).stem
-    found = call("inspect", {"part": str(part)}, workdir, inputs.meshing.strategy_timeout_seconds)
-    if not found.ok:
-        if limited := limit_failure_of(name, found):
-            raise limited
-        if found.engine_broken:
-            raise engine_unavailable(name, found)
-        raise unreadable(name, found.problem)
-    volumes: list[int] = found.data["volumes"]
+    answer = call("mesh", _request(part, stem, inputs), workdir, timeout_seconds or DEFAULT_TIMEOUT_SECONDS)
+    found = _facts(name, answer, inputs)
+    volumes: list[int] = found["volumes"]
     if not volumes:
         raise MeshFailure("MESH_NO_SOLIDS", f"{name}: the part has no solid to fill with a volume mesh "
-                          f"({found.data['surfaces']} surface(s)); export closed solids from the CAD tool")
-    diagonal = found.data["bbox"]["diagonal"]
+                          f"({found['surfaces']} surface(s)); export closed solids from the CAD tool")
     log(f"meshing {name}: {len(volumes)} volume(s), {len(inputs.meshing.strategies)} strategies, "
         f"targets {inputs.targets.model_dump(exclude_none=True) or 'none (first valid mesh)'}")
-    workers = min(inputs.meshing.parallel_volumes, len(volumes))
-    cancel = threading.Event()
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # threads only wait: each candidate is a process
-        try:
-            futures = [pool.submit(search_volume, part, v, diagonal, inputs, workdir, log, cancel) for v in volumes]
-            results = [future.result() for future in futures]
-        except BaseException:  # SIGTERM (SystemExit) or an error: start nothing new, stop what runs, drain
-            cancel.set()
-            kill_all()
-            raise
-    attempts = [a for volume_attempts, _ in results for a in volume_attempts]
-    failed = [v for v, (_, winner) in zip(volumes, results, strict=True) if winner is None]
+    imported = found["imports"] if type(found.get("imports")) is int else 0
+    results = [_volume(v, answer, inputs, log, imported) for v in volumes]
+    imports = imported + sum(again for _, _, again in results)
+    attempts = [a for volume_attempts, _, _ in results for a in volume_attempts]
+    failed = [v for v, (_, winner, _) in zip(volumes, results, strict=True) if winner is None]
     if failed:
         tried = "; ".join(f"volume {a.volume} {a.strategy}: {a.outcome} ({a.detail})" for a in attempts
                           if a.volume in failed)
         raise MeshFailure("MESH_NO_STRATEGY_SUCCEEDED", f"{name}: no strategy meshed volume(s) "
                           f"{', '.join(map(str, failed))} within the limits — {tried}; raise meshing.max_elements "
                           "or meshing.strategy_timeout_seconds, add coarser strategies, or remove tiny features")
-    winners = [w for _, w in results if w is not None]
+    winners = [w for _, w, _ in results if w is not None]
     msh = workdir / f"{stem}.msh"
-    merged = call("merge", {"inputs": [str(w.msh) for w in winners], "volumes": [w.result.volume for w in winners],
-                            "msh": str(msh), "name": stem}, workdir, inputs.meshing.strategy_timeout_seconds)
-    if not merged.ok:
-        raise MeshFailure("MESH_MERGE_FAILED", f"{name}: merging the volume meshes failed ({merged.problem})",
-                          system_fault=True)
-    total = merged.data["quality"]
+    total = _merge(answer, winners, name, stem, msh, workdir, inputs)
     names = list(dict.fromkeys(w.result.strategy for w in winners))
     outputs = MeshOutputs(
         strategy=names[0] if len(names) == 1 else ",".join(names), score=score(total),
@@ -178,7 +289,8 @@ def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs,
     result_json.write_text(json.dumps(_result_document(name, inputs, outputs), indent=2))
     quality_json = workdir / f"{stem}.quality.json"
     quality_json.write_text(json.dumps(_quality_document(name, inputs, outputs, total), indent=2))
-    return MeshResult(outputs=outputs, msh=msh, result_json=result_json, quality_json=quality_json)
+    return MeshResult(outputs=outputs, msh=msh, result_json=result_json, quality_json=quality_json,
+                      part_imports=imports)
 
 
 def _result_document(name: str, inputs: MeshInputs, out: MeshOutputs) -> dict[str, Any]:
@@ -207,7 +319,8 @@ def run(ctx: RunContext) -> None:
     inputs = MeshInputs.model_validate(ctx.envelope.inputs)
     set_limits(ctx.envelope.context.limits)
     try:
-        result = mesh_part(ctx.files["primary-model"], item.name, ctx.workdir / "mesh", inputs, ctx.log)
+        result = mesh_part(ctx.files["primary-model"], item.name, ctx.workdir / "mesh", inputs, ctx.log,
+                           timeout_seconds=ctx.envelope.context.timeout_seconds)
     except MeshFailure as exc:
         fail(ctx, exc)
         return
