@@ -159,7 +159,9 @@ class Lane:
         self._group = SandboxCgroup(parent_limits.max_processes, parent_limits.memory_bytes)
         extra = {"VALIDIBOT_ZYGOTE_WIPE": "1"} if self._mode == "bwrap" else {}
         env = bwrap.sandbox_env(self.root, extra)
-        cmd = [sys.executable, "-m", ZYGOTE_MODULE, module]
+        # No module names on the parent's command line: the first job imports them (process listings that look
+        # for a model's child by its module name must not mistake the waiting parent for one).
+        cmd = [sys.executable, "-m", ZYGOTE_MODULE]
         argv = bwrap.command(cmd, scratch=self.root, env=env) if self._mode == "bwrap" else cmd
         self._stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(argv, cwd=self.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
