@@ -150,7 +150,7 @@ class Lane:
 
     # --- the warm parent -------------------------------------------------------------------------------------
 
-    def _start(self, module: str, limits: SandboxLimits) -> None:
+    def _start(self, limits: SandboxLimits) -> None:
         self.close_parent()
         self._mode = sandbox.mode()
         parent_limits = limits.model_copy(update={
@@ -205,7 +205,7 @@ class Lane:
             env: dict[str, str] | None, grace: float) -> sandbox.SandboxResult:
         """Fork one child of the warm parent for ``module`` and wait for it (see the module docstring)."""
         if self._proc is None or self._proc.poll() is not None or self._limits != limits:
-            self._start(module, limits)
+            self._start(limits)
         assert self._proc is not None and self._proc.stdin is not None and self._group is not None
         scratch = workspace.scratch
         nproc = None if os.getuid() == 0 else _processes_of_current_user() + limits.max_processes
