@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from validibot_pipelines.runtime.sandbox.watch import Peaks, _sample, descendants
+
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
@@ -37,54 +39,14 @@ SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}
 TAIL_BYTES = 64 * 1024
 SAMPLE_SECONDS = 0.05
 ENV_WIPE = "VALIDIBOT_ZYGOTE_WIPE"  # set by .warm in bubblewrap mode: /tmp and /dev/shm are the sandbox's own
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as fh:
-                    stat = fh.read()
-            except OSError:
-                continue
-            children.setdefault(int(stat[stat.rfind(b")") + 2:].split()[1]), []).append(int(entry))
-    return children
-
-
-def _descendants(root: int) -> list[int]:
-    tree = _children_map()
-    found, todo = [], list(tree.get(root, []))
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(tree.get(pid, []))
-    return found
-
-
-def _sample(pids: list[int], peaks: dict[str, float]) -> None:
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmPeak:"):
-                        peaks["vm"] = max(peaks["vm"], int(line.split()[1]) * 1024)
-                    elif line.startswith("VmHWM:"):
-                        peaks["rss"] = max(peaks["rss"], int(line.split()[1]) * 1024)
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-            peaks["cpu"] = max(peaks["cpu"], (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
-        except (OSError, ValueError, IndexError):
-            continue
 
 
 def _sweep() -> None:
     """Kill and reap every process the last job left (all are descendants of this subreaper)."""
     for _ in range(200):
-        left = _descendants(os.getpid())
+        left = descendants(os.getpid())[1:]
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -185,16 +147,17 @@ def _run(job: dict) -> dict:
     if pid == 0:
         _in_child(job, out, err)
     pidfd = os.pidfd_open(pid)
-    peaks = {"vm": 0, "rss": 0, "cpu": 0.0}
+    peaks = Peaks()
     deadline, timed_out, status = start + job["timeout"], False, None
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     while status is None:
-        _sample([pid, *_descendants(pid)], peaks)
+        for target in descendants(pid):
+            _sample(target, peaks)
         if poller.poll(SAMPLE_SECONDS * 1000):
             _, status, usage = os.wait4(pid, 0)
-            peaks["rss"] = max(peaks["rss"], usage.ru_maxrss * 1024)
-            peaks["cpu"] = max(peaks["cpu"], usage.ru_utime + usage.ru_stime)
+            peaks.rss_bytes = max(peaks.rss_bytes, usage.ru_maxrss * 1024)
+            peaks.cpu_seconds = max(peaks.cpu_seconds, usage.ru_utime + usage.ru_stime)
             break
         if not timed_out and time.monotonic() > deadline:
             timed_out = True
@@ -208,12 +171,12 @@ def _run(job: dict) -> dict:
     _wipe(Path(job["cwd"]).parent)
     returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     return {"pid": pid, "returncode": returncode, "timed_out": timed_out, "seconds": seconds,
-            "vm_peak": peaks["vm"], "rss_peak": peaks["rss"], "cpu": peaks["cpu"],
+            "vm_peak": peaks.vm_bytes, "rss_peak": peaks.rss_bytes, "cpu": peaks.cpu_seconds,
             "stdout": _tail(out), "stderr": _tail(err)}
 
 
 def _signal_session(pid: int, sig: signal.Signals) -> None:
-    for target in [pid, *_descendants(pid)]:
+    for target in descendants(pid):
         try:
             os.kill(target, sig)
         except ProcessLookupError:
