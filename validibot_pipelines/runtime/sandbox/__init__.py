@@ -164,7 +164,7 @@ def run_untrusted(cmd: list[str], *, scratch: Path, timeout: float, limits: Sand
     if failed and not timed_out:
         limit = which_limit(signum=signum, text=stderr[-8000:], peak_vm_bytes=peaks.vm_bytes,
                             cpu_used=peaks.cpu_seconds, limits=limits, timeout=timeout, pids_max_hit=pids_hit,
-                            oom_killed=oom)
+                            oom_killed=oom, peak_rss_bytes=peaks.rss_bytes)
     return SandboxResult(returncode=returncode, timed_out=timed_out, pid=proc.pid, stdout=stdout, stderr=stderr,
                          seconds=time.monotonic() - start, mode=how, limit=limit,
                          peak_memory_bytes=peaks.rss_bytes, limits=limits)

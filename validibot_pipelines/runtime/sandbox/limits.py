@@ -36,6 +36,7 @@ CGROUP_V2 = Path("/sys/fs/cgroup")
 MEMORY_WORDS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory", "Out of memory",
                 "failed to map segment", "mmap failed", "Unable to allocate")
 FILE_SIZE_WORDS = ("File too large", "[Errno 27]")
+CRASH_SIGNALS = (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS)
 OPEN_FILES_WORDS = ("Too many open files", "[Errno 24]")
 PROCESS_WORDS = ("can't start new thread", "Resource temporarily unavailable", "fork failed", "[Errno 11]")
 
@@ -223,8 +224,13 @@ def sandbox_cgroup(limits: SandboxLimits) -> Iterator[SandboxCgroup]:
 
 
 def which_limit(*, signum: int | None, text: str, peak_vm_bytes: int, cpu_used: float, limits: SandboxLimits,
-                timeout: float, pids_max_hit: bool, oom_killed: bool = False) -> str | None:
-    """The limit a failed sandboxed process most plausibly hit: memory, cpu, file_size, processes, open_files."""
+                timeout: float, pids_max_hit: bool, oom_killed: bool = False, peak_rss_bytes: int = 0) -> str | None:
+    """The limit a failed sandboxed process most plausibly hit: memory, cpu, file_size, processes, open_files.
+
+    Memory is sampled, so a model that allocates to the limit and aborts between two samples can show a peak
+    well under it; a native crash (abort, segfault) after resident memory reached half the limit counts as the
+    memory limit too (``ru_maxrss`` is exact even after the process is gone).
+    """
     if oom_killed:
         return "memory"
     if signum == signal.SIGXCPU or (signum == signal.SIGKILL and cpu_used >= cpu_seconds(limits, timeout) * 0.95):
@@ -236,6 +242,8 @@ def which_limit(*, signum: int | None, text: str, peak_vm_bytes: int, cpu_used: 
     if any(w in text for w in OPEN_FILES_WORDS):
         return "open_files"
     if any(w in text for w in MEMORY_WORDS) or peak_vm_bytes >= 0.9 * limits.memory_bytes:
+        return "memory"
+    if signum in CRASH_SIGNALS and max(peak_vm_bytes, peak_rss_bytes) >= 0.5 * limits.memory_bytes:
         return "memory"
     if any(w in text for w in PROCESS_WORDS):
         return "processes"

@@ -237,7 +237,8 @@ class Lane:
         if returncode != 0 and not reply["timed_out"]:
             limit = which_limit(signum=-returncode if returncode < 0 else None, text=reply["stderr"][-8000:],
                                 peak_vm_bytes=int(reply["vm_peak"]), cpu_used=float(reply["cpu"]), limits=limits,
-                                timeout=timeout, pids_max_hit=pids_hits > 0, oom_killed=oom > 0)
+                                timeout=timeout, pids_max_hit=pids_hits > 0, oom_killed=oom > 0,
+                                peak_rss_bytes=int(reply["rss_peak"]))
         return sandbox.SandboxResult(
             returncode=returncode, timed_out=bool(reply["timed_out"]), pid=int(reply["pid"]),
             stdout=reply["stdout"], stderr=reply["stderr"], seconds=float(reply["seconds"]),
