@@ -10,8 +10,8 @@ Modes (``request["mode"]``):
   ``merged.msh`` (``merge.json``). The answer lists how each forked process ended; the worker, outside,
   decides again from those files which candidates count and whether the merge is the one it wants.
 * ``inspect``: import the part; report volumes, surfaces and the bounding box.
-* ``preview``: default-algorithm (Frontal-Delaunay) surface mesh, sizes between diagonal/100 and diagonal/20 → ``{vertices, triangles,
-  bbox}`` JSON at ``request["preview"]``.
+* ``preview``: default-algorithm (Frontal-Delaunay) surface mesh, sizes between diagonal/100 and diagonal/20
+  → ``{vertices, triangles, bbox}`` JSON at ``request["preview"]``.
 * ``volume``: one candidate on its own: import the part, one volume with one strategy → ``.msh`` at
   ``request["msh"]`` and its quality (what each forked candidate of ``mesh`` does, minus the import).
 * ``merge``: the chosen per-volume ``.msh`` files → one ``.msh`` (tetrahedra and boundary triangles per volume
