@@ -1,4 +1,4 @@
-"""Preview: a fast MeshAdapt surface mesh as ``{vertices, triangles, bbox}`` JSON, for viewers and sanity.
+"""Preview: a fast surface mesh (Gmsh's default 2D algorithm) as ``{vertices, triangles, bbox}`` JSON, for viewers.
 
 It is also the first time the worker opens the CAD file, so an unreadable or empty part is reported here,
 before any volume meshing is attempted.
