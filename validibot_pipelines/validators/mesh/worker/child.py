@@ -102,11 +102,8 @@ def mesh_volume(gmsh: Any, kernel: str, request: dict[str, Any]) -> dict[str, An
     gmsh.option.setNumber("Mesh.Algorithm3D", strategy["algorithm_3d"])
     gmsh.option.setNumber("Mesh.MeshSizeMax", size)
     gmsh.option.setNumber("Mesh.MeshSizeMin", size / 10)
-    # HXT (3D algorithm 10) with Gmsh's tet optimiser took 116 s where HXT alone took 0.9 s: keep each strategy's
-    # time proportionate by not optimising inside HXT attempts.
-    hxt = strategy["algorithm_3d"] == 10
-    gmsh.option.setNumber("Mesh.Optimize", 0 if hxt else 1)
-    gmsh.option.setNumber("Mesh.OptimizeNetgen", 1 if strategy["optimize_netgen"] and not hxt else 0)
+    gmsh.option.setNumber("Mesh.Optimize", 1)
+    gmsh.option.setNumber("Mesh.OptimizeNetgen", 1 if strategy["optimize_netgen"] else 0)
     gmsh.model.mesh.generate(3)
     quality = measure(gmsh)
     if quality["elements"] and quality["elements"] <= request["max_elements"]:
