@@ -21,14 +21,14 @@ class EnergyPlusInputs(_Strict):
 
     kind: Literal["energyplus_simulation"] = "energyplus_simulation"
     weather_name: str | None = None
-    timestep_per_hour: int = Field(default=4, ge=1, le=60)
+    timestep_per_hour: int | None = Field(default=None, ge=1, le=60)  # None: keep the model's own Timestep
     output_variables: list[str] = Field(default_factory=list)
     simulation_timeout_seconds: float = Field(default=1800, gt=0)
 
     @field_validator("timestep_per_hour")
     @classmethod
-    def _divides_hour(cls, value: int) -> int:
-        if 60 % value:
+    def _divides_hour(cls, value: int | None) -> int | None:
+        if value is not None and 60 % value:
             raise ValueError(f"timestep_per_hour must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60), "
                              f"got {value}")
         return value

@@ -297,6 +297,28 @@ def model_version(model: Sequence[IdfObject] | dict[str, Any]) -> str | None:
     return None
 
 
+DEFAULT_TIMESTEP = 4  # what the pipeline adds to a model that declares no Timestep
+
+
+def model_timestep(model: Sequence[IdfObject] | dict[str, Any]) -> int | None:
+    """The model's own timesteps per hour (its ``Timestep`` object), or ``None`` when it declares none or an
+    unreadable value; lets the worker keep it and say which timestep the run used."""
+    raw: Any = None
+    if isinstance(model, dict):
+        for key, objects in model.items():
+            if isinstance(key, str) and key.lower() == "timestep" and isinstance(objects, dict):
+                for fields in objects.values():
+                    raw = fields.get("number_of_timesteps_per_hour", 6) if isinstance(fields, dict) else None
+    else:
+        for obj in model:
+            if obj.key == "timestep":
+                raw = obj.field_value(0) or "6"  # the IDD default of the field
+    try:
+        return int(str(raw).strip()) if raw is not None else None
+    except ValueError:
+        return None
+
+
 def validate_timestep(timestep_per_hour: int) -> int:
     """Return ``timestep_per_hour`` if EnergyPlus accepts it (1..60 and dividing 60), else raise ``ValueError``."""
     if isinstance(timestep_per_hour, bool) or not isinstance(timestep_per_hour, int):
@@ -345,7 +367,7 @@ def _is_added_variable(key_value: str, variable_name: str, frequency: str, sched
     )
 
 
-def normalise_idf(text: str, timestep_per_hour: int = 4, output_variables: Sequence[str] = ()) -> str:
+def normalise_idf(text: str, timestep_per_hour: int | None = 4, output_variables: Sequence[str] = ()) -> str:
     """Return a normalised copy of IDF ``text`` that produces everything the worker reads; ``text`` is untouched.
 
     The copy has exactly one ``Output:SQLite`` (``SimpleAndTabular``), one ``Output:Table:SummaryReports``
@@ -355,15 +377,20 @@ def normalise_idf(text: str, timestep_per_hour: int = 4, output_variables: Seque
     messages still match what the user wrote. Normalising a normalised copy returns it unchanged.
 
     Raise ``ValueError`` for an invalid timestep or variable name and :class:`IdfSyntaxError` for text that is
-    not IDF (intake rejects such uploads first).
+    not IDF (intake rejects such uploads first). ``timestep_per_hour=None`` keeps the model's own ``Timestep``
+    (results then match the model as written) and adds :data:`DEFAULT_TIMESTEP` only when it has none.
     """
-    validate_timestep(timestep_per_hour)
+    keep_timestep = timestep_per_hour is None
+    if keep_timestep and model_timestep(parse_idf(text)) is None:
+        timestep_per_hour, keep_timestep = DEFAULT_TIMESTEP, False
+    if not keep_timestep:
+        validate_timestep(timestep_per_hour)
     variables = _requested_variables(output_variables)
     wanted = {name.lower() for name in variables}
     reports: list[str] = []
     cut: list[tuple[int, int]] = []
     for obj in parse_idf(text):
-        if obj.key in ("output:sqlite", "timestep"):
+        if obj.key == "output:sqlite" or (obj.key == "timestep" and not keep_timestep):
             pass
         elif obj.key == "output:table:summaryreports":
             reports.extend(obj.fields)
@@ -388,7 +415,7 @@ def normalise_idf(text: str, timestep_per_hour: int = 4, output_variables: Seque
     added = [
         IdfObject("Output:SQLite", [SQLITE_OPTION]),
         IdfObject("Output:Table:SummaryReports", _merged_reports(reports)),
-        IdfObject("Timestep", [str(timestep_per_hour)]),
+        *([] if keep_timestep else [IdfObject("Timestep", [str(timestep_per_hour)])]),
         *(IdfObject("Output:Variable", ["*", name, OUTPUT_VARIABLE_FREQUENCY]) for name in variables),
     ]
     newline = "\r\n" if "\r\n" in text else "\n"
@@ -397,16 +424,20 @@ def normalise_idf(text: str, timestep_per_hour: int = 4, output_variables: Seque
 
 
 def normalise_epjson(
-    data: dict[str, Any], timestep_per_hour: int = 4, output_variables: Sequence[str] = ()
+    data: dict[str, Any], timestep_per_hour: int | None = 4, output_variables: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The epJSON counterpart of :func:`normalise_idf`: a deep copy; ``data`` itself is never modified.
 
     Field names are those of EnergyPlus 25.2's ``Energy+.schema.epJSON``: ``Output:SQLite.option_type``,
     ``Output:Table:SummaryReports.reports[].report_name``, ``Timestep.number_of_timesteps_per_hour`` and
     ``Output:Variable.{key_value, variable_name, reporting_frequency}``. Class keys are matched
-    case-insensitively and written in the schema's spelling.
+    case-insensitively and written in the schema's spelling. ``timestep_per_hour=None`` keeps the model's own.
     """
-    validate_timestep(timestep_per_hour)
+    keep_timestep = timestep_per_hour is None
+    if keep_timestep and model_timestep(data) is None:
+        timestep_per_hour, keep_timestep = DEFAULT_TIMESTEP, False
+    if not keep_timestep:
+        validate_timestep(timestep_per_hour)
     variables = _requested_variables(output_variables)
     wanted = {name.lower() for name in variables}
     model = copy.deepcopy(data)
@@ -415,7 +446,7 @@ def normalise_epjson(
     user_variables: dict[str, Any] = {}
     for class_key in [k for k in model if isinstance(k, str)]:
         lowered = class_key.lower()
-        if lowered in ("output:sqlite", "timestep"):
+        if lowered == "output:sqlite" or (lowered == "timestep" and not keep_timestep):
             del model[class_key]
         elif lowered == "output:table:summaryreports":
             for fields in _epjson_objects(model.pop(class_key)):
@@ -430,7 +461,8 @@ def normalise_epjson(
     model["Output:Table:SummaryReports"] = {
         EPJSON_SUMMARY_REPORTS_KEY: {"reports": [{"report_name": name} for name in _merged_reports(reports)]}
     }
-    model["Timestep"] = {EPJSON_TIMESTEP_KEY: {"number_of_timesteps_per_hour": timestep_per_hour}}
+    if not keep_timestep:
+        model["Timestep"] = {EPJSON_TIMESTEP_KEY: {"number_of_timesteps_per_hour": timestep_per_hour}}
 
     kept = {
         name: fields

@@ -32,7 +32,7 @@ VALIDATOR = ValidatorRef(id="energyplus", type="energyplus", version=__version__
 def simulation_inputs(record: ModelRecord, simulation_timeout_seconds: float) -> EnergyPlusInputs:
     spec = record.validation_spec()
     return EnergyPlusInputs(
-        weather_name=record.weather_name, timestep_per_hour=spec.timestep_per_hour or 4,
+        weather_name=record.weather_name, timestep_per_hour=spec.timestep_per_hour,
         output_variables=list(spec.outputs or []), simulation_timeout_seconds=simulation_timeout_seconds,
     )
 
