@@ -330,3 +330,25 @@ def test_normalised_epjson_fields_exist_in_the_installed_schema() -> None:
         "reports"
     ]["items"]["properties"]["report_name"]["enum"]
     assert set(REQUIRED_SUMMARY_REPORTS) <= set(report_enum)
+
+
+def test_a_model_s_own_timestep_is_kept_when_the_spec_sets_none():
+    from validibot_pipelines.validators.energyplus.idf import model_timestep, normalise_epjson, normalise_idf, parse_idf
+
+    six = "Version,25.2;\nTimestep,6;\nBuilding,Box;\n"
+    kept = normalise_idf(six, timestep_per_hour=None)
+    assert [o.fields for o in parse_idf(kept) if o.key == "timestep"] == [["6"]]
+    assert model_timestep(parse_idf(normalise_idf(six, timestep_per_hour=4))) == 4  # a spec's value still wins
+    assert model_timestep(parse_idf(normalise_idf("Version,25.2;\nBuilding,Box;\n", timestep_per_hour=None))) == 4
+    data = {"Version": {"Version 1": {"version_identifier": "25.2"}},
+            "Timestep": {"Timestep 1": {"number_of_timesteps_per_hour": 6}}}
+    assert model_timestep(normalise_epjson(data, timestep_per_hour=None)) == 6
+    assert model_timestep(normalise_epjson(data, timestep_per_hour=12)) == 12
+
+
+def test_the_timestep_a_run_used_is_said_in_words():
+    from validibot_pipelines.validators.energyplus.worker.simulate import timestep_note
+
+    assert "model's own Timestep 6" in timestep_note("box.idf", 6, None)
+    assert "spec's timestep_per_hour 4 instead of the model's own Timestep 6" in timestep_note("box.idf", 6, 4)
+    assert "declares no Timestep; ran with 4" in timestep_note("box.idf", None, None)

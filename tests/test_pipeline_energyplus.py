@@ -130,3 +130,16 @@ def test_cli_validates_an_idf(tmp_path):  # noqa: ANN001
     assert out["outputs"]["weather_file"].startswith("USA_CO_Golden")
     assert [a["passed"] for a in out["outputs"]["assertions"]] == [False]
     assert any(m["code"] == "ASSERTION_FAILED" for m in out["messages"])
+
+
+def test_cli_keeps_the_model_s_own_timestep_and_says_so(tmp_path):  # noqa: ANN001
+    model = tmp_path / "six.idf"
+    model.write_text(sample_idf("one_zone_box").read_text().replace("Timestep,4;", "Timestep,6;"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("weather: Golden\n")  # no timestep_per_hour: the model's own 6 must be used
+    proc = subprocess.run([sys.executable, "-m", "validibot_pipelines.cli", "validate", str(model),
+                           "--spec", str(spec), "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = json.loads(proc.stdout.splitlines()[0])
+    assert out["status"] == "success", out["messages"]
+    notes = [m for m in out["messages"] if m["code"] == "EP_TIMESTEP"]
+    assert [m["severity"] for m in notes] == ["INFO"] and "model's own Timestep 6" in notes[0]["text"]

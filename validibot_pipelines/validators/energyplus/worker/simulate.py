@@ -55,6 +55,7 @@ def _prepare(model: Path, inputs: EnergyPlusInputs, rundir: Path) -> tuple[Path,
     """Write the normalised private copy; return its path and the model's Version."""
     from validibot_pipelines.validators.energyplus.idf import (
         detect_format,
+        model_timestep,
         model_version,
         normalise_epjson,
         normalise_idf,
@@ -68,11 +69,24 @@ def _prepare(model: Path, inputs: EnergyPlusInputs, rundir: Path) -> tuple[Path,
         target = rundir / "in.epJSON"
         target.write_text(json.dumps(normalise_epjson(data, timestep_per_hour=inputs.timestep_per_hour,
                                                       output_variables=inputs.output_variables), indent=1))
-        return target, model_version(data)
+        return target, model_version(data), model_timestep(data)
     target = rundir / "in.idf"
     target.write_text(normalise_idf(text, timestep_per_hour=inputs.timestep_per_hour,
                                     output_variables=inputs.output_variables))
-    return target, model_version(parse_idf(text))
+    parsed = parse_idf(text)
+    return target, model_version(parsed), model_timestep(parsed)
+
+
+def timestep_note(name: str, own: int | None, spec: int | None) -> str:
+    """The INFO text saying which ``Timestep`` the run used and why (a normalisation the user should see)."""
+    from validibot_pipelines.validators.energyplus.idf import DEFAULT_TIMESTEP
+
+    if spec is not None:
+        return (f"{name}: ran with the spec's timestep_per_hour {spec}"
+                + (f" instead of the model's own Timestep {own}" if own not in (None, spec) else ""))
+    if own is None:
+        return f"{name}: the model declares no Timestep; ran with {DEFAULT_TIMESTEP} per hour (set timestep_per_hour)"
+    return f"{name}: ran with the model's own Timestep {own} per hour"
 
 
 def run(ctx: RunContext) -> None:
@@ -85,14 +99,17 @@ def run(ctx: RunContext) -> None:
         return
     rundir = ctx.workdir / "run"
     try:
-        model, version = _prepare(ctx.files["primary-model"], inputs, rundir)
+        model, version, own_timestep = _prepare(ctx.files["primary-model"], inputs, rundir)
     except ValueError as exc:  # syntax the intake could not see, or a bad timestep
         ctx.output.status = Status.FAILED_VALIDATION
         ctx.output.error("EP_MODEL_INVALID", f"{name}: {exc}")
         return
+    ctx.output.messages.append(ValidationMessage(severity=Severity.INFO, code="EP_TIMESTEP",
+                                                 text=timestep_note(name, own_timestep, inputs.timestep_per_hour)))
     engine = install.engine_version()
     timeout = min(inputs.simulation_timeout_seconds, ctx.envelope.context.timeout_seconds)
-    ctx.log(f"EnergyPlus {engine}: {name} with {weather.name} (timestep {inputs.timestep_per_hour}/h)")
+    per_hour = inputs.timestep_per_hour or own_timestep or 4
+    ctx.log(f"EnergyPlus {engine}: {name} with {weather.name} (timestep {per_hour}/h)")
     child = run_untrusted([str(install.binary()), "-w", str(weather), "-d", str(rundir / "out"), "-x", str(model)],
                           scratch=rundir, timeout=timeout, limits=ctx.envelope.context.limits, readonly=[weather])
     trusted = ctx.workdir / "results"
