@@ -252,3 +252,29 @@ def test_read_metrics_converts_units_and_tolerates_missing_tables(tmp_path: Path
     assert all(value is None for name, value in m.items() if name != "peak_electric_demand_w")
     assert read_metrics(tmp_path / "absent.sql") == dict.fromkeys(METRIC_NAMES)
     assert not (tmp_path / "absent.sql").exists()  # opened read-only: nothing created
+
+
+def test_a_severe_error_in_a_finished_run_is_a_warning_with_its_text_and_the_version_is_said_once(tmp_path):  # noqa: ANN001
+    from types import SimpleNamespace
+
+    from validibot_pipelines.envelopes import OutputEnvelope, Status
+    from validibot_pipelines.envelopes.base import ValidatorRef
+    from validibot_pipelines.validators.energyplus.envelopes import EnergyPlusOutputs
+    from validibot_pipelines.validators.energyplus.worker.metrics import parse_err
+    from validibot_pipelines.validators.energyplus.worker.simulate import _verdict
+
+    err = parse_err("   ** Severe  ** GetSurfaceData: Surface WALL1 has a zero area\n"
+                    "   ************* EnergyPlus Completed Successfully-- 2 Warning; 1 Severe Errors; Elapsed Time=1s\n")
+    outputs = EnergyPlusOutputs(energyplus_version="25.2", idd_version="25.2", model_version="24.1",
+                                version_match=False, weather_file="w.epw", return_code=0,
+                                completed_successfully=True, warning_count=2, severe_count=1, fatal_count=0,
+                                metrics={})
+    output = OutputEnvelope(run_id="r", validator=ValidatorRef(id="e", type="energyplus", version="1"),
+                            status=Status.FAILED_RUNTIME)
+    ctx = SimpleNamespace(output=output)
+    child = SimpleNamespace(timed_out=False, limit=None, signal_name=None, returncode=0, stdout="", stderr="")
+    _verdict(ctx, "box.idf", child, outputs, err, 60)
+    assert output.status == Status.SUCCESS
+    severe = [m for m in output.messages if m.code == "EP_SEVERE"]
+    assert [m.severity.value for m in severe] == ["WARNING"] and "WALL1 has a zero area" in severe[0].text
+    assert not [m for m in output.messages if m.code == "EP_VERSION_MISMATCH"]  # intake says it, once

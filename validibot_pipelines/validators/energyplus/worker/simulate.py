@@ -77,6 +77,9 @@ def _prepare(model: Path, inputs: EnergyPlusInputs, rundir: Path) -> tuple[Path,
     return target, model_version(parsed), model_timestep(parsed)
 
 
+MAX_SEVERE_MESSAGES = 10  # each one a WARNING; the count is in outputs.severe_count
+
+
 def timestep_note(name: str, own: int | None, spec: int | None) -> str:
     """The INFO text saying which ``Timestep`` the run used and why (a normalisation the user should see)."""
     from validibot_pipelines.validators.energyplus.idf import DEFAULT_TIMESTEP
@@ -198,9 +201,10 @@ def _verdict(ctx: RunContext, name: str, child, outputs: EnergyPlusOutputs, err:
                          f"{outputs.fatal_count} fatal, {outputs.severe_count} severe): {detail}",
                          location="eplusout.err")
         return
-    if not outputs.version_match:
+    # A version mismatch is said once, by intake (EP_VERSION_MISMATCH with its advice); ``version_match`` stays in
+    # the outputs for assertions.
+    for text in err.get("severe_messages", [])[:MAX_SEVERE_MESSAGES]:
         ctx.output.messages.append(ValidationMessage(
-            severity=Severity.WARNING, code="EP_VERSION_MISMATCH", location="Version",
-            text=f"{name}: model Version {outputs.model_version} differs from EnergyPlus {outputs.energyplus_version}; "
-                 "update it with the IDFVersionUpdater"))
+            severity=Severity.WARNING, code="EP_SEVERE", location="eplusout.err",
+            text=clip_tail(f"{name}: EnergyPlus reported a severe error: {text}", 1000)))
     ctx.output.status = Status.SUCCESS if not ctx.output.errors else Status.FAILED_VALIDATION
