@@ -264,7 +264,7 @@ def test_a_severe_error_in_a_finished_run_is_a_warning_with_its_text_and_the_ver
     from validibot_pipelines.validators.energyplus.worker.simulate import _verdict
 
     err = parse_err("   ** Severe  ** GetSurfaceData: Surface WALL1 has a zero area\n"
-                    "   ************* EnergyPlus Completed Successfully-- 2 Warning; 1 Severe Errors; Elapsed Time=1s\n")
+                    "   ************* EnergyPlus Completed Successfully-- 2 Warning; 1 Severe Errors; Elapsed 1s\n")
     outputs = EnergyPlusOutputs(energyplus_version="25.2", idd_version="25.2", model_version="24.1",
                                 version_match=False, weather_file="w.epw", return_code=0,
                                 completed_successfully=True, warning_count=2, severe_count=1, fatal_count=0,
