@@ -143,3 +143,19 @@ def test_cli_keeps_the_model_s_own_timestep_and_says_so(tmp_path):  # noqa: ANN0
     assert out["status"] == "success", out["messages"]
     notes = [m for m in out["messages"] if m["code"] == "EP_TIMESTEP"]
     assert [m["severity"] for m in notes] == ["INFO"] and "model's own Timestep 6" in notes[0]["text"]
+
+
+def test_cli_timeout_stops_a_long_energyplus_run(tmp_path):  # noqa: ANN001
+    model = tmp_path / "century.idf"  # a hundred years at 60 timesteps an hour: far past a 3 s timeout
+    text = sample_idf("one_zone_box").read_text().replace("Timestep,4;", "Timestep,60;")
+    model.write_text(text.replace("  ,                        !- Begin Year", "  2001,                     !- Begin Year")
+                     .replace("  ,                        !- End Year", "  2100,                     !- End Year"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("weather: Golden\n")
+    proc = subprocess.run([sys.executable, "-m", "validibot_pipelines.cli", "validate", str(model), "--spec",
+                           str(spec), "--json", "--timeout", "3"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=240)
+    out = json.loads(proc.stdout.splitlines()[0])
+    assert out["status"] == "failed_validation", out["messages"]
+    timeouts = [m for m in out["messages"] if m["code"] == "EP_TIMEOUT"]
+    assert timeouts and "within 3 s" in timeouts[0]["text"] and "raise the timeout" in timeouts[0]["text"]

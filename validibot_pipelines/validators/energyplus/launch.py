@@ -71,7 +71,9 @@ def validate_in_process(record: ModelRecord, *, store_uri: str, backend: Backend
     """``validibot validate``: the simulation, then the assertions."""
     from validibot_pipelines.orchestration.single import judged
 
-    out, _ = simulate(record, store_uri=store_uri, backend=backend, attempt=attempt)
+    # --timeout reaches the run: the worker stops EnergyPlus at min(simulation timeout, container timeout)
+    out, _ = simulate(record, store_uri=store_uri, backend=backend, attempt=attempt,
+                      simulation_timeout_seconds=simulation_timeout_seconds)
     return judged(record, out, check)
 
 
