@@ -148,8 +148,8 @@ def test_cli_keeps_the_model_s_own_timestep_and_says_so(tmp_path):  # noqa: ANN0
 def test_cli_timeout_stops_a_long_energyplus_run(tmp_path):  # noqa: ANN001
     model = tmp_path / "century.idf"  # a hundred years at 60 timesteps an hour: far past a 3 s timeout
     text = sample_idf("one_zone_box").read_text().replace("Timestep,4;", "Timestep,60;")
-    model.write_text(text.replace("  ,                        !- Begin Year", "  2001,                     !- Begin Year")
-                     .replace("  ,                        !- End Year", "  2100,                     !- End Year"))
+    begin, end = "  ,                        !- Begin Year", "  ,                        !- End Year"
+    model.write_text(text.replace(begin, "  2001," + begin[3:]).replace(end, "  2100," + end[3:]))
     spec = tmp_path / "spec.yaml"
     spec.write_text("weather: Golden\n")
     proc = subprocess.run([sys.executable, "-m", "validibot_pipelines.cli", "validate", str(model), "--spec",

@@ -206,8 +206,10 @@ def test_partition_page_shows_metadata_and_checks(ui, browser):  # noqa: ANN001
     overview = _open_and_wait(browser, f"{ui['url']}/assets/fmu_intake?view=overview",
                               ["Owners", "validation", "validibot/validator: fmi", "validibot/stage: intake",
                                "The uploaded FMU, checked in the control plane"])  # owners, tags, description
-    # The sensors that can materialize it (upload_sensor, output_sensor) are listed, or folded as "2 sensors".
-    assert "fmi_validation" in overview and ("upload_sensor" in overview or "2 sensors" in overview), overview
+    # The sensors that can materialize it (upload_sensor, output_sensor) are listed, or folded as "2 sensors";
+    # the automation panel renders after the rest of the page, so wait for it before judging.
+    overview = _wait_for_texts(browser, ["fmi_validation", "sensor"])
+    assert "upload_sensor" in overview or "2 sensors" in overview, overview
     _shot(browser, ui, "fmu_intake-overview.png")
 
 
