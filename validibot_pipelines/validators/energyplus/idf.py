@@ -319,6 +319,16 @@ def model_timestep(model: Sequence[IdfObject] | dict[str, Any]) -> int | None:
         return None
 
 
+def timestep_to_write(timestep_per_hour: int | None, own: int | None) -> int | None:
+    """The ``Timestep`` a normalised copy declares, or ``None`` to keep the model's own (the spec set none and the
+    model has one); :data:`DEFAULT_TIMESTEP` when neither does. Raise ``ValueError`` for an invalid value."""
+    if timestep_per_hour is None:
+        if own is not None:
+            return None
+        timestep_per_hour = DEFAULT_TIMESTEP
+    return validate_timestep(timestep_per_hour)
+
+
 def validate_timestep(timestep_per_hour: int) -> int:
     """Return ``timestep_per_hour`` if EnergyPlus accepts it (1..60 and dividing 60), else raise ``ValueError``."""
     if isinstance(timestep_per_hour, bool) or not isinstance(timestep_per_hour, int):
@@ -380,17 +390,14 @@ def normalise_idf(text: str, timestep_per_hour: int | None = 4, output_variables
     not IDF (intake rejects such uploads first). ``timestep_per_hour=None`` keeps the model's own ``Timestep``
     (results then match the model as written) and adds :data:`DEFAULT_TIMESTEP` only when it has none.
     """
-    keep_timestep = timestep_per_hour is None
-    if keep_timestep and model_timestep(parse_idf(text)) is None:
-        timestep_per_hour, keep_timestep = DEFAULT_TIMESTEP, False
-    if not keep_timestep:
-        validate_timestep(timestep_per_hour)
+    objects = parse_idf(text)
+    timestep = timestep_to_write(timestep_per_hour, model_timestep(objects))
     variables = _requested_variables(output_variables)
     wanted = {name.lower() for name in variables}
     reports: list[str] = []
     cut: list[tuple[int, int]] = []
-    for obj in parse_idf(text):
-        if obj.key == "output:sqlite" or (obj.key == "timestep" and not keep_timestep):
+    for obj in objects:
+        if obj.key == "output:sqlite" or (obj.key == "timestep" and timestep is not None):
             pass
         elif obj.key == "output:table:summaryreports":
             reports.extend(obj.fields)
@@ -415,7 +422,7 @@ def normalise_idf(text: str, timestep_per_hour: int | None = 4, output_variables
     added = [
         IdfObject("Output:SQLite", [SQLITE_OPTION]),
         IdfObject("Output:Table:SummaryReports", _merged_reports(reports)),
-        *([] if keep_timestep else [IdfObject("Timestep", [str(timestep_per_hour)])]),
+        *([] if timestep is None else [IdfObject("Timestep", [str(timestep)])]),
         *(IdfObject("Output:Variable", ["*", name, OUTPUT_VARIABLE_FREQUENCY]) for name in variables),
     ]
     newline = "\r\n" if "\r\n" in text else "\n"
@@ -433,11 +440,7 @@ def normalise_epjson(
     ``Output:Variable.{key_value, variable_name, reporting_frequency}``. Class keys are matched
     case-insensitively and written in the schema's spelling. ``timestep_per_hour=None`` keeps the model's own.
     """
-    keep_timestep = timestep_per_hour is None
-    if keep_timestep and model_timestep(data) is None:
-        timestep_per_hour, keep_timestep = DEFAULT_TIMESTEP, False
-    if not keep_timestep:
-        validate_timestep(timestep_per_hour)
+    timestep = timestep_to_write(timestep_per_hour, model_timestep(data))
     variables = _requested_variables(output_variables)
     wanted = {name.lower() for name in variables}
     model = copy.deepcopy(data)
@@ -446,7 +449,7 @@ def normalise_epjson(
     user_variables: dict[str, Any] = {}
     for class_key in [k for k in model if isinstance(k, str)]:
         lowered = class_key.lower()
-        if lowered == "output:sqlite" or (lowered == "timestep" and not keep_timestep):
+        if lowered == "output:sqlite" or (lowered == "timestep" and timestep is not None):
             del model[class_key]
         elif lowered == "output:table:summaryreports":
             for fields in _epjson_objects(model.pop(class_key)):
@@ -461,8 +464,8 @@ def normalise_epjson(
     model["Output:Table:SummaryReports"] = {
         EPJSON_SUMMARY_REPORTS_KEY: {"reports": [{"report_name": name} for name in _merged_reports(reports)]}
     }
-    if not keep_timestep:
-        model["Timestep"] = {EPJSON_TIMESTEP_KEY: {"number_of_timesteps_per_hour": timestep_per_hour}}
+    if timestep is not None:
+        model["Timestep"] = {EPJSON_TIMESTEP_KEY: {"number_of_timesteps_per_hour": timestep}}
 
     kept = {
         name: fields

@@ -93,6 +93,7 @@ def timestep_note(name: str, own: int | None, spec: int | None) -> str:
 
 
 def run(ctx: RunContext) -> None:
+    from validibot_pipelines.validators.energyplus.idf import DEFAULT_TIMESTEP
     from validibot_pipelines.validators.energyplus.worker.metrics import idd_version, parse_err, read_metrics
 
     name = ctx.envelope.file_with_role("primary-model").name
@@ -111,7 +112,7 @@ def run(ctx: RunContext) -> None:
                                                  text=timestep_note(name, own_timestep, inputs.timestep_per_hour)))
     engine = install.engine_version()
     timeout = min(inputs.simulation_timeout_seconds, ctx.envelope.context.timeout_seconds)
-    per_hour = inputs.timestep_per_hour or own_timestep or 4
+    per_hour = inputs.timestep_per_hour or own_timestep or DEFAULT_TIMESTEP
     ctx.log(f"EnergyPlus {engine}: {name} with {weather.name} (timestep {per_hour}/h)")
     child = run_untrusted([str(install.binary()), "-w", str(weather), "-d", str(rundir / "out"), "-x", str(model)],
                           scratch=rundir, timeout=timeout, limits=ctx.envelope.context.limits, readonly=[weather])
