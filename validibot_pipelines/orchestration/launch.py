@@ -21,6 +21,7 @@ from validibot_pipelines.envelopes import (
     load_output_envelope,
 )
 from validibot_pipelines.envelopes.base import EnvelopeError, SandboxLimits, now
+from validibot_pipelines.orchestration import access
 from validibot_pipelines.orchestration.layout import bundle_uri, result_index_uri
 from validibot_pipelines.resources.backends.base import ComputeBackend, LaunchRecord
 from validibot_pipelines.storage import get_store, join_uri
@@ -243,16 +244,26 @@ def read_output(envelope: InputEnvelope, record: LaunchRecord) -> OutputEnvelope
         out.error(code, text)
         return out
 
+    grant = access.read_grant(envelope)
+    record.details.update(access.access_details(grant))
     written = store.exists(expected)
     if record.error and not written:
         return broken("BACKEND_ERROR", f"the {record.backend} launch {record.launch_id or '(not started)'} "
                       f"failed: {record.error}")
     if not written:
+        if expired := access.expired_reason(grant, record.log_tail):
+            return broken("ACCESS_EXPIRED", f"the {record.backend} worker ({record.launch_id}) wrote no output: "
+                          f"{expired}")
         why = ("timed out and was killed" if record.timed_out else f"ended {record.status}" if record.status
                else f"exited with code {record.returncode}")
         return broken("WORKER_NO_OUTPUT", f"the {record.backend} worker ({record.launch_id}) {why} without writing "
                       f"{expected}; worker log tail: {record.log_tail[-800:] or '(empty)'}")
     try:
-        return load_output_envelope(store.read_bytes(expected), where=expected)
+        out = load_output_envelope(store.read_bytes(expected), where=expected)
     except EnvelopeError as exc:
         return broken("WORKER_BAD_OUTPUT", f"{exc}; the worker image may not match this control plane version")
+    input_uri = join_uri(envelope.context.execution_bundle_uri, "input.json")
+    if (why := access.check_output(envelope, get_store(input_uri).read_bytes(input_uri), out)) is not None:
+        return broken("WORKER_OUTPUT_REJECTED", f"{expected} was not accepted: {why}; the launch's result is "
+                      "discarded — re-run the step, and if it recurs inspect the worker image and the bundle")
+    return out

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from validibot_pipelines.storage import get_store, join_uri
+from validibot_pipelines.storage import StorageError, get_store, join_uri
+from validibot_pipelines.storage.grant import without_query
 
 ENV_BATCH = "VALIDIBOT_BATCH_URI"
 ENV_LANES = "VALIDIBOT_WORKER_LANES"
@@ -42,18 +43,31 @@ def manifest_uri(input_uris: list[str], batch_id: str) -> str:
     return join_uri(store_of(input_uris[0]), "batches", f"{batch_id}.json")
 
 
-def write_manifest(input_uris: list[str], batch_id: str) -> str:
-    """Write the batch's manifest into the store (beside its bundles) and return its URI."""
+def write_manifest(input_uris: list[str], batch_id: str, references: list[str] | None = None) -> str:
+    """Write the batch's manifest into the store (beside its bundles) and return its URI.
+
+    ``references`` are what the worker reads instead of each envelope URI (signed grant URLs,
+    ``orchestration/access.py``); the manifest's place is decided by the canonical URIs either way.
+    """
     uri = manifest_uri(input_uris, batch_id)
-    get_store(uri).write_bytes(uri, json.dumps({"inputs": input_uris}).encode(), "application/json")
+    get_store(uri).write_bytes(uri, json.dumps({"inputs": references or input_uris}).encode(), "application/json")
     return uri
+
+
+def run_id_of(uri: str) -> str:
+    """The run id of an envelope's URI (``…/runs/<run id>/input.json`` or its grant), a signed URL included."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(uri).path.rstrip("/").rsplit("/", 2)[-2]
 
 
 def read_manifest(uri: str) -> list[str]:
     try:
         data = json.loads(get_store(uri).read_bytes(uri))
     except FileNotFoundError:
-        raise BatchManifestError(f"batch manifest {uri} does not exist; check {ENV_BATCH}") from None
+        raise BatchManifestError(f"batch manifest {without_query(uri)} does not exist; check {ENV_BATCH}") from None
+    except StorageError as exc:
+        raise BatchManifestError(f"batch manifest: {exc}") from None
     except ValueError as exc:
         raise BatchManifestError(f"batch manifest {uri} is not JSON ({exc})") from None
     inputs = data.get("inputs") if isinstance(data, dict) else None

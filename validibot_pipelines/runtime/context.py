@@ -9,6 +9,7 @@ from pathlib import Path
 from validibot_pipelines.envelopes import InputEnvelope, OutputEnvelope, ValidationArtifact
 from validibot_pipelines.storage import get_store, join_uri
 from validibot_pipelines.storage.base import CHUNK
+from validibot_pipelines.storage.grant import active_session
 
 
 def file_sha256(path: Path) -> str:
@@ -31,6 +32,10 @@ class RunContext:
     metadata: dict[str, object] = field(default_factory=dict)
 
     def artifact_uri(self, name: str) -> str:
+        """``<bundle>/artifacts/<name>``; on an access grant, the next of the grant's signed slots."""
+        session = active_session()
+        if session is not None:
+            return session.artifact_uri(name)
         return join_uri(self.envelope.context.execution_bundle_uri, "artifacts", name)
 
     def store_artifact(self, path: Path, name: str, type_: str, mime_type: str) -> ValidationArtifact:

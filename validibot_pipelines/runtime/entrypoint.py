@@ -34,7 +34,8 @@ from validibot_pipelines.runtime import sandbox
 from validibot_pipelines.runtime.context import RunContext, file_sha256
 from validibot_pipelines.runtime.process import install_sigterm_exit
 from validibot_pipelines.runtime.registry import runner_for
-from validibot_pipelines.storage import get_store
+from validibot_pipelines.storage import StorageError, get_store
+from validibot_pipelines.storage.grant import granted, parse_grant, without_query
 
 ENV_INPUT = "VALIDIBOT_INPUT_URI"
 ENV_OUTPUT = "VALIDIBOT_OUTPUT_URI"
@@ -155,10 +156,29 @@ def execute(input_uri: str, *, log: Callable[[str], None] = print, output_uri: s
     ``input_cache_dir`` (default: ``VALIDIBOT_INPUT_CACHE_DIR``) holds inputs by checksum, e.g. a Modal volume.
     """
     input_cache_dir = input_cache_dir or os.environ.get(ENV_INPUT_CACHE)
+    raw = _read_input(input_uri)
+    grant = parse_grant(raw)
+    if grant is None:
+        return _execute(input_uri, raw, log=log, output_uri=output_uri, input_cache_dir=input_cache_dir)
+    # A signed launch: every store access of this envelope goes through the grant's URLs (storage/grant.py).
+    with granted(grant):
+        if grant.expired():
+            log(f"the access grant expired at {grant.expires_at.isoformat()}; its signed URLs will be refused")
+        raw = _read_input(grant.envelope_uri)
+        return _execute(grant.envelope_uri, raw, log=log, output_uri=output_uri, input_cache_dir=input_cache_dir)
+
+
+def _read_input(uri: str) -> bytes:
     try:
-        raw = get_store(input_uri).read_bytes(input_uri)
+        return get_store(uri).read_bytes(uri)
     except FileNotFoundError:
-        raise WorkerBroken(f"input envelope {input_uri} does not exist; check {ENV_INPUT}") from None
+        raise WorkerBroken(f"input envelope {without_query(uri)} does not exist; check {ENV_INPUT}") from None
+    except StorageError as exc:
+        raise WorkerBroken(f"input envelope: {exc}") from None
+
+
+def _execute(input_uri: str, raw: bytes, *, log: Callable[[str], None], output_uri: str | None,
+             input_cache_dir: str | None) -> OutputEnvelope:
     try:
         envelope = load_input_envelope(raw, where=input_uri)
     except EnvelopeError as exc:
@@ -241,7 +261,7 @@ def _main_batch(manifest: str) -> int:
             return 3
 
         def run_one(uri: str) -> str:
-            run_id = uri.rstrip("/").rsplit("/", 2)[-2]
+            run_id = batch.run_id_of(uri)
 
             def own(msg: str) -> None:  # to stderr (the step's compute log), prefixed with the envelope's run
                 print(f"[validibot-worker {run_id}] {msg}", file=sys.stderr, flush=True)

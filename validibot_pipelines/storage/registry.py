@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from validibot_pipelines.storage.base import ObjectStore
+from validibot_pipelines.storage.grant import SignedUrlStore, active_session
 
 
 @cache
@@ -25,9 +26,14 @@ def _store_for(scheme: str) -> ObjectStore:
 
 
 def get_store(uri: str) -> ObjectStore:
+    """The store for ``uri``. Inside a worker running on an access grant (``storage/grant.py``) every gs:// and
+    s3:// URI goes through the grant's signed URLs, never a client with credentials; ``https://`` URIs (signed
+    URLs) are plain HTTP."""
     scheme, sep, _ = uri.partition("://")
     if not sep:
         raise ValueError(f"{uri!r} is not a URI: use file:///abs/path, gs://bucket/key or s3://bucket/key")
+    if scheme in ("https", "http") or (scheme in ("gs", "s3") and active_session() is not None):
+        return SignedUrlStore(active_session())
     try:
         return _store_for(scheme)
     except ValueError as exc:  # name the offending URI, not just its scheme

@@ -20,7 +20,8 @@ class S3Store(ObjectStore):
         from botocore.config import Config
 
         # botocore's standard retry mode: exponential backoff with jitter on throttling, 5xx and connection errors.
-        return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+        # A session of its own: boto3's default session keeps the first credentials it resolved for the process.
+        return boto3.session.Session().client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
 
     def open_read(self, uri: str) -> BinaryIO:
         bucket, key = split_bucket(uri, "s3")

@@ -34,6 +34,7 @@ from pydantic import Field
 
 from validibot_pipelines.envelopes import envelope_sha256, load_input_envelope
 from validibot_pipelines.envelopes.base import now
+from validibot_pipelines.orchestration import access
 from validibot_pipelines.orchestration.layout import launch_marker_uri
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.cloudrun_api import (
@@ -44,7 +45,7 @@ from validibot_pipelines.resources.backends.cloudrun_api import (
     in_flight,
 )
 from validibot_pipelines.resources.backends.cloudrun_stand_in import LocalJobRunner
-from validibot_pipelines.runtime.batch import ENV_BATCH, write_manifest
+from validibot_pipelines.runtime.batch import ENV_BATCH
 from validibot_pipelines.runtime.entrypoint import ENV_INPUT, ENV_RUN_ID, replayable_output
 from validibot_pipelines.storage import get_store, join_uri
 
@@ -171,12 +172,14 @@ class CloudRunJobsBackend(ConfigurableResource):
         ``max_tasks_per_execution`` tasks) with every bundle's ``launch.json`` and marker: the records' fields."""
         if len(ready) == 1:  # the plain contract: one envelope, one task (also what a batch leaves to run)
             only = ready[0]
-            request = self.run_request(only.input_uri, only.name, timeout_seconds)
+            request = self.run_request(access.worker_reference(only.input_uri, timeout_seconds), only.name,
+                                       timeout_seconds)
             launches = [self._launch_record(only, started)]
         else:
-            manifest = write_manifest([item.input_uri for item in ready], batch_id)
             tasks = max(1, min(len(ready), self.max_tasks_per_execution))
-            request = self.batch_request(manifest, batch_id, tasks, timeout_seconds * math.ceil(len(ready) / tasks))
+            task_timeout = timeout_seconds * math.ceil(len(ready) / tasks)
+            manifest, reference = access.batch_reference([item.input_uri for item in ready], batch_id, task_timeout)
+            request = self.batch_request(reference, batch_id, tasks, task_timeout)
             launches = [self._launch_record(item, started, batch={
                 "batch": manifest, "batch_size": len(ready), "batch_index": i, "task_index": i % tasks,
                 "task_count": tasks}) for i, item in enumerate(ready)]

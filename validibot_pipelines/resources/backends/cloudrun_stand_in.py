@@ -33,6 +33,7 @@ from pathlib import Path
 
 from google.cloud import run_v2
 
+from validibot_pipelines.orchestration import access
 from validibot_pipelines.resources.backends.cloudrun_api import execution_status
 
 ENV_STATE_DIR = "VALIDIBOT_CLOUDRUN_STAND_IN_DIR"
@@ -98,7 +99,9 @@ class LocalJobRunner:
         if len(parts) != 6 or parts[0] != "projects" or parts[2] != "locations" or parts[4] != "jobs":
             raise InvalidArgument(f"job name {request.name!r} is not projects/*/locations/*/jobs/*")
         spec = self._job(parts[5])
-        env = {**os.environ, **spec.env}  # the image's env + the job's configured env vars
+        # The image's env + the job's configured env vars; none of the control plane's credentials: a job on
+        # signed access runs as a service account with no storage role (orchestration/access.py).
+        env = {**access.without_credentials(dict(os.environ)), **spec.env}
         for override in request.overrides.container_overrides:
             env.update({var.name: var.value for var in override.env})
         timeout = request.overrides.timeout.total_seconds() if request.overrides.timeout else spec.timeout_seconds

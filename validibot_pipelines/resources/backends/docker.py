@@ -46,15 +46,16 @@ from pydantic import Field
 
 from validibot_pipelines.envelopes import InputEnvelope, load_input_envelope
 from validibot_pipelines.envelopes.base import EnvelopeError
+from validibot_pipelines.orchestration import access
 from validibot_pipelines.resources.backends.base import LaunchRecord, batch_records
 from validibot_pipelines.resources.backends.docker_sweep import (
     SweptContainer,
     container_labels,
     sweep_orphans,
 )
-from validibot_pipelines.runtime.batch import ENV_BATCH, write_manifest
+from validibot_pipelines.runtime.batch import ENV_BATCH
 from validibot_pipelines.runtime.entrypoint import ENV_INPUT, ENV_RUN_ID
-from validibot_pipelines.storage import get_store
+from validibot_pipelines.storage import StorageError, get_store
 from validibot_pipelines.storage.local import uri_to_path
 from validibot_pipelines.validators import owner_of
 
@@ -106,7 +107,11 @@ class DockerBackend(ConfigurableResource):
     # --- launch -------------------------------------------------------------------------------------------
 
     def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
-        return self._launch([input_uri], {ENV_INPUT: input_uri, ENV_RUN_ID: run_id}, run_id, timeout_seconds,
+        try:
+            reference = access.worker_reference(input_uri, timeout_seconds)
+        except (EnvelopeError, OSError, ValueError, StorageError) as exc:
+            return self._failed(run_id, time.monotonic(), f"cannot sign access for {input_uri}: {exc}")
+        return self._launch([input_uri], {ENV_INPUT: reference, ENV_RUN_ID: run_id}, run_id, timeout_seconds,
                             context)
 
     def launch_batch(self, input_uris: list[str], *, batch_id: str, timeout_seconds: float,
@@ -114,9 +119,14 @@ class DockerBackend(ConfigurableResource):
         """ONE container for the whole batch (``VALIDIBOT_BATCH_URI``, ``runtime/batch.py``): the same image,
         hardening, labels and limits as :meth:`launch`, every envelope's folders mounted, the manifest too;
         its deadline is the envelopes' timeouts end to end."""
-        manifest = write_manifest(input_uris, batch_id)
-        record = self._launch(input_uris, {ENV_BATCH: manifest, ENV_RUN_ID: batch_id}, batch_id,
-                              timeout_seconds * len(input_uris), context, extra_readable=[manifest])
+        deadline = timeout_seconds * len(input_uris)
+        try:
+            manifest, reference = access.batch_reference(input_uris, batch_id, deadline)
+        except (EnvelopeError, OSError, ValueError, StorageError) as exc:
+            failed = self._failed(batch_id, time.monotonic(), f"cannot sign access for batch {batch_id}: {exc}")
+            return [failed] * len(input_uris)
+        record = self._launch(input_uris, {ENV_BATCH: reference, ENV_RUN_ID: batch_id}, batch_id,
+                              deadline, context, extra_readable=[manifest])
         return batch_records(record, input_uris, manifest)
 
     def _launch(self, input_uris: list[str], worker_env: dict[str, str], run_id: str, timeout_seconds: float,
@@ -185,7 +195,9 @@ class DockerBackend(ConfigurableResource):
                      *(item.uri for item in [*envelope.input_files, *envelope.resource_files])]
         local = all(uri.startswith("file://") for uri in uris)
         env = dict(worker_env)
-        if not local:  # the worker talks to the object store itself: give it the network and the settings
+        if not local and not access.signing_enabled(uris[0]):
+            # Opt-out (VALIDIBOT_SIGNED_ACCESS=0): the worker talks to the store with forwarded credentials, which
+            # the model in the same container could read. Signed access (the default) forwards nothing.
             env.update({name: os.environ[name] for name in self.forward_env if os.environ.get(name)})
         user = self.user or (WORKER_UID if os.geteuid() == 0 else f"{os.geteuid()}:{os.getegid()}")
         if user.split(":")[0] in ("0", "root"):

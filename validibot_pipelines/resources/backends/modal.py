@@ -25,10 +25,11 @@ from pydantic import Field
 
 from validibot_pipelines.envelopes import load_input_envelope
 from validibot_pipelines.envelopes.base import now
+from validibot_pipelines.orchestration import access
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.modal_client import LocalModalStandIn, ModalClient, SdkModalClient
 from validibot_pipelines.runtime.entrypoint import cache_file_name
-from validibot_pipelines.storage import get_store
+from validibot_pipelines.storage import StorageError, get_store
 from validibot_pipelines.validators import modal_functions
 
 
@@ -93,7 +94,14 @@ class ModalBackend(ConfigurableResource):
             else:
                 by_function.setdefault(function, []).append(index)
         for function, members in by_function.items():
-            calls = self._spawn(client, function, [input_uris[i] for i in members],
+            try:  # what each call is given: the envelope URI, or its signed grant (orchestration/access.py)
+                references = [access.worker_reference(input_uris[i], timeout_seconds + self.grace_seconds)
+                              for i in members]
+            except (OSError, ValueError, StorageError) as exc:
+                for index in members:
+                    done(index, error=f"cannot sign access for {input_uris[index]}: {exc}")
+                continue
+            calls = self._spawn(client, function, references,
                                 [envelopes[i] for i in members], [records[i] for i in members], bool(batch_id))
             if isinstance(calls, str):  # nothing runs: every envelope of the call gets the reason
                 for index in members:

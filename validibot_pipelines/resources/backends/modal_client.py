@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from validibot_pipelines.orchestration import access
 from validibot_pipelines.runtime.process import kill_group, tail
 
 
@@ -201,7 +202,9 @@ class LocalModalStandIn:
         return module
 
     def _start(self, module: str, function: str, input_uri: str) -> str:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # same imports as here
+        # Same imports as here; no storage or Modal credentials: the function has no secret attached, its grant
+        # (in the input URI) is all it can reach the store with.
+        env = {**access.without_credentials(dict(os.environ)), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         if self.cache_volume:
             env["VALIDIBOT_FMU_CACHE_DIR"] = str(self.volume_root / self.cache_volume)
         proc = subprocess.Popen([sys.executable, "-c", _CHILD, module, function, input_uri], env=env,
