@@ -243,3 +243,47 @@ def test_grant_json_is_the_whole_interface_and_holds_no_credential(store, sample
     for secret in (os.environ.get("AWS_SECRET_ACCESS_KEY", "\0"), "PRIVATE KEY"):
         assert secret not in text and secret not in reference
     assert json.loads(text)["kind"] == "validibot.access-grant.v1"
+
+
+def _record() -> LaunchRecord:
+    return LaunchRecord(backend="test", launch_id="t", returncode=0, timed_out=False, seconds=0.0)
+
+
+def test_the_control_plane_accepts_only_an_output_that_answers_its_envelope(local_root: str) -> None:
+    """On any store (file:// here): the output must answer the envelope's exact bytes, name its run, and every
+    artifact it names must be in its own bundle with the checksum it claims."""
+    from tests.backend_helpers import write_envelope
+    from validibot_pipelines.envelopes import OutputEnvelope, ValidationArtifact
+
+    envelope, input_uri = write_envelope(local_root, "own-run")
+    identity = hashlib.sha256(get_store(input_uri).read_bytes(input_uri)).hexdigest()
+    bundle = envelope.context.execution_bundle_uri
+    art = f"{bundle}/artifacts/timeseries.parquet"
+    get_store(art).write_bytes(art, b"PAR1 rows")
+
+    def answer(**changes: object) -> OutputEnvelope:
+        out = OutputEnvelope(run_id=envelope.run_id, validator=envelope.validator, status=Status.SUCCESS,
+                             input_envelope_sha256=identity, artifacts=[ValidationArtifact(
+                                 name="timeseries.parquet", type="timeseries", mime_type="application/octet-stream",
+                                 uri=art, sha256=hashlib.sha256(b"PAR1 rows").hexdigest())])
+        out = out.model_copy(update=changes)
+        uri = envelope.context.expected_output_uri
+        get_store(uri).write_bytes(uri, out.model_dump_json().encode())
+        return read_output(envelope, _record())
+
+    assert answer().status == Status.SUCCESS
+    cases = {
+        "another envelope": ({"input_envelope_sha256": "0" * 64}, "answers another input envelope"),
+        "no identity": ({"input_envelope_sha256": ""}, "answers another input envelope"),
+        "another run": ({"run_id": "victim-run"}, "names run 'victim-run'"),
+    }
+    for what, (changes, words) in cases.items():
+        rejected = answer(**changes)
+        assert rejected.status == Status.FAILED_RUNTIME, what
+        assert rejected.messages[0].code == "WORKER_OUTPUT_REJECTED" and words in rejected.messages[0].text, what
+    get_store(art).write_bytes(art, b"changed after the worker wrote it")
+    rejected = answer()
+    assert rejected.messages[0].code == "WORKER_OUTPUT_REJECTED"
+    assert "does not have the checksum" in rejected.messages[0].text
+    get_store(art).delete(art)
+    assert "is missing from the bundle" in answer().messages[0].text
