@@ -107,3 +107,15 @@ def write_envelope(root: str, run_id: str) -> tuple[InputEnvelope, str]:
     uri = join_uri(bundle, "input.json")
     get_store(uri).write_bytes(uri, envelope.model_dump_json().encode())
     return envelope, uri
+
+
+def envelope_of_reference(reference: str) -> str:
+    """The canonical input envelope URI a worker reference stands for: itself, or the envelope its signed access
+    grant (``orchestration/access.py``) names — read through the signed URL, as the worker reads it."""
+    if reference.startswith(("gs://", "s3://", "file://")):
+        return reference
+    from validibot_pipelines.storage.grant import parse_grant
+
+    grant = parse_grant(get_store(reference).read_bytes(reference))
+    assert grant is not None, f"{reference[:120]} is neither an envelope URI nor a grant"
+    return grant.envelope_uri

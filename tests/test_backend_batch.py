@@ -23,6 +23,7 @@ import pytest
 from tests.backend_helpers import (
     cloudrun_stand_in,
     drain,
+    envelope_of_reference,
     instance_in,
     latest,
     materializations,
@@ -302,7 +303,8 @@ def test_cloudrun_runs_a_batch_as_one_execution_with_a_task_per_envelope(gcs_buc
     # The request: the manifest, three tasks, each task's timeout that of the one envelope it takes.
     env = _env(request)
     inputs = [_input_uri(store, r, "batch") for r in records]
-    order = read_manifest(env["VALIDIBOT_BATCH_URI"])  # the order the models asked to launch in
+    # The order the models asked to launch in; each entry is the envelope's signed access grant.
+    order = [envelope_of_reference(ref) for ref in read_manifest(env["VALIDIBOT_BATCH_URI"])]
     assert sorted(order) == sorted(inputs) and "VALIDIBOT_INPUT_URI" not in env
     assert request.overrides.task_count == 3 and request.overrides.timeout.total_seconds() == 300
     assert runner.wait(execution) == "SUCCEEDED"  # a model's crash is its verdict: every task succeeded
@@ -346,7 +348,7 @@ def test_cloudrun_batch_larger_than_the_task_limit_shards_the_manifest(gcs_bucke
     # Two tasks for three envelopes: task 0 takes envelopes 0 and 2 of the manifest, task 1 envelope 1, each task
     # under twice the envelope timeout.
     assert request.overrides.task_count == 2 and request.overrides.timeout.total_seconds() == 200
-    order = read_manifest(_env(request)["VALIDIBOT_BATCH_URI"])
+    order = [envelope_of_reference(ref) for ref in read_manifest(_env(request)["VALIDIBOT_BATCH_URI"])]
     execution = batch[0][1].launch_id
     assert LocalJobRunner.shared().wait(execution) == "SUCCEEDED"
     for record in records:

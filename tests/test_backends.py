@@ -23,6 +23,7 @@ from dagster import AssetKey, DagsterEventType, EventRecordsFilter
 from tests.backend_helpers import (
     cloudrun_stand_in,
     drain,
+    envelope_of_reference,
     instance_in,
     latest,
     materializations,
@@ -118,10 +119,12 @@ def test_cloudrun_launch_sends_a_real_run_job_request_and_records_the_bundle(gcs
         request = runner.requests[before]
         assert request.name == "projects/validibot-test/locations/europe-west1/jobs/validibot-fmi"
         env = {e.name: e.value for e in request.overrides.container_overrides[0].env}
-        assert env["VALIDIBOT_INPUT_URI"].startswith(f"{gcs_bucket}/store/runs/") and \
-            env["VALIDIBOT_INPUT_URI"].endswith("/input.json")
+        # The job gets a signed URL of the bundle's access grant, not a gs:// URI it would need a role to read.
+        assert env["VALIDIBOT_INPUT_URI"].startswith("http") and "X-Goog-Signature" in env["VALIDIBOT_INPUT_URI"]
+        input_uri = envelope_of_reference(env["VALIDIBOT_INPUT_URI"])
+        assert input_uri.startswith(f"{gcs_bucket}/store/runs/") and input_uri.endswith("/input.json")
         assert request.overrides.timeout.total_seconds() == 3600
-        bundle = env["VALIDIBOT_INPUT_URI"].rsplit("/", 1)[0]
+        bundle = input_uri.rsplit("/", 1)[0]
         launch = json.loads(get_store(bundle).read_bytes(join_uri(bundle, "launch.json")))
         assert launch["asset"] == "fmu_probe" and launch["partition"] == first.partition_key
         assert "job" not in launch and launch["execution"].startswith(request.name + "/executions/")
