@@ -137,7 +137,7 @@ def run(ctx: RunContext) -> None:
         outputs.err_uri = ctx.store_artifact(err_path, "eplusout.err", "log", "text/plain").uri
     if inputs.output_variables and sql:
         outputs.timeseries_uri = _timeseries(ctx, sql, inputs.output_variables)
-    _verdict(ctx, name, child, outputs, err, timeout)
+    _verdict(ctx, name, child, outputs, err, timeout, fail_on_severe=inputs.fail_on_severe)
     ctx.output.outputs = outputs.model_dump(mode="json")
     ctx.output.metrics.extend(ValidationMetric(name=k, value=v, unit=_unit(k)) for k, v in metrics.items())
     for key in ("warning_count", "severe_count", "fatal_count", "return_code"):
@@ -177,7 +177,8 @@ def _timeseries(ctx: RunContext, sql: Path, variables: list[str]) -> str | None:
     return ctx.store_artifact(path, "timeseries.parquet", "timeseries", "application/vnd.apache.parquet").uri
 
 
-def _verdict(ctx: RunContext, name: str, child, outputs: EnergyPlusOutputs, err: dict, timeout: float) -> None:  # noqa: ANN001
+def _verdict(ctx: RunContext, name: str, child, outputs: EnergyPlusOutputs, err: dict, timeout: float,  # noqa: ANN001
+             *, fail_on_severe: bool = False) -> None:
     if child.timed_out:
         ctx.output.status = Status.FAILED_VALIDATION
         ctx.output.error("EP_TIMEOUT", f"{name}: EnergyPlus did not finish within {timeout:g} s and was stopped; "
@@ -204,7 +205,17 @@ def _verdict(ctx: RunContext, name: str, child, outputs: EnergyPlusOutputs, err:
         return
     # A version mismatch is said once, by intake (EP_VERSION_MISMATCH with its advice); ``version_match`` stays in
     # the outputs for assertions.
-    for text in err.get("severe_messages", [])[:MAX_SEVERE_MESSAGES]:
+    severe = err.get("severe_messages", [])
+    if fail_on_severe and (severe or outputs.severe_count):
+        # The spec's fail_on_severe: the run finished, but the project counts severe errors as defects.
+        ctx.output.status = Status.FAILED_VALIDATION
+        detail = "; ".join(severe[:5]) or f"{outputs.severe_count} severe error(s), see eplusout.err"
+        ctx.output.error("EP_SEVERE", clip_tail(
+            f"{name}: EnergyPlus reported {outputs.severe_count} severe error(s) and the spec sets "
+            f"fail_on_severe: {detail}; fix the objects eplusout.err names (or drop fail_on_severe to report "
+            "them as warnings)", 1500), location="eplusout.err")
+        return
+    for text in severe[:MAX_SEVERE_MESSAGES]:
         ctx.output.messages.append(ValidationMessage(
             severity=Severity.WARNING, code="EP_SEVERE", location="eplusout.err",
             text=clip_tail(f"{name}: EnergyPlus reported a severe error: {text}", 1000)))
