@@ -46,15 +46,15 @@ class Step:
     runtime: bool = False
 
 
-def place_model_files(files: dict[str, Path], rundir: Path) -> Step:
+def place_model_files(files: dict[str, Path], rundir: Path, name: str) -> Step:
     """Copy every ``model-file:`` resource to its relative path in ``rundir``; refuse paths leaving it."""
     for role, staged in sorted(files.items()):
         if not role.startswith(ROLE_PREFIX):
             continue
         relative = PurePosixPath(role[len(ROLE_PREFIX):])
         if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-            return Step(code="EP_FILE_UNSAFE", text=f"the model file '{relative}' is not a path inside the model's "
-                        "folder; name it relative to the model", runtime=False)
+            return Step(code="EP_FILE_UNSAFE", text=f"{name}: the file '{relative}' the model reads is not a path "
+                        "inside the model's folder; name it relative to the model")
         target = rundir.joinpath(*relative.parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(staged, target)
