@@ -293,3 +293,28 @@ def test_the_packaged_engine_ships_no_transition_programs() -> None:
     from validibot_pipelines.validators.energyplus.worker import install
 
     assert not list(install.payload_dir().rglob("Transition-V*"))
+
+
+def test_version_mismatch_says_exactly_what_to_run(tmp_path: Path) -> None:
+    from validibot_pipelines.validators.energyplus.intake import check_energyplus, transition_programs
+
+    assert transition_programs("23.2", "25.2") == ["Transition-V23-2-0-to-V24-1-0", "Transition-V24-1-0-to-V24-2-0",
+                                                   "Transition-V24-2-0-to-V25-1-0", "Transition-V25-1-0-to-V25-2-0"]
+    assert transition_programs("9.6.0", "25.2")[0] == "Transition-V9-6-0-to-V22-1-0"
+    old = tmp_path / "old.idf"
+    old.write_text(sample_idf("one_zone_box").read_text().replace("Version,25.2;", "Version,24.2;"))
+    (warning,) = check_energyplus(old, "old.idf").warnings
+    assert warning.code == "EP_VERSION_MISMATCH"
+    assert warning.text.startswith("old.idf: declares EnergyPlus version 24.2")
+    assert ("PreProcess/IDFVersionUpdater" in warning.text and "./Transition-V24-2-0-to-V25-1-0 model.idf, then "
+            "./Transition-V25-1-0-to-V25-2-0 model.idf" in warning.text)
+    new = tmp_path / "new.epJSON"
+    model = json.loads(sample_idf("one_zone_box", ".epJSON").read_text())
+    model["Version"] = {"Version 1": {"version_identifier": "26.1"}}
+    new.write_text(json.dumps(model))
+    (warning,) = check_energyplus(new, "new.epJSON").warnings
+    assert "no downgrade" in warning.text and "export it for EnergyPlus 25.2" in warning.text
+    model["Version"] = {"Version 1": {"version_identifier": "22.1"}}
+    new.write_text(json.dumps(model))
+    (warning,) = check_energyplus(new, "new.epJSON").warnings
+    assert "ConvertInputFormat model.epJSON" in warning.text and "Transition-V22-1-0-to-V22-2-0" in warning.text

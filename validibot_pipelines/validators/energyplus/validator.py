@@ -49,7 +49,7 @@ VALIDATOR = Validator(
     job_description="Intake → EnergyPlus simulation → CEL checks for one IDF/epJSON model (partition = its SHA-256)",
     steps=(launch.VALIDATOR,), check=check_energyplus, limits=limits, looks_complete=looks_complete,
     assets=_assets, validate=launch.validate_in_process, summary=launch.summary, demo_samples=demo_samples,
-    attach=attach, side_files={".epw": MIME_EPW},
+    attach=attach, side_files={".epw": MIME_EPW, ".inc": "text/plain"},  # .inc: files an .imf model includes
     engine_versions=engine_versions,
     key_values=("energyplus_version", "site_eui_kwh_m2", "severe_errors"),
 )
