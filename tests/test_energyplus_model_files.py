@@ -128,16 +128,19 @@ def test_schedule_file_is_stored_by_checksum_as_a_resource(tmp_path: Path) -> No
     import hashlib
 
     from validibot_pipelines.orchestration.models import intake
+    from validibot_pipelines.storage import get_store
 
-    model = tmp_path / "box.idf"
-    model.write_text(schedule_model("schedules/half.csv"))
-    csv = write_schedule(tmp_path / "schedules" / "half.csv", 0.5)
-    (tmp_path / "box.idf.validation.yaml").write_text("weather: Golden\n")
+    model = tmp_path / "my project" / "box.idf"  # spaces, '#' and '%' are file names, not URI syntax
+    model.parent.mkdir()
+    model.write_text(schedule_model("schedules/half day #1 50%.csv"))
+    csv = write_schedule(model.parent / "schedules" / "half day #1 50%.csv", 0.5)
+    (model.parent / "box.idf.validation.yaml").write_text("weather: Golden\n")
     record = intake(model.as_uri(), store_uri=(tmp_path / "store").as_uri(),
-                    spec_uri=(tmp_path / "box.idf.validation.yaml").as_uri())
+                    spec_uri=(model.parent / "box.idf.validation.yaml").as_uri())
     assert record.accepted, record.findings
-    (item,) = [r for r in record.resources if r.role == "model-file:schedules/half.csv"]
+    (item,) = [r for r in record.resources if r.role == "model-file:schedules/half day #1 50%.csv"]
     assert item.sha256 == hashlib.sha256(csv.read_bytes()).hexdigest() and item.size_bytes == csv.stat().st_size
+    assert get_store(item.uri).read_bytes(item.uri) == csv.read_bytes()
 
 
 def test_dagster_run_with_a_schedule_file_next_to_the_model(pipeline, tmp_path: Path) -> None:  # noqa: ANN001
@@ -318,3 +321,20 @@ def test_version_mismatch_says_exactly_what_to_run(tmp_path: Path) -> None:
     new.write_text(json.dumps(model))
     (warning,) = check_energyplus(new, "new.epJSON").warnings
     assert "ConvertInputFormat model.epJSON" in warning.text and "Transition-V22-1-0-to-V22-2-0" in warning.text
+
+
+def test_dagster_run_of_an_imf_with_its_include_files(pipeline, tmp_path: Path) -> None:  # noqa: ANN001
+    model = imf_folder(tmp_path / "macro")
+    for part in ("materials.inc", "constructions.inc"):
+        pipeline.drop(model.parent / "parts" / part, name=f"macro/parts/{part}")
+    pipeline.drop(model, name="macro/box.imf", spec="weather: Golden\n")
+    from validibot_pipelines.sensors.landing import scan
+
+    assert scan(pipeline.landing_uri, None).skipped == []  # the .inc files ride along, no "no validator" note
+
+    (o,) = pipeline.tick()  # one run: the model
+
+    assert o.success, errors(o, "energyplus_simulation")
+    sim = o.outputs["energyplus_simulation"]
+    assert "EP_MACRO_EXPANDED" in [m["code"] for m in sim["messages"]]
+    assert sim["outputs"]["metrics"]["simulated_conditioned_area_m2"] == pytest.approx(100.0, rel=1e-3)

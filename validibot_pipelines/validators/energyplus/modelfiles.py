@@ -20,6 +20,7 @@ import os
 import tempfile
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
 from validibot_pipelines.envelopes import InputFileItem, Severity, Status, ValidationMessage
 from validibot_pipelines.intake.common import decode_text, format_bytes
@@ -113,7 +114,7 @@ def _fetch(record: ModelRecord, folder: str, relative: str, dest: Path, max_byte
     if problem:
         _fail(record, ModelFileCode.UNSAFE, relative, problem)
         return None
-    uri = join_uri(folder, relative)
+    uri = join_uri(folder, _in_uri(folder, relative))
     store = get_store(uri)
     link = _through_link(folder, uri)
     if link:
@@ -135,6 +136,12 @@ def _fetch(record: ModelRecord, folder: str, relative: str, dest: Path, max_byte
                 return None
             dst.write(chunk)
     return dest
+
+
+def _in_uri(base: str, path: str) -> str:
+    """``path`` as it goes into a URI under ``base``: percent-encoded for ``file://`` (a space, ``#`` or ``%`` in a
+    schedule's name must not be read as URI syntax), as-is for bucket keys."""
+    return quote(path, safe="/") if base.startswith("file://") else path
 
 
 def _through_link(folder: str, uri: str) -> str | None:
@@ -160,7 +167,7 @@ def _store(record: ModelRecord, store_uri: str, relative: str, local: Path) -> N
             digest.update(chunk)
     sha = digest.hexdigest()
     leaf = PurePosixPath(relative).name
-    canonical = join_uri(store_uri, "resources", sha, leaf)
+    canonical = join_uri(store_uri, "resources", sha, _in_uri(store_uri, leaf))
     mime = MIME_BY_SUFFIX.get(PurePosixPath(leaf).suffix.lower(), "application/octet-stream")
     get_store(canonical).upload_file(local, canonical, content_type=mime)
     # The staged name must be unique among the envelope's files (the worker stages them all in one folder);
