@@ -78,7 +78,7 @@ def reserved_reason(relative: str) -> str | None:
 def attach_model_files(record: ModelRecord, store_uri: str, max_bytes: int) -> None:
     """Store every file the model references (and, for macro models, what its includes reference) as a resource.
 
-    Findings are ERRORs naming the model, the referencing object, the file and the fix; the record then fails
+    Findings are ERRORs naming the model, the file (its location is the relative path) and the fix; the record fails
     (``failed_validation``): a missing schedule is the model's fault, and EnergyPlus would stop on it anyway.
     """
     folder = record.source_uri.rsplit("/", 1)[0]
@@ -170,10 +170,10 @@ def _store(record: ModelRecord, store_uri: str, relative: str, local: Path) -> N
     canonical = join_uri(store_uri, "resources", sha, _in_uri(store_uri, leaf))
     mime = MIME_BY_SUFFIX.get(PurePosixPath(leaf).suffix.lower(), "application/octet-stream")
     get_store(canonical).upload_file(local, canonical, content_type=mime)
-    # The staged name must be unique among the envelope's files (the worker stages them all in one folder);
-    # the role carries where the file belongs.
+    # The staged name must be unique among the envelope's files (the worker stages them all in one folder) and
+    # short (a long relative path must not become a file name over 255 bytes); the role carries where it belongs.
     index = sum(1 for r in record.resources if relative_of(r.role) is not None)
-    record.resources.append(InputFileItem(name=f"model-file-{index}-{leaf}", mime_type=mime,
+    record.resources.append(InputFileItem(name=f"model-file-{index}{PurePosixPath(leaf).suffix[:16]}", mime_type=mime,
                                           role=role_for(relative), uri=canonical, size_bytes=local.stat().st_size,
                                           sha256=sha))
 
@@ -187,13 +187,11 @@ def _references_in_include(record: ModelRecord, relative: str, local: Path) -> t
         _fail(record, ModelFileCode.UNSAFE, relative, "is not text; an ##include must name an IDF text file")
         return [], []
     includes, files = macro_references(text)
-    for reference in [*includes, *files]:
-        problem = unsafe_reference_reason(reference)
-        if problem:
-            _fail(record, ModelFileCode.UNSAFE, relative, f"names '{reference}', which {problem}; name files "
-                  "relative to the model and upload them next to it")
-    safe = [r for r in includes if not unsafe_reference_reason(r)], [r for r in files if not unsafe_reference_reason(r)]
-    return safe
+    unsafe = {r: why for r in [*includes, *files] if (why := unsafe_reference_reason(r))}
+    for reference, problem in unsafe.items():
+        _fail(record, ModelFileCode.UNSAFE, relative, f"names '{reference}', which {problem}; name files "
+              "relative to the model and upload them next to it")
+    return [r for r in includes if r not in unsafe], [r for r in files if r not in unsafe]
 
 
 def _fail(record: ModelRecord, code: str, relative: str, problem: str) -> None:
