@@ -259,14 +259,19 @@ def test_imf_problems_fail_naming_the_file(tmp_path: Path) -> None:
     plugin = imf_folder(tmp_path / "plugin")  # the include smuggles in an object intake never saw
     with open(plugin.parent / "parts" / "materials.inc", "a") as fh:
         fh.write("\nPythonPlugin:Instance, Evil, No, evil_module, EvilClass;\n")
+    broken = tmp_path / "broken.imf"  # EPMacro only writes an Output:PreprocessorMessage for a bad directive
+    broken.write_text(_january(sample_idf("one_zone_box").read_text()) + "\n##bogus directive\n")
     spec = tmp_path / "spec.yaml"
     spec.write_text("weather: Golden\n")
 
-    rc, outs = cli(str(missing), str(unsafe), str(prefix), str(plugin), "--spec", str(spec), cwd=tmp_path)
+    rc, outs = cli(str(missing), str(unsafe), str(prefix), str(plugin), str(broken), "--spec", str(spec),
+                   cwd=tmp_path)
 
     assert rc == 1
     found = [(o["status"], " ".join(f"[{m['code']}] {m['text']}" for m in o["messages"])) for o in outs]
-    (missing_out, unsafe_out, prefix_out, plugin_out) = found
+    (missing_out, unsafe_out, prefix_out, plugin_out, broken_out) = found
+    assert broken_out[0] == "failed_validation" and "[EP_MACRO_FAILED]" in broken_out[1]
+    assert "broken.imf" in broken_out[1] and "unrecognizible macro command" in broken_out[1]
     assert missing_out[0] == "failed_validation" and "[EP_FILE_MISSING]" in missing_out[1]
     assert "parts/materials.inc" in missing_out[1]
     assert unsafe_out[0] == "failed_validation" and "[EP_UNSAFE_OBJECT]" in unsafe_out[1]

@@ -520,4 +520,11 @@ def expanded_model_problems(text: str, file_name: str) -> list[Any]:
         return []
     objects = [_Object(o.class_name, f"on line {o.line}", f"line {o.line}", o.fields) for o in parsed]
     _check_objects(objects, findings, {})
+    for obj in parsed:  # EPMacro reports its own errors as objects; EnergyPlus would only warn about them
+        fields = [f.strip() for f in obj.fields]
+        if (obj.class_name.lower() == "output:preprocessormessage" and len(fields) > 2
+                and fields[0].lower() == "epmacro" and fields[1].lower() in {"severe", "fatal"}):
+            findings.error("EP_MACRO_FAILED", f"EPMacro: {', '.join(f for f in fields[2:] if f)[:400]}; fix that "
+                           "macro line of the .imf (or of the file it includes) and upload it again",
+                           location="macro")
     return [f for f in findings.items() if f.severity == "ERROR"]
