@@ -90,17 +90,21 @@ def test_missing_unsafe_and_linked_schedule_files_fail_naming_the_file(tmp_path:
     (tmp_path / "absolute.idf").write_text(schedule_model("/etc/hostname"))
     (tmp_path / "linked.idf").write_text(schedule_model("linked.csv"))
     os.symlink("/etc/hostname", tmp_path / "linked.csv")
+    (tmp_path / "reserved.idf").write_text(schedule_model("out/eplusout.csv"))  # the worker's output folder
+    write_schedule(tmp_path / "out" / "eplusout.csv", 0.5)
     spec = tmp_path / "spec.yaml"
     spec.write_text("weather: Golden\n")
 
-    rc, outs = cli(*(str(tmp_path / f"{n}.idf") for n in ("missing", "climbs", "absolute", "linked")),
+    rc, outs = cli(*(str(tmp_path / f"{n}.idf") for n in ("missing", "climbs", "absolute", "linked", "reserved")),
                    "--spec", str(spec), cwd=tmp_path)
 
     assert rc == 1
     expected = {"missing.idf": ("EP_FILE_MISSING", "schedules/nowhere.csv", "upload it next to missing.idf"),
                 "climbs.idf": ("EP_UNSAFE_OBJECT", "../secrets.csv", "upload it next to the model"),
                 "absolute.idf": ("EP_UNSAFE_OBJECT", "/etc/hostname", "relative to the model"),
-                "linked.idf": ("EP_FILE_UNSAFE", "linked.csv", "copy the file itself")}
+                "linked.idf": ("EP_FILE_UNSAFE", "linked.csv", "copy the file itself"),
+                "reserved.idf": ("EP_FILE_UNSAFE", "out/eplusout.csv", "rename it")}
+    assert len(outs) == len(expected)
     for out in outs:
         code, file, fix = expected[out["outputs"]["file_name"]]
         assert out["status"] == "failed_validation"

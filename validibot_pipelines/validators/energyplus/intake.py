@@ -1,4 +1,4 @@
-"""Control-plane intake checks for EnergyPlus models (IDF and epJSON).
+"""Control-plane intake checks for EnergyPlus models (IDF, epJSON and EPMacro ``.imf``).
 
 An EnergyPlus model is plain text, but the worker will run the real ``energyplus`` binary on it, so intake catches
 here, with pure-Python parsing only (:mod:`validibot_pipelines.validators.energyplus.idf`):
@@ -13,7 +13,10 @@ here, with pure-Python parsing only (:mod:`validibot_pipelines.validators.energy
   RecursionError, the system's fault, instead of a finding about the model);
 * objects that run code or reach outside the model: Python plugins, the External Interface (co-simulation with
   other programs), EMS programs and subroutines, and file references (``Schedule:File`` and friends) that are
-  absolute, climb out of the model folder with ``..`` or are URLs.
+  absolute, climb out of the model folder with ``..`` or are URLs (likewise an ``.imf`` 's ``##include`` s; its
+  ``##`` lines are blanked so the IDF reader sees its objects — the worker checks the expansion again).
+
+The relative file names found (``external_files``, ``included_files``) are staged by :mod:`.modelfiles`.
 
 :func:`check_energyplus` never raises for bad input; it returns an
 :class:`~validibot_pipelines.intake.common.IntakeReport` whose findings carry stable codes (:class:`EnergyPlusCode`).

@@ -1,5 +1,7 @@
 """Run EnergyPlus on a private, normalised copy of the model and publish metrics and artifacts.
 
+The files the model reads are placed beside it, an ``.imf`` is expanded by EPMacro and an epJSON with
+HVACTemplate objects converted to IDF first (:mod:`.preprocess`, all in the sandbox).
 The user's file is never modified: the worker writes ``run/in.idf`` (or ``in.epJSON``) with Output:SQLite,
 the two summary reports, the requested Timestep and output variables, runs the real ``energyplus`` binary
 in the sandbox (:mod:`validibot_pipelines.runtime.sandbox`) with a timeout, copies ``eplusout.err``
