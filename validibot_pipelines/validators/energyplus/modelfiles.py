@@ -126,15 +126,19 @@ def _fetch(record: ModelRecord, folder: str, relative: str, dest: Path, max_byte
               "the file name in the model; names are case-sensitive on the workers)")
         return None
     size = 0
-    with store.open_read(uri) as src, open(dest, "wb") as dst:
-        while chunk := src.read(CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                _fail(record, ModelFileCode.TOO_LARGE, relative,
-                      f"is over the {format_bytes(max_bytes)} limit for files a model reads (energyplus_file_max_"
-                      "bytes); shorten it (e.g. hourly instead of minute data) or raise the setting")
-                return None
-            dst.write(chunk)
+    try:
+        with store.open_read(uri) as src, open(dest, "wb") as dst:
+            while chunk := src.read(CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    _fail(record, ModelFileCode.TOO_LARGE, relative,
+                          f"is over the {format_bytes(max_bytes)} limit for files a model reads (energyplus_file_"
+                          "max_bytes); shorten it (e.g. hourly instead of minute data) or raise the setting")
+                    return None
+                dst.write(chunk)
+    except PermissionError:  # the upload's own permissions: the author's to fix, not a system fault
+        _fail(record, ModelFileCode.UNSAFE, relative, "cannot be read (permission denied); make it readable")
+        return None
     return dest
 
 
