@@ -11,6 +11,7 @@ explicitly with ``--spec``::
     input_timeseries: u_profile.csv   # optional (FMI): columns time,<input names>, uploaded next to the model
     reference: {file: lag_ref.csv, tolerance: 0.1}  # optional (FMI): a reference result CSV next to the model
     timestep_per_hour: 4              # optional, divides 60 (EnergyPlus)
+    fail_on_severe: true              # optional (EnergyPlus): severe errors fail the run instead of warning
     quality: {sicn_min: 0.2, gamma_avg: 0.6}   # optional mesh quality targets (meshing)
     meshing: {max_elements: 200000, strategy_timeout_seconds: 60}   # optional meshing limits / strategies
     assertions:

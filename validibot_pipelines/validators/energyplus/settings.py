@@ -12,4 +12,6 @@ SETTINGS_FIELDS: dict[str, tuple[Any, Any]] = {
     "energyplus_timeout_seconds": (int, Field(default=1800, description="per EnergyPlus simulation")),
     # side files (weather.py reads this by name: WeatherLimits.from_settings)
     "weather_max_bytes": (int, Field(default=20 * MiB, gt=0, description="uploaded .epw weather file cap")),
+    "energyplus_file_max_bytes": (int, Field(default=20 * MiB, gt=0,
+                                             description="each file a model reads (Schedule:File CSV, ##include)")),
 }

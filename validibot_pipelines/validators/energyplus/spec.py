@@ -16,8 +16,11 @@ def _divides_hour(value: int | None) -> int | None:
 
 
 TITLE = "EnergyPlus"
-SPEC_KEYS = ("weather", "timestep_per_hour", "inputs", "outputs", "assertions")
+SPEC_KEYS = ("weather", "timestep_per_hour", "fail_on_severe", "inputs", "outputs", "assertions")
 SPEC_FIELDS: dict[str, tuple[Any, Any]] = {
     "weather": (str | None, Field(default=None, min_length=1)),  # a shipped .epw or one uploaded beside the model
     "timestep_per_hour": (Annotated[int | None, AfterValidator(_divides_hour)], Field(default=None, ge=1, le=60)),
+    # Severe errors of a finished run are WARNINGs by default (EnergyPlus itself carries on); a project that
+    # treats them as defects in the model sets this to make them fail the validation.
+    "fail_on_severe": (bool | None, Field(default=None)),
 }

@@ -8,13 +8,15 @@ from typing import Any
 
 from validibot_pipelines.validators.energyplus import launch
 from validibot_pipelines.validators.energyplus.attach import attach
-from validibot_pipelines.validators.energyplus.envelopes import MIME_EPJSON, MIME_EPW, MIME_IDF
+from validibot_pipelines.validators.energyplus.envelopes import MIME_EPJSON, MIME_EPW, MIME_IDF, MIME_IMF
 from validibot_pipelines.validators.energyplus.intake import EnergyPlusLimits, check_energyplus, looks_complete
 from validibot_pipelines.validators.registry import Validator
 
 
 def limits(settings: Any) -> EnergyPlusLimits:
-    return EnergyPlusLimits() if settings is None else EnergyPlusLimits(max_bytes=settings.energyplus_max_bytes)
+    if settings is None:
+        return EnergyPlusLimits()
+    return EnergyPlusLimits(max_bytes=settings.energyplus_max_bytes, file_max_bytes=settings.energyplus_file_max_bytes)
 
 
 def engine_versions() -> list[str]:
@@ -42,12 +44,12 @@ def _assets() -> list[Any]:
 
 
 VALIDATOR = Validator(
-    name="energyplus", suffixes={".idf": MIME_IDF, ".epjson": MIME_EPJSON},
+    name="energyplus", suffixes={".idf": MIME_IDF, ".epjson": MIME_EPJSON, ".imf": MIME_IMF},
     partitions_attr="energyplus_partitions", intake_asset="energyplus_model",
     job_description="Intake → EnergyPlus simulation → CEL checks for one IDF/epJSON model (partition = its SHA-256)",
     steps=(launch.VALIDATOR,), check=check_energyplus, limits=limits, looks_complete=looks_complete,
     assets=_assets, validate=launch.validate_in_process, summary=launch.summary, demo_samples=demo_samples,
-    attach=attach, side_files={".epw": MIME_EPW},
+    attach=attach, side_files={".epw": MIME_EPW, ".inc": "text/plain"},  # .inc: files an .imf model includes
     engine_versions=engine_versions,
     key_values=("energyplus_version", "site_eui_kwh_m2", "severe_errors"),
 )

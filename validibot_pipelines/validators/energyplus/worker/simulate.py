@@ -1,5 +1,7 @@
 """Run EnergyPlus on a private, normalised copy of the model and publish metrics and artifacts.
 
+The files the model reads are placed beside it, an ``.imf`` is expanded by EPMacro and an epJSON with
+HVACTemplate objects converted to IDF first (:mod:`.preprocess`, all in the sandbox).
 The user's file is never modified: the worker writes ``run/in.idf`` (or ``in.epJSON``) with Output:SQLite,
 the two summary reports, the requested Timestep and output variables, runs the real ``energyplus`` binary
 in the sandbox (:mod:`validibot_pipelines.runtime.sandbox`) with a timeout, copies ``eplusout.err``
@@ -18,7 +20,7 @@ from validibot_pipelines.runtime.context import RunContext
 from validibot_pipelines.runtime.process import tail
 from validibot_pipelines.runtime.sandbox import UnsafeResult, copy_result, limit_failure, run_untrusted
 from validibot_pipelines.validators.energyplus.envelopes import EnergyPlusInputs, EnergyPlusOutputs
-from validibot_pipelines.validators.energyplus.worker import install
+from validibot_pipelines.validators.energyplus.worker import install, preprocess
 
 MAX_ERR_BYTES = 64 * 1024 * 1024
 UNITS = {"_kwh": "kWh", "_kwh_m2": "kWh/m2", "_m2": "m2", "_hours": "h", "_w": "W"}
@@ -51,8 +53,8 @@ def _weather(ctx: RunContext, inputs: EnergyPlusInputs, name: str) -> Path | Non
     return found
 
 
-def _prepare(model: Path, inputs: EnergyPlusInputs, rundir: Path) -> tuple[Path, str | None]:
-    """Write the normalised private copy; return its path and the model's Version."""
+def _prepare(model: Path, inputs: EnergyPlusInputs, rundir: Path) -> tuple[Path, str | None, int | None]:
+    """Write the normalised private copy; return its path, the model's Version and its own Timestep."""
     from validibot_pipelines.validators.energyplus.idf import (
         detect_format,
         model_timestep,
@@ -102,12 +104,26 @@ def run(ctx: RunContext) -> None:
     if weather is None:
         return
     rundir = ctx.workdir / "run"
+    rundir.mkdir(parents=True, exist_ok=True)
+    source = _preprocessed(ctx, name, rundir)
+    if source is None:
+        return
     try:
-        model, version, own_timestep = _prepare(ctx.files["primary-model"], inputs, rundir)
+        model, version, own_timestep = _prepare(source, inputs, rundir)
     except ValueError as exc:  # syntax the intake could not see, or a bad timestep
         ctx.output.status = Status.FAILED_VALIDATION
         ctx.output.error("EP_MODEL_INVALID", f"{name}: {exc}")
         return
+    if model.suffix == ".epJSON" and preprocess.has_hvac_templates(preprocess.read_epjson(model)):
+        model = _step(ctx, preprocess.epjson_to_idf(model, rundir, ctx.workdir / "tools", name,
+                                                    ctx.envelope.context.limits,
+                                                    ctx.envelope.context.timeout_seconds))
+        if model is None:
+            return
+        ctx.output.messages.append(ValidationMessage(
+            severity=Severity.INFO, code="EP_HVACTEMPLATE_EXPANDED",
+            text=f"{name}: HVACTemplate objects were converted to IDF (ConvertInputFormat) and expanded by "
+                 "ExpandObjects before the run"))
     ctx.output.messages.append(ValidationMessage(severity=Severity.INFO, code="EP_TIMESTEP",
                                                  text=timestep_note(name, own_timestep, inputs.timestep_per_hour)))
     engine = install.engine_version()
@@ -137,7 +153,7 @@ def run(ctx: RunContext) -> None:
         outputs.err_uri = ctx.store_artifact(err_path, "eplusout.err", "log", "text/plain").uri
     if inputs.output_variables and sql:
         outputs.timeseries_uri = _timeseries(ctx, sql, inputs.output_variables)
-    _verdict(ctx, name, child, outputs, err, timeout)
+    _verdict(ctx, name, child, outputs, err, timeout, fail_on_severe=inputs.fail_on_severe)
     ctx.output.outputs = outputs.model_dump(mode="json")
     ctx.output.metrics.extend(ValidationMetric(name=k, value=v, unit=_unit(k)) for k, v in metrics.items())
     for key in ("warning_count", "severe_count", "fatal_count", "return_code"):
@@ -145,6 +161,41 @@ def run(ctx: RunContext) -> None:
     ctx.output.metrics.append(ValidationMetric(name="execution_seconds", value=outputs.execution_seconds, unit="s"))
     ctx.log(f"EnergyPlus finished {name}: rc={child.returncode}, {outputs.warning_count} warnings, "
             f"{outputs.severe_count} severe, {outputs.fatal_count} fatal; status {ctx.output.status.value}")
+
+
+def _preprocessed(ctx: RunContext, name: str, rundir: Path) -> Path | None:
+    """The model text to normalise: the upload itself, or for an ``.imf`` EPMacro's expansion of it (checked
+    again for unsafe objects); the files it reads are placed beside it first. ``None`` when a step failed."""
+    if _step(ctx, preprocess.place_model_files(ctx.files, rundir, name)) is None:
+        return None
+    upload = ctx.files["primary-model"]
+    if upload.suffix.lower() != ".imf":
+        return upload
+    expanded = _step(ctx, preprocess.expand_macros(
+        upload, rundir, ctx.workdir / "tools", ctx.workdir / "results", name, ctx.envelope.context.limits,
+        ctx.envelope.context.timeout_seconds, MAX_ERR_BYTES))
+    if expanded is None:
+        return None
+    from validibot_pipelines.validators.energyplus.intake import expanded_model_problems
+
+    problems = expanded_model_problems(_read_text(expanded), name)
+    if problems:
+        ctx.output.status = Status.FAILED_VALIDATION
+        ctx.output.messages.extend(problems)
+        return None
+    ctx.output.messages.append(ValidationMessage(severity=Severity.INFO, code="EP_MACRO_EXPANDED",
+                                                 text=f"{name}: expanded by EPMacro (##include and macros) "
+                                                      "before the run"))
+    return expanded
+
+
+def _step(ctx: RunContext, step: preprocess.Step) -> Path | None:
+    """A pre-processing step's path, or ``None`` after recording its failure (the model's, or the system's)."""
+    if step.path is not None:
+        return step.path
+    ctx.output.status = Status.FAILED_RUNTIME if step.runtime else Status.FAILED_VALIDATION
+    ctx.output.error(step.code, step.text)
+    return None
 
 
 def _take(scratch: Path, path: Path, trusted: Path, max_bytes: int, ctx: RunContext) -> Path | None:
@@ -177,7 +228,8 @@ def _timeseries(ctx: RunContext, sql: Path, variables: list[str]) -> str | None:
     return ctx.store_artifact(path, "timeseries.parquet", "timeseries", "application/vnd.apache.parquet").uri
 
 
-def _verdict(ctx: RunContext, name: str, child, outputs: EnergyPlusOutputs, err: dict, timeout: float) -> None:  # noqa: ANN001
+def _verdict(ctx: RunContext, name: str, child, outputs: EnergyPlusOutputs, err: dict, timeout: float,  # noqa: ANN001
+             *, fail_on_severe: bool = False) -> None:
     if child.timed_out:
         ctx.output.status = Status.FAILED_VALIDATION
         ctx.output.error("EP_TIMEOUT", f"{name}: EnergyPlus did not finish within {timeout:g} s and was stopped; "
@@ -204,7 +256,17 @@ def _verdict(ctx: RunContext, name: str, child, outputs: EnergyPlusOutputs, err:
         return
     # A version mismatch is said once, by intake (EP_VERSION_MISMATCH with its advice); ``version_match`` stays in
     # the outputs for assertions.
-    for text in err.get("severe_messages", [])[:MAX_SEVERE_MESSAGES]:
+    severe = err.get("severe_messages", [])
+    if fail_on_severe and (severe or outputs.severe_count):
+        # The spec's fail_on_severe: the run finished, but the project counts severe errors as defects.
+        ctx.output.status = Status.FAILED_VALIDATION
+        detail = "; ".join(severe[:5]) or f"{outputs.severe_count} severe error(s), see eplusout.err"
+        ctx.output.error("EP_SEVERE", clip_tail(
+            f"{name}: EnergyPlus reported {outputs.severe_count} severe error(s) and the spec sets "
+            f"fail_on_severe: {detail}; fix the objects eplusout.err names (or drop fail_on_severe to report "
+            "them as warnings)", 1500), location="eplusout.err")
+        return
+    for text in severe[:MAX_SEVERE_MESSAGES]:
         ctx.output.messages.append(ValidationMessage(
             severity=Severity.WARNING, code="EP_SEVERE", location="eplusout.err",
             text=clip_tail(f"{name}: EnergyPlus reported a severe error: {text}", 1000)))
