@@ -19,8 +19,14 @@ from pathlib import Path
 import pytest
 
 from validibot_pipelines.cli import main
-from validibot_pipelines.envelopes import ExecutionContext, InputEnvelope, InputFileItem, OutputEnvelope, Status
-from validibot_pipelines.envelopes import ValidatorRef
+from validibot_pipelines.envelopes import (
+    ExecutionContext,
+    InputEnvelope,
+    InputFileItem,
+    OutputEnvelope,
+    Status,
+    ValidatorRef,
+)
 from validibot_pipelines.operations.retention import execute, parse_age, plan_prune, report_lines
 from validibot_pipelines.orchestration.launch import envelope_identity, remember, replay
 from validibot_pipelines.orchestration.layout import bundle_uri, launch_marker_uri, model_dir, result_index_uri

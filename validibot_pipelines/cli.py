@@ -1,6 +1,6 @@
 """``validibot`` command line: ``validate`` one file in-process, ``demo`` the whole pipeline, ``validators`` (what is
-registered, what images declare), ``build-samples``, ``docker-cleanup`` (remove orphaned worker containers), ``prune`` (retention of execution
-bundles, ``operations/retention.py``).
+registered, what images declare), ``build-samples``, ``docker-cleanup`` (remove orphaned worker containers),
+``prune`` (retention of execution bundles, ``operations/retention.py``).
 
 Exit codes of ``validate`` (the worst over the models given): 0 success, 1 failed_validation, 2 failed_runtime /
 cancelled / bad arguments.
