@@ -61,7 +61,7 @@ def _live_record(sample: Path, run: str) -> tuple[str, ModelRecord]:
     return join_uri(root, "store"), record
 
 
-def test_modal_deploys_the_fmi_app_and_validates_a_sample_fmu(sample_fmus, sample_specs):  # noqa: ANN001
+def test_modal_deploys_the_fmi_app_and_validates_a_sample_fmu(sample_fmus):  # noqa: ANN001
     _skip_unless("RUN_MODAL_TESTS", MODAL_VARS)
     import modal
 

@@ -166,3 +166,12 @@ def test_parse_age_and_bad_ages(capsys):  # noqa: ANN001
     assert parse_age("90m") == timedelta(minutes=90) and parse_age("2w") == timedelta(weeks=2)
     assert main(["prune", "--older-than", "thirty days", "--store", "file:///nonexistent"]) == 2
     assert "use a number with a unit" in capsys.readouterr().err
+
+
+def test_gcs_lifecycle_rule_deletes_only_bundles_after_30_days():
+    """deploy/gcs-lifecycle.json is the JSON API's lifecycle document (the field names google-cloud-storage
+    itself writes for a delete rule), limited to ``runs/``: canonical models and the index are never aged out."""
+    from google.cloud.storage.bucket import LifecycleRuleDelete
+
+    document = json.loads((Path(__file__).resolve().parents[1] / "deploy" / "gcs-lifecycle.json").read_text())
+    assert document == {"rule": [dict(LifecycleRuleDelete(age=30, matches_prefix=["runs/"]))]}
