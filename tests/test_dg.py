@@ -75,3 +75,13 @@ def test_dg_launch_materializes_one_partition(dg_env, tmp_path):  # noqa: ANN001
             asset_key=AssetKey("xml_schema_validation"), asset_partitions=["building.xml"]), limit=1).records
         assert mat.asset_materialization.metadata["status"].value == "success"
         assert mat.asset_materialization.metadata["sha256"].value == record.sha256
+
+
+def test_dg_dev_serves_the_code_location(dg_env, tmp_path):  # noqa: ANN001
+    """``dg dev`` (webserver + daemon, like ``dagster dev``) finds the project from pyproject.toml alone."""
+    from tests.dagster_server import dagster_server, graphql
+
+    with dagster_server(["dg", "dev"], dg_env, tmp_path / "dg-dev.log", start_timeout=180, workspace=None) as port:
+        data = graphql(port, "{ assetNodes { assetKey { path } } }")
+    keys = {"/".join(node["assetKey"]["path"]) for node in data["assetNodes"]}
+    assert {"fmu_intake", "fmu_simulation", "xml_schema_validation", "validation_report"} <= keys
