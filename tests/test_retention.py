@@ -175,3 +175,14 @@ def test_gcs_lifecycle_rule_deletes_only_bundles_after_30_days():
 
     document = json.loads((Path(__file__).resolve().parents[1] / "deploy" / "gcs-lifecycle.json").read_text())
     assert document == {"rule": [dict(LifecycleRuleDelete(age=30, matches_prefix=["runs/"]))]}
+
+
+def test_a_bundle_relaunched_while_pruning_is_left_alone(local_root):  # noqa: ANN001
+    """Between plan and delete, a retried asynchronous launch writes its marker: the bundle stays."""
+    envelope = _bundle(local_root, "relaunched", output=True)
+    plan = plan_prune(local_root, timedelta(days=30), now_ns=time.time_ns() + 31 * DAY_NS)
+    assert [d.bundle.run_id for d in plan.removed] == ["relaunched"]
+    _mark_pending(envelope.context.execution_bundle_uri)
+    deleted = execute(plan)
+    assert "runs/relaunched/output.json" in _keys(local_root) and not deleted
+    assert any("a launch marker appeared" in line for line in report_lines(plan, dry_run=False, deleted=deleted))

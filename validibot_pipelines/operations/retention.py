@@ -221,13 +221,19 @@ def _human_size(size: int) -> str:
     return f"{size} B"
 
 
-def report_lines(plan: PrunePlan, *, dry_run: bool) -> list[str]:
-    """What ``validibot prune`` prints: one line per bundle removed (or that would be) or kept for a reason."""
+def report_lines(plan: PrunePlan, *, dry_run: bool, deleted: Iterable[str] = ()) -> list[str]:
+    """What ``validibot prune`` prints: one line per bundle removed (or that would be) or kept for a reason.
+
+    ``deleted`` (what :func:`execute` returned) tells a bundle left alone at the last moment from one removed."""
     verb = "would remove" if dry_run else "removed"
+    gone = set(deleted)
     lines = []
     for entry in plan.dangling_index:
         lines.append(f"{verb} {entry} (replay index entry for a bundle that no longer exists)")
     for d in plan.removed:
+        if not dry_run and d.bundle.objects and d.bundle.objects[0].uri not in gone:
+            lines.append(f"kept {d.bundle.uri}/: a launch marker appeared while pruning (a retried launch)")
+            continue
         extra = "".join(f" + {e}" for e in d.bundle.index_entries)
         lines.append(f"{verb} {d.bundle.uri}/ ({len(d.bundle.objects)} objects, {_human_size(d.bundle.size)}, "
                      f"{d.age_seconds / 86400:.1f} days old, {d.reason}){extra}")

@@ -29,11 +29,10 @@ def run(args: argparse.Namespace) -> int:
     store_uri = args.store or default_store_uri()
     try:
         plan = plan_prune(store_uri, age)
-        if not args.dry_run:
-            execute(plan)
+        deleted = [] if args.dry_run else execute(plan)
     except (StorageError, ValueError, OSError) as exc:
         print(f"validibot prune: {store_uri}: {exc}; check the URI and that the store is reachable", file=sys.stderr)
         return 2
-    for line in report_lines(plan, dry_run=args.dry_run):
+    for line in report_lines(plan, dry_run=args.dry_run, deleted=deleted):
         print(line)
     return 0
