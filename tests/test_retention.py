@@ -186,3 +186,33 @@ def test_a_bundle_relaunched_while_pruning_is_left_alone(local_root):  # noqa: A
     deleted = execute(plan)
     assert "runs/relaunched/output.json" in _keys(local_root) and not deleted
     assert any("a launch marker appeared" in line for line in report_lines(plan, dry_run=False, deleted=deleted))
+
+
+def test_prune_after_a_real_pipeline_run_keeps_models_and_replay_consistent(pipeline, sample_fmus, sample_specs):  # noqa: ANN001
+    """Bundles and index written by a real Dagster run (local backend): pruned together, the canonical copy and
+    catalog kept; re-validating then launches the worker again instead of replaying from a missing bundle."""
+    from validibot_pipelines.local_runner import run_partition
+
+    store = pipeline.store_uri
+    pipeline.drop(sample_fmus["first_order_lag"], spec=sample_specs / "first_order_lag.validation.yaml")
+    (outcome,) = pipeline.tick()
+    assert outcome.success
+    before = _keys(store)
+    bundles = {k.split("/")[1] for k in before if k.startswith("runs/")}
+    assert len(bundles) == 2 and any(k.startswith("results/") for k in before)  # probe and simulation
+    replayed = run_partition(pipeline.defs, pipeline.instance, "fmi_validation", outcome.partition_key)
+    assert replayed.success and _keys(store) >= before
+    assert {k.split("/")[1] for k in _keys(store) if k.startswith("runs/")} == bundles  # replayed: no new launch
+    before = _keys(store)
+
+    plan = plan_prune(store, timedelta(days=30), now_ns=time.time_ns() + 31 * DAY_NS)
+    assert {d.bundle.run_id for d in plan.removed} == bundles
+    execute(plan)
+    after = _keys(store)
+    assert not any(k.startswith(("runs/", "results/")) for k in after)
+    assert any(k.startswith("models/") for k in after) and any(k.startswith("catalog/") for k in after)
+
+    again = run_partition(pipeline.defs, pipeline.instance, "fmi_validation", outcome.partition_key)
+    assert again.success and again.checks["cel_assertions"][0]
+    relaunched = {k.split("/")[1] for k in _keys(store) if k.startswith("runs/")}
+    assert len(relaunched) == 2  # both steps launched again: nothing was replayed from a pruned bundle
