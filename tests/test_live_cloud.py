@@ -97,6 +97,7 @@ def test_cloudrun_runs_one_real_job_execution(sample_fmus):  # noqa: ANN001
     _skip_unless("RUN_CLOUDRUN_TESTS", CLOUDRUN_VARS)
     from validibot_pipelines.envelopes import load_output_envelope
     from validibot_pipelines.orchestration.launch import collect_step
+    from validibot_pipelines.orchestration.layout import launch_marker_uri
     from validibot_pipelines.resources.backends.cloudrun import CloudRunJobsBackend, launch_status, read_launch
     from validibot_pipelines.resources.backends.cloudrun_api import TERMINAL
     from validibot_pipelines.validators.fmi import launch as fmi
@@ -124,3 +125,6 @@ def test_cloudrun_runs_one_real_job_execution(sample_fmus):  # noqa: ANN001
     assert collected.status == "SUCCEEDED" and out.outputs["counts"]["outputs"] == 1
     written = join_uri(execution_bundle, "output.json")
     assert load_output_envelope(get_store(written).read_bytes(written), where=written).run_id == out.run_id
+    marker = launch_marker_uri(execution_bundle)  # collected: retire the marker, as the output sensor does
+    assert get_store(marker).exists(marker)
+    get_store(marker).delete(marker)
