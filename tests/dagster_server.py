@@ -38,12 +38,14 @@ def graphql(port: int, query: str) -> dict:
 
 @contextmanager
 def dagster_server(command: list[str], env: dict[str, str], log_path: Path,
-                   start_timeout: float = 120) -> Iterator[int]:
-    """Run ``command`` (``["dagster", "dev"]`` or ``["dagster-webserver"]``) until the block ends; yields the port."""
+                   start_timeout: float = 120, workspace: str | None = "workspace.yaml") -> Iterator[int]:
+    """Run ``command`` (``["dagster", "dev"]``, ``["dagster-webserver"]``, or ``["dg", "dev"]`` with
+    ``workspace=None``: dg finds the project from pyproject.toml) until the block ends; yields the port."""
     port = free_port()
     program = str(Path(sys.executable).with_name(command[0]))
+    where = ["-w", workspace] if workspace else []
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([program, *command[1:], "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        proc = subprocess.Popen([program, *command[1:], *where, "-h", "127.0.0.1", "-p", str(port)],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.time() + start_timeout

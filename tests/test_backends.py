@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterEventType, EventRecordsFilter
+from dagster import AssetKey
 
 from tests.backend_helpers import (
     cloudrun_stand_in,
@@ -58,8 +58,7 @@ def _validate(tmp_path: Path, root: str, backend, sample_fmus, sample_specs, nam
         sim = merged_outputs(outcomes, partition)["fmu_simulation"]
         probe_mat = latest(p, "fmu_probe", partition)
         sim_mat = latest(p, "fmu_simulation", partition)
-        observations = instance.get_event_records(
-            EventRecordsFilter(DagsterEventType.ASSET_OBSERVATION, asset_key=AssetKey("fmu_simulation")))
+        observations = instance.fetch_observations(AssetKey("fmu_simulation"), limit=100).records
         return {
             "checks": merged_checks(outcomes, partition), "values": sim["outputs"]["output_values"],
             "probe_meta": probe_mat.metadata, "sim_meta": sim_mat.metadata, "runs": len(outcomes),

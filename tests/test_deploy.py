@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +23,18 @@ COMPOSE = ROOT / "deploy" / "docker-compose.yml"
 
 
 @pytest.fixture(scope="module")
-def pg() -> Iterator[dict[str, str]]:
+def pg(gcs_endpoint: str) -> Iterator[dict[str, str]]:  # step logs go to a bucket on the GCS emulator
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    log_bucket = f"validibot-logs-{uuid.uuid4().hex[:12]}"
+    storage.Client(project="validibot-test", credentials=AnonymousCredentials()).create_bucket(log_bucket)
     with postgres_server() as settings, pytest.MonkeyPatch.context() as mp:
         for key, value in settings.items():
             mp.setenv(key, value)
         mp.setenv("VALIDIBOT_MAX_CONCURRENT_RUNS", "3")
         mp.setenv("VALIDIBOT_DOCKER_NETWORK", "validibot_test")
+        mp.setenv("VALIDIBOT_COMPUTE_LOG_BUCKET", log_bucket)
         yield settings
 
 
@@ -40,6 +47,7 @@ def _home(tmp_path: Path, config: dict) -> Path:
 
 def test_prod_yaml_loads_postgres_storage_queued_coordinator_and_docker_launcher(pg, tmp_path):  # noqa: ANN001
     from dagster_docker import DockerRunLauncher
+    from dagster_gcp.gcs.compute_log_manager import GCSComputeLogManager
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
     home = _home(tmp_path, yaml.safe_load(PROD_YAML.read_text()))
@@ -47,6 +55,7 @@ def test_prod_yaml_loads_postgres_storage_queued_coordinator_and_docker_launcher
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        assert isinstance(instance.compute_log_manager, GCSComputeLogManager)  # step logs outlive the container
         launcher = instance.run_launcher
         assert isinstance(launcher, DockerRunLauncher)  # config validated against dagster-docker's schema
         assert launcher.networks == ["validibot_test"]
@@ -89,7 +98,8 @@ def test_materialization_on_postgres_storage(pg, tmp_path, sample_fmus, sample_s
 
 
 COMPOSE_ENV = {"DAGSTER_PG_PASSWORD": "x", "VALIDIBOT_STORE_URI": "gs://validibot-it/store",
-               "VALIDIBOT_LANDING_URI": "gs://validibot-it/landing", "VALIDIBOT_ENV": "test"}
+               "VALIDIBOT_LANDING_URI": "gs://validibot-it/landing", "VALIDIBOT_ENV": "test",
+               "VALIDIBOT_COMPUTE_LOG_BUCKET": "validibot-it-logs"}
 
 
 def _compose_config(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:

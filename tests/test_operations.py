@@ -22,7 +22,6 @@ from dagster import (
     AssetRecordsFilter,
     DagsterEventType,
     DagsterInstance,
-    EventRecordsFilter,
     RunsFilter,
 )
 from dagster._core.execution.backfill import BulkActionStatus
@@ -234,9 +233,9 @@ def test_cli_backfill_runs_in_batches_with_per_partition_results(daemon_world, m
                     evaluation = entry.dagster_event.event_specific_data
                     if evaluation.asset_check_key != AssetCheckKey(AssetKey(asset), check):
                         continue
-                    target = instance.get_event_records(EventRecordsFilter(
-                        event_type=DagsterEventType.ASSET_MATERIALIZATION,
-                        storage_ids=[evaluation.target_materialization_data.storage_id]))[0]
+                    target = instance.fetch_materializations(AssetRecordsFilter(
+                        asset_key=evaluation.asset_key,
+                        storage_ids=[evaluation.target_materialization_data.storage_id]), limit=1).records[0]
                     assert target.run_id == run_id
                     by_partition[target.partition_key] = evaluation.passed
             return by_partition

@@ -1,5 +1,6 @@
 """``validibot`` command line: ``validate`` one file in-process, ``demo`` the whole pipeline, ``validators`` (what is
-registered, what images declare), ``build-samples``, ``docker-cleanup`` (remove orphaned worker containers).
+registered, what images declare), ``build-samples``, ``docker-cleanup`` (remove orphaned worker containers),
+``prune`` (retention of execution bundles, ``operations/retention.py``).
 
 Exit codes of ``validate`` (the worst over the models given): 0 success, 1 failed_validation, 2 failed_runtime /
 cancelled / bad arguments.
@@ -234,9 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     c.set_defaults(func=_docker_cleanup)
     from validibot_pipelines.operations.cli import add_parser as add_backfill_parser
     from validibot_pipelines.operations.migrate import add_parser as add_migrate_parser
+    from validibot_pipelines.operations.retention_cli import add_parser as add_prune_parser
 
     add_backfill_parser(sub)
     add_migrate_parser(sub)
+    add_prune_parser(sub)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

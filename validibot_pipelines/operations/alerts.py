@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 
 from dagster import (
     AssetCheckKey,
+    AssetRecordsFilter,
     DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
-    EventRecordsFilter,
     RunFailureSensorContext,
     RunsFilter,
     SensorEvaluationContext,
@@ -179,6 +179,6 @@ def _target_partition(instance: DagsterInstance, evaluation) -> str | None:  # n
     target = evaluation.target_materialization_data
     if target is None:
         return None
-    records = instance.get_event_records(EventRecordsFilter(
-        DagsterEventType.ASSET_MATERIALIZATION, asset_key=evaluation.asset_key, storage_ids=[target.storage_id]))
+    records = instance.fetch_materializations(AssetRecordsFilter(
+        asset_key=evaluation.asset_key, storage_ids=[target.storage_id]), limit=1).records
     return records[0].partition_key if records else None

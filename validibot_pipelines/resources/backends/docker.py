@@ -53,6 +53,7 @@ from validibot_pipelines.resources.backends.docker_sweep import (
     container_labels,
     sweep_orphans,
 )
+from validibot_pipelines.resources.backends.pipes_context import op_context
 from validibot_pipelines.runtime.batch import ENV_BATCH
 from validibot_pipelines.runtime.entrypoint import ENV_INPUT, ENV_RUN_ID
 from validibot_pipelines.storage import StorageError, get_store
@@ -367,6 +368,6 @@ def _pipes_session(context: Any) -> Iterator[tuple[dict[str, str], TeeDockerLogs
         yield {}, None
         return
     reader = TeeDockerLogsReader()
-    with open_pipes_session(context=context, context_injector=PipesEnvContextInjector(),
+    with open_pipes_session(context=op_context(context), context_injector=PipesEnvContextInjector(),
                             message_reader=reader) as session:
         yield dict(session.get_bootstrap_env_vars()), reader

@@ -18,13 +18,14 @@ from pydantic import Field
 
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.local_process import WORKER_MODULE, LocalProcessLauncher
+from validibot_pipelines.resources.backends.pipes_context import op_context
 
 __all__ = ["WORKER_MODULE", "LocalSubprocessBackend"]
 
 
 @contextlib.contextmanager
 def _pipes_env(context: Any) -> Iterator[dict[str, str]]:
-    with open_pipes_session(context=context, context_injector=PipesEnvContextInjector(),
+    with open_pipes_session(context=op_context(context), context_injector=PipesEnvContextInjector(),
                             message_reader=PipesTempFileMessageReader()) as session:
         yield session.get_bootstrap_env_vars()
 
