@@ -5,10 +5,11 @@ CI has no account. They go through the production side of each seam (``SdkModalC
 
 Modal (deploys the FMI app into a Modal *environment* kept for tests, caches FMUs on the ``-test`` volume):
     RUN_MODAL_TESTS=1 MODAL_TOKEN_ID=… MODAL_TOKEN_SECRET=… VALIDIBOT_LIVE_STORE_URI=gs://bucket/prefix \
-      [VALIDIBOT_MODAL_TEST_ENVIRONMENT=validibot-test] [VALIDIBOT_MODAL_SECRET=<secret with bucket creds>] \
+      [VALIDIBOT_MODAL_TEST_ENVIRONMENT=validibot-test] \
       .venv/bin/python -m pytest -q tests/test_live_cloud.py -p no:xdist -k modal
-  The store must be a gs:// or s3:// prefix the test machine can write (ambient credentials) and the Modal
-  function can read and write (``VALIDIBOT_MODAL_SECRET`` names a Modal secret attached at deploy time).
+  The store must be a gs:// or s3:// prefix the test machine can write and sign URLs for (ambient
+  credentials); the Modal function has no secret attached and reaches the store only through the signed URLs
+  of its launch (docs/security.md).
 
 Cloud Run (one real execution of an already deployed job running the FMI worker image):
     RUN_CLOUDRUN_TESTS=1 GOOGLE_APPLICATION_CREDENTIALS=/path/key.json VALIDIBOT_CLOUDRUN_PROJECT=… \

@@ -28,10 +28,6 @@ TIMEOUT_SECONDS = 3600
 app = modal.App(APP_NAME)
 fmu_volume = modal.Volume.from_name(VOLUME_NAME, create_if_missing=True)  # lazy: resolved at deploy/run
 image = worker_image("fmi")
-# The store's credentials on Modal: a Modal secret named by VALIDIBOT_MODAL_SECRET at deploy time (e.g.
-# AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION for an s3:// store). Unset: no secret is attached and
-# the bucket must be reachable from the function as it is.
-SECRETS = [modal.Secret.from_name(name)] if (name := os.environ.get("VALIDIBOT_MODAL_SECRET")) else []
 
 
 def cache_dir() -> str:
@@ -43,14 +39,13 @@ def cache_dir() -> str:
     return os.environ.get("VALIDIBOT_FMU_CACHE_DIR") or MOUNT
 
 
-@app.function(image=image, volumes={MOUNT: fmu_volume}, secrets=SECRETS, timeout=600, cpu=1.0, memory=1024)
+@app.function(image=image, volumes={MOUNT: fmu_volume}, timeout=600, cpu=1.0, memory=1024)
 def probe_fmu(input_uri: str) -> dict[str, Any]:
     """Probe the FMU named by the input envelope; returns the output envelope (also written to the bundle)."""
     return run_envelope(input_uri, cache_volume=fmu_volume, cache_dir=cache_dir())
 
 
-@app.function(image=image, volumes={MOUNT: fmu_volume}, secrets=SECRETS,
-              timeout=TIMEOUT_SECONDS, cpu=1.0, memory=2048)
+@app.function(image=image, volumes={MOUNT: fmu_volume}, timeout=TIMEOUT_SECONDS, cpu=1.0, memory=2048)
 def run_fmi_simulation(input_uri: str) -> dict[str, Any]:
     """Simulate the FMU named by the input envelope; returns the output envelope (also written to the bundle)."""
     return run_envelope(input_uri, cache_volume=fmu_volume, cache_dir=cache_dir())
