@@ -95,7 +95,7 @@ def test_yaml_syntax_error_names_file_line_and_column() -> None:
     message = _error("outputs: [y]\nsimulation: {stop_time: 3\nassertions: []\n")
     assert "invalid YAML at line 3, column 11" in message
     assert "started at line 2" in message  # where the unclosed '{' was opened
-    assert "README 'Validation specs'" in message
+    assert "docs/usage.md 'Validation specs'" in message
 
 
 def test_tab_indentation_is_reported_with_position() -> None:

@@ -70,7 +70,7 @@ MAX_SPEC_BYTES = 1024 * 1024
 
 SPEC_SUFFIX = ".validation.yaml"
 
-_FIX_HINT = "see README 'Validation specs' for the format"
+_FIX_HINT = "see docs/usage.md 'Validation specs' for the format"
 
 class SpecError(ValueError):
     """A validation spec could not be read; the message names the file, the problem and the fix."""

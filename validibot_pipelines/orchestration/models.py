@@ -260,7 +260,7 @@ def load_record(store_uri: str, key: str) -> ModelRecord:
             raise IntakeRecordMissing(
                 f"partition {key[:12]}… was registered by an older validibot, which keyed models by checksum; "
                 "models are partitions by name now — run `validibot migrate` once to re-key this instance's "
-                "models by name (see the README, Operations)") from None
+                "models by name (see docs/operations.md)") from None
         raise IntakeRecordMissing(
             f"no intake record for model {model_path(key)} at {uri}; the model was never uploaded to this store "
             "— drop the file into the landing zone again"

@@ -6,7 +6,7 @@ handled within a trailing *lookback window* below the mark (``VALIDIBOT_LANDING_
 and at most ``max_bytes`` of content — that are above the mark or inside the window but not yet handled,
 oldest first; the rest wait for the next tick. Reads and partition registrations are therefore proportional
 to new objects, not to the size of the bucket (the listing itself is metadata of every object; event
-notifications would remove that, see the README).
+notifications would remove that, see docs/operations.md).
 
 Why the window: an object can appear with a timestamp older than objects already handled — an S3 multipart
 upload is stamped when it *started*, and a large upload can finish after a small one. On a local folder the

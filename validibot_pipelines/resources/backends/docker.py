@@ -164,7 +164,7 @@ class DockerBackend(ConfigurableResource):
             except docker.errors.ImageNotFound:
                 return self._failed(run_id, start, f"image {self.image} not found on the engine; build it with "
                                     f"`containers/build {owner_of(envelopes[0].validator.type)} {self.image}` "
-                                    "(README)")
+                                    "(docs/backends.md)")
             except docker.errors.APIError as exc:
                 return self._failed(run_id, start, f"the engine refused to create the container: {exc}")
             try:

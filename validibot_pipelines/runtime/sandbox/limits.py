@@ -4,8 +4,7 @@ Limits are rlimits set in the child before it execs (inherited by everything it 
 CPU time, file size, open files, no core dumps. The sandbox as a whole is capped by cgroups when the worker
 may create them (:class:`SandboxCgroup`: processes and memory, v1 or a delegated v2 hierarchy) and by
 ``RLIMIT_NPROC`` otherwise; the kernel does not apply ``RLIMIT_NPROC`` to root, so a root worker without a
-writable cgroup relies on the PID namespace and the timeout for a fork bomb (said in the README's security
-model).
+writable cgroup relies on the PID namespace and the timeout for a fork bomb (said in docs/security.md).
 
 Which limit was hit is read from what the process left behind: the signal (SIGXCPU, SIGXFSZ), the pids
 cgroup's ``max`` event, the peak address space a watcher saw, and the error words of the C library and
@@ -66,7 +65,7 @@ class SandboxCgroup:
     Why both beside the rlimits: ``RLIMIT_AS`` is per process (eight children of 300 MiB each pass a 512 MiB
     limit) and does not count tmpfs or memfd pages; a memory cgroup counts all of them. v1 hierarchies
     (``/sys/fs/cgroup/pids``, ``/sys/fs/cgroup/memory``) or a delegated v2 one, whichever the worker may write;
-    without either, the rlimits are all there is (the README says so).
+    without either, the rlimits are all there is (docs/security.md says so).
     """
 
     def __init__(self, max_processes: int, memory_bytes: int) -> None:
