@@ -103,6 +103,7 @@ def test_a_worker_on_signed_urls_validates_and_the_grant_is_scoped(store, sample
         assert dict(parse_qsl(urlsplit(url).query))[expires] == str(grant.ttl_seconds)
     bundle = envelope.context.execution_bundle_uri
     assert all(s.uri.startswith(bundle + "/artifacts/") for s in grant.artifacts)
+    assert len(grant.artifacts) == 8  # the FMI validator's artifact slots (meshing signs 300)
     assert set(grant.read) == {envelope_uri, envelope.context.expected_output_uri,
                                *(item.uri for item in envelope.input_files)}
 
@@ -287,3 +288,21 @@ def test_the_control_plane_accepts_only_an_output_that_answers_its_envelope(loca
     assert "does not have the checksum" in rejected.messages[0].text
     get_store(art).delete(art)
     assert "is missing from the bundle" in answer().messages[0].text
+
+
+def test_a_worker_that_runs_out_of_artifact_slots_is_told_what_to_raise() -> None:
+    from datetime import UTC, datetime
+
+    from validibot_pipelines.storage import StorageError
+    from validibot_pipelines.storage.grant import ArtifactSlot, _GrantSession
+
+    grant = AccessGrant(envelope_uri="s3://b/runs/r/input.json", bundle_uri="s3://b/runs/r", ttl_seconds=60,
+                        signer="test", expires_at=datetime.now(UTC),
+                        artifacts=[ArtifactSlot(uri=f"s3://b/runs/r/artifacts/{i:02d}", put="http://x")
+                                   for i in (0, 1)])
+    session = _GrantSession(grant)
+    assert session.artifact_uri("a.parquet") == "s3://b/runs/r/artifacts/00"
+    assert session.artifact_uri("a.parquet") == "s3://b/runs/r/artifacts/00"  # the same name keeps its slot
+    assert session.artifact_uri("b.sql") == "s3://b/runs/r/artifacts/01"
+    with pytest.raises(StorageError, match="VALIDIBOT_ARTIFACT_SLOTS"):
+        session.artifact_uri("c.err")

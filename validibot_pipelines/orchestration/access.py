@@ -28,7 +28,7 @@ ENV_SIGNED = "VALIDIBOT_SIGNED_ACCESS"  # "1" (default) signs for isolated backe
 ENV_GRACE = "VALIDIBOT_SIGNED_URL_GRACE_SECONDS"
 ENV_SLOTS = "VALIDIBOT_ARTIFACT_SLOTS"
 DEFAULT_GRACE_SECONDS = 300
-DEFAULT_SLOTS = 64
+DEFAULT_SLOTS = 64  # a validator type no registered validator owns
 GRANT_NAME = "grant.json"
 
 
@@ -90,7 +90,7 @@ def build_grant(envelope: InputEnvelope, input_uri: str, ttl: int) -> AccessGran
     bundle = envelope.context.execution_bundle_uri
     output = envelope.context.expected_output_uri
     reads = [input_uri, output, *(item.uri for item in [*envelope.input_files, *envelope.resource_files])]
-    slots = int(os.environ.get(ENV_SLOTS, DEFAULT_SLOTS))
+    slots = int(os.environ.get(ENV_SLOTS) or _validator_slots(envelope.validator.type))
     slot_uris = [join_uri(bundle, "artifacts", f"{i:02d}") for i in range(slots)]
     return AccessGrant(
         envelope_uri=input_uri, bundle_uri=bundle, ttl_seconds=ttl, signer=signer_identity(input_uri),
@@ -99,6 +99,17 @@ def build_grant(envelope: InputEnvelope, input_uri: str, ttl: int) -> AccessGran
         write={output: sign_url(output, "PUT", ttl)},
         artifacts=[ArtifactSlot(uri=uri, put=sign_url(uri, "PUT", ttl)) for uri in slot_uris],
     )
+
+
+def _validator_slots(validator_type: str) -> int:
+    """How many artifacts the validator's worker may store per launch (its ``Validator.artifact_slots``)."""
+    from validibot_pipelines.validators import owner_of
+    from validibot_pipelines.validators.registry import get
+
+    try:
+        return get(owner_of(validator_type)).artifact_slots
+    except KeyError:
+        return DEFAULT_SLOTS
 
 
 def read_grant(envelope: InputEnvelope) -> AccessGrant | None:

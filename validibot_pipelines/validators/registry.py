@@ -57,6 +57,8 @@ class Validator:
     modal_cache_volume: str = ""  # a Modal volume caching this validator's inputs by checksum ('' = none)
     modal_test_flag: str = ""  # env var that, set to 1, picks the volume's -test twin (as VALIDIBOT_ENV=test does)
     key_values: Sequence[str] = ()  # metadata entries of its assets the cross-model report shows (assets/report.py)
+    # Artifact upload URLs signed per launch on a cloud store (orchestration/access.py): what its worker may store.
+    artifact_slots: int = 8
 
     @property
     def title(self) -> str:

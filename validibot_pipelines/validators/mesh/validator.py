@@ -51,4 +51,5 @@ VALIDATOR = Validator(
     demo_samples=demo_samples,
     engine_versions=engine_versions,
     key_values=("total_elements", "sicn_min", "strategy"),
+    artifact_slots=300,  # the preview, then .msh + result + quality per volume: assemblies of ~100 volumes
 )
