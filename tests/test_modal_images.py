@@ -43,7 +43,8 @@ def test_modal_image_installs_the_containers_lists(variant: str, monkeypatch: py
     worker_image(variant)
     apt = [args for method, args, _ in recorder.calls if method == "apt_install"]
     pip = [(args, kw.get("extra_options", "")) for method, args, kw in recorder.calls if method == "pip_install"]
-    assert [list(a) for a in apt] == ([_listed(variant, "apt.txt")] if _listed(variant, "apt.txt") else [])
+    # bubblewrap first, as containers/Dockerfile installs it in every image (the model's sandbox in the container)
+    assert [list(a) for a in apt] == [["bubblewrap", *_listed(variant, "apt.txt")]]
     assert pip[0] == (tuple(_listed(variant, "requirements.txt")), "")
     nodeps = _listed(variant, "requirements-nodeps.txt")
     assert pip[1:] == ([(tuple(nodeps), "--no-deps")] if nodeps else [])

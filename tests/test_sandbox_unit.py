@@ -234,3 +234,17 @@ def test_a_work_folder_thousands_of_levels_deep_is_removed(tmp_path: Path) -> No
     messages: list[str] = []
     remove_tree(root, messages.append)
     assert not root.exists() and messages == []
+
+
+def test_auto_mode_uses_bubblewrap_where_it_runs_and_the_container_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker images set ``VALIDIBOT_SANDBOX=auto``: bwrap when a probe sandbox starts, else container mode."""
+    from validibot_pipelines.runtime import sandbox
+    from validibot_pipelines.runtime.sandbox import bwrap
+
+    monkeypatch.setenv("VALIDIBOT_SANDBOX", "auto")
+    bwrap.works.cache_clear()
+    assert sandbox.mode() == ("bwrap" if bwrap.bwrap_path() else "container")
+    bwrap.works.cache_clear()
+    monkeypatch.setattr(bwrap, "bwrap_path", lambda: None)
+    assert sandbox.mode() == "container"
+    bwrap.works.cache_clear()

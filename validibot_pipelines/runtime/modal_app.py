@@ -19,13 +19,13 @@ def worker_image(variant: str) -> modal.Image:
     (``validators/<variant>/image/``, the lists the Docker image installs) + the project source."""
     packages = image_lists(variant)
     image = modal.Image.debian_slim(python_version="3.11")
-    if packages.apt:
-        image = image.apt_install(*packages.apt)
+    image = image.apt_install("bubblewrap", *packages.apt)  # bubblewrap: as in containers/Dockerfile
     image = image.pip_install(*packages.pip)
     if packages.pip_no_deps:
         image = image.pip_install(*packages.pip_no_deps, extra_options="--no-deps")
-    # The Modal container is the outer sandbox: the model's child gets a scrubbed environment and rlimits.
-    return image.env({"VALIDIBOT_SANDBOX": "container"}).add_local_python_source("validibot_pipelines")
+    # bubblewrap inside Modal's container where its runtime allows it, else the container is the sandbox and the
+    # model's child gets a scrubbed environment and rlimits.
+    return image.env({"VALIDIBOT_SANDBOX": "auto"}).add_local_python_source("validibot_pipelines")
 
 
 def run_envelope(input_uri: str, volume: Any | None = None, *, cache_volume: Any | None = None,

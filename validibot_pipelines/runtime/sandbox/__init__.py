@@ -5,9 +5,12 @@ One entry point, :func:`run_untrusted`, used by every runner. How it confines de
 * ``bwrap`` (the default, the local backend): a bubblewrap sandbox (:mod:`.bwrap`) with rlimits and a pids
   cgroup (:mod:`.limits`). If ``bwrap`` is missing the work is refused (:class:`SandboxUnavailable`) unless
   the operator set ``VALIDIBOT_ALLOW_UNSANDBOXED=1``; every envelope then carries a WARNING saying so.
-* ``container`` (set by the Docker, Cloud Run and Modal images, ``VALIDIBOT_SANDBOX=container``): the
-  container is the outer sandbox; inside it the untrusted child still gets a scrubbed environment (no
-  storage credential the trusted worker holds) and the same rlimits.
+* ``auto`` (set by the Docker, Cloud Run and Modal images): ``bwrap`` inside the container where the container
+  lets bubblewrap make its namespaces (podman/Docker with their default seccomp profile do, and so should Cloud
+  Run's second generation), else ``container``: the container is the only sandbox and the untrusted child still
+  gets a scrubbed environment and the same rlimits. In bwrap mode the model has no network even when the
+  container has one (for its signed URLs), and cannot see the trusted worker's processes or files.
+* ``container`` (``VALIDIBOT_SANDBOX=container``): as ``auto`` where bubblewrap cannot run.
 
 The child's stdout/stderr go to unnamed temporary files outside its reach (never pipes: a grandchild holding a
 pipe open cannot stall the worker) and only a bounded tail is read back. On timeout the whole sandbox is
@@ -85,9 +88,11 @@ def mode() -> str:
     wanted = os.environ.get(ENV_MODE, "bwrap").strip().lower() or "bwrap"
     if wanted == "container":
         return "container"
+    if wanted == "auto":  # the worker images: bubblewrap inside the container where it can run, else container
+        return "bwrap" if bwrap.works() else "container"
     if wanted != "bwrap":
-        raise SandboxUnavailable(f"{ENV_MODE}={wanted!r} is not a sandbox mode; use 'bwrap' (default) or "
-                                 "'container' (set by the worker images)")
+        raise SandboxUnavailable(f"{ENV_MODE}={wanted!r} is not a sandbox mode; use 'bwrap' (default), 'auto' "
+                                 "(the worker images) or 'container'")
     if bwrap.bwrap_path():
         return "bwrap"
     if os.environ.get(ENV_OPT_OUT) == "1":

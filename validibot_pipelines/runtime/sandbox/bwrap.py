@@ -9,6 +9,8 @@ landing zone, ``DAGSTER_HOME``, the home folder and every credential are simply 
 
 from __future__ import annotations
 
+import functools
+
 import shutil
 import sys
 from collections.abc import Iterable
@@ -58,6 +60,26 @@ def sandbox_env(scratch: Path, extra: dict[str, str] | None = None) -> dict[str,
     }
     env.update(extra or {})
     return env
+
+
+@functools.cache
+def works() -> bool:
+    """Whether the sandbox this module builds can start here (once per process): inside a container bubblewrap
+    needs the engine to allow unprivileged user namespaces, which gVisor-based runtimes (Cloud Run's first
+    generation, Modal) may not."""
+    if bwrap_path() is None:
+        return False
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="validibot-bwrap-probe-") as scratch:
+        folder = Path(scratch)
+        try:
+            done = subprocess.run(command(["/bin/true"], scratch=folder, env=sandbox_env(folder, None)),
+                                  capture_output=True, timeout=20, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return done.returncode == 0
 
 
 def command(cmd: list[str], *, scratch: Path, readonly: Iterable[Path] = (), env: dict[str, str]) -> list[str]:
