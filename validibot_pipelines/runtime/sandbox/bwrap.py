@@ -10,7 +10,6 @@ landing zone, ``DAGSTER_HOME``, the home folder and every credential are simply 
 from __future__ import annotations
 
 import functools
-
 import shutil
 import sys
 from collections.abc import Iterable
