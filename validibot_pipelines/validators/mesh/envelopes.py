@@ -123,6 +123,11 @@ class MeshQuality(_Strict):
     gamma_avg: float
     elements: int
     nodes: int
+    #: Scaled Jacobian and SIGE (Gmsh's ``minSJ`` / ``minSIGE``): reported, not scored.
+    sj_min: float | None = None
+    sj_avg: float | None = None
+    sige_min: float | None = None
+    sige_avg: float | None = None
 
 
 class StrategyAttempt(_Strict):
@@ -135,6 +140,8 @@ class StrategyAttempt(_Strict):
     score: float | None = None
     quality: MeshQuality | None = None
     detail: str = ""
+    #: HXT candidates: whether HXT's optimiser ran and why (see worker/candidate.py).
+    optimiser: str = ""
 
 
 class VolumeResult(_Strict):
@@ -158,6 +165,10 @@ class MeshOutputs(_Strict):
     gamma_avg: float
     total_elements: int
     total_nodes: int
+    sj_min: float | None = None
+    sj_avg: float | None = None
+    sige_min: float | None = None
+    sige_avg: float | None = None
     volumes: list[VolumeResult]
     attempts: list[StrategyAttempt]
     msh_uri: str | None = None
@@ -166,8 +177,10 @@ class MeshOutputs(_Strict):
     execution_seconds: float = 0.0
 
 
-#: Metric names bound under ``o`` in CEL assertions (the issue fixes them).
-CEL_METRICS = ("sicn_min", "sicn_avg", "gamma_min", "gamma_avg", "total_elements", "total_nodes", "strategy")
+#: Metric names bound under ``o`` in CEL assertions (the issue fixes the first seven; the scaled Jacobian and
+#: SIGE came later, for solvers that check those before they run).
+CEL_METRICS = ("sicn_min", "sicn_avg", "gamma_min", "gamma_avg", "total_elements", "total_nodes", "strategy",
+               "sj_min", "sj_avg", "sige_min", "sige_avg")
 
 
 SCHEMAS: dict[str, type[BaseModel]] = {  # exported by `validibot schemas` for worker authors

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from validibot_pipelines.envelopes import Status
+from validibot_pipelines.envelopes import Severity, Status, ValidationMessage
 from validibot_pipelines.envelopes.base import SandboxLimits
 from validibot_pipelines.envelopes.bounds import clip_tail
 from validibot_pipelines.runtime.context import RunContext
@@ -50,11 +50,17 @@ _live_lock = threading.Lock()
 
 
 class MeshFailure(Exception):
-    def __init__(self, code: str, text: str, *, system_fault: bool = False) -> None:
+    """``outputs``: what was still found (e.g. the volumes that did mesh, and every attempt), kept in the
+    envelope so a partial failure shows its good half; ``notes``: INFO lines (what was tried on the way)."""
+
+    def __init__(self, code: str, text: str, *, system_fault: bool = False, outputs: dict[str, Any] | None = None,
+                 notes: list[tuple[str, str]] | None = None) -> None:
         super().__init__(text)
         self.code = code
         self.text = text
         self.system_fault = system_fault
+        self.outputs = outputs
+        self.notes = notes or []
 
 
 def engine_unavailable(name: str, answer: ChildAnswer) -> MeshFailure:
@@ -66,7 +72,16 @@ def engine_unavailable(name: str, answer: ChildAnswer) -> MeshFailure:
 def fail(ctx: RunContext, exc: MeshFailure) -> None:
     """Record a :class:`MeshFailure` on the output envelope being built."""
     ctx.output.status = Status.FAILED_RUNTIME if exc.system_fault else Status.FAILED_VALIDATION
+    if exc.outputs is not None:
+        ctx.output.outputs = exc.outputs
+    info(ctx, exc.notes)
     ctx.output.error(exc.code, exc.text)
+
+
+def info(ctx: RunContext, notes: list[tuple[str, str]]) -> None:
+    """``(code, text)`` notes as INFO messages of the output envelope."""
+    ctx.output.messages.extend(ValidationMessage(severity=Severity.INFO, code=code, text=text)
+                               for code, text in notes)
 
 
 @dataclass

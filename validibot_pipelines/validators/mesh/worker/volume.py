@@ -45,13 +45,15 @@ from validibot_pipelines.validators.mesh.worker.calls import (
     call,
     engine_unavailable,
     fail,
+    info,
     limit_failure_of,
     limits,
     set_limits,
 )
 from validibot_pipelines.validators.mesh.worker.child import INSPECT, MERGE, MERGED_MSH, candidate_key
 from validibot_pipelines.validators.mesh.worker.preview import unreadable
-from validibot_pipelines.validators.mesh.worker.quality import judge, rank, score
+from validibot_pipelines.validators.mesh.worker.quality import EXTRA_KEYS, judge, rank, score
+from validibot_pipelines.validators.mesh.worker.reasons import GEOMETRY, classify, failure_text, overall
 
 #: How long the part's child may run in all when the caller names no budget (the envelope's default timeout):
 #: the backstop behind the per-candidate timeouts the child enforces itself.
@@ -68,6 +70,8 @@ class MeshResult:
     #: How often the part was imported in the sandbox for this mesh (the child's count, plus any candidate that
     #: imported it again): 1.
     part_imports: int = 0
+    #: INFO ``(code, text)`` lines: shape healing tried, and that it helped.
+    notes: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -133,7 +137,9 @@ def _attempt(volume: int, strategy: MeshStrategy, answer: ChildAnswer, inputs: M
         return StrategyAttempt(**base, outcome="failed", detail="the Gmsh process left an unusable result "
                                "(malformed quality)")
     outcome, detail = judge(quality.model_dump(), inputs.targets.model_dump(), inputs.meshing.max_elements)
+    optimiser = answer.data.get("optimiser")
     return StrategyAttempt(**base, outcome=outcome, quality=quality, detail=detail,
+                           optimiser=optimiser[:500] if isinstance(optimiser, str) else "",
                            score=score(raw) if outcome != "too_many_elements" else None)
 
 
@@ -243,46 +249,109 @@ def _merge(answer: ChildAnswer, winners: list[_Winner], name: str, stem: str, ms
     return merged.data["quality"]
 
 
+@dataclass
+class _Search:
+    """One run of the part's child, judged: its answer (whose files stay valid until this thread's next call),
+    the part's volumes, every attempt, each volume's winner (None: none) and the import count."""
+
+    answer: ChildAnswer
+    volumes: list[int]
+    attempts: list[StrategyAttempt]
+    winners: list[_Winner | None]
+    imports: int
+
+    @property
+    def failed(self) -> list[int]:
+        return [v for v, w in zip(self.volumes, self.winners, strict=True) if w is None]
+
+
+def _search(part: Path, name: str, stem: str, workdir: Path, inputs: MeshInputs, log: Callable[[str], None],
+            timeout_seconds: float | None, heal: bool = False) -> _Search:
+    answer = call("mesh", {**_request(part, stem, inputs), "heal": heal}, workdir,
+                  timeout_seconds or DEFAULT_TIMEOUT_SECONDS)
+    found = _facts(name, answer, inputs)
+    volumes: list[int] = found["volumes"]
+    if not volumes:
+        raise MeshFailure("MESH_NO_SOLIDS", f"{name}: the part has no solid to fill with a volume mesh "
+                          f"({found['surfaces']} surface(s)); export closed solids from the CAD tool")
+    log(f"meshing {name}{' (healed)' if heal else ''}: {len(volumes)} volume(s), {len(inputs.meshing.strategies)} "
+        f"strategies, targets {inputs.targets.model_dump(exclude_none=True) or 'none (first valid mesh)'}")
+    imported = found["imports"] if type(found.get("imports")) is int else 0
+    results = [_volume(v, answer, inputs, log, imported) for v in volumes]
+    return _Search(answer, volumes, [a for attempts, _, _ in results for a in attempts],
+                   [w for _, w, _ in results], imported + sum(again for _, _, again in results))
+
+
+def _failure(name: str, search: _Search, notes: list[tuple[str, str]]) -> MeshFailure:
+    """Some volume has no mesh: the reason Gmsh gave, read per failed volume, and what did mesh (the good
+    volumes' results, every attempt) kept as the envelope's outputs."""
+    by_volume = {v: classify([a for a in search.attempts if a.volume == v]) for v in search.failed}
+    groups: dict[str, list[int]] = {}
+    for volume, reason in by_volume.items():
+        groups.setdefault(reason.code, []).append(volume)
+    texts = [failure_text(name, vols, by_volume[vols[0]], search.attempts) for vols in groups.values()]
+    partial = {"volumes": [w.result.model_dump(mode="json") for w in search.winners if w is not None],
+               "failed_volumes": {str(v): r.code for v, r in by_volume.items()},
+               "attempts": [a.model_dump(mode="json") for a in search.attempts]}
+    return MeshFailure(overall(by_volume).code, " | ".join(texts), outputs=partial, notes=notes)
+
+
+def _heal(part: Path, name: str, stem: str, workdir: Path, inputs: MeshInputs, log: Callable[[str], None],
+          timeout_seconds: float | None, first: _Search) -> tuple[_Search | None, list[tuple[str, str]]]:
+    """When a volume failed for its geometry (self-intersecting, overlapping facets): the whole search again on
+    the part after OpenCASCADE's shape healing (``healShapes``). The healed search when it meshed every volume
+    (else None), and the INFO note saying that healing was tried and whether it helped."""
+    reasons = {classify([a for a in first.attempts if a.volume == v]).code for v in first.failed}
+    if not reasons & set(GEOMETRY):
+        return None, []
+    if part.suffix.lower() not in {".step", ".stp"}:
+        return None, [("MESH_HEALING_UNAVAILABLE", f"{name}: shape healing was not tried: OpenCASCADE heals CAD "
+                       "solids, and an STL holds triangles only; repair the mesh in the tool that wrote it")]
+    try:
+        healed = _search(part, name, stem, workdir / "healed", inputs, log, timeout_seconds, heal=True)
+    except MeshFailure as exc:
+        return None, [("MESH_HEALING_DID_NOT_HELP", f"{name}: shape healing (OpenCASCADE healShapes) was tried "
+                       f"and did not help: {exc.text}")]
+    if healed.failed:
+        return None, [("MESH_HEALING_DID_NOT_HELP", f"{name}: shape healing (OpenCASCADE healShapes) was tried and "
+                       f"did not help: volume(s) {', '.join(map(str, healed.failed))} of the healed part still "
+                       "failed to mesh")]
+    return healed, [("MESH_HEALED", f"{name}: shape healing (OpenCASCADE healShapes) repaired the geometry: the "
+                     f"healed part ({len(healed.volumes)} volume(s)) meshed where the original failed; check that "
+                     "the healed shape is still the part you meant")]
+
+
 def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs, log: Callable[[str], None] = print,
               timeout_seconds: float | None = None) -> MeshResult:
     """Mesh every volume of ``part`` and merge; raise :class:`MeshFailure` when no mesh can be produced.
 
     Unmet quality targets do not raise: the best mesh is still returned (``outputs.targets_met`` is False)
     so the user can see how close it came. ``timeout_seconds`` bounds the part's sandboxed child as a whole
-    (the step's own timeout; each candidate has its own inside it).
+    (the step's own timeout; each candidate has its own inside it). A volume that fails for its geometry gets
+    one more search on the healed part (:func:`_heal`); a part that still fails raises with the good volumes'
+    results and every attempt in :attr:`MeshFailure.outputs`.
     """
     start = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     stem = Path(name).stem
-    answer = call("mesh", _request(part, stem, inputs), workdir, timeout_seconds or DEFAULT_TIMEOUT_SECONDS)
-    found = _facts(name, answer, inputs)
-    volumes: list[int] = found["volumes"]
-    if not volumes:
-        raise MeshFailure("MESH_NO_SOLIDS", f"{name}: the part has no solid to fill with a volume mesh "
-                          f"({found['surfaces']} surface(s)); export closed solids from the CAD tool")
-    log(f"meshing {name}: {len(volumes)} volume(s), {len(inputs.meshing.strategies)} strategies, "
-        f"targets {inputs.targets.model_dump(exclude_none=True) or 'none (first valid mesh)'}")
-    imported = found["imports"] if type(found.get("imports")) is int else 0
-    results = [_volume(v, answer, inputs, log, imported) for v in volumes]
-    imports = imported + sum(again for _, _, again in results)
-    attempts = [a for volume_attempts, _, _ in results for a in volume_attempts]
-    failed = [v for v, (_, winner, _) in zip(volumes, results, strict=True) if winner is None]
-    if failed:
-        tried = "; ".join(f"volume {a.volume} {a.strategy}: {a.outcome} ({a.detail})" for a in attempts
-                          if a.volume in failed)
-        raise MeshFailure("MESH_NO_STRATEGY_SUCCEEDED", f"{name}: no strategy meshed volume(s) "
-                          f"{', '.join(map(str, failed))} within the limits — {tried}; raise meshing.max_elements "
-                          "or meshing.strategy_timeout_seconds, add coarser strategies, or remove tiny features")
-    winners = [w for _, w, _ in results if w is not None]
+    search = _search(part, name, stem, workdir, inputs, log, timeout_seconds)
+    notes: list[tuple[str, str]] = []
+    if search.failed:
+        healed, notes = _heal(part, name, stem, workdir, inputs, log, timeout_seconds, search)
+        if healed is None:
+            raise _failure(name, search, notes)
+        search = healed
+    winners = [w for w in search.winners if w is not None]
     msh = workdir / f"{stem}.msh"
-    total = _merge(answer, winners, name, stem, msh, workdir, inputs)
+    total = _merge(search.answer, winners, name, stem, msh, workdir, inputs)
     names = list(dict.fromkeys(w.result.strategy for w in winners))
     outputs = MeshOutputs(
         strategy=names[0] if len(names) == 1 else ",".join(names), score=score(total),
         targets_met=all(w.result.targets_met for w in winners),
         sicn_min=total["sicn_min"], sicn_avg=total["sicn_avg"], sicn_max=total["sicn_max"],
         gamma_min=total["gamma_min"], gamma_avg=total["gamma_avg"], total_elements=total["elements"],
-        total_nodes=total["nodes"], volumes=[w.result for w in winners], attempts=attempts,
+        **{key: total.get(key) for key in EXTRA_KEYS},
+        total_nodes=total["nodes"], volumes=[w.result for w in winners], attempts=search.attempts,
         execution_seconds=round(time.monotonic() - start, 3),
     )
     result_json = workdir / f"{stem}_result.json"
@@ -290,7 +359,7 @@ def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs, log: Cal
     quality_json = workdir / f"{stem}.quality.json"
     quality_json.write_text(json.dumps(_quality_document(name, inputs, outputs, total), indent=2))
     return MeshResult(outputs=outputs, msh=msh, result_json=result_json, quality_json=quality_json,
-                      part_imports=imports)
+                      part_imports=search.imports, notes=notes)
 
 
 def _result_document(name: str, inputs: MeshInputs, out: MeshOutputs) -> dict[str, Any]:
@@ -309,6 +378,7 @@ def _quality_document(name: str, inputs: MeshInputs, out: MeshOutputs, total: di
         "part": name,
         "sicn": {"min": out.sicn_min, "avg": out.sicn_avg, "max": out.sicn_max},
         "gamma": {"min": out.gamma_min, "avg": out.gamma_avg},
+        "sj": {"min": out.sj_min, "avg": out.sj_avg}, "sige": {"min": out.sige_min, "avg": out.sige_avg},
         "histograms": total["histograms"], "targets": inputs.targets.model_dump(), "targets_met": out.targets_met,
         "per_volume": [{"volume": v.volume, **v.quality.model_dump()} for v in out.volumes],
     }
@@ -330,6 +400,7 @@ def run(ctx: RunContext) -> None:
     out.quality_uri = ctx.store_artifact(result.quality_json, result.quality_json.name, "file",
                                          "application/json").uri
     ctx.output.outputs = out.model_dump(mode="json")
+    info(ctx, result.notes)
     ctx.output.metrics.extend(ValidationMetric(name=key, value=getattr(out, key)) for key in CEL_METRICS)
     ctx.output.metrics.append(ValidationMetric(name="score", value=out.score))
     ctx.output.metrics.append(ValidationMetric(name="execution_seconds", value=out.execution_seconds, unit="s"))
