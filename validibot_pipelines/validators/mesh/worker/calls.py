@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -36,12 +37,14 @@ from validibot_pipelines.runtime.sandbox import (
     read_result,
     run_untrusted,
 )
+from validibot_pipelines.runtime.sandbox.limits import cpu_seconds, which_limit
 from validibot_pipelines.runtime.sandbox.warm import Workspace, run_python, workspace
 
 CHILD_MODULE = "validibot_pipelines.validators.mesh.worker.child"
 OUTPUT_KEYS = ("msh", "preview")  # request keys naming files the child writes
 INPUT_KEYS = ("part",)  # request keys naming files the child reads (besides the list under "inputs")
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
+TAIL_CHARS = 8000
 #: The limits of the envelope this thread runs (batch lanes run several envelopes at once).
 _limits: ContextVar[SandboxLimits | None] = ContextVar("validibot_mesh_limits", default=None)
 _counter = itertools.count()
@@ -132,6 +135,33 @@ class ChildAnswer:
             return str(self.data["error"])
         return (f"the Gmsh process exited with code {self.child.returncode}: "
                 f"{clip_tail(tail(self.child.stderr, 3), 1500) or 'no output'}")
+
+
+def forked_answer(record: Any, result: dict[str, Any] | None, timeout: float, mode: str) -> ChildAnswer:
+    """A forked process's :class:`ChildAnswer`, from the child's record of how it ended and the result file it
+    wrote, with the limit detection of a sandboxed process of its own."""
+    try:
+        returncode = int(record["returncode"])
+        timed_out = bool(record["timed_out"])
+        seconds = max(0.0, float(record["seconds"]))
+        stderr = str(record.get("stderr", ""))[-TAIL_CHARS:]
+        vm_peak, cpu = int(record.get("vm_peak", 0)), float(record.get("cpu", 0.0))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        broken = SandboxResult(returncode=None, timed_out=False, pid=0, stdout="", stderr="", seconds=0.0,
+                               mode=mode, limits=limits())
+        return ChildAnswer(ok=False, data={"error": "the Gmsh process left an unusable record of the candidate"},
+                           child=broken)
+    limit = None
+    if returncode != 0 and not timed_out:
+        # Only the child (at the deadline: timed_out), the kernel (RLIMIT_CPU's hard limit, or the OOM killer
+        # when the sandbox's memory cgroup is full) or the sandbox's end send a candidate SIGKILL.
+        oom = returncode == -signal.SIGKILL and cpu < 0.95 * cpu_seconds(limits(), timeout)
+        limit = which_limit(signum=-returncode if returncode < 0 else None, text=stderr, peak_vm_bytes=vm_peak,
+                            cpu_used=cpu, limits=limits(), timeout=timeout, pids_max_hit=False, oom_killed=oom)
+    child = SandboxResult(returncode=returncode, timed_out=timed_out, pid=0, stdout="", stderr=stderr,
+                          seconds=seconds, mode=mode, limit=limit, limits=limits())
+    data = {} if timed_out or result is None else result
+    return ChildAnswer(ok=bool(data.get("ok")) and returncode == 0, data=data, child=child)
 
 
 def set_limits(limits: SandboxLimits) -> None:

@@ -10,8 +10,9 @@ Modes (``request["mode"]``):
   ``merged.msh`` (``merge.json``). The answer lists how each forked process ended; the worker, outside,
   decides again from those files which candidates count and whether the merge is the one it wants.
 * ``inspect``: import the part; report volumes, surfaces and the bounding box.
-* ``preview``: default-algorithm (Frontal-Delaunay) surface mesh, sizes between diagonal/100 and diagonal/20
-  → ``{vertices, triangles, bbox}`` JSON at ``request["preview"]``.
+* ``preview``: surface mesh, sizes between diagonal/100 and diagonal/20, with the first of
+  ``request["algorithms"]`` that succeeds, each forked under its own timeout (:mod:`.surface`; Gmsh's
+  default Frontal-Delaunay first) → ``{vertices, triangles, bbox}`` JSON at ``request["preview"]``.
 * ``volume``: one candidate on its own: import the part, one volume with one strategy → ``.msh`` at
   ``request["msh"]`` and its quality (what each forked candidate of ``mesh`` does, minus the import;
   :mod:`.candidate`).
@@ -32,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from validibot_pipelines.validators.mesh.worker import geometry
+from validibot_pipelines.validators.mesh.worker import geometry, surface
 from validibot_pipelines.validators.mesh.worker.candidate import mesh_volume
 from validibot_pipelines.validators.mesh.worker.forks import Forks
 from validibot_pipelines.validators.mesh.worker.geometry import bounding_box, gmsh_session, load_part
@@ -44,8 +45,6 @@ CHILD_MODULE = "validibot_pipelines.validators.mesh.worker.child"
 #: numpy glue, ``numpy.ma`` for ``np.unique``); ``import gmsh`` itself (numpy and the Gmsh/OpenCASCADE
 #: libraries, ~0.3-0.5 s) is most of a cold child's start.
 PRELOAD = ("gmsh", "numpy", "numpy.ctypeslib", "numpy.ma", "atexit")
-TRIANGLE = 2  # Gmsh element type of 3-node triangles
-COORD_DIGITS = 6
 INSPECT = "inspect.json"  # mode mesh: the part's facts, written as soon as it is imported
 MERGE = "merge"  # mode mesh: the merge's key in the answer and its result file, merge.json
 MERGED_MSH = "merged.msh"
@@ -65,29 +64,7 @@ def inspect(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def preview(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
-    import numpy as np
-
-    found = inspect(gmsh, request)
-    if not found["surfaces"]:
-        return found
-    diagonal = found["bbox"]["diagonal"]
-    # Gmsh's own default 2D algorithm (6, Frontal-Delaunay): MeshAdapt took 342 s / 1.2 M triangles on a public
-    # part that the default meshes in 1.9 s.
-    gmsh.option.setNumber("Mesh.Algorithm", 6)
-    gmsh.option.setNumber("Mesh.MeshSizeMin", diagonal / request["min_size_divisor"])
-    gmsh.option.setNumber("Mesh.MeshSizeMax", diagonal / request["max_size_divisor"])
-    gmsh.model.mesh.generate(2)
-    tri_tags, tri_nodes = gmsh.model.mesh.getElementsByType(TRIANGLE)
-    node_tags, coords, _ = gmsh.model.mesh.getNodes()
-    used = np.unique(tri_nodes)
-    order = np.argsort(node_tags)
-    positions = order[np.searchsorted(node_tags, used, sorter=order)]
-    vertices = np.asarray(coords).reshape(-1, 3)[positions]
-    triangles = np.searchsorted(used, tri_nodes).reshape(-1, 3)
-    document = {"vertices": np.round(vertices, COORD_DIGITS).tolist(), "triangles": triangles.tolist(),
-                "bbox": found["bbox"]}
-    Path(request["preview"]).write_text(json.dumps(document, separators=(",", ":")))
-    return {**found, "vertex_count": int(len(vertices)), "triangle_count": int(len(tri_tags))}
+    return surface.preview(gmsh, request, inspect(gmsh, request))
 
 
 def volume(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:

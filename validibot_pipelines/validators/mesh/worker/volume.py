@@ -28,8 +28,8 @@ from pydantic import ValidationError
 
 from validibot_pipelines.envelopes import Status, ValidationMetric
 from validibot_pipelines.runtime.context import RunContext
-from validibot_pipelines.runtime.sandbox import SandboxResult, UnsafeResult
-from validibot_pipelines.runtime.sandbox.limits import cpu_seconds, which_limit
+from validibot_pipelines.runtime.sandbox import UnsafeResult
+from validibot_pipelines.runtime.sandbox.limits import cpu_seconds
 from validibot_pipelines.validators.mesh.envelopes import (
     CEL_METRICS,
     MeshInputs,
@@ -45,6 +45,7 @@ from validibot_pipelines.validators.mesh.worker.calls import (
     call,
     engine_unavailable,
     fail,
+    forked_answer,
     info,
     limit_failure_of,
     limits,
@@ -58,7 +59,6 @@ from validibot_pipelines.validators.mesh.worker.reasons import GEOMETRY, classif
 #: How long the part's child may run in all when the caller names no budget (the envelope's default timeout):
 #: the backstop behind the per-candidate timeouts the child enforces itself.
 DEFAULT_TIMEOUT_SECONDS = 3600.0
-TAIL_CHARS = 8000
 
 
 @dataclass
@@ -94,33 +94,6 @@ def _request(part: Path, stem: str, inputs: MeshInputs) -> dict[str, Any]:
             "parallel": options.parallel_volumes, "import_timeout": options.strategy_timeout_seconds,
             "merge_timeout": options.strategy_timeout_seconds,
             "merge_cpu_seconds": cpu_seconds(lim, options.strategy_timeout_seconds)}
-
-
-def _forked(record: Any, result: dict[str, Any] | None, timeout: float, mode: str) -> ChildAnswer:
-    """A forked process's :class:`ChildAnswer`, from the child's record of how it ended and the result file it
-    wrote, with the limit detection of a sandboxed process of its own."""
-    try:
-        returncode = int(record["returncode"])
-        timed_out = bool(record["timed_out"])
-        seconds = max(0.0, float(record["seconds"]))
-        stderr = str(record.get("stderr", ""))[-TAIL_CHARS:]
-        vm_peak, cpu = int(record.get("vm_peak", 0)), float(record.get("cpu", 0.0))
-    except (KeyError, TypeError, ValueError, AttributeError):
-        broken = SandboxResult(returncode=None, timed_out=False, pid=0, stdout="", stderr="", seconds=0.0,
-                               mode=mode, limits=limits())
-        return ChildAnswer(ok=False, data={"error": "the Gmsh process left an unusable record of the candidate"},
-                           child=broken)
-    limit = None
-    if returncode != 0 and not timed_out:
-        # Only the child (at the deadline: timed_out), the kernel (RLIMIT_CPU's hard limit, or the OOM killer
-        # when the sandbox's memory cgroup is full) or the sandbox's end send a candidate SIGKILL.
-        oom = returncode == -signal.SIGKILL and cpu < 0.95 * cpu_seconds(limits(), timeout)
-        limit = which_limit(signum=-returncode if returncode < 0 else None, text=stderr, peak_vm_bytes=vm_peak,
-                            cpu_used=cpu, limits=limits(), timeout=timeout, pids_max_hit=False, oom_killed=oom)
-    child = SandboxResult(returncode=returncode, timed_out=timed_out, pid=0, stdout="", stderr=stderr,
-                          seconds=seconds, mode=mode, limit=limit, limits=limits())
-    data = {} if timed_out or result is None else result
-    return ChildAnswer(ok=bool(data.get("ok")) and returncode == 0, data=data, child=child)
 
 
 def _attempt(volume: int, strategy: MeshStrategy, answer: ChildAnswer, inputs: MeshInputs) -> StrategyAttempt:
@@ -173,7 +146,8 @@ def _volume(volume: int, answer: ChildAnswer, inputs: MeshInputs, log: Callable[
             attempt = StrategyAttempt(volume=volume, strategy=strategy.name, outcome="failed", seconds=0.0,
                                       detail=f"not run: {why}")
         else:
-            attempt = _attempt(volume, strategy, _forked(record, result, _timeout(strategy, inputs), mode), inputs)
+            ended = forked_answer(record, result, _timeout(strategy, inputs), mode)
+            attempt = _attempt(volume, strategy, ended, inputs)
         attempts.append(attempt)
         log(f"volume {volume}: {strategy.name} -> {attempt.outcome} in {attempt.seconds:.2f} s"
             + (f", score {attempt.score}" if attempt.score is not None else "")
@@ -225,7 +199,7 @@ def _merge(answer: ChildAnswer, winners: list[_Winner], name: str, stem: str, ms
     record = answer.data.get("merge")
     merged: ChildAnswer | None = None
     if isinstance(record, dict) and record.get("inputs") == keys:
-        merged = _forked(record, answer.read_json(f"{MERGE}.json"), timeout, _fork_mode(answer))
+        merged = forked_answer(record, answer.read_json(f"{MERGE}.json"), timeout, _fork_mode(answer))
         if merged.ok:
             try:
                 answer.copy_out(MERGED_MSH, msh)
