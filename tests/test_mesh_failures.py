@@ -91,5 +91,5 @@ def test_scaled_jacobian_and_sige_are_reported(cad_parts, tmp_path):  # noqa: AN
     for key in ("sj_min", "sj_avg", "sige_min", "sige_avg"):
         value = getattr(out, key)
         assert value is not None and 0 < value <= 1 + 1e-9, (key, value)
-    assert out.sj_min <= out.sj_avg and out.sige_min <= out.sige_avg
+    assert out.sj_min <= out.sj_avg and out.sige_min < out.sige_avg  # linear tets: SJ is 1 unless inverted
     assert out.volumes[0].quality.sj_min == out.sj_min  # one volume: the merged mesh is that volume's

@@ -23,8 +23,10 @@ def score(quality: dict[str, Any]) -> float:
 
 
 #: Further Gmsh measures reported (min and average) next to SICN and gamma, not scored: the scaled Jacobian
-#: (``minSJ``, what many FE codes check before solving) and the signed inverse gradient error (``minSIGE``, how
-#: well an element's shape interpolates gradients). Both are 1 for a perfect element and <= 0 for an inverted one.
+#: (``minSJ``, what many FE codes check before solving: the element's smallest Jacobian over its largest, so 1 for
+#: every linear tetrahedron that is not inverted, <= 0 for an inverted one — it tells more on curved, high-order
+#: elements) and the signed inverse gradient error (``minSIGE``: how well the element's shape interpolates
+#: gradients, 1 for a regular tetrahedron, falling towards 0 for slivers, like SICN).
 EXTRA_MEASURES = {"sj": "minSJ", "sige": "minSIGE"}
 EXTRA_KEYS = tuple(f"{key}_{stat}" for key in EXTRA_MEASURES for stat in ("min", "avg"))
 TARGET_KEYS = ("sicn_min", "sicn_avg", "gamma_min", "gamma_avg")
