@@ -93,3 +93,18 @@ def test_scaled_jacobian_and_sige_are_reported(cad_parts, tmp_path):  # noqa: AN
         assert value is not None and 0 < value <= 1 + 1e-9, (key, value)
     assert out.sj_min <= out.sj_avg and out.sige_min < out.sige_avg  # linear tets: SJ is 1 unless inverted
     assert out.volumes[0].quality.sj_min == out.sj_min  # one volume: the merged mesh is that volume's
+
+
+def test_an_unsewn_shell_is_healed_into_a_solid_and_meshed_saying_so(cad_parts, tmp_path):  # noqa: ANN001
+    result = mesh_part(cad_parts["unsewn_box"], "unsewn.step", tmp_path, TWO, **QUIET)
+    assert [code for code, _ in result.notes] == ["MESH_HEALED"]
+    assert result.notes[0][1].startswith("unsewn.step: shape healing (OpenCASCADE healShapes) was tried because "
+                                         "it holds no solid") and "it helped" in result.notes[0][1]
+    assert result.outputs.total_elements > 0 and result.outputs.sicn_min > 0
+    assert [v.volume for v in result.outputs.volumes] == [1]
+
+
+def test_a_sheet_is_still_no_solid_after_healing(cad_parts, tmp_path):  # noqa: ANN001
+    failure = _fails(cad_parts["surface_only"], "sheet.step", tmp_path)
+    assert failure.code == "MESH_NO_SOLIDS"
+    assert [code for code, _ in failure.notes] == ["MESH_HEALING_DID_NOT_HELP"]

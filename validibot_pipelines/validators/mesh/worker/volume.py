@@ -271,28 +271,32 @@ def _failure(name: str, search: _Search, notes: list[tuple[str, str]]) -> MeshFa
 
 
 def _heal(part: Path, name: str, stem: str, workdir: Path, inputs: MeshInputs, log: Callable[[str], None],
-          timeout_seconds: float | None, first: _Search) -> tuple[_Search | None, list[tuple[str, str]]]:
-    """When a volume failed for its geometry (self-intersecting, overlapping facets): the whole search again on
-    the part after OpenCASCADE's shape healing (``healShapes``). The healed search when it meshed every volume
-    (else None), and the INFO note saying that healing was tried and whether it helped."""
-    reasons = {classify([a for a in first.attempts if a.volume == v]).code for v in first.failed}
-    if not reasons & set(GEOMETRY):
-        return None, []
+          timeout_seconds: float | None, why: str) -> tuple[_Search | None, list[tuple[str, str]]]:
+    """The whole search again on the part after OpenCASCADE's shape healing (``healShapes``: sewing faces,
+    making solids from closed shells, dropping degenerate edges and faces), tried once when the part failed for
+    its geometry (``why``). The healed search when it meshed every volume (else None), and the INFO note saying
+    that healing was tried and whether it helped."""
     if part.suffix.lower() not in {".step", ".stp"}:
         return None, [("MESH_HEALING_UNAVAILABLE", f"{name}: shape healing was not tried: OpenCASCADE heals CAD "
                        "solids, and an STL holds triangles only; repair the mesh in the tool that wrote it")]
+    tried = f"{name}: shape healing (OpenCASCADE healShapes) was tried because {why}"
     try:
         healed = _search(part, name, stem, workdir / "healed", inputs, log, timeout_seconds, heal=True)
     except MeshFailure as exc:
-        return None, [("MESH_HEALING_DID_NOT_HELP", f"{name}: shape healing (OpenCASCADE healShapes) was tried "
-                       f"and did not help: {exc.text}")]
+        return None, [("MESH_HEALING_DID_NOT_HELP", f"{tried}, and did not help: {exc.text}")]
     if healed.failed:
-        return None, [("MESH_HEALING_DID_NOT_HELP", f"{name}: shape healing (OpenCASCADE healShapes) was tried and "
-                       f"did not help: volume(s) {', '.join(map(str, healed.failed))} of the healed part still "
-                       "failed to mesh")]
-    return healed, [("MESH_HEALED", f"{name}: shape healing (OpenCASCADE healShapes) repaired the geometry: the "
-                     f"healed part ({len(healed.volumes)} volume(s)) meshed where the original failed; check that "
-                     "the healed shape is still the part you meant")]
+        return None, [("MESH_HEALING_DID_NOT_HELP", f"{tried}, and did not help: volume(s) "
+                       f"{', '.join(map(str, healed.failed))} of the healed part still failed to mesh")]
+    return healed, [("MESH_HEALED", f"{tried}, and it helped: the healed part ({len(healed.volumes)} volume(s)) "
+                     "meshed; check that the healed shape is still the part you meant, and repair the original in "
+                     "the CAD tool")]
+
+
+def _geometry_failure(search: _Search) -> str | None:
+    """Why healing is worth a try: the failed volumes' geometry reasons (None: no geometry reason)."""
+    codes = sorted({classify([a for a in search.attempts if a.volume == v]).code for v in search.failed}
+                   & set(GEOMETRY))
+    return f"the part failed to mesh with {', '.join(codes)}" if codes else None
 
 
 def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs, log: Callable[[str], None] = print,
@@ -308,13 +312,24 @@ def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs, log: Cal
     start = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     stem = Path(name).stem
-    search = _search(part, name, stem, workdir, inputs, log, timeout_seconds)
     notes: list[tuple[str, str]] = []
-    if search.failed:
-        healed, notes = _heal(part, name, stem, workdir, inputs, log, timeout_seconds, search)
+    try:
+        search = _search(part, name, stem, workdir, inputs, log, timeout_seconds)
+    except MeshFailure as exc:
+        if exc.code != "MESH_NO_SOLIDS" or part.suffix.lower() not in {".step", ".stp"}:
+            raise
+        healed, exc.notes = _heal(part, name, stem, workdir, inputs, log, timeout_seconds,
+                                  "it holds no solid (an unsewn or open shell may be closed by healing)")
+        if healed is None:
+            raise
+        search, notes = healed, exc.notes
+    if search.failed and (why := _geometry_failure(search)):
+        healed, notes = _heal(part, name, stem, workdir, inputs, log, timeout_seconds, why)
         if healed is None:
             raise _failure(name, search, notes)
         search = healed
+    elif search.failed:
+        raise _failure(name, search, notes)
     winners = [w for w in search.winners if w is not None]
     msh = workdir / f"{stem}.msh"
     total = _merge(search.answer, winners, name, stem, msh, workdir, inputs)
