@@ -6,7 +6,9 @@ at a time) the strategies are tried in order, each under its own timeout; a cand
 times out, hits a sandbox limit or exceeds ``max_elements`` is dropped and the search falls through to the
 next strategy; a candidate meeting every quality target stops the search (``early_stop``); otherwise the
 best-scoring candidate wins. The winners are merged into one ``.msh`` (in a forked process too);
-``<name>_result.json`` and ``<name>.quality.json`` describe how and how well.
+``<name>_result.json`` and ``<name>.quality.json`` describe how and how well. A part that fails for its
+geometry is searched once more after shape healing (:mod:`.healing`); a part that still fails says why in
+Gmsh's terms (:mod:`.reasons`) and keeps what did mesh (the good volumes' results, every attempt).
 
 The child only runs the search. This worker decides again, itself, from what every candidate left (read with
 the sandbox's checks): each attempt's outcome, the early stop and the winners; it takes the child's merge only
@@ -52,9 +54,10 @@ from validibot_pipelines.validators.mesh.worker.calls import (
     set_limits,
 )
 from validibot_pipelines.validators.mesh.worker.child import INSPECT, MERGE, MERGED_MSH, candidate_key
+from validibot_pipelines.validators.mesh.worker.healing import CAD_SUFFIXES, geometry_reason, heal
 from validibot_pipelines.validators.mesh.worker.preview import unreadable
 from validibot_pipelines.validators.mesh.worker.quality import EXTRA_KEYS, judge, rank, score
-from validibot_pipelines.validators.mesh.worker.reasons import GEOMETRY, classify, failure_text, overall
+from validibot_pipelines.validators.mesh.worker.reasons import classify, failure_text, overall
 
 #: How long the part's child may run in all when the caller names no budget (the envelope's default timeout):
 #: the backstop behind the per-candidate timeouts the child enforces itself.
@@ -270,35 +273,6 @@ def _failure(name: str, search: _Search, notes: list[tuple[str, str]]) -> MeshFa
     return MeshFailure(overall(by_volume).code, " | ".join(texts), outputs=partial, notes=notes)
 
 
-def _heal(part: Path, name: str, stem: str, workdir: Path, inputs: MeshInputs, log: Callable[[str], None],
-          timeout_seconds: float | None, why: str) -> tuple[_Search | None, list[tuple[str, str]]]:
-    """The whole search again on the part after OpenCASCADE's shape healing (``healShapes``: sewing faces,
-    making solids from closed shells, dropping degenerate edges and faces), tried once when the part failed for
-    its geometry (``why``). The healed search when it meshed every volume (else None), and the INFO note saying
-    that healing was tried and whether it helped."""
-    if part.suffix.lower() not in {".step", ".stp"}:
-        return None, [("MESH_HEALING_UNAVAILABLE", f"{name}: shape healing was not tried: OpenCASCADE heals CAD "
-                       "solids, and an STL holds triangles only; repair the mesh in the tool that wrote it")]
-    tried = f"{name}: shape healing (OpenCASCADE healShapes) was tried because {why}"
-    try:
-        healed = _search(part, name, stem, workdir / "healed", inputs, log, timeout_seconds, heal=True)
-    except MeshFailure as exc:
-        return None, [("MESH_HEALING_DID_NOT_HELP", f"{tried}, and did not help: {exc.text}")]
-    if healed.failed:
-        return None, [("MESH_HEALING_DID_NOT_HELP", f"{tried}, and did not help: volume(s) "
-                       f"{', '.join(map(str, healed.failed))} of the healed part still failed to mesh")]
-    return healed, [("MESH_HEALED", f"{tried}, and it helped: the healed part ({len(healed.volumes)} volume(s)) "
-                     "meshed; check that the healed shape is still the part you meant, and repair the original in "
-                     "the CAD tool")]
-
-
-def _geometry_failure(search: _Search) -> str | None:
-    """Why healing is worth a try: the failed volumes' geometry reasons (None: no geometry reason)."""
-    codes = sorted({classify([a for a in search.attempts if a.volume == v]).code for v in search.failed}
-                   & set(GEOMETRY))
-    return f"the part failed to mesh with {', '.join(codes)}" if codes else None
-
-
 def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs, log: Callable[[str], None] = print,
               timeout_seconds: float | None = None) -> MeshResult:
     """Mesh every volume of ``part`` and merge; raise :class:`MeshFailure` when no mesh can be produced.
@@ -306,8 +280,9 @@ def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs, log: Cal
     Unmet quality targets do not raise: the best mesh is still returned (``outputs.targets_met`` is False)
     so the user can see how close it came. ``timeout_seconds`` bounds the part's sandboxed child as a whole
     (the step's own timeout; each candidate has its own inside it). A volume that fails for its geometry gets
-    one more search on the healed part (:func:`_heal`); a part that still fails raises with the good volumes'
-    results and every attempt in :attr:`MeshFailure.outputs`.
+    one more search on the healed part (:func:`~.healing.heal`), as does a STEP part without a solid (an
+    unsewn shell); a part that still fails raises with the good volumes' results and every attempt in
+    :attr:`MeshFailure.outputs`.
     """
     start = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -316,15 +291,17 @@ def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs, log: Cal
     try:
         search = _search(part, name, stem, workdir, inputs, log, timeout_seconds)
     except MeshFailure as exc:
-        if exc.code != "MESH_NO_SOLIDS" or part.suffix.lower() not in {".step", ".stp"}:
+        if exc.code != "MESH_NO_SOLIDS" or part.suffix.lower() not in CAD_SUFFIXES:
             raise
-        healed, exc.notes = _heal(part, name, stem, workdir, inputs, log, timeout_seconds,
-                                  "it holds no solid (an unsewn or open shell may be closed by healing)")
+        healed, exc.notes = heal(part, name, "it holds no solid (an unsewn or open shell may be closed by healing)",
+                                 lambda: _search(part, name, stem, workdir / "healed", inputs, log, timeout_seconds,
+                                                 heal=True))
         if healed is None:
             raise
         search, notes = healed, exc.notes
-    if search.failed and (why := _geometry_failure(search)):
-        healed, notes = _heal(part, name, stem, workdir, inputs, log, timeout_seconds, why)
+    if search.failed and (why := geometry_reason(search.failed, search.attempts)):
+        healed, notes = heal(part, name, why, lambda: _search(part, name, stem, workdir / "healed", inputs, log,
+                                                              timeout_seconds, heal=True))
         if healed is None:
             raise _failure(name, search, notes)
         search = healed
