@@ -122,8 +122,9 @@ def _mesh_metadata(out: OutputEnvelope) -> dict[str, Any]:
     attempts = pd.DataFrame([
         {"volume": a["volume"], "strategy": a["strategy"], "outcome": a["outcome"], "seconds": a["seconds"],
          "score": a["score"], "sicn_min": (a["quality"] or {}).get("sicn_min"),
-         "elements": (a["quality"] or {}).get("elements"), "detail": a["detail"]} for a in result["attempts"]],
-        columns=["volume", "strategy", "outcome", "seconds", "score", "sicn_min", "elements", "detail"])
+         "elements": (a["quality"] or {}).get("elements"), "detail": a["detail"],
+         "optimiser": a.get("optimiser", "")} for a in result["attempts"]],
+        columns=["volume", "strategy", "outcome", "seconds", "score", "sicn_min", "elements", "detail", "optimiser"])
     if not result.get("msh_uri"):  # some volume failed: what did mesh, and every attempt
         return {"attempts": frame_table(attempts),
                 "volumes_meshed": MetadataValue.json([v["volume"] for v in result["volumes"]]),

@@ -50,7 +50,8 @@ _WORDS = {
     OVERLAPPING: Reason(OVERLAPPING, "the boundary has overlapping facets (Gmsh: \"Invalid boundary mesh "
                         "(overlapping facets)\")", "remove duplicate or coincident faces (bodies exported twice, "
                         "faces shared by two solids that were not fused) and export a clean closed solid"),
-    LIMIT: Reason(LIMIT, "every strategy stopped at a limit", "raise meshing.max_elements or "
+    LIMIT: Reason(LIMIT, "the strategies stopped at limits (time, sandbox memory/CPU or element count)",
+                  "raise meshing.max_elements or "
                   "meshing.strategy_timeout_seconds, add coarser strategies, or remove tiny features"),
     EMPTY: Reason(EMPTY, "every strategy ran but produced no tetrahedra (the volume encloses no space Gmsh can "
                   "fill)", "export a closed, outward-oriented solid (not an open shell or a zero-thickness body)"),
@@ -77,7 +78,7 @@ def classify(attempts: list[StrategyAttempt]) -> Reason:
     """The reason one volume's ``attempts`` (none of which produced a usable mesh) failed."""
     found = {code for a in attempts if (code := _reason_of(a))}
     if EMPTY in found and OTHER in found and not found & {*GEOMETRY, LIMIT}:
-        return _WORDS[OTHER]
+        return _WORDS[OTHER]  # Gmsh's own error says more than "no tetrahedra" from another algorithm
     for code in _PRIORITY:
         if code in found:
             return _WORDS[code]
