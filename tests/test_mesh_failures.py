@@ -108,3 +108,28 @@ def test_a_sheet_is_still_no_solid_after_healing(cad_parts, tmp_path):  # noqa: 
     failure = _fails(cad_parts["surface_only"], "sheet.step", tmp_path)
     assert failure.code == "MESH_NO_SOLIDS"
     assert [code for code, _ in failure.notes] == ["MESH_HEALING_DID_NOT_HELP"]
+
+
+def test_the_previews_timeouts_come_from_the_spec(cad_parts, tmp_path):  # noqa: ANN001
+    """Each preview algorithm's time: ``preview.timeout_seconds``, else the spec's strategy timeout, else the
+    deployment's (no fixed 120 s)."""
+    from validibot_pipelines.orchestration.models import intake
+    from validibot_pipelines.validators.mesh.launch import preview_inputs
+
+    def record(spec: str):  # noqa: ANN202
+        part = tmp_path / f"p{len(list(tmp_path.iterdir()))}" / "box.step"
+        part.parent.mkdir()
+        part.write_bytes(cad_parts["box"].read_bytes())
+        (part.parent / "box.step.validation.yaml").write_text(spec)
+        return intake(part.as_uri(), store_uri=(tmp_path / "store").as_uri(),
+                      spec_uri=(part.parent / "box.step.validation.yaml").as_uri(),
+                      model_name=f"spec/{part.parent.name}/box.step")
+
+    silent = preview_inputs(record("quality: {sicn_min: 0.1}\n"), strategy_timeout_seconds=45)
+    assert silent.timeout_seconds == 45 and [a.algorithm_2d for a in silent.algorithms] == [6, 5, 1]
+    strategy = preview_inputs(record("meshing: {strategy_timeout_seconds: 7}\n"), strategy_timeout_seconds=45)
+    assert strategy.timeout_seconds == 7
+    own = preview_inputs(record("meshing: {strategy_timeout_seconds: 7}\npreview:\n  timeout_seconds: 3\n"
+                                "  algorithms: [5, {algorithm_2d: 1, timeout_seconds: 2}]\n"))
+    assert own.timeout_seconds == 3
+    assert [(a.algorithm_2d, a.timeout_seconds) for a in own.algorithms] == [(5, None), (1, 2.0)]
