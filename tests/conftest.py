@@ -203,4 +203,5 @@ def cad_parts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("cad-parts")
     parts = make_all(out)
     parts["box_stl"] = make_part("box", out, ".stl")
+    parts["overlapping_boxes_stl"] = make_part("overlapping_boxes", out, ".stl")
     return parts

@@ -2,9 +2,10 @@
 
 * ``cad_file``: control-plane intake (ISO 10303-21 header/trailer, size cap; STL size/structure), canonical copy
   by checksum. Blocking check ``intake_accepted``.
-* ``preview_mesh``: MeshAdapt surface mesh on the isolated worker → ``<name>.preview.json`` {vertices,
-  triangles, bbox}, rendered in the metadata. Blocking check ``preview_succeeded``: a part Gmsh cannot read or
-  that holds no geometry is never volume-meshed.
+* ``preview_mesh``: surface mesh on the isolated worker (Gmsh's default Frontal-Delaunay, falling back to the
+  spec's other 2D algorithms) → ``<name>.preview.json`` {vertices, triangles, bbox}, rendered in the metadata.
+  Blocking check ``preview_succeeded``: a part Gmsh cannot read or that holds no geometry is never
+  volume-meshed; one no 2D algorithm could surface-mesh fails it as a warning, and the volume mesh still runs.
 * ``volume_mesh``: the strategy search (early stop, fall-through, per-volume fan-out, merge) on the worker →
   ``.msh``, ``<name>_result.json``, ``<name>.quality.json``. Checks ``mesh_produced``, ``quality_targets_met``
   and ``cel_assertions``.
@@ -50,11 +51,25 @@ def _present_preview(record: ModelRecord, up: Mapping[str, Any], out: OutputEnve
     if facts:
         meta.update({"volumes": facts["volumes"], "surfaces": facts["surfaces"],
                      "vertex_count": facts["vertex_count"], "triangle_count": facts["triangle_count"],
-                     "bbox": MetadataValue.json(facts["bbox"]),
-                     "preview_uri": MetadataValue.url(facts["preview_uri"])})
+                     "bbox": MetadataValue.json(facts["bbox"]), "algorithm_2d": facts.get("algorithm")})
+        if facts.get("attempts"):
+            meta["attempts"] = frame_table(pd.DataFrame(facts["attempts"],
+                                                        columns=["algorithm_2d", "outcome", "seconds", "detail"]))
+    if facts and facts.get("preview_uri"):
+        meta["preview_uri"] = MetadataValue.url(facts["preview_uri"])
         document = json.loads(get_store(facts["preview_uri"]).read_bytes(facts["preview_uri"]))
         meta["preview"] = png_markdown(surface_png(document, record.file_name), record.file_name)
-    return ModelResult(out.model_dump(mode="json"), meta, [status_check("preview_succeeded", out)])
+    return ModelResult(out.model_dump(mode="json"), meta, [_preview_check(out)])
+
+
+def _preview_check(out: OutputEnvelope) -> AssetCheckResult:
+    """Blocks the volume mesh when Gmsh could not read the part; a part it read but no 2D algorithm could
+    surface-mesh fails the check as a warning only, so the volume mesh is still attempted."""
+    failed = [m for m in out.messages if m.code == "MESH_PREVIEW_FAILED"]
+    if out.status.value != "success" or not failed:
+        return status_check("preview_succeeded", out)
+    return AssetCheckResult(check_name="preview_succeeded", passed=False, severity=AssetCheckSeverity.WARN,
+                            description=failed[0].text[:2000], metadata={"status": out.status.value})
 
 
 def _launch_preview(record: ModelRecord, _up: Mapping[str, Any],
@@ -66,7 +81,8 @@ preview_mesh = worker_step_asset(WorkerStep(
     "preview_mesh", GROUP, mesh_partitions, {"gmsh"}, upstream=("cad_file",), blocking=("preview_succeeded",),
     checks={"preview_succeeded": "Gmsh read the part and surface-meshed its geometry"},
     launch=_launch_preview, present=_present_preview,
-    description="A coarse MeshAdapt surface mesh (sizes diagonal/100 … diagonal/20) as JSON, and a picture of it."))
+    description="A coarse surface mesh (sizes diagonal/100 … diagonal/20; Frontal-Delaunay, then the fallbacks) as "
+                "JSON, and a picture of it."))
 
 
 def _present_volume(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope,
@@ -106,8 +122,13 @@ def _mesh_metadata(out: OutputEnvelope) -> dict[str, Any]:
     attempts = pd.DataFrame([
         {"volume": a["volume"], "strategy": a["strategy"], "outcome": a["outcome"], "seconds": a["seconds"],
          "score": a["score"], "sicn_min": (a["quality"] or {}).get("sicn_min"),
-         "elements": (a["quality"] or {}).get("elements"), "detail": a["detail"]} for a in result["attempts"]],
-        columns=["volume", "strategy", "outcome", "seconds", "score", "sicn_min", "elements", "detail"])
+         "elements": (a["quality"] or {}).get("elements"), "detail": a["detail"],
+         "optimiser": a.get("optimiser", "")} for a in result["attempts"]],
+        columns=["volume", "strategy", "outcome", "seconds", "score", "sicn_min", "elements", "detail", "optimiser"])
+    if not result.get("msh_uri"):  # some volume failed: what did mesh, and every attempt
+        return {"attempts": frame_table(attempts),
+                "volumes_meshed": MetadataValue.json([v["volume"] for v in result["volumes"]]),
+                "failed_volumes": MetadataValue.json(result.get("failed_volumes", {}))}
     return {
         "metrics": metrics_table(out), "attempts": frame_table(attempts), "strategy": result["strategy"],
         "score": MetadataValue.float(result["score"]), "total_elements": result["total_elements"],

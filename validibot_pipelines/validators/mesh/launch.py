@@ -13,7 +13,13 @@ from validibot_pipelines.envelopes import OutputEnvelope, Status, ValidatorRef
 from validibot_pipelines.orchestration.launch import Backend, launch_step, model_run_id, model_tags
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
-from validibot_pipelines.validators.mesh.envelopes import CEL_METRICS, MeshingOptions, MeshInputs, MeshPreviewInputs
+from validibot_pipelines.validators.mesh.envelopes import (
+    CEL_METRICS,
+    MeshingOptions,
+    MeshInputs,
+    MeshPreviewInputs,
+    PreviewOptions,
+)
 
 PREVIEW_VALIDATOR = ValidatorRef(id="mesh-preview", type="mesh-preview", version=__version__)
 MESH_VALIDATOR = ValidatorRef(id="mesh", type="mesh", version=__version__)
@@ -30,11 +36,20 @@ def mesh_inputs(record: ModelRecord, strategy_timeout_seconds: float | None = No
     return MeshInputs(targets=spec.quality or MeshInputs().targets, meshing=meshing)
 
 
+def preview_inputs(record: ModelRecord, strategy_timeout_seconds: float | None = None) -> MeshPreviewInputs:
+    """The spec's ``preview:`` algorithms; each may take ``preview.timeout_seconds``, else the spec's
+    ``meshing.strategy_timeout_seconds``, else the deployment's strategy timeout (else 120 s)."""
+    spec = record.validation_spec()
+    options = spec.preview or PreviewOptions()
+    timeout = options.timeout_seconds or mesh_inputs(record, strategy_timeout_seconds).meshing.strategy_timeout_seconds
+    return MeshPreviewInputs(timeout_seconds=timeout, algorithms=options.algorithms)
+
+
 def preview(
-    record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str, preview_timeout_seconds: float = 120,
-    timeout_seconds: int = 3600, context: Any = None,
+    record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str,
+    preview_timeout_seconds: float | None = None, timeout_seconds: int = 3600, context: Any = None,
 ) -> tuple[OutputEnvelope, LaunchRecord]:
-    inputs = MeshPreviewInputs(timeout_seconds=preview_timeout_seconds)
+    inputs = preview_inputs(record, preview_timeout_seconds)
     return launch_step(
         store_uri=store_uri, run_id=model_run_id(record, "preview", attempt), validator=PREVIEW_VALIDATOR,
         files=[record.input_file("primary-model")], inputs=inputs.model_dump(mode="json"), backend=backend,

@@ -81,8 +81,10 @@ def generate_preview_mesh(bucket: str, key: str) -> dict[str, Any]:
             result = preview_part(part, part.name, workdir / "preview", MeshPreviewInputs())
         except (MeshFailure, ValueError) as exc:
             return _failure(exc)
-        result.outputs.preview_uri = _upload(bucket, key, result.preview_json, "application/json")
-        return {"status": "success", "warnings": result.warnings, **result.outputs.model_dump(mode="json")}
+        if result.preview_json is not None:
+            result.outputs.preview_uri = _upload(bucket, key, result.preview_json, "application/json")
+        return {"status": "success", "warnings": [text for _code, text in result.warnings],
+                **result.outputs.model_dump(mode="json")}
 
 
 @app.function(image=image, gpu=GPU, timeout=TIMEOUT_SECONDS, cpu=2.0, memory=4096)

@@ -1,6 +1,7 @@
 """Sample CAD parts for the meshing validator, generated with Gmsh's OpenCASCADE kernel (nothing committed
 but this code): a box, a cylinder with a hole, a two-volume assembly, a surface without a solid, an empty model,
-and an STL of the box.
+an STL of the box, and broken parts (a solid whose boundary intersects itself, that solid beside a sound box,
+two overlapping boxes not fused — self-intersecting once written as STL — and a cube of unsewn faces).
 
 ``python -m validibot_pipelines.validators.mesh.samples OUT_DIR`` writes them all. Generation runs Gmsh, so it
 belongs in tests, the demo and the benchmark — never in the Dagster control plane.
@@ -45,6 +46,46 @@ def _two_volume_assembly(gmsh: Any) -> None:
     gmsh.model.occ.addCylinder(40, 10, 0, 0, 0, 20, 8)
 
 
+def _crossed_shell(gmsh: Any) -> None:
+    """One solid whose shell is the faces of two overlapping boxes, not fused: its boundary intersects itself."""
+    a = gmsh.model.occ.addBox(0, 0, 0, 20, 20, 20)
+    b = gmsh.model.occ.addBox(10, 10, 10, 20, 20, 20)
+    gmsh.model.occ.synchronize()
+    faces = [tag for _, tag in gmsh.model.getBoundary([(3, a), (3, b)], oriented=False)]
+    gmsh.model.occ.remove([(3, a), (3, b)])
+    gmsh.model.occ.addVolume([gmsh.model.occ.addSurfaceLoop(faces, sewing=False)])
+
+
+def _self_intersecting(gmsh: Any) -> None:
+    _crossed_shell(gmsh)
+
+
+def _one_bad_volume(gmsh: Any) -> None:
+    """Two volumes: the self-intersecting solid (volume 1) and a sound box beside it (volume 2)."""
+    _crossed_shell(gmsh)
+    gmsh.model.occ.addBox(50, 0, 0, 10, 10, 10)
+
+
+def _unsewn_box(gmsh: Any) -> None:
+    """A cube's six faces as separate squares sharing no edges, in one unsewn shell: OpenCASCADE makes no solid
+    of it, shape healing (sewing) does."""
+    occ, side, quarter = gmsh.model.occ, 20, 1.5707963267948966
+    faces = [occ.addRectangle(0, 0, 0, side, side), occ.addRectangle(0, 0, side, side, side)]
+    for axis, shift in (((1, 0, 0), (0, 0, 0)), ((1, 0, 0), (0, side, 0)), ((0, 1, 0), (0, 0, 0)),
+                        ((0, 1, 0), (side, 0, 0))):
+        face = occ.addRectangle(0, 0, 0, side, side)
+        occ.rotate([(2, face)], 0, 0, 0, *axis, quarter if axis[0] else -quarter)
+        occ.translate([(2, face)], *shift)
+        faces.append(face)
+    occ.addVolume([occ.addSurfaceLoop(faces, sewing=False)])
+
+
+def _overlapping_boxes(gmsh: Any) -> None:
+    """Two overlapping boxes, not fused: two sound solids in STEP; as an STL, one surface crossing itself."""
+    gmsh.model.occ.addBox(0, 0, 0, 20, 20, 20)
+    gmsh.model.occ.addBox(10, 10, 10, 20, 20, 20)
+
+
 def _surface_only(gmsh: Any) -> None:
     """A flat sheet: valid geometry for a preview, but no solid to fill with a volume mesh."""
     gmsh.model.occ.addRectangle(0, 0, 0, 30, 10)
@@ -60,6 +101,10 @@ PARTS: dict[str, Callable[[Any], None]] = {
     "two_volume_assembly": _two_volume_assembly,
     "surface_only": _surface_only,
     "empty": _empty,
+    "self_intersecting": _self_intersecting,
+    "one_bad_volume": _one_bad_volume,
+    "overlapping_boxes": _overlapping_boxes,
+    "unsewn_box": _unsewn_box,
 }
 
 

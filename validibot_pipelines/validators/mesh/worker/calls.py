@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from validibot_pipelines.envelopes import Status
+from validibot_pipelines.envelopes import Severity, Status, ValidationMessage
 from validibot_pipelines.envelopes.base import SandboxLimits
 from validibot_pipelines.envelopes.bounds import clip_tail
 from validibot_pipelines.runtime.context import RunContext
@@ -36,12 +37,14 @@ from validibot_pipelines.runtime.sandbox import (
     read_result,
     run_untrusted,
 )
+from validibot_pipelines.runtime.sandbox.limits import cpu_seconds, which_limit
 from validibot_pipelines.runtime.sandbox.warm import Workspace, run_python, workspace
 
 CHILD_MODULE = "validibot_pipelines.validators.mesh.worker.child"
 OUTPUT_KEYS = ("msh", "preview")  # request keys naming files the child writes
 INPUT_KEYS = ("part",)  # request keys naming files the child reads (besides the list under "inputs")
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
+TAIL_CHARS = 8000
 #: The limits of the envelope this thread runs (batch lanes run several envelopes at once).
 _limits: ContextVar[SandboxLimits | None] = ContextVar("validibot_mesh_limits", default=None)
 _counter = itertools.count()
@@ -50,11 +53,17 @@ _live_lock = threading.Lock()
 
 
 class MeshFailure(Exception):
-    def __init__(self, code: str, text: str, *, system_fault: bool = False) -> None:
+    """``outputs``: what was still found (e.g. the volumes that did mesh, and every attempt), kept in the
+    envelope so a partial failure shows its good half; ``notes``: INFO lines (what was tried on the way)."""
+
+    def __init__(self, code: str, text: str, *, system_fault: bool = False, outputs: dict[str, Any] | None = None,
+                 notes: list[tuple[str, str]] | None = None) -> None:
         super().__init__(text)
         self.code = code
         self.text = text
         self.system_fault = system_fault
+        self.outputs = outputs
+        self.notes = notes or []
 
 
 def engine_unavailable(name: str, answer: ChildAnswer) -> MeshFailure:
@@ -66,7 +75,16 @@ def engine_unavailable(name: str, answer: ChildAnswer) -> MeshFailure:
 def fail(ctx: RunContext, exc: MeshFailure) -> None:
     """Record a :class:`MeshFailure` on the output envelope being built."""
     ctx.output.status = Status.FAILED_RUNTIME if exc.system_fault else Status.FAILED_VALIDATION
+    if exc.outputs is not None:
+        ctx.output.outputs = exc.outputs
+    info(ctx, exc.notes)
     ctx.output.error(exc.code, exc.text)
+
+
+def info(ctx: RunContext, notes: list[tuple[str, str]]) -> None:
+    """``(code, text)`` notes as INFO messages of the output envelope."""
+    ctx.output.messages.extend(ValidationMessage(severity=Severity.INFO, code=code, text=text)
+                               for code, text in notes)
 
 
 @dataclass
@@ -117,6 +135,33 @@ class ChildAnswer:
             return str(self.data["error"])
         return (f"the Gmsh process exited with code {self.child.returncode}: "
                 f"{clip_tail(tail(self.child.stderr, 3), 1500) or 'no output'}")
+
+
+def forked_answer(record: Any, result: dict[str, Any] | None, timeout: float, mode: str) -> ChildAnswer:
+    """A forked process's :class:`ChildAnswer`, from the child's record of how it ended and the result file it
+    wrote, with the limit detection of a sandboxed process of its own."""
+    try:
+        returncode = int(record["returncode"])
+        timed_out = bool(record["timed_out"])
+        seconds = max(0.0, float(record["seconds"]))
+        stderr = str(record.get("stderr", ""))[-TAIL_CHARS:]
+        vm_peak, cpu = int(record.get("vm_peak", 0)), float(record.get("cpu", 0.0))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        broken = SandboxResult(returncode=None, timed_out=False, pid=0, stdout="", stderr="", seconds=0.0,
+                               mode=mode, limits=limits())
+        return ChildAnswer(ok=False, data={"error": "the Gmsh process left an unusable record of the candidate"},
+                           child=broken)
+    limit = None
+    if returncode != 0 and not timed_out:
+        # Only the child (at the deadline: timed_out), the kernel (RLIMIT_CPU's hard limit, or the OOM killer
+        # when the sandbox's memory cgroup is full) or the sandbox's end send a candidate SIGKILL.
+        oom = returncode == -signal.SIGKILL and cpu < 0.95 * cpu_seconds(limits(), timeout)
+        limit = which_limit(signum=-returncode if returncode < 0 else None, text=stderr, peak_vm_bytes=vm_peak,
+                            cpu_used=cpu, limits=limits(), timeout=timeout, pids_max_hit=False, oom_killed=oom)
+    child = SandboxResult(returncode=returncode, timed_out=timed_out, pid=0, stdout="", stderr=stderr,
+                          seconds=seconds, mode=mode, limit=limit, limits=limits())
+    data = {} if timed_out or result is None else result
+    return ChildAnswer(ok=bool(data.get("ok")) and returncode == 0, data=data, child=child)
 
 
 def set_limits(limits: SandboxLimits) -> None:

@@ -10,10 +10,12 @@ Modes (``request["mode"]``):
   ``merged.msh`` (``merge.json``). The answer lists how each forked process ended; the worker, outside,
   decides again from those files which candidates count and whether the merge is the one it wants.
 * ``inspect``: import the part; report volumes, surfaces and the bounding box.
-* ``preview``: default-algorithm (Frontal-Delaunay) surface mesh, sizes between diagonal/100 and diagonal/20
-  → ``{vertices, triangles, bbox}`` JSON at ``request["preview"]``.
+* ``preview``: surface mesh, sizes between diagonal/100 and diagonal/20, with the first of
+  ``request["algorithms"]`` that succeeds, each forked under its own timeout (:mod:`.surface`; Gmsh's
+  default Frontal-Delaunay first) → ``{vertices, triangles, bbox}`` JSON at ``request["preview"]``.
 * ``volume``: one candidate on its own: import the part, one volume with one strategy → ``.msh`` at
-  ``request["msh"]`` and its quality (what each forked candidate of ``mesh`` does, minus the import).
+  ``request["msh"]`` and its quality (what each forked candidate of ``mesh`` does, minus the import;
+  :mod:`.candidate`).
 * ``merge``: the chosen per-volume ``.msh`` files → one ``.msh`` (tetrahedra and boundary triangles per volume
   in physical groups ``volume_<tag>`` / ``boundary_<tag>``, node and element tags offset so volumes never
   collide) with the quality of the whole mesh and histograms.
@@ -31,9 +33,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from validibot_pipelines.validators.mesh.worker import geometry
+from validibot_pipelines.validators.mesh.worker import geometry, surface
+from validibot_pipelines.validators.mesh.worker.candidate import mesh_volume
 from validibot_pipelines.validators.mesh.worker.forks import Forks
-from validibot_pipelines.validators.mesh.worker.geometry import bounding_box, gmsh_session, keep_only_volume, load_part
+from validibot_pipelines.validators.mesh.worker.geometry import bounding_box, gmsh_session, load_part
 from validibot_pipelines.validators.mesh.worker.quality import KEPT, judge, measure, rank, score
 
 CHILD_MODULE = "validibot_pipelines.validators.mesh.worker.child"
@@ -42,8 +45,6 @@ CHILD_MODULE = "validibot_pipelines.validators.mesh.worker.child"
 #: numpy glue, ``numpy.ma`` for ``np.unique``); ``import gmsh`` itself (numpy and the Gmsh/OpenCASCADE
 #: libraries, ~0.3-0.5 s) is most of a cold child's start.
 PRELOAD = ("gmsh", "numpy", "numpy.ctypeslib", "numpy.ma", "atexit")
-TRIANGLE = 2  # Gmsh element type of 3-node triangles
-COORD_DIGITS = 6
 INSPECT = "inspect.json"  # mode mesh: the part's facts, written as soon as it is imported
 MERGE = "merge"  # mode mesh: the merge's key in the answer and its result file, merge.json
 MERGED_MSH = "merged.msh"
@@ -63,53 +64,12 @@ def inspect(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def preview(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
-    import numpy as np
-
-    found = inspect(gmsh, request)
-    if not found["surfaces"]:
-        return found
-    diagonal = found["bbox"]["diagonal"]
-    # Gmsh's own default 2D algorithm (6, Frontal-Delaunay): MeshAdapt took 342 s / 1.2 M triangles on a public
-    # part that the default meshes in 1.9 s.
-    gmsh.option.setNumber("Mesh.Algorithm", 6)
-    gmsh.option.setNumber("Mesh.MeshSizeMin", diagonal / request["min_size_divisor"])
-    gmsh.option.setNumber("Mesh.MeshSizeMax", diagonal / request["max_size_divisor"])
-    gmsh.model.mesh.generate(2)
-    tri_tags, tri_nodes = gmsh.model.mesh.getElementsByType(TRIANGLE)
-    node_tags, coords, _ = gmsh.model.mesh.getNodes()
-    used = np.unique(tri_nodes)
-    order = np.argsort(node_tags)
-    positions = order[np.searchsorted(node_tags, used, sorter=order)]
-    vertices = np.asarray(coords).reshape(-1, 3)[positions]
-    triangles = np.searchsorted(used, tri_nodes).reshape(-1, 3)
-    document = {"vertices": np.round(vertices, COORD_DIGITS).tolist(), "triangles": triangles.tolist(),
-                "bbox": found["bbox"]}
-    Path(request["preview"]).write_text(json.dumps(document, separators=(",", ":")))
-    return {**found, "vertex_count": int(len(vertices)), "triangle_count": int(len(tri_tags))}
+    return surface.preview(gmsh, request, inspect(gmsh, request))
 
 
 def volume(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
     kernel = load_part(gmsh, Path(request["part"]))
     return mesh_volume(gmsh, kernel, request)
-
-
-def mesh_volume(gmsh: Any, kernel: str, request: dict[str, Any]) -> dict[str, Any]:
-    """One candidate on the imported part: ``request["volume"]`` alone, meshed with ``request["strategy"]``."""
-    keep_only_volume(gmsh, kernel, request["volume"])
-    strategy = request["strategy"]
-    size = request["diagonal"] * strategy["size_factor"]
-    gmsh.option.setNumber("Mesh.Algorithm", strategy["algorithm_2d"])
-    gmsh.option.setNumber("Mesh.Algorithm3D", strategy["algorithm_3d"])
-    gmsh.option.setNumber("Mesh.MeshSizeMax", size)
-    gmsh.option.setNumber("Mesh.MeshSizeMin", size / 10)
-    gmsh.option.setNumber("Mesh.Optimize", 1)
-    gmsh.option.setNumber("Mesh.OptimizeNetgen", 1 if strategy["optimize_netgen"] else 0)
-    gmsh.model.mesh.generate(3)
-    quality = measure(gmsh)
-    if quality["elements"] and quality["elements"] <= request["max_elements"]:
-        gmsh.option.setNumber("Mesh.MshFileVersion", 4.1)
-        gmsh.write(request["msh"])
-    return {"quality": quality, "imports": geometry.imports}
 
 
 def merge(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
@@ -158,12 +118,18 @@ def merge(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
 def mesh(gmsh: Any, request: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Mode ``mesh`` (see the module docstring): one import, then every candidate and the merge forked from it.
 
-    The import runs under ``request["import_timeout"]`` (SIGALRM, whose default action ends this process: a
+    With ``request["heal"]`` the imported shapes are healed first (``healShapes``). The import runs under
+    ``request["import_timeout"]`` (SIGALRM, whose default action ends this process: a
     part that hangs OpenCASCADE is stopped there, and the worker reports it as timed out).
     """
     signal.setitimer(signal.ITIMER_REAL, float(request["import_timeout"]))
     try:
         kernel = load_part(gmsh, Path(request["part"]))
+        if request.get("heal") and kernel == "occ":
+            # OpenCASCADE's ShapeFix (degenerate and small edges/faces, sewing, solids from shells): asked for by
+            # the worker only after the part failed to mesh for its geometry.
+            gmsh.model.occ.healShapes()
+            gmsh.model.occ.synchronize()
         found = {"volumes": [tag for _, tag in gmsh.model.getEntities(3)], "surfaces": len(gmsh.model.getEntities(2)),
                  "bbox": bounding_box(gmsh) if gmsh.model.getEntities() else None}
     finally:
@@ -198,7 +164,7 @@ def _search(gmsh: Any, kernel: str, volumes: list[int], diagonal: float, request
         strategy = strategies[index]
         key = candidate_key(vol, strategy["name"])
         task = {"volume": vol, "strategy": strategy, "diagonal": diagonal, "max_elements": max_elements,
-                "msh": str(folder / f"{key}.msh")}
+                "msh": str(folder / f"{key}.msh"), "targets": targets, "timeout": strategy["timeout"]}
         volume_of[key] = vol
         forks.start(key, lambda: mesh_volume(gmsh, kernel, task), folder / f"{key}.json", strategy["timeout"],
                     strategy["cpu_seconds"])

@@ -22,6 +22,13 @@ def score(quality: dict[str, Any]) -> float:
     return round(sum(weight * float(quality[key]) for key, weight in WEIGHTS.items()), 4)
 
 
+#: Further Gmsh measures reported (min and average) next to SICN and gamma, not scored: the scaled Jacobian
+#: (``minSJ``, what many FE codes check before solving: the element's smallest Jacobian over its largest, so 1 for
+#: every linear tetrahedron that is not inverted, <= 0 for an inverted one — it tells more on curved, high-order
+#: elements) and the signed inverse gradient error (``minSIGE``: how well the element's shape interpolates
+#: gradients, 1 for a regular tetrahedron, falling towards 0 for slivers, like SICN).
+EXTRA_MEASURES = {"sj": "minSJ", "sige": "minSIGE"}
+EXTRA_KEYS = tuple(f"{key}_{stat}" for key in EXTRA_MEASURES for stat in ("min", "avg"))
 TARGET_KEYS = ("sicn_min", "sicn_avg", "gamma_min", "gamma_avg")
 KEPT = ("met_targets", "below_targets")  # outcomes whose mesh may be chosen
 
@@ -58,7 +65,8 @@ def rank(outcome: str, candidate_score: float | None) -> tuple[bool, float]:
 
 
 def measure(gmsh: Any, histogram: bool = False) -> dict[str, Any]:
-    """SICN/gamma statistics over every 3D element of the current model, plus element and node counts."""
+    """SICN/gamma (and scaled Jacobian / SIGE) statistics over every 3D element of the current model, plus
+    element and node counts."""
     import numpy as np
 
     _types, tags, _nodes = gmsh.model.mesh.getElements(3)
@@ -73,6 +81,9 @@ def measure(gmsh: Any, histogram: bool = False) -> dict[str, Any]:
         "gamma_min": float(gamma.min()), "gamma_avg": float(gamma.mean()),
         "elements": int(len(element_tags)), "nodes": int(len(node_tags)),
     }
+    for key, measure_name in EXTRA_MEASURES.items():
+        values = np.asarray(gmsh.model.mesh.getElementQualities(element_tags, measure_name))
+        result[f"{key}_min"], result[f"{key}_avg"] = float(values.min()), float(values.mean())
     if histogram:
         edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
         result["histograms"] = {

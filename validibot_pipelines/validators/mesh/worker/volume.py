@@ -6,7 +6,9 @@ at a time) the strategies are tried in order, each under its own timeout; a cand
 times out, hits a sandbox limit or exceeds ``max_elements`` is dropped and the search falls through to the
 next strategy; a candidate meeting every quality target stops the search (``early_stop``); otherwise the
 best-scoring candidate wins. The winners are merged into one ``.msh`` (in a forked process too);
-``<name>_result.json`` and ``<name>.quality.json`` describe how and how well.
+``<name>_result.json`` and ``<name>.quality.json`` describe how and how well. A part that fails for its
+geometry is searched once more after shape healing (:mod:`.healing`); a part that still fails says why in
+Gmsh's terms (:mod:`.reasons`) and keeps what did mesh (the good volumes' results, every attempt).
 
 The child only runs the search. This worker decides again, itself, from what every candidate left (read with
 the sandbox's checks): each attempt's outcome, the early stop and the winners; it takes the child's merge only
@@ -28,8 +30,8 @@ from pydantic import ValidationError
 
 from validibot_pipelines.envelopes import Status, ValidationMetric
 from validibot_pipelines.runtime.context import RunContext
-from validibot_pipelines.runtime.sandbox import SandboxResult, UnsafeResult
-from validibot_pipelines.runtime.sandbox.limits import cpu_seconds, which_limit
+from validibot_pipelines.runtime.sandbox import UnsafeResult
+from validibot_pipelines.runtime.sandbox.limits import cpu_seconds
 from validibot_pipelines.validators.mesh.envelopes import (
     CEL_METRICS,
     MeshInputs,
@@ -45,18 +47,21 @@ from validibot_pipelines.validators.mesh.worker.calls import (
     call,
     engine_unavailable,
     fail,
+    forked_answer,
+    info,
     limit_failure_of,
     limits,
     set_limits,
 )
 from validibot_pipelines.validators.mesh.worker.child import INSPECT, MERGE, MERGED_MSH, candidate_key
+from validibot_pipelines.validators.mesh.worker.healing import CAD_SUFFIXES, geometry_reason, heal
 from validibot_pipelines.validators.mesh.worker.preview import unreadable
-from validibot_pipelines.validators.mesh.worker.quality import judge, rank, score
+from validibot_pipelines.validators.mesh.worker.quality import EXTRA_KEYS, judge, rank, score
+from validibot_pipelines.validators.mesh.worker.reasons import classify, failure_text, overall
 
 #: How long the part's child may run in all when the caller names no budget (the envelope's default timeout):
 #: the backstop behind the per-candidate timeouts the child enforces itself.
 DEFAULT_TIMEOUT_SECONDS = 3600.0
-TAIL_CHARS = 8000
 
 
 @dataclass
@@ -68,6 +73,8 @@ class MeshResult:
     #: How often the part was imported in the sandbox for this mesh (the child's count, plus any candidate that
     #: imported it again): 1.
     part_imports: int = 0
+    #: INFO ``(code, text)`` lines: shape healing tried, and that it helped.
+    notes: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -92,33 +99,6 @@ def _request(part: Path, stem: str, inputs: MeshInputs) -> dict[str, Any]:
             "merge_cpu_seconds": cpu_seconds(lim, options.strategy_timeout_seconds)}
 
 
-def _forked(record: Any, result: dict[str, Any] | None, timeout: float, mode: str) -> ChildAnswer:
-    """A forked process's :class:`ChildAnswer`, from the child's record of how it ended and the result file it
-    wrote, with the limit detection of a sandboxed process of its own."""
-    try:
-        returncode = int(record["returncode"])
-        timed_out = bool(record["timed_out"])
-        seconds = max(0.0, float(record["seconds"]))
-        stderr = str(record.get("stderr", ""))[-TAIL_CHARS:]
-        vm_peak, cpu = int(record.get("vm_peak", 0)), float(record.get("cpu", 0.0))
-    except (KeyError, TypeError, ValueError, AttributeError):
-        broken = SandboxResult(returncode=None, timed_out=False, pid=0, stdout="", stderr="", seconds=0.0,
-                               mode=mode, limits=limits())
-        return ChildAnswer(ok=False, data={"error": "the Gmsh process left an unusable record of the candidate"},
-                           child=broken)
-    limit = None
-    if returncode != 0 and not timed_out:
-        # Only the child (at the deadline: timed_out), the kernel (RLIMIT_CPU's hard limit, or the OOM killer
-        # when the sandbox's memory cgroup is full) or the sandbox's end send a candidate SIGKILL.
-        oom = returncode == -signal.SIGKILL and cpu < 0.95 * cpu_seconds(limits(), timeout)
-        limit = which_limit(signum=-returncode if returncode < 0 else None, text=stderr, peak_vm_bytes=vm_peak,
-                            cpu_used=cpu, limits=limits(), timeout=timeout, pids_max_hit=False, oom_killed=oom)
-    child = SandboxResult(returncode=returncode, timed_out=timed_out, pid=0, stdout="", stderr=stderr,
-                          seconds=seconds, mode=mode, limit=limit, limits=limits())
-    data = {} if timed_out or result is None else result
-    return ChildAnswer(ok=bool(data.get("ok")) and returncode == 0, data=data, child=child)
-
-
 def _attempt(volume: int, strategy: MeshStrategy, answer: ChildAnswer, inputs: MeshInputs) -> StrategyAttempt:
     base = {"volume": volume, "strategy": strategy.name, "seconds": round(answer.child.seconds, 3)}
     if not answer.ok:
@@ -133,7 +113,9 @@ def _attempt(volume: int, strategy: MeshStrategy, answer: ChildAnswer, inputs: M
         return StrategyAttempt(**base, outcome="failed", detail="the Gmsh process left an unusable result "
                                "(malformed quality)")
     outcome, detail = judge(quality.model_dump(), inputs.targets.model_dump(), inputs.meshing.max_elements)
+    optimiser = answer.data.get("optimiser")
     return StrategyAttempt(**base, outcome=outcome, quality=quality, detail=detail,
+                           optimiser=optimiser[:500] if isinstance(optimiser, str) else "",
                            score=score(raw) if outcome != "too_many_elements" else None)
 
 
@@ -167,7 +149,8 @@ def _volume(volume: int, answer: ChildAnswer, inputs: MeshInputs, log: Callable[
             attempt = StrategyAttempt(volume=volume, strategy=strategy.name, outcome="failed", seconds=0.0,
                                       detail=f"not run: {why}")
         else:
-            attempt = _attempt(volume, strategy, _forked(record, result, _timeout(strategy, inputs), mode), inputs)
+            ended = forked_answer(record, result, _timeout(strategy, inputs), mode)
+            attempt = _attempt(volume, strategy, ended, inputs)
         attempts.append(attempt)
         log(f"volume {volume}: {strategy.name} -> {attempt.outcome} in {attempt.seconds:.2f} s"
             + (f", score {attempt.score}" if attempt.score is not None else "")
@@ -219,7 +202,7 @@ def _merge(answer: ChildAnswer, winners: list[_Winner], name: str, stem: str, ms
     record = answer.data.get("merge")
     merged: ChildAnswer | None = None
     if isinstance(record, dict) and record.get("inputs") == keys:
-        merged = _forked(record, answer.read_json(f"{MERGE}.json"), timeout, _fork_mode(answer))
+        merged = forked_answer(record, answer.read_json(f"{MERGE}.json"), timeout, _fork_mode(answer))
         if merged.ok:
             try:
                 answer.copy_out(MERGED_MSH, msh)
@@ -243,46 +226,98 @@ def _merge(answer: ChildAnswer, winners: list[_Winner], name: str, stem: str, ms
     return merged.data["quality"]
 
 
+@dataclass
+class _Search:
+    """One run of the part's child, judged: its answer (whose files stay valid until this thread's next call),
+    the part's volumes, every attempt, each volume's winner (None: none) and the import count."""
+
+    answer: ChildAnswer
+    volumes: list[int]
+    attempts: list[StrategyAttempt]
+    winners: list[_Winner | None]
+    imports: int
+
+    @property
+    def failed(self) -> list[int]:
+        return [v for v, w in zip(self.volumes, self.winners, strict=True) if w is None]
+
+
+def _search(part: Path, name: str, stem: str, workdir: Path, inputs: MeshInputs, log: Callable[[str], None],
+            timeout_seconds: float | None, heal: bool = False) -> _Search:
+    answer = call("mesh", {**_request(part, stem, inputs), "heal": heal}, workdir,
+                  timeout_seconds or DEFAULT_TIMEOUT_SECONDS)
+    found = _facts(name, answer, inputs)
+    volumes: list[int] = found["volumes"]
+    if not volumes:
+        raise MeshFailure("MESH_NO_SOLIDS", f"{name}: the part has no solid to fill with a volume mesh "
+                          f"({found['surfaces']} surface(s)); export closed solids from the CAD tool")
+    log(f"meshing {name}{' (healed)' if heal else ''}: {len(volumes)} volume(s), {len(inputs.meshing.strategies)} "
+        f"strategies, targets {inputs.targets.model_dump(exclude_none=True) or 'none (first valid mesh)'}")
+    imported = found["imports"] if type(found.get("imports")) is int else 0
+    results = [_volume(v, answer, inputs, log, imported) for v in volumes]
+    return _Search(answer, volumes, [a for attempts, _, _ in results for a in attempts],
+                   [w for _, w, _ in results], imported + sum(again for _, _, again in results))
+
+
+def _failure(name: str, search: _Search, notes: list[tuple[str, str]]) -> MeshFailure:
+    """Some volume has no mesh: the reason Gmsh gave, read per failed volume, and what did mesh (the good
+    volumes' results, every attempt) kept as the envelope's outputs."""
+    by_volume = {v: classify([a for a in search.attempts if a.volume == v]) for v in search.failed}
+    groups: dict[str, list[int]] = {}
+    for volume, reason in by_volume.items():
+        groups.setdefault(reason.code, []).append(volume)
+    texts = [failure_text(name, vols, by_volume[vols[0]], search.attempts) for vols in groups.values()]
+    partial = {"volumes": [w.result.model_dump(mode="json") for w in search.winners if w is not None],
+               "failed_volumes": {str(v): r.code for v, r in by_volume.items()},
+               "attempts": [a.model_dump(mode="json") for a in search.attempts]}
+    return MeshFailure(overall(by_volume).code, " | ".join(texts), outputs=partial, notes=notes)
+
+
 def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs, log: Callable[[str], None] = print,
               timeout_seconds: float | None = None) -> MeshResult:
     """Mesh every volume of ``part`` and merge; raise :class:`MeshFailure` when no mesh can be produced.
 
     Unmet quality targets do not raise: the best mesh is still returned (``outputs.targets_met`` is False)
     so the user can see how close it came. ``timeout_seconds`` bounds the part's sandboxed child as a whole
-    (the step's own timeout; each candidate has its own inside it).
+    (the step's own timeout; each candidate has its own inside it). A volume that fails for its geometry gets
+    one more search on the healed part (:func:`~.healing.heal`), as does a STEP part without a solid (an
+    unsewn shell); a part that still fails raises with the good volumes' results and every attempt in
+    :attr:`MeshFailure.outputs`.
     """
     start = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     stem = Path(name).stem
-    answer = call("mesh", _request(part, stem, inputs), workdir, timeout_seconds or DEFAULT_TIMEOUT_SECONDS)
-    found = _facts(name, answer, inputs)
-    volumes: list[int] = found["volumes"]
-    if not volumes:
-        raise MeshFailure("MESH_NO_SOLIDS", f"{name}: the part has no solid to fill with a volume mesh "
-                          f"({found['surfaces']} surface(s)); export closed solids from the CAD tool")
-    log(f"meshing {name}: {len(volumes)} volume(s), {len(inputs.meshing.strategies)} strategies, "
-        f"targets {inputs.targets.model_dump(exclude_none=True) or 'none (first valid mesh)'}")
-    imported = found["imports"] if type(found.get("imports")) is int else 0
-    results = [_volume(v, answer, inputs, log, imported) for v in volumes]
-    imports = imported + sum(again for _, _, again in results)
-    attempts = [a for volume_attempts, _, _ in results for a in volume_attempts]
-    failed = [v for v, (_, winner, _) in zip(volumes, results, strict=True) if winner is None]
-    if failed:
-        tried = "; ".join(f"volume {a.volume} {a.strategy}: {a.outcome} ({a.detail})" for a in attempts
-                          if a.volume in failed)
-        raise MeshFailure("MESH_NO_STRATEGY_SUCCEEDED", f"{name}: no strategy meshed volume(s) "
-                          f"{', '.join(map(str, failed))} within the limits — {tried}; raise meshing.max_elements "
-                          "or meshing.strategy_timeout_seconds, add coarser strategies, or remove tiny features")
-    winners = [w for _, w, _ in results if w is not None]
+    notes: list[tuple[str, str]] = []
+    try:
+        search = _search(part, name, stem, workdir, inputs, log, timeout_seconds)
+    except MeshFailure as exc:
+        if exc.code != "MESH_NO_SOLIDS" or part.suffix.lower() not in CAD_SUFFIXES:
+            raise
+        healed, exc.notes = heal(part, name, "it holds no solid (an unsewn or open shell may be closed by healing)",
+                                 lambda: _search(part, name, stem, workdir / "healed", inputs, log, timeout_seconds,
+                                                 heal=True))
+        if healed is None:
+            raise
+        search, notes = healed, exc.notes
+    if search.failed and (why := geometry_reason(search.failed, search.attempts)):
+        healed, notes = heal(part, name, why, lambda: _search(part, name, stem, workdir / "healed", inputs, log,
+                                                              timeout_seconds, heal=True))
+        if healed is None:
+            raise _failure(name, search, notes)
+        search = healed
+    elif search.failed:
+        raise _failure(name, search, notes)
+    winners = [w for w in search.winners if w is not None]
     msh = workdir / f"{stem}.msh"
-    total = _merge(answer, winners, name, stem, msh, workdir, inputs)
+    total = _merge(search.answer, winners, name, stem, msh, workdir, inputs)
     names = list(dict.fromkeys(w.result.strategy for w in winners))
     outputs = MeshOutputs(
         strategy=names[0] if len(names) == 1 else ",".join(names), score=score(total),
         targets_met=all(w.result.targets_met for w in winners),
         sicn_min=total["sicn_min"], sicn_avg=total["sicn_avg"], sicn_max=total["sicn_max"],
         gamma_min=total["gamma_min"], gamma_avg=total["gamma_avg"], total_elements=total["elements"],
-        total_nodes=total["nodes"], volumes=[w.result for w in winners], attempts=attempts,
+        **{key: total.get(key) for key in EXTRA_KEYS},
+        total_nodes=total["nodes"], volumes=[w.result for w in winners], attempts=search.attempts,
         execution_seconds=round(time.monotonic() - start, 3),
     )
     result_json = workdir / f"{stem}_result.json"
@@ -290,7 +325,7 @@ def mesh_part(part: Path, name: str, workdir: Path, inputs: MeshInputs, log: Cal
     quality_json = workdir / f"{stem}.quality.json"
     quality_json.write_text(json.dumps(_quality_document(name, inputs, outputs, total), indent=2))
     return MeshResult(outputs=outputs, msh=msh, result_json=result_json, quality_json=quality_json,
-                      part_imports=imports)
+                      part_imports=search.imports, notes=notes)
 
 
 def _result_document(name: str, inputs: MeshInputs, out: MeshOutputs) -> dict[str, Any]:
@@ -309,6 +344,7 @@ def _quality_document(name: str, inputs: MeshInputs, out: MeshOutputs, total: di
         "part": name,
         "sicn": {"min": out.sicn_min, "avg": out.sicn_avg, "max": out.sicn_max},
         "gamma": {"min": out.gamma_min, "avg": out.gamma_avg},
+        "sj": {"min": out.sj_min, "avg": out.sj_avg}, "sige": {"min": out.sige_min, "avg": out.sige_avg},
         "histograms": total["histograms"], "targets": inputs.targets.model_dump(), "targets_met": out.targets_met,
         "per_volume": [{"volume": v.volume, **v.quality.model_dump()} for v in out.volumes],
     }
@@ -330,6 +366,7 @@ def run(ctx: RunContext) -> None:
     out.quality_uri = ctx.store_artifact(result.quality_json, result.quality_json.name, "file",
                                          "application/json").uri
     ctx.output.outputs = out.model_dump(mode="json")
+    info(ctx, result.notes)
     ctx.output.metrics.extend(ValidationMetric(name=key, value=getattr(out, key)) for key in CEL_METRICS)
     ctx.output.metrics.append(ValidationMetric(name="score", value=out.score))
     ctx.output.metrics.append(ValidationMetric(name="execution_seconds", value=out.execution_seconds, unit="s"))
