@@ -523,10 +523,20 @@ def test_a_red_team_fmu_in_a_docker_worker_finds_no_credential_and_cannot_alter_
         red = result["out"]
         assert red.status == Status.SUCCESS, red.messages
         log = "\n".join(red.outputs["fmu_log"])
-        # Refused by the store (moto enforcing IAM on an unsigned request), or not even reachable from the sandbox.
-        assert "store attack: the store answered HTTP/1.1 403" in log or "store attack: cannot connect" in log, log
+        # The container has the host's network (for its signed URLs), but the model runs in bubblewrap inside it
+        # (nested_sandbox, VALIDIBOT_SANDBOX=auto): no network at all.
+        assert "store attack: cannot connect" in log, log
         assert "found " not in log, log
         assert result["launch"].details["signed_by"] == s3["signer"]
+        assert get_store(victim_output).read_bytes(victim_output) == before
+
+        # Without the nested sandbox (container mode) the model shares the container's network: it reaches the
+        # store, which refuses an unsigned request — credentials are what it lacks, and the verdict stays.
+        flat = backend.model_copy(update={"nested_sandbox": False})
+        monkeypatch.setenv("VALIDIBOT_REPLAY_VERDICTS", "0")  # run it again, not replay the first verdict
+        red, _ = fmi.simulate(hostile, store_uri=store, backend=flat, attempt="red-flat", simulation_timeout_seconds=60)
+        log = "\n".join(red.outputs["fmu_log"])
+        assert "store attack: the store answered HTTP/1.1 403" in log and "found " not in log, log
         assert get_store(victim_output).read_bytes(victim_output) == before
 
 

@@ -91,6 +91,9 @@ class DockerBackend(ConfigurableResource):
     stop_grace_seconds: float = Field(default=10.0, description="SIGTERM → SIGKILL grace on timeout")
     sweep_grace_seconds: float = Field(default=300.0, description="orphans are removed after timeout + this")
     sweep_on_launch: bool = Field(default=True, description="sweep orphans before every launch")
+    nested_sandbox: bool = Field(default=True, description="let the worker confine the model with bubblewrap "
+                                 "inside the container (systempaths=unconfined: the engine's masked /proc paths "
+                                 "keep bwrap from mounting the sandbox's own /proc); false: container mode")
 
     # --- engine -------------------------------------------------------------------------------------------
 
@@ -217,7 +220,10 @@ class DockerBackend(ConfigurableResource):
             "read_only": True,
             "tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={self.tmpfs_size}"},
             "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
+            # systempaths=unconfined (Docker ≥ 20.10; podman's Docker API takes it too): without it the engine's
+            # masked /proc paths make the kernel refuse bubblewrap a fresh /proc, and the model would run in
+            # container mode — sharing the container's network and seeing the worker's processes.
+            "security_opt": ["no-new-privileges", *(["systempaths=unconfined"] if self.nested_sandbox else [])],
             "mounts": _bind_mounts(envelopes, extra_readable) if local else [],
         }
 

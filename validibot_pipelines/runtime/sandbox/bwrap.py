@@ -61,6 +61,9 @@ def sandbox_env(scratch: Path, extra: dict[str, str] | None = None) -> dict[str,
     return env
 
 
+_SET_HOSTNAME = True  # False where the container refuses sethostname (see works)
+
+
 @functools.cache
 def works() -> bool:
     """Whether the sandbox this module builds can start here (once per process): inside a container bubblewrap
@@ -71,14 +74,22 @@ def works() -> bool:
     import subprocess
     import tempfile
 
+    global _SET_HOSTNAME
     with tempfile.TemporaryDirectory(prefix="validibot-bwrap-probe-") as scratch:
         folder = Path(scratch)
-        try:
-            done = subprocess.run(command(["/bin/true"], scratch=folder, env=sandbox_env(folder, None)),
-                                  capture_output=True, timeout=20, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-    return done.returncode == 0
+        # Docker's and podman's default seccomp profiles refuse sethostname without CAP_SYS_ADMIN: inside a
+        # container the sandbox then keeps its own (unshared) UTS namespace with the container's hostname.
+        for set_hostname in (True, False):
+            _SET_HOSTNAME = set_hostname
+            try:
+                done = subprocess.run(command(["/bin/true"], scratch=folder, env=sandbox_env(folder, None)),
+                                      capture_output=True, timeout=20, check=False)
+            except (OSError, subprocess.TimeoutExpired):
+                break
+            if done.returncode == 0:
+                return True
+    _SET_HOSTNAME = True
+    return False
 
 
 def command(cmd: list[str], *, scratch: Path, readonly: Iterable[Path] = (), env: dict[str, str]) -> list[str]:
@@ -87,8 +98,8 @@ def command(cmd: list[str], *, scratch: Path, readonly: Iterable[Path] = (), env
     if exe is None:
         raise FileNotFoundError("bwrap")
     args = [exe, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-            "--cap-drop", "ALL", "--hostname", "validibot-sandbox", "--uid", "65534", "--gid", "65534",
-            "--ro-bind", "/usr", "/usr"]
+            "--cap-drop", "ALL", *(["--hostname", "validibot-sandbox"] if _SET_HOSTNAME else []),
+            "--uid", "65534", "--gid", "65534", "--ro-bind", "/usr", "/usr"]
     for name in TOP_LEVEL:
         top = Path("/") / name
         if top.is_symlink():

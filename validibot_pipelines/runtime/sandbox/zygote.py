@@ -92,6 +92,15 @@ def _tail(fd: int) -> str:
     return (f"({size - TAIL_BYTES:,} earlier bytes left out)\n" + text) if size > TAIL_BYTES else text
 
 
+def _limit(kind: int, soft: int, hard: int) -> None:
+    """Set an rlimit no higher than the hard limit this parent already runs under (an unprivileged process may
+    only lower it: inside a container the engine's limits, or the parent's own, can be the lower ones)."""
+    _, current = resource.getrlimit(kind)
+    if current != resource.RLIM_INFINITY:
+        soft, hard = min(soft, current), min(hard, current)
+    resource.setrlimit(kind, (soft, hard))
+
+
 def _in_child(job: dict, out: int, err: int) -> None:
     """Become the job's process (never returns)."""
     code = 70
@@ -113,14 +122,15 @@ def _in_child(job: dict, out: int, err: int) -> None:
         os.environ.update(job["env"])
         tempfile.tempdir = None
         limits = job["limits"]
-        resource.setrlimit(resource.RLIMIT_AS, (limits["as"], limits["as"]))
-        resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu"], limits["cpu"] + 5))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits["fsize"], limits["fsize"]))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits["nofile"], limits["nofile"]))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        _limit(resource.RLIMIT_AS, limits["as"], limits["as"])
+        _limit(resource.RLIMIT_CPU, limits["cpu"], limits["cpu"] + 5)
+        _limit(resource.RLIMIT_FSIZE, limits["fsize"], limits["fsize"])
+        _limit(resource.RLIMIT_NOFILE, limits["nofile"], limits["nofile"])
+        _limit(resource.RLIMIT_CORE, 0, 0)
         if limits.get("nproc"):
-            resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"], limits["nproc"]))
+            _limit(resource.RLIMIT_NPROC, limits["nproc"], limits["nproc"])
         sys.argv = [job["module"], *job["argv"]]
+        code = 71  # from here on: the job's module itself
         try:
             code = sys.modules[job["module"]].main() or 0
         except SystemExit as exc:
@@ -131,6 +141,11 @@ def _in_child(job: dict, out: int, err: int) -> None:
             traceback.print_exc()
             code = 1
         sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: BLE001 - the job's set-up failed: say why on its stderr (exit 70)
+        import traceback
+
+        traceback.print_exc()
         sys.stderr.flush()
     finally:
         os._exit(code if isinstance(code, int) else 1)
