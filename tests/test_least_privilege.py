@@ -56,11 +56,6 @@ def _modal(tmp_path: Path) -> ModalBackend:
     return ModalBackend(app_name="validibot-fmi", stand_in_volume_dir=str(tmp_path / "volumes"))
 
 
-def _grant(output_uri: str) -> AccessGrant:
-    uri = output_uri.rsplit("/", 1)[0] + "/grant.json"
-    return AccessGrant.model_validate_json(get_store(uri).read_bytes(uri))
-
-
 def _http(method: str, url: str, body: bytes | None = None) -> int:
     request = urllib.request.Request(url, data=body, method=method)
     try:
@@ -90,10 +85,11 @@ def test_a_worker_on_signed_urls_validates_and_the_grant_is_scoped(store, sample
     assert artifact.name == "timeseries.parquet" and "/artifacts/" in artifact.uri
     assert get_store(artifact.uri).sha256_and_size(artifact.uri)[0] == artifact.sha256
 
-    grant = _grant(f"{store['bucket']}/runs/{out.run_id}/output.json")
     expires = "X-Goog-Expires" if store["kind"] == "gs" else "X-Amz-Expires"
     envelope_uri = f"{store['bucket']}/runs/{out.run_id}/input.json"
     envelope = load_input_envelope(get_store(envelope_uri).read_bytes(envelope_uri))
+    grant = access.read_grant(envelope)
+    assert grant is not None
     assert grant.ttl_seconds >= envelope.context.timeout_seconds  # lives as long as the launch may
     assert set(grant.write) == {envelope.context.expected_output_uri}  # the only object it may overwrite
     signed = [*grant.read.items(), *grant.write.items(), *((s.uri, s.put) for s in grant.artifacts)]

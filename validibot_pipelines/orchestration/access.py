@@ -59,18 +59,21 @@ def grant_ttl(timeout_seconds: float) -> int:
     return int(timeout_seconds) + int(os.environ.get(ENV_GRACE, DEFAULT_GRACE_SECONDS))
 
 
-def worker_reference(input_uri: str, timeout_seconds: float) -> str:
-    """What the worker is given for the envelope at ``input_uri`` (see the module docstring)."""
+def worker_reference(input_uri: str, timeout_seconds: float, envelope: InputEnvelope | None = None) -> str:
+    """What the worker is given for the envelope at ``input_uri`` (see the module docstring); ``envelope`` is
+    that envelope when the caller has already read it."""
     if not signing_enabled(input_uri):
         return input_uri
-    envelope = load_input_envelope(get_store(input_uri).read_bytes(input_uri), where=input_uri)
+    if envelope is None:
+        envelope = load_input_envelope(get_store(input_uri).read_bytes(input_uri), where=input_uri)
     grant = build_grant(envelope, input_uri, grant_ttl(timeout_seconds))
     grant_uri = join_uri(envelope.context.execution_bundle_uri, GRANT_NAME)
     get_store(grant_uri).write_bytes(grant_uri, grant.model_dump_json(indent=2).encode(), "application/json")
     return sign_url(grant_uri, "GET", grant.ttl_seconds)
 
 
-def batch_reference(input_uris: list[str], batch_id: str, timeout_seconds: float) -> tuple[str, str]:
+def batch_reference(input_uris: list[str], batch_id: str, timeout_seconds: float,
+                    envelopes: list[InputEnvelope] | None = None) -> tuple[str, str]:
     """Write a batch's manifest and return (its canonical URI, what the worker is given for it).
 
     On a signed store the manifest lists each envelope's grant URL and is itself read through a signed URL;
@@ -78,7 +81,9 @@ def batch_reference(input_uris: list[str], batch_id: str, timeout_seconds: float
     """
     from validibot_pipelines.runtime.batch import write_manifest
 
-    references = [worker_reference(uri, timeout_seconds) for uri in input_uris]
+    known = envelopes or [None] * len(input_uris)
+    references = [worker_reference(uri, timeout_seconds, envelope)
+                  for uri, envelope in zip(input_uris, known, strict=True)]
     manifest = write_manifest(input_uris, batch_id, references=references)
     if not signing_enabled(manifest):
         return manifest, manifest
@@ -113,7 +118,10 @@ def _validator_slots(validator_type: str) -> int:
 
 
 def read_grant(envelope: InputEnvelope) -> AccessGrant | None:
-    """The grant the control plane signed for this envelope's last launch, if it signed one."""
+    """The grant the control plane signed for this envelope's last launch, if it signed one (never on a store
+    that cannot sign: no read is spent looking)."""
+    if not can_sign(envelope.context.execution_bundle_uri):
+        return None
     uri = join_uri(envelope.context.execution_bundle_uri, GRANT_NAME)
     try:
         return AccessGrant.model_validate_json(get_store(uri).read_bytes(uri))

@@ -12,6 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from validibot_pipelines.runtime.batch import run_id_of
+
 
 class LaunchRecord(BaseModel):
     backend: str
@@ -36,7 +38,7 @@ def batch_records(record: LaunchRecord, input_uris: list[str], manifest_uri: str
     of the worker's log only the lines about this envelope (the batch worker prefixes them with its run id)."""
     records = []
     for i, uri in enumerate(input_uris):
-        run_id = uri.rstrip("/").rsplit("/", 2)[-2]  # <store>/runs/<run id>/input.json
+        run_id = run_id_of(uri)
         own = "\n".join(line for line in record.log_tail.splitlines() if run_id in line)
         records.append(record.model_copy(update={
             "log_tail": own or record.log_tail[-2000:],

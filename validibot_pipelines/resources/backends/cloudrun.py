@@ -172,13 +172,14 @@ class CloudRunJobsBackend(ConfigurableResource):
         ``max_tasks_per_execution`` tasks) with every bundle's ``launch.json`` and marker: the records' fields."""
         if len(ready) == 1:  # the plain contract: one envelope, one task (also what a batch leaves to run)
             only = ready[0]
-            request = self.run_request(access.worker_reference(only.input_uri, timeout_seconds), only.name,
-                                       timeout_seconds)
+            request = self.run_request(access.worker_reference(only.input_uri, timeout_seconds, only.envelope),
+                                       only.name, timeout_seconds)
             launches = [self._launch_record(only, started)]
         else:
             tasks = max(1, min(len(ready), self.max_tasks_per_execution))
             task_timeout = timeout_seconds * math.ceil(len(ready) / tasks)
-            manifest, reference = access.batch_reference([item.input_uri for item in ready], batch_id, task_timeout)
+            manifest, reference = access.batch_reference([item.input_uri for item in ready], batch_id, task_timeout,
+                                                         [item.envelope for item in ready])
             request = self.batch_request(reference, batch_id, tasks, task_timeout)
             launches = [self._launch_record(item, started, batch={
                 "batch": manifest, "batch_size": len(ready), "batch_index": i, "task_index": i % tasks,

@@ -95,8 +95,8 @@ class ModalBackend(ConfigurableResource):
                 by_function.setdefault(function, []).append(index)
         for function, members in by_function.items():
             try:  # what each call is given: the envelope URI, or its signed grant (orchestration/access.py)
-                references = [access.worker_reference(input_uris[i], timeout_seconds + self.grace_seconds)
-                              for i in members]
+                references = [access.worker_reference(input_uris[i], timeout_seconds + self.grace_seconds,
+                                                      envelopes[i]) for i in members]
             except (OSError, ValueError, StorageError) as exc:
                 for index in members:
                     done(index, error=f"cannot sign access for {input_uris[index]}: {exc}")

