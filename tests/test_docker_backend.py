@@ -357,15 +357,16 @@ def test_sensor_and_cleanup_command_remove_orphans(backend, docker_client, docke
     try:
         # Docker for the meshing validator only: every registered validator's backend is swept, not just FMI's.
         local = {f"{name}_backend": LocalSubprocessBackend() for name in REGISTERED}
-        context = build_sensor_context(resources={**local, "mesh_backend": backend})
-        result = docker_orphan_sweep(context)
+        with build_sensor_context(resources={**local, "mesh_backend": backend}) as context:
+            result = docker_orphan_sweep(context)
         assert isinstance(result, SkipReason)
         assert expired.name in result.skip_message and young.name not in result.skip_message
         assert not docker_client.containers.list(all=True, filters={"id": expired.id})
         assert docker_client.containers.list(all=True, filters={"id": young.id})
 
         # Nothing Docker configured: the sensor says so and touches nothing.
-        idle = docker_orphan_sweep(build_sensor_context(resources=local))
+        with build_sensor_context(resources=local) as context:  # the local backend's run lifecycle
+            idle = docker_orphan_sweep(context)
         assert "no DockerBackend configured" in idle.skip_message
 
         # The operator's command: by age it keeps the young one; --all removes it.

@@ -146,6 +146,7 @@ def test_the_docker_sweep_sensor_evaluates_with_every_validators_backend() -> No
     from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
     from validibot_pipelines.sensors.docker_sweep import docker_orphan_sweep
 
-    context = build_sensor_context(resources={v.backend_resource: LocalSubprocessBackend() for v in validators()})
-    result = docker_orphan_sweep(context)
+    # A context manager: the local backend has a run lifecycle (its worker session ends with the run).
+    with build_sensor_context(resources={v.backend_resource: LocalSubprocessBackend() for v in validators()}) as ctx:
+        result = docker_orphan_sweep(ctx)
     assert isinstance(result, SkipReason) and "no DockerBackend configured" in result.skip_message

@@ -82,16 +82,23 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"validibot: {args.spec}: no such spec file; pass a YAML spec or drop --spec", file=sys.stderr)
         return 2
     from validibot_pipelines.orchestration.batching import together
-    from validibot_pipelines.resources.backends.local_process import LocalProcessLauncher
+    from validibot_pipelines.resources.backends.local_process import LocalProcessLauncher, WorkerSession
 
-    worst, backend = 0, LocalProcessLauncher()
-    for start in range(0, len(models), CLI_BATCH):  # each chunk: one worker launch per step, not one per model
-        chunk = [(m, Path(args.spec) if args.spec else _sidecar(m.with_name(m.name + SPEC_SUFFIX)))
-                 for m in models[start:start + CLI_BATCH]]
-        for code, out in together(chunk, lambda item, batch: _validate_one(*item, args, batch), backend):
-            worst = max(worst, code)
-            if out is not None:
-                print(out.model_dump_json() if args.json else human_summary(out), flush=True)
+    # Several models: one worker process for all their launches (probe round, simulation round…), started now
+    # so that it is up by the time intake is done (runtime/session.py).
+    session = WorkerSession.start() if len(models) > 1 else None
+    worst, backend = 0, LocalProcessLauncher(session=session)
+    try:
+        for start in range(0, len(models), CLI_BATCH):  # each chunk: one worker launch per step, not per model
+            chunk = [(m, Path(args.spec) if args.spec else _sidecar(m.with_name(m.name + SPEC_SUFFIX)))
+                     for m in models[start:start + CLI_BATCH]]
+            for code, out in together(chunk, lambda item, batch: _validate_one(*item, args, batch), backend):
+                worst = max(worst, code)
+                if out is not None:
+                    print(out.model_dump_json() if args.json else human_summary(out), flush=True)
+    finally:
+        if session is not None:
+            session.close()
     return worst
 
 

@@ -112,18 +112,20 @@ class Outcome:
 
 
 def execute_batch(inputs: list[str], run_one: Callable[[str], str], log: Callable[[str], None],
-                  n_lanes: int | None = None) -> list[Outcome]:
+                  n_lanes: int | None = None, pool: list | None = None) -> list[Outcome]:
     """Run ``run_one(input_uri) -> status`` for every envelope on a few lanes; one envelope's exception is its
-    own outcome (the others still run). Each lane thread keeps its warm sandbox for the envelopes it takes."""
+    own outcome (the others still run). Each lane thread keeps its warm sandbox for the envelopes it takes;
+    with ``pool`` (a worker session's lanes, ``runtime/session.py``) the lanes and their sandboxes outlive the
+    batch, otherwise they are stopped at its end."""
     from validibot_pipelines.runtime.sandbox import warm
 
-    n_lanes = n_lanes or lanes(len(inputs))
+    n_lanes = min(n_lanes or lanes(len(inputs)), len(pool)) if pool else n_lanes or lanes(len(inputs))
     outcomes = [Outcome(uri) for uri in inputs]
     pending = iter(list(enumerate(inputs)))
     lock = threading.Lock()
 
-    def lane() -> None:
-        with warm.lane():
+    def lane(number: int) -> None:
+        with warm.lane() if not pool else warm.using(pool[number]):
             while True:
                 with lock:
                     item = next(pending, None)
@@ -136,7 +138,7 @@ def execute_batch(inputs: list[str], run_one: Callable[[str], str], log: Callabl
                     outcomes[index].error = f"{type(exc).__name__}: {exc}"
                     log(f"{uri}: {outcomes[index].error}")
 
-    with ThreadPoolExecutor(n_lanes, thread_name_prefix="validibot-lane") as pool:
-        for future in [pool.submit(lane) for _ in range(n_lanes)]:
+    with ThreadPoolExecutor(n_lanes, thread_name_prefix="validibot-lane") as threads:
+        for future in [threads.submit(lane, number) for number in range(n_lanes)]:
             future.result()
     return outcomes

@@ -49,20 +49,44 @@ class WorkerBroken(RuntimeError):
     """The worker cannot honour the contract (input unreadable, output unwritable): exit non-zero."""
 
 
+def _line(text: str) -> None:
+    """One log line to stderr in one write: ``print`` writes the text and the newline separately, so lines of two
+    lanes could merge into one — and a model's lines must stay its own (``batch_records`` splits them by run)."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 @contextlib.contextmanager
-def _pipes_logger() -> Iterator[tuple[Callable[[str], None], object | None]]:
-    """Stream logs through Dagster Pipes when launched by a Pipes client, else to stderr."""
-    run_id = os.environ.get(ENV_RUN_ID, "-")
+def _pipes_logger(params: dict[str, str] | None = None,
+                  run_id: str | None = None) -> Iterator[tuple[Callable[[str], None], object | None]]:
+    """Stream logs through Dagster Pipes when launched by a Pipes client, else to stderr.
+
+    ``params``: the Pipes bootstrap variables of this launch when they do not come from the environment (a
+    worker session serves several launches, each with its own Pipes session, ``runtime/session.py``).
+    """
+    run_id = run_id or os.environ.get(ENV_RUN_ID, "-")
 
     def to_stderr(msg: str) -> None:
-        print(f"[validibot-worker {run_id}] {msg}", file=sys.stderr, flush=True)
+        _line(f"[validibot-worker {run_id}] {msg}")
 
-    from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
+    from dagster_pipes import (
+        PipesContext,
+        PipesDefaultContextLoader,
+        PipesDefaultMessageWriter,
+        PipesEnvVarParamsLoader,
+        PipesMappingParamsLoader,
+        open_dagster_pipes,
+    )
 
-    if not PipesEnvVarParamsLoader().is_dagster_pipes_process():
+    loader = PipesMappingParamsLoader(params) if params is not None else PipesEnvVarParamsLoader()
+    if not loader.is_dagster_pipes_process():
         yield to_stderr, None
         return
-    with open_dagster_pipes() as pipes:
+    # open_dagster_pipes keeps one context per process (a second call returns the first, closed one), so a
+    # session's later launches build their own context from the same default loader and writer.
+    opened = open_dagster_pipes() if params is None else PipesContext(
+        params_loader=loader, context_loader=PipesDefaultContextLoader(), message_writer=PipesDefaultMessageWriter())
+    with opened as pipes:
 
         def both(msg: str) -> None:
             to_stderr(msg)
@@ -249,11 +273,13 @@ def _not_dumpable() -> None:
         pass
 
 
-def _main_batch(manifest: str) -> int:
-    """``VALIDIBOT_BATCH_URI``: every envelope of the manifest (this task's shard of it on Cloud Run)."""
+def run_manifest(manifest: str, *, run_id: str | None = None, pipes_params: dict[str, str] | None = None,
+                 pool: list | None = None) -> int:
+    """``VALIDIBOT_BATCH_URI``: every envelope of the manifest (this task's shard of it on Cloud Run); the exit
+    code of the launch. A worker session passes its Pipes variables and its lanes (``runtime/session.py``)."""
     from validibot_pipelines.runtime import batch
 
-    with _pipes_logger() as (log, pipes):
+    with _pipes_logger(pipes_params, run_id) as (log, pipes):
         try:
             inputs = batch.shard(batch.read_manifest(manifest))
         except batch.BatchManifestError as exc:
@@ -264,7 +290,7 @@ def _main_batch(manifest: str) -> int:
             run_id = batch.run_id_of(uri)
 
             def own(msg: str) -> None:  # to stderr (the step's compute log), prefixed with the envelope's run
-                print(f"[validibot-worker {run_id}] {msg}", file=sys.stderr, flush=True)
+                _line(f"[validibot-worker {run_id}] {msg}")
 
             result = execute(uri, log=own)
             # One line per model in the run's event log (its verdict), not every line of every model.
@@ -273,7 +299,7 @@ def _main_batch(manifest: str) -> int:
                 pipes.report_custom_message({"status": result.status.value, "run_id": result.run_id})
             return result.status.value
 
-        outcomes = batch.execute_batch(inputs, run_one, log)
+        outcomes = batch.execute_batch(inputs, run_one, log, pool=pool)
         broken = [o for o in outcomes if not o.status]
         log(f"batch {manifest}: {len(outcomes) - len(broken)} of {len(outcomes)} envelope(s) answered")
     return 3 if broken else 0
@@ -284,8 +310,12 @@ def main(argv: list[str] | None = None) -> int:
 
     install_sigterm_exit()
     _not_dumpable()
+    from validibot_pipelines.runtime.session import ENV_SESSION, serve
+
+    if os.environ.get(ENV_SESSION) == "1":
+        return serve()
     if manifest := os.environ.get(ENV_BATCH):
-        return _main_batch(manifest)
+        return run_manifest(manifest)
     input_uri = os.environ.get(ENV_INPUT) or (argv or sys.argv[1:] or [None])[0]
     if not input_uri:
         print(f"validibot-worker: set {ENV_INPUT} (one input envelope URI) or {ENV_BATCH} (a batch manifest)",

@@ -13,11 +13,17 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from dagster import ConfigurableResource, PipesEnvContextInjector, PipesTempFileMessageReader, open_pipes_session
-from pydantic import Field
+from dagster import (
+    ConfigurableResource,
+    InitResourceContext,
+    PipesEnvContextInjector,
+    PipesTempFileMessageReader,
+    open_pipes_session,
+)
+from pydantic import Field, PrivateAttr
 
 from validibot_pipelines.resources.backends.base import LaunchRecord
-from validibot_pipelines.resources.backends.local_process import WORKER_MODULE, LocalProcessLauncher
+from validibot_pipelines.resources.backends.local_process import WORKER_MODULE, LocalProcessLauncher, WorkerSession
 from validibot_pipelines.resources.backends.pipes_context import op_context
 
 __all__ = ["WORKER_MODULE", "LocalSubprocessBackend"]
@@ -35,9 +41,27 @@ class LocalSubprocessBackend(ConfigurableResource):
 
     python_executable: str = Field(default=sys.executable, description="interpreter with the worker installed")
     grace_seconds: float = Field(default=5.0, description="after SIGTERM on timeout, before SIGKILL")
+    worker_session: bool = Field(
+        default=True, description="a run's batch launches (probe round, simulation round…) share one worker "
+        "process that keeps its warm sandboxes between them; it ends with the run")
+    _session: WorkerSession | None = PrivateAttr(default=None)
+    _in_run: bool = PrivateAttr(default=False)
 
-    def _launcher(self) -> LocalProcessLauncher:
-        return LocalProcessLauncher(self.python_executable, self.grace_seconds, _pipes_env)
+    def _launcher(self, batch: bool = False) -> LocalProcessLauncher:
+        # Only in a run Dagster set up: its teardown is what ends the session (used directly, no session).
+        if batch and self.worker_session and self._in_run and self._session is None:
+            self._session = WorkerSession(self.python_executable, self.grace_seconds)
+        return LocalProcessLauncher(self.python_executable, self.grace_seconds, _pipes_env,
+                                    session=self._session if batch else None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._in_run = True
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """The run (with the in-process executor: its every step) is over; stop the worker session if any."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
         return self._launcher().launch(input_uri, run_id=run_id, timeout_seconds=timeout_seconds, context=context)
@@ -45,5 +69,5 @@ class LocalSubprocessBackend(ConfigurableResource):
     def launch_batch(self, input_uris: list[str], *, batch_id: str, timeout_seconds: float,
                      context: Any = None) -> list[LaunchRecord]:
         """One worker process for the whole batch (its envelopes share warm sandboxes, ``runtime/batch.py``)."""
-        return self._launcher().launch_batch(input_uris, batch_id=batch_id, timeout_seconds=timeout_seconds,
-                                             context=context)
+        return self._launcher(batch=True).launch_batch(input_uris, batch_id=batch_id,
+                                                       timeout_seconds=timeout_seconds, context=context)

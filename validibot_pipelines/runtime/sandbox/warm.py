@@ -122,6 +122,16 @@ def lane() -> Iterator[Lane]:
         current.close()
 
 
+@contextlib.contextmanager
+def using(existing: Lane) -> Iterator[Lane]:
+    """Make this thread serve ``existing`` (a worker session's lane, kept across batches); not stopped on exit."""
+    token = _LANE.set(existing)
+    try:
+        yield existing
+    finally:
+        _LANE.reset(token)
+
+
 class Lane:
     """One warm sandbox and the folder it may write, serving one model at a time."""
 

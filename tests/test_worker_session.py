@@ -1,0 +1,178 @@
+"""The local backend's worker session: one worker process serves a validation's rounds of batch launches.
+
+Each round (every model's probe, then every model's simulation) is still its own manifest with its own bundles,
+output envelopes, replay and log; what the rounds share is the trusted worker and its lanes' warm sandboxes. A
+model that takes a lane's sandbox down, a launch that overruns its timeout, or a worker killed half-way fail
+only what they touched, and the next launch gets a working worker (a new one where the old one is gone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import AssetKey, AssetRecordsFilter
+
+from tests.hostile_fmus import build_hostile
+from validibot_pipelines.orchestration.batching import together
+from validibot_pipelines.orchestration.models import intake
+from validibot_pipelines.resources.backends.local_process import LocalProcessLauncher, WorkerSession
+from validibot_pipelines.validators.fmi import launch as fmi
+from validibot_pipelines.validators.fmi.samples.build import build_fmu
+
+SPEC = "simulation: {stop_time: 3, step_size: 0.01}\ninputs: {u: 3.0}\nassertions:\n" \
+       "  - {name: settles, expr: 'o.y > 5.98 && o.y < 6.0'}\n"
+
+
+def registered(folder: Path, store: str, names: list[str], hostile: tuple[str, ...] = ()) -> list[Any]:
+    records = []
+    for name in names:
+        fmu = build_fmu("first_order_lag", folder, variant=name)
+        fmu.with_name(fmu.name + ".validation.yaml").write_text(SPEC)
+        records.append(intake(fmu.as_uri(), store_uri=store, model_name=f"s/{fmu.name}"))
+    for attack in hostile:
+        fmu = build_hostile(attack, folder)
+        fmu.with_name(fmu.name + ".validation.yaml").write_text("simulation: {stop_time: 1}\n")
+        records.append(intake(fmu.as_uri(), store_uri=store, model_name=f"s/{fmu.name}"))
+    return records
+
+
+def rounds(records: list[Any], store: str, backend: Any, attempt: str) -> tuple[list, list]:
+    """Every model's probe in one launch, then every model's simulation in the next (as a validation runs)."""
+    probes = together(records, lambda r, b: fmi.probe(r, store_uri=store, backend=b, attempt=attempt), backend)
+    sims = together(list(zip(records, probes, strict=True)),
+                    lambda item, b: fmi.simulate(item[0], store_uri=store, backend=b, attempt=attempt,
+                                                 probe_out=item[1][0]), backend)
+    return probes, sims
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_a_session_serves_both_rounds_from_one_worker_with_the_results_of_fresh_workers(tmp_path: Path) -> None:
+    store = (tmp_path / "store").as_uri()
+    records = registered(tmp_path / "models", store, ["a", "b", "c"])
+    session = WorkerSession.start()
+    try:
+        probes, sims = rounds(records, store, LocalProcessLauncher(session=session), "warm")
+        pid = session._proc.pid
+    finally:
+        session.close()
+    fresh_probes, fresh_sims = rounds(records, store, LocalProcessLauncher(), "fresh")
+    launch_ids = {rec.launch_id for _, rec in probes + sims}
+    assert launch_ids == {f"pid:{pid}"}  # one worker process for both rounds of all three models
+    assert {rec.launch_id for _, rec in fresh_probes} != {rec.launch_id for _, rec in fresh_sims}
+    for (out, rec), (fresh, _) in zip(sims, fresh_sims, strict=True):
+        assert out.status.value == fresh.status.value == "success"
+        assert out.outputs["output_values"] == fresh.outputs["output_values"]
+        assert rec.details["batch_size"] == 3
+        # Each model's record holds its own lines of the worker's log, not another model's.
+        assert f"for run {out.run_id}" in rec.log_tail
+        assert all(f"for run {other.run_id}" not in rec.log_tail for other, _ in sims if other is not out)
+    assert not alive(pid)  # close ends the worker
+
+
+def test_a_model_that_kills_its_sandbox_fails_alone_and_the_session_serves_the_next_round(tmp_path: Path) -> None:
+    store = (tmp_path / "store").as_uri()
+    records = registered(tmp_path / "models", store, ["k1", "k2"], hostile=("kill_parent",))
+    session = WorkerSession.start()
+    try:
+        _, sims = rounds(records, store, LocalProcessLauncher(session=session), "first")
+        pid = session._proc.pid
+        _, again = rounds(records[:2], store, LocalProcessLauncher(session=session), "second")
+        assert session._proc.pid == pid  # the same worker: only the lane's sandbox was restarted
+    finally:
+        session.close()
+    statuses = [out.status.value for out, _ in sims]
+    assert statuses == ["success", "success", "failed_validation"]
+    assert "FMU_CRASHED" in json.dumps([m.model_dump(mode="json") for m in sims[2][0].messages])
+    assert [out.status.value for out, _ in again] == ["success", "success"]
+
+
+def test_a_worker_that_stops_answering_is_stopped_at_the_timeout_and_the_next_launch_gets_a_new_one(
+        tmp_path: Path) -> None:
+    store = (tmp_path / "store").as_uri()
+    records = registered(tmp_path / "models", store, ["t1", "t2"])
+    hung = tmp_path / "hung-python"  # a worker that reads nothing and never answers
+    hung.write_text("#!/bin/sh\nexec sleep 600\n")
+    hung.chmod(0o755)
+    session = WorkerSession.start(python_executable=str(hung), grace_seconds=1.0)
+    launcher = LocalProcessLauncher(session=session)
+    try:
+        hung_pid = session._proc.pid
+        started = time.monotonic()
+        probes = together(records, lambda r, b: fmi.probe(r, store_uri=store, backend=b, attempt="p",
+                                                          timeout_seconds=1), launcher)
+        assert time.monotonic() - started < 15  # the launch's timeout is 2 s (1 s for each of two envelopes)
+        assert not alive(hung_pid)
+        for out, record in probes:
+            assert record.timed_out and out.status.value == "failed_runtime"
+            assert "timed out and was killed" in out.messages[0].text
+        session.python_executable = sys.executable
+        again = together(records, lambda r, b: fmi.probe(r, store_uri=store, backend=b, attempt="q"), launcher)
+        assert [out.status.value for out, _ in again] == ["success", "success"]
+        assert session._proc is not None and session._proc.pid != hung_pid
+    finally:
+        session.close()
+
+
+def test_a_session_worker_killed_half_way_replays_its_finished_models_on_the_next_launch(tmp_path: Path) -> None:
+    store = (tmp_path / "store").as_uri()
+    records = registered(tmp_path / "models", store, [f"cut{i}" for i in range(4)])
+    outputs = tmp_path / "store" / "runs"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VALIDIBOT_WORKER_LANES", "1")
+        session = WorkerSession.start()
+    launcher = LocalProcessLauncher(session=session)
+
+    def kill_after_two() -> None:
+        while len(list(outputs.glob("*-simulation-first-*/output.json"))) < 2:
+            time.sleep(0.01)
+        os.killpg(session._proc.pid, signal.SIGKILL)
+
+    try:
+        watcher = threading.Thread(target=kill_after_two, daemon=True)
+        watcher.start()
+        first = together(records, lambda r, b: fmi.simulate(r, store_uri=store, backend=b, attempt="first"),
+                         launcher)
+        watcher.join(timeout=60)
+        statuses = sorted(out.status.value for out, _ in first)
+        assert statuses == ["failed_runtime", "failed_runtime", "success", "success"], statuses
+        second = together(records, lambda r, b: fmi.simulate(r, store_uri=store, backend=b, attempt="first"),
+                          launcher)
+    finally:
+        session.close()
+    assert [out.status.value for out, _ in second] == ["success"] * 4
+    assert sorted(rec.backend for _, rec in second) == ["local", "local", "replay", "replay"]
+
+
+def test_a_grouped_run_shares_one_worker_across_its_steps_and_ends_it_with_the_run(pipeline, tmp_path,  # noqa: ANN001
+                                                                                   monkeypatch) -> None:
+    monkeypatch.setenv("VALIDIBOT_SENSOR_BATCH_SIZE", "3")
+    for variant in ("g1", "g2", "g3"):
+        pipeline.drop(build_fmu("first_order_lag", tmp_path / "burst", variant=variant),
+                      name=f"burst/first_order_lag-{variant}.fmu", spec=SPEC)
+    outcomes = pipeline.tick()
+    assert len({o.run_id for o in outcomes}) == 1 and all(o.checks["cel_assertions"][0] for o in outcomes)
+    launch_ids = set()
+    for outcome in outcomes:
+        for asset in ("fmu_probe", "fmu_simulation"):
+            meta = pipeline.instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[outcome.partition_key]),
+                limit=1).records[0].asset_materialization.metadata
+            assert meta["batch_size"].value == 3
+            launch_ids.add(meta["launch_id"].value)
+    assert len(launch_ids) == 1  # probe and simulation steps: one worker process
+    assert not alive(int(launch_ids.pop().removeprefix("pid:")))  # the run's teardown stopped it

@@ -1,0 +1,57 @@
+"""One worker process, several batch launches in turn: the local backend's worker session.
+
+Why: a validation is several rounds of worker launches (probe, then simulation), and each fresh worker pays
+its interpreter start-up and — per lane — a warm sandbox's start (bubblewrap, an interpreter, fmpy's imports)
+before the first model runs. With ``VALIDIBOT_WORKER_SESSION=1`` the worker stays up between rounds: it reads
+one request per line on stdin, ``{"manifest": "<batch manifest URI>", "run_id": "<batch id>", "pipes": {<Pipes
+bootstrap variables>}}``,
+runs that manifest exactly as a ``VALIDIBOT_BATCH_URI`` launch would (``entrypoint.run_manifest``) on lanes whose
+warm sandboxes it keeps, and answers ``{"manifest": …, "returncode": n}`` on stdout. It ends at end of input.
+
+What is shared is only what a batch already shares: the trusted worker and its lanes' sandbox instances, one
+model after the other, every model still in a fresh forked child with its own folder (``sandbox/warm.py``).
+Every manifest keeps its own Pipes session (the request carries its bootstrap variables) and its own log: after
+each manifest the worker writes :data:`END_MARK` and the manifest to stderr, so the launcher can tell which
+lines were whose.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import IO
+
+ENV_SESSION = "VALIDIBOT_WORKER_SESSION"
+END_MARK = "[validibot-session] end of "
+
+
+def serve(requests: IO[str] = sys.stdin, replies: IO[str] = sys.stdout) -> int:
+    """Answer every request line until the end of input; 0 unless a request line was unreadable."""
+    from validibot_pipelines.runtime import batch
+    from validibot_pipelines.runtime.entrypoint import run_manifest
+    from validibot_pipelines.runtime.sandbox import warm
+
+    pool = [warm.Lane() for _ in range(batch.lanes(1 << 16))]
+    status = 0
+    try:
+        for line in requests:
+            if not line.strip():
+                continue
+            try:
+                request = json.loads(line)
+                manifest, pipes = str(request["manifest"]), dict(request.get("pipes") or {})
+                run_id = str(request.get("run_id") or "-")
+            except (ValueError, KeyError, TypeError) as exc:
+                print(f"[validibot-session] unreadable request {line[:200]!r}: {exc}", file=sys.stderr, flush=True)
+                replies.write(json.dumps({"error": f"unreadable request: {exc}"}) + "\n")
+                replies.flush()
+                status = 2
+                continue
+            code = run_manifest(manifest, run_id=run_id, pipes_params=pipes, pool=pool)
+            print(f"{END_MARK}{manifest}", file=sys.stderr, flush=True)
+            replies.write(json.dumps({"manifest": manifest, "returncode": code}) + "\n")
+            replies.flush()
+    finally:
+        for lane in pool:
+            lane.close()
+    return status
