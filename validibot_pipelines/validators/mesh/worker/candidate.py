@@ -2,11 +2,15 @@
 
 Gmsh's tetrahedral optimiser (``Mesh.Optimize``) costs little after Delaunay and Frontal, so those keep it
 (their meshes are the same as ever). Inside HXT it is HXT's own optimiser, and that one can dwarf the meshing:
-116 s on a part HXT meshed in 0.9 s without it. So an HXT candidate first meshes without it, and only when that
-mesh misses the quality targets meshes again with it — in a process forked for that, under a share of the
-candidate's timeout (:data:`OPTIMISE_SHARE`). If the optimised run does not finish within its share, fails or
-is no better, the unoptimised mesh stands: the candidate still has a mesh to offer, and says what happened.
-(Without the optimiser at all, HXT's coarse meshes fall below ordinary targets: the optimiser is needed, only
+116 s on a part HXT meshed in 0.9 s without it. So an HXT candidate first meshes without it. When that mesh
+misses the quality targets, Gmsh's ordinary tetrahedral optimiser — the cheap one Delaunay and Frontal run —
+is applied to it in place (:func:`_post_optimise`), with its threshold raised above the SICN target (it only
+touches elements below the threshold, 0.3 by default): on the small sample parts that takes about 1 ms and
+lifts ``sicn_min`` from 0.02–0.06 to 0.41–0.46, above what HXT's own optimiser reaches (0.38–0.40). Only if the
+targets are still missed is the part meshed again with HXT's optimiser — in a process forked for that, under a
+share of the candidate's timeout (:data:`OPTIMISE_SHARE`). If that run does not finish within its share,
+fails or is no better, the mesh at hand stands: the candidate still has a mesh to offer, and says what
+happened. (Without any optimiser, HXT's coarse meshes fall below ordinary targets: an optimiser is needed, only
 not at any price.)
 
 Imported only in the sandboxed Gmsh child (never in the worker parent or the control plane).
@@ -62,23 +66,44 @@ def mesh_volume(gmsh: Any, kernel: str, request: dict[str, Any]) -> dict[str, An
     answer: dict[str, Any] = {"quality": quality, "imports": geometry.imports}
     usable = bool(quality["elements"]) and quality["elements"] <= request["max_elements"]
     if hxt and usable:
-        misses = unmet(request.get("targets") or {}, quality)
+        targets = request.get("targets") or {}
+        misses = unmet(targets, quality)
         if not misses:
             answer["optimiser"] = "not run: the mesh met the targets without HXT's optimiser"
-        else:
+        elif not unmet(targets, polished := _post_optimise(gmsh, targets)):
+            answer.update(quality=polished, optimiser=f"gmsh's tetrahedral optimiser on the HXT mesh met the targets "
+                          f"the unoptimised mesh missed ({'; '.join(misses)})")
+            quality = polished
+        else:  # the mesh at hand is now the polished one; HXT's own optimiser gets its bounded try
+            quality, misses = polished, unmet(targets, polished)
+            answer["quality"] = quality
+            usable = bool(quality["elements"]) and quality["elements"] <= request["max_elements"]
             timeout = float(request.get("timeout") or DEFAULT_TIMEOUT_SECONDS)
             budget = min(OPTIMISE_SHARE * timeout, timeout - (time.monotonic() - started) - WRITE_MARGIN_SECONDS)
             better = _optimised(gmsh, strategy, request, budget) if budget > 0 else None
             if isinstance(better, dict) and better.get("ok") and score(better["quality"]) > score(quality):
                 os.replace(_optimised_msh(request), request["msh"])
-                answer.update(quality=better["quality"], optimiser="run: the unoptimised mesh missed the targets "
-                              f"({'; '.join(misses)})")
+                answer.update(quality=better["quality"], optimiser="run: the mesh missed the targets even after "
+                              f"gmsh's tetrahedral optimiser ({'; '.join(misses)})")
                 return answer
             answer["optimiser"] = _why_kept(better, budget)
             Path(_optimised_msh(request)).unlink(missing_ok=True)
     if usable:
         _write(gmsh, request["msh"])
     return answer
+
+
+def _post_optimise(gmsh: Any, targets: dict[str, Any]) -> dict[str, Any]:
+    """Apply Gmsh's tetrahedral optimiser to the mesh at hand (no re-meshing) and measure it again.
+
+    ``Mesh.OptimizeThreshold``: the optimiser works on elements whose quality is below it; raised to 0.1 above the
+    ``sicn_min`` target (never below Gmsh's default 0.3, at most 0.9) so that it reaches the elements the target
+    is about.
+    """
+    threshold = min(0.9, max(0.3, float(targets.get("sicn_min") or 0.0) + 0.1))
+    gmsh.option.setNumber("Mesh.OptimizeThreshold", threshold)
+    gmsh.model.mesh.optimize("")
+    return measure(gmsh)
 
 
 def _optimised(gmsh: Any, strategy: dict[str, Any], request: dict[str, Any], budget: float) -> Any:
@@ -124,7 +149,7 @@ def _why_kept(better: Any, budget: float) -> str:
         return "not run: no time left in the candidate's timeout"
     if better is None:
         return f"stopped at its budget of {budget:.0f} s ({OPTIMISE_SHARE:.0%} of the candidate's timeout); " \
-               "the unoptimised mesh is kept"
+               "the mesh at hand is kept"
     if not better.get("ok"):
-        return f"failed ({better.get('error', 'no answer')}); the unoptimised mesh is kept"
-    return "run, but no better than the unoptimised mesh, which is kept"
+        return f"failed ({better.get('error', 'no answer')}); the mesh at hand is kept"
+    return "run, but no better than the mesh gmsh's tetrahedral optimiser gave, which is kept"
