@@ -82,6 +82,10 @@ def run_worker_step(context: AssetExecutionContext, config: WorkerStepConfig, up
     joins one worker launch on the backend (``orchestration/batching.py``).
     """
 
+    from validibot_pipelines.assertions.cel import warm_up
+
+    warm_up()  # the CEL parser builds while the worker runs (the results' assertions need it)
+
     def one(key: str, up: Mapping[str, Any], backend: Any) -> ModelResult | None:
         record = ModelRecord.model_validate(up[step.upstream[0]])
         launched = launch_or_collect(context, config, key,
