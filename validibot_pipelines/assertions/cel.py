@@ -590,7 +590,6 @@ _ENVIRONMENT: celpy.Environment | None = None
 _COMPILE_LOCK = threading.Lock()  # celpy's parser is a shared singleton that keeps per-parse state
 
 
-@functools.lru_cache(maxsize=512)
 def _environment() -> celpy.Environment:
     """The process's one CEL environment (its lark parser takes ~0.3 s to build: once per process)."""
     global _ENVIRONMENT
@@ -617,7 +616,7 @@ def warm_up() -> None:
         threading.Thread(target=_environment, name="validibot-cel-warm-up", daemon=True).start()
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=512)
 def _compile(expr: str) -> lark.Tree:
     """Parse once per distinct expression (ASTs are never mutated by evaluation, so caching is safe): a batch
     of models sharing a spec parses its assertions once."""

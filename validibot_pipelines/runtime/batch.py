@@ -119,7 +119,9 @@ def execute_batch(inputs: list[str], run_one: Callable[[str], str], log: Callabl
     batch, otherwise they are stopped at its end."""
     from validibot_pipelines.runtime.sandbox import warm
 
-    n_lanes = min(n_lanes or lanes(len(inputs)), len(pool)) if pool else n_lanes or lanes(len(inputs))
+    n_lanes = n_lanes or lanes(len(inputs))
+    if pool:
+        n_lanes = min(n_lanes, len(pool))
     outcomes = [Outcome(uri) for uri in inputs]
     pending = iter(list(enumerate(inputs)))
     lock = threading.Lock()

@@ -65,10 +65,11 @@ class LocalProcessLauncher:
         env = {**os.environ, **extra_env}
         cmd = [self.python_executable, "-m", WORKER_MODULE]
         with (self.pipes_env(context) if context is not None else _no_pipes(None)) as pipes:
-            if self.session is not None and ENV_BATCH in extra_env:
+            child = None
+            if self.session is not None and ENV_BATCH in extra_env:  # None: the session is serving another launch
                 child = self.session.run(extra_env[ENV_BATCH], run_id=extra_env.get(ENV_RUN_ID, "-"), pipes=pipes,
                                          timeout=timeout_seconds)
-            else:
+            if child is None:
                 child = run_child(cmd, timeout=timeout_seconds, env={**env, **pipes}, grace=self.grace_seconds)
         return LaunchRecord(
             backend="local", launch_id=f"pid:{child.pid}", returncode=child.returncode, timed_out=child.timed_out,
@@ -82,13 +83,13 @@ class LocalProcessLauncher:
 class WorkerSession:
     """One worker process (``VALIDIBOT_WORKER_SESSION=1``) that serves batch launches in turn, keeping its
     lanes' warm sandboxes between them; started at once (:meth:`start`), so it warms up while the control plane
-    runs intake. One launch at a time (a second one meanwhile gets a fresh worker of its own); a launch that
+    runs intake. One launch at a time (:meth:`run` declines a second one meanwhile, which then gets a fresh worker
+    of its own from the launcher); a launch that
     times out or finds the worker gone stops it, and the next launch starts a new one. ``close`` ends it.
     """
 
     python_executable: str = sys.executable
     grace_seconds: float = 5.0
-    env: dict[str, str] = field(default_factory=dict)
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _lines: list[str] = field(default_factory=list, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -103,7 +104,7 @@ class WorkerSession:
     def _spawn(self) -> None:
         self._lines = []
         self._proc = subprocess.Popen(
-            [self.python_executable, "-m", WORKER_MODULE], env={**os.environ, **self.env, ENV_SESSION: "1"},
+            [self.python_executable, "-m", WORKER_MODULE], env={**os.environ, ENV_SESSION: "1"},
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
             start_new_session=True, bufsize=1)
         threading.Thread(target=self._read_stderr, args=(self._proc,), daemon=True,
@@ -117,12 +118,11 @@ class WorkerSession:
                     self._lines.append(line.rstrip("\n"))
                 self._log_changed.notify_all()
 
-    def run(self, manifest: str, *, run_id: str, pipes: dict[str, str], timeout: float) -> ChildResult:
-        """The batch ``manifest`` on this worker: like ``run_child`` on a fresh one (exit code, log, timeout)."""
-        if not self._lock.acquire(blocking=False):  # already serving a launch: this one gets its own worker
-            env = {**os.environ, **self.env, **pipes, ENV_BATCH: manifest, ENV_RUN_ID: run_id}
-            return run_child([self.python_executable, "-m", WORKER_MODULE], timeout=timeout, env=env,
-                             grace=self.grace_seconds)
+    def run(self, manifest: str, *, run_id: str, pipes: dict[str, str], timeout: float) -> ChildResult | None:
+        """The batch ``manifest`` on this worker: like ``run_child`` on a fresh one (exit code, log, timeout);
+        ``None`` when the worker is serving another launch right now."""
+        if not self._lock.acquire(blocking=False):
+            return None
         try:
             return self._serve(manifest, run_id, pipes, timeout)
         finally:
