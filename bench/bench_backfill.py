@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -59,10 +60,22 @@ def landing_run_seconds(root: Path, landing: Path, expected: int) -> float:
 
 
 def make_home(tmp: Path) -> Path:
-    """A DAGSTER_HOME whose runs execute synchronously when the backfill daemon iteration launches them."""
+    """A DAGSTER_HOME whose runs execute synchronously when the backfill daemon iteration launches them.
+
+    SQLite storage under it by default; with ``VALIDIBOT_BENCH_PG_PORT`` set (``bench_fmi.py --postgres``), a
+    fresh PostgreSQL database on that server instead, as production stores runs and events."""
     home = tmp / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(SYNC_HOME_YAML)
+    yaml = SYNC_HOME_YAML
+    if port := os.environ.get("VALIDIBOT_BENCH_PG_PORT"):
+        sys.path.insert(0, str(ROOT))
+        from tests.postgres import create_database
+
+        db_name = f"bench_{uuid.uuid4().hex[:12]}"
+        create_database(port, db_name)
+        yaml += ("storage:\n  postgres:\n    postgres_db:\n      hostname: 127.0.0.1\n      username: postgres\n"
+                 f"      password: unused\n      db_name: {db_name}\n      port: {port}\n")
+    (home / "dagster.yaml").write_text(yaml)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -1,6 +1,6 @@
 """Benchmark: N FMUs through the whole pipeline vs a raw fmpy loop over the same files, in one run.
 
-    .venv/bin/python bench/bench_fmi.py [N]
+    .venv/bin/python bench/bench_fmi.py [N] [--postgres]
 
 Pipeline paths, all real (intake, sandboxed worker probe and simulation, CEL checks, Dagster's SQLite instance):
 
@@ -14,6 +14,9 @@ In 2-4 each worker step is one worker launch for all of a run's models, their sa
 warm parent. The raw path is ``fmpy.simulate_fmu`` in this process with the same experiment. Prints wall
 times, the ratio to raw fmpy, models per hour, and Dagster events per model. A second part does Model Exchange
 (CVode) one run per upload. Not run in CI; numbers depend on the machine.
+
+``--postgres`` keeps Dagster's runs and events in a real PostgreSQL server (``tests/postgres.py``, fsync on, a
+fresh database per instance) as ``deploy/dagster.prod.yaml`` does, instead of SQLite files.
 """
 
 from __future__ import annotations
@@ -146,4 +149,15 @@ def model_exchange(n: int) -> tuple[float, float]:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
+    args = [a for a in sys.argv[1:] if a != "--postgres"]
+    count = int(args[0]) if args else 20
+    if "--postgres" not in sys.argv:
+        main(count)
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.postgres import postgres_server
+
+        with postgres_server("bench", fsync=True) as pg:
+            os.environ["VALIDIBOT_BENCH_PG_PORT"] = pg["DAGSTER_PG_PORT"]
+            print("Dagster storage: PostgreSQL (fsync on)")
+            main(count)

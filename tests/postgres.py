@@ -29,9 +29,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def create_database(port: int | str, db_name: str) -> None:
+    """Create database ``db_name`` on the server listening on ``port`` (one fresh database per instance)."""
+    subprocess.run([str(_bin_dir() / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", db_name],
+                   check=True, capture_output=True, timeout=120)
+
+
 @contextmanager
-def postgres_server(db_name: str = "validibot_test") -> Iterator[dict[str, str]]:
-    """Yield DAGSTER_PG_* settings for a fresh server with database ``db_name``; stop and delete it after."""
+def postgres_server(db_name: str = "validibot_test", fsync: bool = False) -> Iterator[dict[str, str]]:
+    """Yield DAGSTER_PG_* settings for a fresh server with database ``db_name``; stop and delete it after.
+
+    Tests run with ``fsync=off`` (nothing here must survive a crash); benchmarks pass ``fsync=True`` to pay
+    what a production server pays per commit."""
     bin_dir, port = _bin_dir(), _free_port()
     root = Path(tempfile.mkdtemp(prefix="validibot-pg-"))
     root.chmod(0o755)
@@ -47,9 +56,9 @@ def postgres_server(db_name: str = "validibot_test") -> Iterator[dict[str, str]]
     try:
         run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
-            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'}", "start")
         try:
-            run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", db_name)
+            create_database(port, db_name)
             yield {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(port), "DAGSTER_PG_USERNAME": "postgres",
                    "DAGSTER_PG_PASSWORD": "unused-with-trust-auth", "DAGSTER_PG_DB": db_name}
         finally:

@@ -84,6 +84,60 @@ def test_a_session_serves_both_rounds_from_one_worker_with_the_results_of_fresh_
     assert not alive(pid)  # close ends the worker
 
 
+def descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+        pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        if pid == ancestor:
+            return True
+    return False
+
+
+def sandbox_parents(worker: int) -> set[int]:
+    """The pids of the warm sandboxes' parents (``sandbox/zygote.py``) under the worker process ``worker``."""
+    from tests.processes import processes_running
+    from validibot_pipelines.runtime.sandbox.warm import ZYGOTE_MODULE
+
+    # bubblewrap's own processes carry the command in their argv too: only the interpreter counts
+    pids = {int(line.split()[0]) for line in processes_running(ZYGOTE_MODULE) if "bwrap" not in line.split()[1]}
+    return {pid for pid in pids if descends_from(pid, worker)}
+
+
+def test_a_warmed_session_starts_its_sandboxes_ahead_and_keeps_them_for_every_round(tmp_path: Path) -> None:
+    """``warm``: each lane's sandbox is up before the first launch and still the same process after both
+    rounds, with the results of fresh workers. (A sandbox started from a thread that later ended used to die
+    with it, PR_SET_PDEATHSIG being per thread: every round paid a new one.)"""
+    from validibot_pipelines.runtime.batch import lanes
+
+    store = (tmp_path / "store").as_uri()
+    records = registered(tmp_path / "models", store, ["w1", "w2", "w3"])
+    session = WorkerSession.start(warm=("fmi",))
+    try:
+        worker = session._proc.pid
+        deadline = time.monotonic() + 60
+        while len(ahead := sandbox_parents(worker)) < lanes(1 << 16) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(ahead) == lanes(1 << 16), ahead  # every lane's sandbox, before any model was sent
+        backend = LocalProcessLauncher(session=session)
+        probes = together(records, lambda r, b: fmi.probe(r, store_uri=store, backend=b, attempt="w"), backend)
+        after_probes = sandbox_parents(worker)
+        sims = together(list(zip(records, probes, strict=True)),
+                        lambda item, b: fmi.simulate(item[0], store_uri=store, backend=b, attempt="w",
+                                                     probe_out=item[1][0]), backend)
+        after_sims = sandbox_parents(worker)
+    finally:
+        session.close()
+    assert after_probes == after_sims == ahead  # the same sandboxes served both rounds
+    assert not any(alive(pid) for pid in ahead)  # and went with the session
+    assert [out.status.value for out, _ in sims] == ["success"] * 3
+    assert {rec.launch_id for _, rec in probes + sims} == {f"pid:{worker}"}
+    _, fresh = rounds(records, store, LocalProcessLauncher(), "fresh")
+    assert [out.outputs["output_values"] for out, _ in sims] == [out.outputs["output_values"] for out, _ in fresh]
+
+
 def test_a_model_that_kills_its_sandbox_fails_alone_and_the_session_serves_the_next_round(tmp_path: Path) -> None:
     store = (tmp_path / "store").as_uri()
     records = registered(tmp_path / "models", store, ["k1", "k2"], hostile=("kill_parent",))

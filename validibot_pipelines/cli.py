@@ -86,7 +86,7 @@ def _validate(args: argparse.Namespace) -> int:
 
     # Several models: one worker process for all their launches (probe round, simulation round…), started now
     # so that it is up by the time intake is done (runtime/session.py).
-    session = WorkerSession.start() if len(models) > 1 else None
+    session = WorkerSession.start(warm=_validator_names(models)) if len(models) > 1 else None
     from validibot_pipelines.assertions.cel import warm_up
 
     warm_up()  # the CEL parser builds while intake runs and the worker works
@@ -103,6 +103,13 @@ def _validate(args: argparse.Namespace) -> int:
         if session is not None:
             session.close()
     return worst
+
+
+def _validator_names(models: list[Path]) -> tuple[str, ...]:
+    """The validators that will handle ``models``, by file suffix (the worker warms their sandboxes)."""
+    from validibot_pipelines.validators.registry import for_suffix
+
+    return tuple(sorted({found[0].name for m in models if (found := for_suffix(m.suffix))}))
 
 
 def _sidecar(path: Path) -> Path | None:

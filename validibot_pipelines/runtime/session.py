@@ -13,15 +13,23 @@ model after the other, every model still in a fresh forked child with its own fo
 Every manifest keeps its own Pipes session (the request carries its bootstrap variables) and its own log: after
 each manifest the worker writes :data:`END_MARK` and the manifest to stderr, so the launcher can tell which
 lines were whose.
+
+``VALIDIBOT_WORKER_WARM=fmi,mesh`` (validator names) starts the lanes' sandboxes at once, in the background, with
+the sandbox limits of ``VALIDIBOT_SANDBOX_*`` and those validators' sandboxed modules imported
+(``SANDBOXED`` in ``validators/<name>/worker``): ``validibot validate`` starts its session before intake, so
+by the first model the sandboxes are up. A lane whose prestart failed just starts at its first model.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 from typing import IO
 
 ENV_SESSION = "VALIDIBOT_WORKER_SESSION"
+ENV_WARM = "VALIDIBOT_WORKER_WARM"
 END_MARK = "[validibot-session] end of "
 
 
@@ -32,6 +40,7 @@ def serve(requests: IO[str] = sys.stdin, replies: IO[str] = sys.stdout) -> int:
     from validibot_pipelines.runtime.sandbox import warm
 
     pool = [warm.Lane() for _ in range(batch.lanes(1 << 16))]
+    _prestart(pool, [name.strip() for name in os.environ.get(ENV_WARM, "").split(",") if name.strip()])
     status = 0
     try:
         for line in requests:
@@ -51,7 +60,30 @@ def serve(requests: IO[str] = sys.stdin, replies: IO[str] = sys.stdout) -> int:
             print(f"{END_MARK}{manifest}", file=sys.stderr, flush=True)
             replies.write(json.dumps({"manifest": manifest, "returncode": code}) + "\n")
             replies.flush()
-    finally:
-        for lane in pool:
-            lane.close()
+    finally:  # side by side: each sandbox takes ~40 ms to tear down, and the launcher waits for this exit
+        closing = [threading.Thread(target=lane.close, name="validibot-lane-close") for lane in pool]
+        for thread in closing:
+            thread.start()
+        for thread in closing:
+            thread.join()
     return status
+
+
+def _prestart(pool: list, names: list[str]) -> None:
+    """Start every lane's sandbox in the background, each with ``names``' sandboxed modules imported."""
+    from validibot_pipelines.settings import sandbox_limits_from_env
+    from validibot_pipelines.validators import sandboxed_modules
+
+    modules = sandboxed_modules(names)
+    if not modules:
+        return
+    limits = sandbox_limits_from_env()
+
+    def start(lane: object) -> None:
+        try:
+            lane.prestart(limits, modules)  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - not fatal: the lane's first model starts it as usual
+            print(f"[validibot-session] could not start a sandbox ahead: {exc}", file=sys.stderr, flush=True)
+
+    for lane in pool:
+        threading.Thread(target=start, args=(lane,), daemon=True, name="validibot-prestart").start()

@@ -72,6 +72,11 @@ def worker_runners() -> dict[str, str]:
     return runners
 
 
+def sandboxed_modules(names: list[str]) -> list[str]:
+    """The modules the workers of validators ``names`` fork in warm sandboxes (unknown names are skipped)."""
+    return [module for name in names if name in REGISTERED for module in getattr(_worker(name), "SANDBOXED", ())]
+
+
 def modal_functions() -> dict[str, str]:
     """Validator type → the Modal function (in the validator's ``modal_app.py``) that runs it."""
     functions: dict[str, str] = {}

@@ -28,7 +28,7 @@ from validibot_pipelines.resources.backends.base import LaunchRecord, batch_reco
 from validibot_pipelines.runtime.batch import ENV_BATCH, write_manifest
 from validibot_pipelines.runtime.entrypoint import ENV_INPUT, ENV_RUN_ID
 from validibot_pipelines.runtime.process import ChildResult, run_child, tail
-from validibot_pipelines.runtime.session import END_MARK, ENV_SESSION
+from validibot_pipelines.runtime.session import END_MARK, ENV_SESSION, ENV_WARM
 
 WORKER_MODULE = "validibot_pipelines.runtime"
 #: Given a step's context, a context manager yielding the environment variables of its Pipes session.
@@ -90,21 +90,25 @@ class WorkerSession:
 
     python_executable: str = sys.executable
     grace_seconds: float = 5.0
+    warm: tuple[str, ...] = ()
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _lines: list[str] = field(default_factory=list, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _log_changed: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
 
     @classmethod
-    def start(cls, python_executable: str = sys.executable, grace_seconds: float = 5.0) -> WorkerSession:
-        session = cls(python_executable, grace_seconds)
+    def start(cls, python_executable: str = sys.executable, grace_seconds: float = 5.0,
+              warm: tuple[str, ...] = ()) -> WorkerSession:
+        """A running worker; ``warm`` (validator names) has it start its lanes' sandboxes for them at once."""
+        session = cls(python_executable, grace_seconds, warm)
         session._spawn()
         return session
 
     def _spawn(self) -> None:
         self._lines = []
         self._proc = subprocess.Popen(
-            [self.python_executable, "-m", WORKER_MODULE], env={**os.environ, ENV_SESSION: "1"},
+            [self.python_executable, "-m", WORKER_MODULE],
+            env={**os.environ, ENV_SESSION: "1", **({ENV_WARM: ",".join(self.warm)} if self.warm else {})},
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
             start_new_session=True, bufsize=1)
         threading.Thread(target=self._read_stderr, args=(self._proc,), daemon=True,

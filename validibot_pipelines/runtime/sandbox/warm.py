@@ -23,8 +23,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,21 @@ START_TIMEOUT = 120.0
 REPLY_MARGIN = 30.0
 
 _LANE: ContextVar[Lane | None] = ContextVar("validibot_lane", default=None)
+_SPAWNER: ThreadPoolExecutor | None = None
+
+
+def _spawn(start: Callable[[], subprocess.Popen]) -> subprocess.Popen:
+    """``start()`` on one long-lived thread of this process.
+
+    Why: the warm parent asks the kernel to kill it when its parent goes (``PR_SET_PDEATHSIG``), and for the
+    kernel that parent is the *thread* that forked it. Started from a batch's lane thread, the sandbox died
+    with that thread at the end of every batch, so a worker session (``runtime/session.py``) paid a new
+    sandbox and its imports in each round. Started here, it lives as long as the worker process.
+    """
+    global _SPAWNER
+    if _SPAWNER is None:
+        _SPAWNER = ThreadPoolExecutor(1, thread_name_prefix="validibot-sandbox-spawner")
+    return _SPAWNER.submit(start).result()
 
 
 @dataclass
@@ -145,6 +162,7 @@ class Lane:
         self._stderr: IO[bytes] | None = None
         self._mode = ""
         self.silent = False
+        self._busy = threading.Lock()  # a prestart (another thread) and the lane's first job take turns
 
     # --- folders ---------------------------------------------------------------------------------------------
 
@@ -174,9 +192,10 @@ class Lane:
         cmd = [sys.executable, "-m", ZYGOTE_MODULE]
         argv = bwrap.command(cmd, scratch=self.root, env=env) if self._mode == "bwrap" else cmd
         self._stderr = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(argv, cwd=self.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=self._stderr, start_new_session=True,
-                                      preexec_fn=preexec(parent_limits, PARENT_CPU_SECONDS, self._group))
+        stderr, group = self._stderr, self._group
+        self._proc = _spawn(lambda: subprocess.Popen(
+            argv, cwd=self.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+            start_new_session=True, preexec_fn=preexec(parent_limits, PARENT_CPU_SECONDS, group)))
         self._limits = limits
         self.starts += 1
         ready = self._reply(START_TIMEOUT)
@@ -211,9 +230,32 @@ class Lane:
         self._stderr.seek(0)
         return self._stderr.read()[-8000:].decode("utf-8", errors="replace")
 
+    def prestart(self, limits: SandboxLimits, modules: list[str]) -> None:
+        """Start the warm parent now, for jobs with ``limits``, and have it import ``modules`` (a worker session
+        does this while the control plane still checks the files). Nothing is forked; a job with other limits
+        later starts a new parent as usual. Raises if the sandbox cannot start."""
+        with self._busy:
+            if self._proc is not None and self._proc.poll() is None:
+                return
+            self._start(limits)
+            assert self._proc is not None and self._proc.stdin is not None
+            self._proc.stdin.write((json.dumps({"warm": modules}) + "\n").encode())
+            self._proc.stdin.flush()
+            reply = self._reply(START_TIMEOUT)
+            if not reply or not reply.get("warm"):
+                why = (reply or {}).get("error") or self._parent_log()[-1500:] or "no answer"
+                self.close_parent()
+                raise RuntimeError(f"the warm sandbox did not import {', '.join(modules)}: {why}")
+
     def run(self, module: str, args: list[str], *, workspace: Workspace, timeout: float, limits: SandboxLimits,
             env: dict[str, str] | None, grace: float) -> sandbox.SandboxResult:
         """Fork one child of the warm parent for ``module`` and wait for it (see the module docstring)."""
+        with self._busy:
+            return self._run(module, args, workspace=workspace, timeout=timeout, limits=limits, env=env,
+                             grace=grace)
+
+    def _run(self, module: str, args: list[str], *, workspace: Workspace, timeout: float, limits: SandboxLimits,
+             env: dict[str, str] | None, grace: float) -> sandbox.SandboxResult:
         if self._proc is None or self._proc.poll() is not None or self._limits != limits:
             self._start(limits)
         assert self._proc is not None and self._proc.stdin is not None and self._group is not None

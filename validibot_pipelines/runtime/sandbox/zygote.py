@@ -5,6 +5,7 @@ stdin/stdout, one JSON line per job and per reply. This file is the only code th
 model: it imports nothing of the model's, and it never reads what a child wrote (the trusted worker does,
 outside, with the usual checks).
 
+A job line ``{"warm": [modules]}`` only imports them (nothing is forked) and answers ``{"warm": true}``.
 Per job: ``fork``; the child starts a new session and session keyring, dies with this parent, gets
 ``/dev/null`` as stdin and two unnamed files as stdout/stderr, the job's folder as cwd, HOME and TMPDIR, only
 the job's environment, the job's rlimits, and then calls the module's ``main()`` as ``python -m module`` would.
@@ -151,10 +152,20 @@ def _in_child(job: dict, out: int, err: int) -> None:
         os._exit(code if isinstance(code, int) else 1)
 
 
+def _import(name: str) -> object:
+    """Import ``name`` and what it lists in ``PRELOAD`` (the warm part: imported once, forked many times)."""
+    module = importlib.import_module(name)
+    for preload in getattr(module, "PRELOAD", ()):
+        importlib.import_module(preload)
+    return module
+
+
 def _run(job: dict) -> dict:
-    module = importlib.import_module(job["module"])  # the warm part: imported once, forked many times
-    for name in getattr(module, "PRELOAD", ()):
-        importlib.import_module(name)
+    if "warm" in job:  # a session warming up ahead of its first model (sandbox/warm.py Lane.prestart)
+        for name in job["warm"]:
+            _import(str(name))
+        return {"warm": True}
+    _import(job["module"])
     out = os.open("/tmp", os.O_TMPFILE | os.O_RDWR, 0o600)
     err = os.open("/tmp", os.O_TMPFILE | os.O_RDWR, 0o600)
     start = time.monotonic()
@@ -210,9 +221,7 @@ def main() -> int:
     reader = os.fdopen(control_in, "r", encoding="utf-8")
     writer = os.fdopen(control_out, "w", encoding="utf-8")
     for module in sys.argv[1:]:  # warm up front what the launcher expects to run
-        importlib.import_module(module)
-        for name in getattr(sys.modules[module], "PRELOAD", ()):
-            importlib.import_module(name)
+        _import(module)
     writer.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
     writer.flush()
     for line in reader:

@@ -6,3 +6,5 @@ matter) and result reading uses only :mod:`sqlite3` and pyarrow, never pandas.
 
 RUNNERS = {"energyplus": "validibot_pipelines.validators.energyplus.worker.simulate:run"}
 MODAL_FUNCTIONS = {"energyplus": "run_energyplus_simulation"}
+#: No warm-sandbox module: EnergyPlus runs as its own sandboxed process.
+SANDBOXED: tuple[str, ...] = ()

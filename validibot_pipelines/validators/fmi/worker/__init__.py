@@ -5,3 +5,5 @@ RUNNERS = {
     "fmi-simulation": "validibot_pipelines.validators.fmi.worker.simulate:run",
 }
 MODAL_FUNCTIONS = {"fmi-probe": "probe_fmu", "fmi-simulation": "run_fmi_simulation"}
+#: The modules its runners fork in a warm sandbox (``run_python``): a worker session imports them ahead.
+SANDBOXED = ("validibot_pipelines.validators.fmi.worker.child",)

@@ -13,3 +13,5 @@ RUNNERS = {
     "mesh": "validibot_pipelines.validators.mesh.worker.volume:run",
 }
 MODAL_FUNCTIONS = {"mesh-preview": "run_mesh_preview", "mesh": "run_mesh"}
+#: The modules its runners fork in a warm sandbox (``run_python``): a worker session imports them ahead.
+SANDBOXED = ("validibot_pipelines.validators.mesh.worker.child",)
