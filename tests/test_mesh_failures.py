@@ -115,6 +115,32 @@ def test_an_unsewn_shell_is_healed_into_a_solid_and_meshed_saying_so(cad_parts, 
     assert [v.volume for v in result.outputs.volumes] == [1]
 
 
+def test_loose_faces_healing_cannot_sew_are_closed_into_a_solid_the_way_gmsh_does(cad_parts, tmp_path):  # noqa: ANN001
+    """healShapes leaves the gapped faces without a solid (checked here in plain Gmsh); the worker then closes
+    them as Gmsh's mesh_T106_V3.geo does, and the part meshes, saying it was healed."""
+    import gmsh
+
+    gmsh.initialize()
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        gmsh.model.occ.importShapes(str(cad_parts["gapped_faces"]))
+        gmsh.model.occ.healShapes()
+        gmsh.model.occ.synchronize()
+        assert gmsh.model.getEntities(3) == []  # healing alone is not enough for this part
+    finally:
+        gmsh.finalize()
+    result = mesh_part(cad_parts["gapped_faces"], "gapped.step", tmp_path, TWO, **QUIET)
+    assert [code for code, _ in result.notes] == ["MESH_HEALED"]
+    assert [v.volume for v in result.outputs.volumes] == [1] and result.outputs.total_elements > 0
+    assert result.outputs.sicn_min > 0
+
+
+def test_an_open_box_of_loose_faces_stays_without_a_solid(cad_parts, tmp_path):  # noqa: ANN001
+    failure = _fails(cad_parts["open_box"], "open.step", tmp_path)
+    assert failure.code == "MESH_NO_SOLIDS"
+    assert [code for code, _ in failure.notes] == ["MESH_HEALING_DID_NOT_HELP"]
+
+
 def test_a_sheet_is_still_no_solid_after_healing(cad_parts, tmp_path):  # noqa: ANN001
     failure = _fails(cad_parts["surface_only"], "sheet.step", tmp_path)
     assert failure.code == "MESH_NO_SOLIDS"

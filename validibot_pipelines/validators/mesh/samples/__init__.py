@@ -1,7 +1,8 @@
 """Sample CAD parts for the meshing validator, generated with Gmsh's OpenCASCADE kernel (nothing committed
 but this code): a box, a cylinder with a hole, a two-volume assembly, a surface without a solid, an empty model,
 an STL of the box, and broken parts (a solid whose boundary intersects itself, that solid beside a sound box,
-two overlapping boxes not fused — self-intersecting once written as STL — and a cube of unsewn faces).
+two overlapping boxes not fused — self-intersecting once written as STL — a cube of unsewn faces, a box of
+loose faces with a 0.5 µm gap, and the same box open).
 
 ``python -m validibot_pipelines.validators.mesh.samples OUT_DIR`` writes them all. Generation runs Gmsh, so it
 belongs in tests, the demo and the benchmark — never in the Dagster control plane.
@@ -80,6 +81,38 @@ def _unsewn_box(gmsh: Any) -> None:
     occ.addVolume([occ.addSurfaceLoop(faces, sewing=False)])
 
 
+def _quad(gmsh: Any, corners: list[tuple[float, float, float]]) -> None:
+    occ = gmsh.model.occ
+    points = [occ.addPoint(*corner) for corner in corners]
+    lines = [occ.addLine(points[i], points[(i + 1) % 4]) for i in range(4)]
+    occ.addPlaneSurface([occ.addCurveLoop(lines)])
+
+
+def _loose_faces(gmsh: Any, top: bool) -> None:
+    """A 20 mm box as loose faces, no shell and no solid: bottom, top 0.5 µm too high (an export's tolerance
+    gap) and each side in two halves (edges meeting other edges half-way), without the top when ``top`` is
+    false."""
+    side, gap = 20.0, 5e-7
+    _quad(gmsh, [(0, 0, 0), (side, 0, 0), (side, side, 0), (0, side, 0)])
+    if top:
+        _quad(gmsh, [(0, 0, side + gap), (side, 0, side + gap), (side, side, side + gap), (0, side, side + gap)])
+    for a, b in (((0, 0), (side, 0)), ((side, 0), (side, side)), ((side, side), (0, side)), ((0, side), (0, 0))):
+        middle = ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+        for p, q in ((a, middle), (middle, b)):
+            _quad(gmsh, [(p[0], p[1], 0), (q[0], q[1], 0), (q[0], q[1], side), (p[0], p[1], side)])
+
+
+def _gapped_faces(gmsh: Any) -> None:
+    """Loose faces enclosing a box within 0.5 µm: ``healShapes`` makes no solid of them; Gmsh's own recipe (a
+    sewn surface loop of the fragmented faces) does."""
+    _loose_faces(gmsh, top=True)
+
+
+def _open_box(gmsh: Any) -> None:
+    """The same faces without the top: an open shell, which no healing may turn into a solid."""
+    _loose_faces(gmsh, top=False)
+
+
 def _overlapping_boxes(gmsh: Any) -> None:
     """Two overlapping boxes, not fused: two sound solids in STEP; as an STL, one surface crossing itself."""
     gmsh.model.occ.addBox(0, 0, 0, 20, 20, 20)
@@ -105,6 +138,8 @@ PARTS: dict[str, Callable[[Any], None]] = {
     "one_bad_volume": _one_bad_volume,
     "overlapping_boxes": _overlapping_boxes,
     "unsewn_box": _unsewn_box,
+    "gapped_faces": _gapped_faces,
+    "open_box": _open_box,
 }
 
 

@@ -36,7 +36,7 @@ from typing import Any
 from validibot_pipelines.validators.mesh.worker import geometry, surface
 from validibot_pipelines.validators.mesh.worker.candidate import mesh_volume
 from validibot_pipelines.validators.mesh.worker.forks import Forks
-from validibot_pipelines.validators.mesh.worker.geometry import bounding_box, gmsh_session, load_part
+from validibot_pipelines.validators.mesh.worker.geometry import bounding_box, close_shell, gmsh_session, load_part
 from validibot_pipelines.validators.mesh.worker.quality import KEPT, judge, measure, rank, score
 
 CHILD_MODULE = "validibot_pipelines.validators.mesh.worker.child"
@@ -118,7 +118,8 @@ def merge(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
 def mesh(gmsh: Any, request: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Mode ``mesh`` (see the module docstring): one import, then every candidate and the merge forked from it.
 
-    With ``request["heal"]`` the imported shapes are healed first (``healShapes``). The import runs under
+    With ``request["heal"]`` the imported shapes are healed first (``healShapes``, then
+    :func:`~.geometry.close_shell` if that made no solid). The import runs under
     ``request["import_timeout"]`` (SIGALRM, whose default action ends this process: a
     part that hangs OpenCASCADE is stopped there, and the worker reports it as timed out).
     """
@@ -128,8 +129,11 @@ def mesh(gmsh: Any, request: dict[str, Any], folder: Path) -> dict[str, Any]:
         if request.get("heal") and kernel == "occ":
             # OpenCASCADE's ShapeFix (degenerate and small edges/faces, sewing, solids from shells): asked for by
             # the worker only after the part failed to mesh for its geometry.
+            had_solids = bool(gmsh.model.getEntities(3))
             gmsh.model.occ.healShapes()
             gmsh.model.occ.synchronize()
+            if not had_solids:  # loose faces healing did not make a solid of (never solids healing dropped)
+                close_shell(gmsh)
         found = {"volumes": [tag for _, tag in gmsh.model.getEntities(3)], "surfaces": len(gmsh.model.getEntities(2)),
                  "bbox": bounding_box(gmsh) if gmsh.model.getEntities() else None}
     finally:

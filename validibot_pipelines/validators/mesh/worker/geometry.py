@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,37 @@ def load_part(gmsh: Any, path: Path) -> str:
         gmsh.model.geo.synchronize()
         return "geo"
     raise ValueError(f"{path.name}: unsupported CAD format {suffix!r}; use .step, .stp or .stl")
+
+
+def close_shell(gmsh: Any) -> bool:
+    """Make a solid of a STEP part that is only loose faces, the way Gmsh's own benchmark does for such a part
+    (``benchmarks/step/mesh_T106_V3.geo``: ``BooleanFragments`` of the surfaces, a ``Surface Loop`` of them,
+    a ``Volume``), for when ``healShapes`` made no solid of a part that had none. Not for a part whose solids
+    healing dropped: closing its faces would fuse separate bodies into one.
+
+    Sewing the loop (``sewing=True``) joins edges that coincide only within the export's tolerance. The solid
+    is kept only if it encloses something — positive volume, and every edge of its boundary bounds exactly two
+    of its faces — so an open shell (a face missing) stays without a solid and gets ``MESH_NO_SOLIDS``, not a
+    bogus volume. True when a solid was made."""
+    occ = gmsh.model.occ
+    surfaces = gmsh.model.getEntities(2)
+    if not surfaces or gmsh.model.getEntities(3):
+        return False
+    try:
+        if len(surfaces) > 1:
+            occ.fragment(surfaces[:1], surfaces[1:])
+            occ.synchronize()
+        volume = occ.addVolume([occ.addSurfaceLoop([tag for _, tag in gmsh.model.getEntities(2)], sewing=True)])
+        occ.synchronize()
+        faces = gmsh.model.getBoundary([(3, volume)], oriented=False)
+        uses = Counter(abs(tag) for face in faces for _, tag in gmsh.model.getBoundary([face], oriented=False))
+        if occ.getMass(3, volume) > 0 and uses and set(uses.values()) == {2}:
+            return True
+        occ.remove([(3, volume)])
+        occ.synchronize()
+    except Exception:  # noqa: BLE001 - Gmsh raises plain Exceptions; then the part simply has no solid
+        return False
+    return False
 
 
 def bounding_box(gmsh: Any) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Shape healing, tried once before giving up on a part that failed for its geometry.
 
 OpenCASCADE's ``healShapes`` (sewing faces, making solids from closed shells, dropping degenerate edges and
-faces) repairs some broken exports: a shell whose faces were never sewn becomes a solid. It cannot repair
+faces) repairs some broken exports: a shell whose faces were never sewn becomes a solid; loose faces it leaves
+without a solid are then closed as Gmsh itself does (:func:`~.geometry.close_shell`). It cannot repair
 everything (two bodies crossing each other stay crossed), and a healed shape may differ from the one the user
 drew, so healing is only tried when the part already failed, the search is run again on the healed part, and
 an INFO note always says that it was tried and whether it helped. Plain Python: the sandboxed child does the
