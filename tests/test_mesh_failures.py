@@ -141,6 +141,27 @@ def test_an_open_box_of_loose_faces_stays_without_a_solid(cad_parts, tmp_path): 
     assert [code for code, _ in failure.notes] == ["MESH_HEALING_DID_NOT_HELP"]
 
 
+def test_an_stl_with_a_hole_is_an_open_surface_named_with_its_fix_and_a_closed_one_still_meshes(cad_parts,  # noqa: ANN001
+                                                                                                  tmp_path):
+    """The open box written as STL (a surface with a hole: a terrain patch, a vessel cut open) encloses nothing:
+    the preview warns and the volume mesh fails MESH_OPEN_SURFACE before any strategy, counting the hole's rim;
+    the watertight box STL is unaffected."""
+    from validibot_pipelines.validators.mesh.envelopes import MeshPreviewInputs
+    from validibot_pipelines.validators.mesh.samples import make_part
+    from validibot_pipelines.validators.mesh.worker.preview import preview_part
+
+    open_stl = make_part("open_box", tmp_path / "parts", ".stl")
+    preview = preview_part(open_stl, "open.stl", tmp_path / "preview", MeshPreviewInputs(), **QUIET)
+    assert [code for code, _ in preview.warnings] == ["MESH_OPEN_SURFACE"]
+    failure = _fails(open_stl, "open.stl", tmp_path)
+    assert failure.code == "MESH_OPEN_SURFACE" and not (failure.outputs or {}).get("attempts")
+    assert failure.text.startswith("open.stl: the STL surface is not closed (") and "watertight" in failure.text
+    rim = int(failure.text.split("(")[1].split()[0].replace(",", ""))
+    assert rim >= 8  # the top's four sides, each split in two and then into triangle edges
+    closed = make_part("box", tmp_path / "parts", ".stl")
+    assert mesh_part(closed, "box.stl", tmp_path / "closed", TWO, **QUIET).outputs.total_elements > 0
+
+
 def test_a_sheet_is_still_no_solid_after_healing(cad_parts, tmp_path):  # noqa: ANN001
     failure = _fails(cad_parts["surface_only"], "sheet.step", tmp_path)
     assert failure.code == "MESH_NO_SOLIDS"

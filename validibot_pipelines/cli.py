@@ -87,9 +87,6 @@ def _validate(args: argparse.Namespace) -> int:
     # Several models: one worker process for all their launches (probe round, simulation round…), started now
     # so that it is up by the time intake is done (runtime/session.py).
     session = WorkerSession.start(warm=_validator_names(models)) if len(models) > 1 else None
-    from validibot_pipelines.assertions.cel import warm_up
-
-    warm_up()  # the CEL parser builds while intake runs and the worker works
     worst, backend = 0, LocalProcessLauncher(session=session)
     try:
         for start in range(0, len(models), CLI_BATCH):  # each chunk: one worker launch per step, not per model

@@ -71,7 +71,13 @@ class Gatherer:
 
 def launch_batch(backend: Any, input_uris: list[str], *, run_ids: list[str], timeout_seconds: float,
                  context: Any = None) -> list[LaunchRecord]:
-    """One launch for ``input_uris`` when the backend can batch (every built-in one can), else one each."""
+    """One launch for ``input_uris`` when the backend can batch (every built-in one can), else one each.
+
+    The CEL parser starts building here (``warm_up``), while the control plane waits for the worker: not
+    earlier, where its 0.3 s of CPU would hold the GIL against the intake threads of ``validibot validate``."""
+    from validibot_pipelines.assertions.cel import warm_up
+
+    warm_up()
     if len(input_uris) > 1 and hasattr(backend, "launch_batch"):
         batch_id = f"{run_ids[0]}-x{len(input_uris)}-{uuid.uuid4().hex[:8]}"
         return backend.launch_batch(input_uris, batch_id=batch_id, timeout_seconds=timeout_seconds,

@@ -60,7 +60,8 @@ def inspect(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
     load_part(gmsh, Path(request["part"]))
     surfaces = len(gmsh.model.getEntities(2))
     return {"volumes": [tag for _, tag in gmsh.model.getEntities(3)], "surfaces": surfaces,
-            "bbox": bounding_box(gmsh) if gmsh.model.getEntities() else None}  # Gmsh raises on an empty bbox
+            "bbox": bounding_box(gmsh) if gmsh.model.getEntities() else None,  # Gmsh raises on an empty bbox
+            "open_edges": geometry.open_edges}
 
 
 def preview(gmsh: Any, request: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +140,7 @@ def mesh(gmsh: Any, request: dict[str, Any], folder: Path) -> dict[str, Any]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
     found["imports"] = geometry.imports
+    found["open_edges"] = geometry.open_edges
     found["pid"] = os.getpid()
     (folder / INSPECT).write_text(json.dumps(found))
     if not found["volumes"]:

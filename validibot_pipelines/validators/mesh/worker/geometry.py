@@ -17,6 +17,8 @@ STL_FEATURE_ANGLE_DEGREES = 40.0
 #: How many times this process has imported a part. Forked candidates inherit the count of the process that
 #: imported the part for them, so a candidate reporting more than that imported it again.
 imports = 0
+#: Edges of the last imported STL's triangles that bound only one triangle (0: watertight, or not an STL).
+open_edges = 0
 
 
 @contextlib.contextmanager
@@ -49,18 +51,37 @@ def load_part(gmsh: Any, path: Path) -> str:
         gmsh.model.occ.synchronize()
         return "occ"
     if suffix == ".stl":
+        global open_edges
         gmsh.merge(str(path))
+        open_edges = _open_edges(gmsh)
         # Rebuild CAD-like patches from the triangles so the surface can be remeshed and closed into a volume.
         angle = math.radians(STL_FEATURE_ANGLE_DEGREES)
         gmsh.model.mesh.classifySurfaces(angle, True, True, math.pi)
         gmsh.model.mesh.createGeometry()
         surfaces = [tag for _, tag in gmsh.model.getEntities(2)]
-        if surfaces:
+        if surfaces and not open_edges:  # an open surface encloses nothing: no volume (MESH_OPEN_SURFACE)
             loop = gmsh.model.geo.addSurfaceLoop(surfaces)
             gmsh.model.geo.addVolume([loop])
         gmsh.model.geo.synchronize()
         return "geo"
     raise ValueError(f"{path.name}: unsupported CAD format {suffix!r}; use .step, .stp or .stl")
+
+
+def _open_edges(gmsh: Any) -> int:
+    """How many edges of the imported triangles bound only one triangle: 0 for a watertight STL surface, the
+    length of its holes' rims otherwise (a terrain patch, a vessel cut open for extrusion)."""
+    import numpy as np
+
+    edges = []
+    for kind, _tags, nodes in zip(*gmsh.model.mesh.getElements(2), strict=True):
+        per = gmsh.model.mesh.getElementProperties(kind)[3]
+        triangles = np.asarray(nodes).reshape(-1, per)[:, :3]
+        edges.append(np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]),
+                             axis=1))
+    if not edges:
+        return 0
+    _, uses = np.unique(np.concatenate(edges), axis=0, return_counts=True)
+    return int((uses == 1).sum())
 
 
 def close_shell(gmsh: Any) -> bool:

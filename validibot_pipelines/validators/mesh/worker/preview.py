@@ -36,6 +36,7 @@ from validibot_pipelines.validators.mesh.worker.calls import (
     limits,
     set_limits,
 )
+from validibot_pipelines.validators.mesh.worker.reasons import OPEN_SURFACE, open_edges, open_surface_text
 from validibot_pipelines.validators.mesh.worker.surface import INSPECT
 
 
@@ -119,7 +120,9 @@ def preview_part(part: Path, name: str, workdir: Path, inputs: MeshPreviewInputs
                           "export the part's bodies, not just its assembly structure or sketches")
     attempts = _attempts(name, answer, inputs)
     warnings = []
-    if not volumes:
+    if not volumes and (holes := open_edges(data)):
+        warnings.append((OPEN_SURFACE, open_surface_text(name, holes)))
+    elif not volumes:
         warnings.append(("MESH_NO_SOLIDS", f"{name}: the part has {surfaces} surface(s) but no solid; a volume "
                          "mesh needs a closed solid — export solids (not a surface model) from the CAD tool"))
     meshed = answer.ok and data.get("algorithm") is not None and target.is_file()

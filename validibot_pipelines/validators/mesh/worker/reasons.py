@@ -10,6 +10,9 @@ failed volume are classified (plain Python, no Gmsh: the trusted worker does it 
 * ``MESH_EMPTY_VOLUME`` — every candidate ran and produced no tetrahedra (an open or inside-out shell);
 * ``MESH_STRATEGIES_FAILED`` — anything else, with Gmsh's words.
 
+Before any search, an STL surface with holes is ``MESH_OPEN_SURFACE`` (:func:`open_surface_text`): it encloses
+no volume, so no strategy is tried.
+
 Geometry reasons win over limits (a candidate that timed out on a self-intersecting volume would not have
 succeeded with more time), and limits over an empty result.
 """
@@ -17,6 +20,7 @@ succeeded with more time), and limits over an empty result.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from validibot_pipelines.validators.mesh.envelopes import StrategyAttempt
 
@@ -25,6 +29,7 @@ OVERLAPPING = "MESH_OVERLAPPING_FACETS"
 LIMIT = "MESH_NO_STRATEGY_SUCCEEDED"
 EMPTY = "MESH_EMPTY_VOLUME"
 OTHER = "MESH_STRATEGIES_FAILED"
+OPEN_SURFACE = "MESH_OPEN_SURFACE"
 #: Reasons that are the geometry's, which OpenCASCADE's shape healing may repair.
 GEOMETRY = (SELF_INTERSECTING, OVERLAPPING)
 _PRIORITY = (SELF_INTERSECTING, OVERLAPPING, LIMIT, EMPTY, OTHER)
@@ -97,3 +102,16 @@ def overall(reasons: dict[int, Reason]) -> Reason:
     """The code a failed part ends with: the most telling reason among its failed volumes."""
     codes = {r.code for r in reasons.values()}
     return next(_WORDS[c] for c in _PRIORITY if c in codes)
+
+
+def open_edges(facts: dict[str, Any]) -> int:
+    """The child's count of STL edges bounding one triangle, if it is a well-formed one (the facts are the
+    sandboxed child's: untrusted), else 0."""
+    value = facts.get("open_edges")
+    return value if type(value) is int and 0 < value < 1 << 40 else 0
+
+
+def open_surface_text(name: str, edges: int) -> str:
+    return (f"{name}: the STL surface is not closed ({edges:,} triangle edge(s) border a hole), so it encloses no "
+            "volume to mesh; close the holes (make the surface watertight) in the CAD or mesh tool and export it "
+            "again")

@@ -57,7 +57,14 @@ from validibot_pipelines.validators.mesh.worker.child import INSPECT, MERGE, MER
 from validibot_pipelines.validators.mesh.worker.healing import CAD_SUFFIXES, geometry_reason, heal
 from validibot_pipelines.validators.mesh.worker.preview import unreadable
 from validibot_pipelines.validators.mesh.worker.quality import EXTRA_KEYS, judge, rank, score
-from validibot_pipelines.validators.mesh.worker.reasons import classify, failure_text, overall
+from validibot_pipelines.validators.mesh.worker.reasons import (
+    OPEN_SURFACE,
+    classify,
+    failure_text,
+    open_edges,
+    open_surface_text,
+    overall,
+)
 
 #: How long the part's child may run in all when the caller names no budget (the envelope's default timeout):
 #: the backstop behind the per-candidate timeouts the child enforces itself.
@@ -248,6 +255,8 @@ def _search(part: Path, name: str, stem: str, workdir: Path, inputs: MeshInputs,
                   timeout_seconds or DEFAULT_TIMEOUT_SECONDS)
     found = _facts(name, answer, inputs)
     volumes: list[int] = found["volumes"]
+    if not volumes and (holes := open_edges(found)):
+        raise MeshFailure(OPEN_SURFACE, open_surface_text(name, holes))
     if not volumes:
         raise MeshFailure("MESH_NO_SOLIDS", f"{name}: the part has no solid to fill with a volume mesh "
                           f"({found['surfaces']} surface(s)); export closed solids from the CAD tool")
