@@ -225,3 +225,40 @@ def test_idf_with_many_objects_on_one_line_normalises_in_linear_time():
     assert elapsed < 10, f"{elapsed:.1f} s"
     assert [o.fields for o in parse_idf(normalised) if o.key == "timestep"] == [["6"]]
     assert "Building,B;" in normalised and normalised.startswith("Version,25.2;")
+
+
+def test_side_files_named_as_paths_or_sitting_beside_the_model_as_links_fifos_or_folders_say_which(
+        sample_fmus, tmp_path):  # noqa: ANN001
+    """A spec's weather, reference CSV or schema named with a path, or found beside the model as a symlink,
+    FIFO or folder: refused at intake naming that (never followed, never opened — a FIFO would block), through
+    ``validibot validate`` of the whole folder in one call."""
+    import os
+
+    work = tmp_path / "models"
+    work.mkdir()
+    outside = tmp_path / "secret.epw"
+    outside.write_text("LOCATION,Nowhere\n")
+    (work / "link.epw").symlink_to(outside)
+    os.mkfifo(work / "pipe.epw")
+    (work / "folder.epw").mkdir()
+    box = sample_idf("one_zone_box").read_text()
+    cases = {"link.epw": "is a symbolic link", "pipe.epw": "is not a regular file", "folder.epw": "is not a regular",
+             "../secret.epw": "is not a plain file name", "/etc/passwd": "is not a plain file name"}
+    for number, weather in enumerate(cases):
+        model = work / f"m{number}.idf"
+        model.write_text(box)
+        model.with_name(model.name + ".validation.yaml").write_text(f"weather: {json.dumps(weather)}\n")
+    lag = work / "lag.fmu"
+    lag.write_bytes(sample_fmus["first_order_lag"].read_bytes())
+    lag.with_name("lag.fmu.validation.yaml").write_text("reference: {file: ref.csv}\n")
+    (work / "ref.csv").symlink_to(outside)
+    proc = _validibot("validate", str(work), "--json", cwd=tmp_path)  # a blocked open would hit its timeout
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    outs = {out["outputs"]["file_name"]: out for out in map(json.loads, proc.stdout.splitlines())}
+    for number, (weather, needle) in enumerate(cases.items()):
+        out = outs[f"m{number}.idf"]
+        assert out["status"] == "failed_validation"
+        (message,) = [m for m in out["messages"] if m["code"] == "WEATHER_NOT_FOUND"]
+        _assert_clear(message["text"], f"m{number}.idf: weather file '{weather}' {needle}")
+    (message,) = [m for m in outs["lag.fmu"]["messages"] if m["code"] == "REFERENCE_NOT_FOUND"]
+    _assert_clear(message["text"], "lag.fmu: reference result 'ref.csv' is a symbolic link", "copy the file itself")

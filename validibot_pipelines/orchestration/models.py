@@ -231,6 +231,19 @@ def attach_upload(record: ModelRecord, store_uri: str, name: str, mime: str, rol
     return True
 
 
+def upload_problem(record: ModelRecord, name: str) -> str | None:
+    """Why :func:`attach_upload` found no file ``name`` although the spec names one, when the reason is not
+    simply "nothing there": the name is not a plain file name, or what lies beside the model is a link, folder,
+    FIFO… (never opened). The end of a sentence that starts with the file's name; ``None`` when it is just
+    missing."""
+    try:
+        check_leaf_name(name)
+    except ValueError:
+        return ("is not a plain file name (a side file is named by its bare name, without folders, '/' or "
+                "'..'); upload it beside the model and give only its name")
+    return _not_a_regular_file(record.source_uri.rsplit("/", 1)[0] + "/" + name)
+
+
 def save_record(record: ModelRecord, store_uri: str) -> None:
     uri = model_manifest_uri(store_uri, record.partition_key)
     get_store(uri).write_bytes(uri, record.model_dump_json(indent=2).encode(), "application/json")

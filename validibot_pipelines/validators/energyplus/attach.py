@@ -7,7 +7,7 @@ shipped files without running EnergyPlus).
 from __future__ import annotations
 
 from validibot_pipelines.envelopes import Severity, Status, ValidationMessage
-from validibot_pipelines.orchestration.models import SPEC_SUFFIX, ModelRecord, attach_upload
+from validibot_pipelines.orchestration.models import SPEC_SUFFIX, ModelRecord, attach_upload, upload_problem
 from validibot_pipelines.validators.energyplus.envelopes import MIME_EPW
 from validibot_pipelines.validators.energyplus.intake import EnergyPlusLimits
 from validibot_pipelines.validators.energyplus.modelfiles import attach_model_files
@@ -40,5 +40,6 @@ def _attach_weather(record: ModelRecord, store_uri: str) -> None:
         record.status = Status.FAILED_VALIDATION
         record.findings.append(ValidationMessage(
             severity=Severity.ERROR, code="WEATHER_NOT_FOUND", location="validation spec",
-            text=f"{record.file_name}: weather file '{wanted}' is neither shipped with EnergyPlus nor uploaded next "
-                 f"to the model; upload it to the landing zone or use one of: {shipped}"))
+            text=f"{record.file_name}: weather file '{wanted}' " + (upload_problem(record, wanted) or (
+                 "is neither shipped with EnergyPlus nor uploaded next to the model; upload it to the landing zone "
+                 f"or use one of: {shipped}"))))

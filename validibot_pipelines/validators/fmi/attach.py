@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from validibot_pipelines.envelopes import Severity, Status, ValidationMessage
-from validibot_pipelines.orchestration.models import MIME_CSV, ModelRecord, attach_upload
+from validibot_pipelines.orchestration.models import MIME_CSV, ModelRecord, attach_upload, upload_problem
 
 
 def attach_input_timeseries(record: ModelRecord, store_uri: str) -> None:
@@ -13,8 +13,9 @@ def attach_input_timeseries(record: ModelRecord, store_uri: str) -> None:
         record.status = Status.FAILED_VALIDATION
         record.findings.append(ValidationMessage(
             severity=Severity.ERROR, code="INPUT_TIMESERIES_NOT_FOUND", location="validation spec",
-            text=f"{record.file_name}: input time series '{wanted}' was not uploaded next to the model; upload the "
-                 "CSV (header: time,<input names>) to the landing zone beside it or drop `input_timeseries:`"))
+            text=f"{record.file_name}: input time series '{wanted}' " + (upload_problem(record, wanted) or (
+                 "was not uploaded next to the model; upload the CSV (header: time,<input names>) to the landing "
+                 "zone beside it or drop `input_timeseries:`"))))
 
 
 def attach_reference(record: ModelRecord, store_uri: str) -> None:
@@ -24,9 +25,10 @@ def attach_reference(record: ModelRecord, store_uri: str) -> None:
         record.status = Status.FAILED_VALIDATION
         record.findings.append(ValidationMessage(
             severity=Severity.ERROR, code="REFERENCE_NOT_FOUND", location="validation spec",
-            text=f"{record.file_name}: reference result '{reference.file}' was not uploaded next to the model; "
-                 "upload the CSV (header: time,<output names>, the FMI Cross-Check format) to the landing zone "
-                 "beside it or drop `reference:`"))
+            text=f"{record.file_name}: reference result '{reference.file}' " + (
+                 upload_problem(record, reference.file) or (
+                     "was not uploaded next to the model; upload the CSV (header: time,<output names>, the FMI "
+                     "Cross-Check format) to the landing zone beside it or drop `reference:`"))))
 
 
 def attach(record: ModelRecord, store_uri: str, _limits: object = None) -> None:

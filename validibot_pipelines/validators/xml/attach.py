@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from validibot_pipelines.envelopes import Severity, Status, ValidationMessage
-from validibot_pipelines.orchestration.models import SPEC_SUFFIX, ModelRecord, attach_upload
+from validibot_pipelines.orchestration.models import SPEC_SUFFIX, ModelRecord, attach_upload, upload_problem
 from validibot_pipelines.storage import get_store
 from validibot_pipelines.validators.xml.envelopes import BUILTIN_SCHEMAS
 from validibot_pipelines.validators.xml.intake import DEFAULT_XML_LIMITS, XmlLimits, check_schema_file
@@ -33,9 +33,11 @@ def attach(record: ModelRecord, store_uri: str, limits: XmlLimits = DEFAULT_XML_
         return
     for name in [main, *spec.xsd_includes]:
         if not attach_upload(record, store_uri, name, MIME_XSD, SCHEMA_ROLE):
-            _refuse(record, "XML_SCHEMA_MISSING", f"{record.file_name}: the schema '{name}' was not uploaded next to "
-                    f"the model; upload it to the landing zone beside {record.file_name}, or name an uploaded schema "
-                    f"or a built-in one ({', '.join(BUILTIN_SCHEMAS)}) with `xsd:` in {record.file_name}{SPEC_SUFFIX}")
+            _refuse(record, "XML_SCHEMA_MISSING", f"{record.file_name}: the schema '{name}' " + (
+                upload_problem(record, name) or (
+                    f"was not uploaded next to the model; upload it to the landing zone beside {record.file_name}, "
+                    f"or name an uploaded schema or a built-in one ({', '.join(BUILTIN_SCHEMAS)}) with `xsd:` in "
+                    f"{record.file_name}{SPEC_SUFFIX}")))
             return
     for item in record.resources:
         if item.role == SCHEMA_ROLE:
