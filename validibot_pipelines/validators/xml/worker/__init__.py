@@ -8,5 +8,5 @@ every worker image, and lxml is loaded only by the child, inside the sandbox.
 RUNNERS: dict[str, str] = {"xml": "validibot_pipelines.validators.xml.worker.validate:run"}
 #: Validator type -> the Modal function that runs it.
 MODAL_FUNCTIONS: dict[str, str] = {"xml": "run_xml_validation"}
-#: The modules its runners fork in a warm sandbox (``run_python``): a worker session imports them ahead.
-SANDBOXED = ("validibot_pipelines.validators.xml.worker.child",)
+#: No warm-sandbox module: the lxml child runs as a cold sandboxed process (``run_untrusted``).
+SANDBOXED: tuple[str, ...] = ()
