@@ -366,3 +366,46 @@ def test_common_case_shares_one_evaluator_process(forks: list[int]) -> None:
     assert all(r.passed for r in results)
     assert len(forks) == 1
     assert_reaped(forks)
+
+# --- a batch's models share one evaluator (orchestration/batching.py) ---------------------------
+
+
+def _models_through_a_batch(models: list[tuple[list[str], dict[str, Any]]],
+                            timeout_s: float = 2.0) -> list[list[AssertionResult]]:
+    """Each model's assertions evaluated from its own thread of a batch (``together``), as the CLI and a
+    grouped Dagster step do; the backend is never asked to launch."""
+    from validibot_pipelines.orchestration.batching import together
+
+    def work(model: tuple[list[str], dict[str, Any]], _backend: Any) -> list[AssertionResult]:
+        exprs, outputs = model
+        return evaluate_assertions([Assertion(name=f"a{i}", expr=e) for i, e in enumerate(exprs)],
+                                   inputs=INPUTS, outputs=outputs, probe=PROBE, timeout_s=timeout_s)
+
+    return together(models, work, backend=None)
+
+
+def test_a_batch_of_models_is_evaluated_in_one_child_with_each_models_own_results(forks: list[int]) -> None:
+    models = [(["o.y > 5", "o.y < 6", "o.label == 'steady'"], {"y": 5.5, "label": "steady"}),
+              (["o.y > 5", "o.y < 6", "o.label == 'steady'"], {"y": 6.5, "label": "gusty"}),
+              (["o.nope > 1"], {"y": 1.0})]
+    batched = _models_through_a_batch(models)
+    assert len(forks) == 1  # three models, one evaluating child
+    alone = [evaluate_assertions([Assertion(name=f"a{i}", expr=e) for i, e in enumerate(exprs)], inputs=INPUTS,
+                                 outputs=outputs, probe=PROBE) for exprs, outputs in models]
+    assert len(forks) == 4  # and one each when evaluated alone
+    assert [[r.model_dump() for r in rs] for rs in batched] == [[r.model_dump() for r in rs] for rs in alone]
+    assert [r.passed for r in batched[0]] == [True, True, True]
+    assert [r.passed for r in batched[1]] == [True, False, False]
+    assert "o has no field 'nope'; available: y" in (batched[2][0].error or "")
+    assert_reaped(forks)
+
+
+def test_a_runaway_assertion_in_a_batch_fails_alone(forks: list[int]) -> None:
+    """One model's runaway expression times out; the other models' assertions (after it in the same child)
+    are evaluated in a fresh child and pass."""
+    batched = _models_through_a_batch([(["o.y > 1"], {"y": 2}), ([RUNAWAY], {"y": 2}), (["o.y < 10"], {"y": 2})],
+                                      timeout_s=0.3)
+    assert [[r.passed for r in rs] for rs in batched] == [[True], [False], [True]]
+    assert "timed out after 0.3 s" in (batched[1][0].error or "")
+    assert len(forks) == 2
+    assert_reaped(forks)

@@ -138,6 +138,40 @@ def test_a_warmed_session_starts_its_sandboxes_ahead_and_keeps_them_for_every_ro
     assert [out.outputs["output_values"] for out, _ in sims] == [out.outputs["output_values"] for out, _ in fresh]
 
 
+def rss_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_a_session_started_bare_is_told_later_which_validators_to_warm(tmp_path: Path) -> None:
+    """``validibot validate`` starts its session before it knows the validators (``warm=("-",)``: sandboxes
+    with nothing imported), then names them (``warm_up``): the same sandboxes import fmpy and numpy (their
+    memory grows by tens of MB) and then serve both rounds."""
+    from validibot_pipelines.runtime.batch import lanes
+
+    store = (tmp_path / "store").as_uri()
+    records = registered(tmp_path / "models", store, ["b1", "b2"])
+    session = WorkerSession.start(warm=("-",))
+    try:
+        worker = session._proc.pid
+        deadline = time.monotonic() + 60
+        while len(bare := sandbox_parents(worker)) < lanes(1 << 16) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(bare) == lanes(1 << 16), bare
+        time.sleep(0.5)  # a bare parent has nothing more to import; its size is settled
+        before = {pid: rss_bytes(pid) for pid in bare}
+        session.warm_up(("fmi",))
+        while time.monotonic() < deadline and not all(rss_bytes(p) > before[p] + (15 << 20) for p in bare):
+            time.sleep(0.05)
+        grown = {pid: rss_bytes(pid) - before[pid] for pid in bare}
+        assert all(size > 15 << 20 for size in grown.values()), grown  # fmpy, numpy, lxml imported there
+        probes, sims = rounds(records, store, LocalProcessLauncher(session=session), "bare")
+        assert sandbox_parents(worker) == bare  # the warmed sandboxes served the rounds
+    finally:
+        session.close()
+    assert [out.status.value for out, _ in sims] == ["success"] * 2
+    assert {rec.launch_id for _, rec in probes + sims} == {f"pid:{worker}"}
+
+
 def test_a_model_that_kills_its_sandbox_fails_alone_and_the_session_serves_the_next_round(tmp_path: Path) -> None:
     store = (tmp_path / "store").as_uri()
     records = registered(tmp_path / "models", store, ["k1", "k2"], hostile=("kill_parent",))

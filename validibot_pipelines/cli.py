@@ -12,13 +12,15 @@ import argparse
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from validibot_pipelines.envelopes import OutputEnvelope, Status
+if TYPE_CHECKING:  # imported where used: ``validate`` starts its worker before this process imports them
+    from validibot_pipelines.envelopes import OutputEnvelope
 
 #: Models validated together (one worker launch per step for all of them); larger inputs go in chunks.
 CLI_BATCH = 200
-EXIT_CODES = {Status.SUCCESS: 0, Status.FAILED_VALIDATION: 1, Status.FAILED_RUNTIME: 2, Status.CANCELLED: 2}
+#: Exit code per output status (``Status`` values).
+EXIT_CODES = {"success": 0, "failed_validation": 1, "failed_runtime": 2, "cancelled": 2}
 
 
 def human_summary(out: OutputEnvelope) -> str:
@@ -71,6 +73,25 @@ def _validate(args: argparse.Namespace) -> int:
     """Each model given (files, or folders walked) in turn; exit code = the worst status; ``--json``: one output
     envelope per line. Without ``--spec`` a model's sidecar ``<model>.validation.yaml`` applies, as in the
     landing zone; ``--spec`` applies to every model given."""
+    from validibot_pipelines.resources.backends.worker_session import WorkerSession
+
+    # Several models (or a folder): one worker process for all their launches (probe round, simulation
+    # round…), started first thing with its sandboxes bare, so that they start while this process still
+    # imports the validators and checks the files; told which validators to warm once that is known
+    # (runtime/session.py).
+    several = len(args.models) > 1 or any(Path(p).is_dir() for p in args.models)
+    session = WorkerSession.start(warm=("-",)) if several else None
+    try:
+        from validibot_pipelines.resources.backends.local_process import LocalProcessLauncher
+
+        return _validate_all(args, session, LocalProcessLauncher(session=session))
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _validate_all(args: argparse.Namespace, session: Any, backend: Any) -> int:
+    from validibot_pipelines.orchestration.batching import together
     from validibot_pipelines.orchestration.models import SPEC_SUFFIX
 
     models, problems = models_in(args.models)
@@ -81,24 +102,16 @@ def _validate(args: argparse.Namespace) -> int:
     if args.spec and not Path(args.spec).is_file():
         print(f"validibot: {args.spec}: no such spec file; pass a YAML spec or drop --spec", file=sys.stderr)
         return 2
-    from validibot_pipelines.orchestration.batching import together
-    from validibot_pipelines.resources.backends.local_process import LocalProcessLauncher, WorkerSession
-
-    # Several models: one worker process for all their launches (probe round, simulation round…), started now
-    # so that it is up by the time intake is done (runtime/session.py).
-    session = WorkerSession.start(warm=_validator_names(models)) if len(models) > 1 else None
-    worst, backend = 0, LocalProcessLauncher(session=session)
-    try:
-        for start in range(0, len(models), CLI_BATCH):  # each chunk: one worker launch per step, not per model
-            chunk = [(m, Path(args.spec) if args.spec else _sidecar(m.with_name(m.name + SPEC_SUFFIX)))
-                     for m in models[start:start + CLI_BATCH]]
-            for code, out in together(chunk, lambda item, batch: _validate_one(*item, args, batch), backend):
-                worst = max(worst, code)
-                if out is not None:
-                    print(out.model_dump_json() if args.json else human_summary(out), flush=True)
-    finally:
-        if session is not None:
-            session.close()
+    if session is not None:
+        session.warm_up(_validator_names(models))
+    worst = 0
+    for start in range(0, len(models), CLI_BATCH):  # each chunk: one worker launch per step, not per model
+        chunk = [(m, Path(args.spec) if args.spec else _sidecar(m.with_name(m.name + SPEC_SUFFIX)))
+                 for m in models[start:start + CLI_BATCH]]
+        for code, out in together(chunk, lambda item, batch: _validate_one(*item, args, batch), backend):
+            worst = max(worst, code)
+            if out is not None:
+                print(out.model_dump_json() if args.json else human_summary(out), flush=True)
     return worst
 
 
@@ -131,13 +144,13 @@ def _validate_one(model: Path, spec: Path | None, args: argparse.Namespace,
         return 2, None
     except Exception as exc:  # noqa: BLE001 - the system's fault (store unreachable, no permission): no traceback
         out = _runtime_failure(model, exc, args.store or default_store_uri())
-    return EXIT_CODES[out.status], out
+    return EXIT_CODES[out.status.value], out
 
 
 def _runtime_failure(model: Path, exc: Exception, store_uri: str) -> OutputEnvelope:
     """The control plane itself failed (not the model): a failed_runtime envelope that says what to check."""
     from validibot_pipelines import __version__
-    from validibot_pipelines.envelopes import ValidatorRef
+    from validibot_pipelines.envelopes import OutputEnvelope, Status, ValidatorRef
 
     out = OutputEnvelope(run_id=f"cli-{uuid.uuid4().hex[:8]}", status=Status.FAILED_RUNTIME,
                          validator=ValidatorRef(id="validibot-cli", type="cli", version=__version__))
@@ -247,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--grace", type=float, default=300, help="seconds past a container's timeout (default 300)")
     c.add_argument("--all", action="store_true", help="remove every managed container, whatever its age")
     c.set_defaults(func=_docker_cleanup)
+    from validibot_pipelines.operations.cli import add_migrate_parser
     from validibot_pipelines.operations.cli import add_parser as add_backfill_parser
-    from validibot_pipelines.operations.migrate import add_parser as add_migrate_parser
     from validibot_pipelines.operations.retention_cli import add_parser as add_prune_parser
 
     add_backfill_parser(sub)

@@ -1,4 +1,5 @@
-"""``validibot backfill``: submit a real Dagster backfill of one validator's assets to the instance.
+"""``validibot backfill``: submit a real Dagster backfill of one validator's assets to the instance (and the parser of
+``validibot migrate``, whose code loads only when it runs).
 
 The instance is ``$DAGSTER_HOME`` (the same one ``dagster dev`` / the daemon use); the daemon launches the
 runs, each covering up to the backfill policy's batch size of models.
@@ -57,3 +58,16 @@ def run(args: argparse.Namespace) -> int:
             return 2
     print(f"submitted backfill {backfill_id}; the Dagster daemon (dagster dev or dagster-daemon) launches its runs")
     return 0
+
+
+def add_migrate_parser(sub: argparse._SubParsersAction) -> None:
+    """``validibot migrate``; its code is imported only when it runs (every command builds this parser)."""
+    m = sub.add_parser("migrate", help="one-off: re-key models an older validibot partitioned by checksum "
+                                       "into partitions by name ($DAGSTER_HOME)")
+    m.set_defaults(func=_migrate)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from validibot_pipelines.operations.migrate import run
+
+    return run(args)

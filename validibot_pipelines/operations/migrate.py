@@ -95,13 +95,8 @@ def migrate(instance: DagsterInstance, store_uri: str, landing_uri: str) -> Migr
     return done
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    m = sub.add_parser("migrate", help="one-off: re-key models an older validibot partitioned by checksum "
-                                       "into partitions by name ($DAGSTER_HOME)")
-    m.set_defaults(func=run)
-
-
 def run(_args: argparse.Namespace) -> int:
+    """``validibot migrate`` (its parser: ``operations/cli.py``)."""
     from dagster import DagsterInstance
 
     from validibot_pipelines.resources.settings import ValidibotSettings

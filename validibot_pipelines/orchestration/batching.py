@@ -8,6 +8,10 @@ launching (replayed, rejected in the control plane, blocked), and then all waiti
 backend's ``launch_batch`` in one go. A model whose flow launches twice (the CLI: probe, then simulation) joins
 the next round, so a batch of 40 FMUs is two worker launches, not 80. Everything else about a model — its
 bundle, output envelope, replay index, metadata and checks — stays exactly what a single launch gives it.
+
+The models' CEL assertions gather the same way (:meth:`Gatherer.evaluate`, through
+:func:`~validibot_pipelines.assertions.cel.gathered`): a round's waiting models have theirs evaluated in one
+forked child (``cel.evaluate_together``), not one fork of the control plane each.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Gatherer:
         self.launches = 0  # worker launches made (rounds), for the step's log
         self._active = participants
         self._waiting: list[dict[str, Any]] = []
+        self._evaluating: list[dict[str, Any]] = []
         self._cond = threading.Condition()
 
     def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
@@ -46,6 +51,18 @@ class Gatherer:
             raise slot["record"]
         return slot["record"]
 
+    def evaluate(self, jobs: list[Any]) -> dict[int, dict[str, Any]]:
+        """A model's prepared CEL assertions (``cel._Job``), evaluated with the round's others in one child."""
+        slot: dict[str, Any] = {"jobs": jobs}
+        with self._cond:
+            self._evaluating.append(slot)
+            self._flush_if_complete()
+            while "outcomes" not in slot:
+                self._cond.wait()
+        if isinstance(slot["outcomes"], BaseException):
+            raise slot["outcomes"]
+        return slot["outcomes"]
+
     def done(self) -> None:
         """A participant finished (whatever it did): it will not launch again in this batch."""
         with self._cond:
@@ -53,8 +70,13 @@ class Gatherer:
             self._flush_if_complete()
 
     def _flush_if_complete(self) -> None:
-        """With the lock held: when every active participant waits, launch the round (in this thread)."""
-        if not self._waiting or len(self._waiting) < self._active:
+        """With the lock held: when every active participant waits, evaluate the waiting assertions and launch
+        the round (in this thread)."""
+        if not (self._waiting or self._evaluating) or len(self._waiting) + len(self._evaluating) < self._active:
+            return
+        if self._evaluating:
+            self._evaluate_round()
+        if not self._waiting:
             return
         round_, self._waiting = self._waiting, []
         self.launches += 1
@@ -66,6 +88,19 @@ class Gatherer:
             records = [exc] * len(round_)
         for slot, record in zip(round_, records, strict=True):
             slot["record"] = record
+        self._cond.notify_all()
+
+
+    def _evaluate_round(self) -> None:
+        from validibot_pipelines.assertions.cel import evaluate_together
+
+        evaluating, self._evaluating = self._evaluating, []
+        try:
+            results: list[Any] = evaluate_together([slot["jobs"] for slot in evaluating])
+        except BaseException as exc:  # noqa: BLE001 - every waiting model gets the failure, none hangs
+            results = [exc] * len(evaluating)
+        for slot, outcomes in zip(evaluating, results, strict=True):
+            slot["outcomes"] = outcomes
         self._cond.notify_all()
 
 
@@ -96,8 +131,11 @@ def together(items: Sequence[T], work: Callable[[T, Any], R], backend: Any, cont
     gatherer = Gatherer(backend, len(items), context)
 
     def one(item: T) -> R:
+        from validibot_pipelines.assertions.cel import gathered
+
         try:
-            return work(item, gatherer)
+            with gathered(gatherer.evaluate):
+                return work(item, gatherer)
         finally:
             gatherer.done()
 

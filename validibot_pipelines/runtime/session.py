@@ -16,8 +16,11 @@ lines were whose.
 
 ``VALIDIBOT_WORKER_WARM=fmi,mesh`` (validator names) starts the lanes' sandboxes at once, in the background, with
 the sandbox limits of ``VALIDIBOT_SANDBOX_*`` and those validators' sandboxed modules imported
-(``SANDBOXED`` in ``validators/<name>/worker``): ``validibot validate`` starts its session before intake, so
-by the first model the sandboxes are up. A lane whose prestart failed just starts at its first model.
+(``SANDBOXED`` in ``validators/<name>/worker``); ``VALIDIBOT_WORKER_WARM=-`` starts them with nothing imported.
+A request line ``{"warm": ["fmi"]}`` (no answer) does the same later, into the sandboxes already started:
+``validibot validate`` starts its session bare before it even knows which validators its files need (the
+sandboxes' start overlaps the CLI's own imports), then names them, so by the first model the sandboxes are up
+with those modules imported. A lane whose prestart failed just starts at its first model.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ def serve(requests: IO[str] = sys.stdin, replies: IO[str] = sys.stdout) -> int:
     from validibot_pipelines.runtime.sandbox import warm
 
     pool = [warm.Lane() for _ in range(batch.lanes(1 << 16))]
-    _prestart(pool, [name.strip() for name in os.environ.get(ENV_WARM, "").split(",") if name.strip()])
+    names = [name.strip() for name in os.environ.get(ENV_WARM, "").split(",") if name.strip()]
+    if names:
+        _prestart(pool, [name for name in names if name != "-"])
     status = 0
     try:
         for line in requests:
@@ -48,6 +53,9 @@ def serve(requests: IO[str] = sys.stdin, replies: IO[str] = sys.stdout) -> int:
                 continue
             try:
                 request = json.loads(line)
+                if isinstance(request, dict) and isinstance(request.get("warm"), list):
+                    _prestart(pool, [str(name) for name in request["warm"]])
+                    continue
                 manifest, pipes = str(request["manifest"]), dict(request.get("pipes") or {})
                 run_id = str(request.get("run_id") or "-")
             except (ValueError, KeyError, TypeError) as exc:
@@ -70,12 +78,13 @@ def serve(requests: IO[str] = sys.stdin, replies: IO[str] = sys.stdout) -> int:
 
 
 def _prestart(pool: list, names: list[str]) -> None:
-    """Start every lane's sandbox in the background, each with ``names``' sandboxed modules imported."""
+    """Start every lane's sandbox in the background (if it is not running yet), with ``names``' sandboxed
+    modules imported (none: just started)."""
     from validibot_pipelines.settings import sandbox_limits_from_env
     from validibot_pipelines.validators import sandboxed_modules
 
     modules = sandboxed_modules(names)
-    if not modules:
+    if names and not modules:  # validators whose models need nothing warm (XML): nothing to start for them
         return
     limits = sandbox_limits_from_env()
 

@@ -231,13 +231,14 @@ class Lane:
         return self._stderr.read()[-8000:].decode("utf-8", errors="replace")
 
     def prestart(self, limits: SandboxLimits, modules: list[str]) -> None:
-        """Start the warm parent now, for jobs with ``limits``, and have it import ``modules`` (a worker session
-        does this while the control plane still checks the files). Nothing is forked; a job with other limits
-        later starts a new parent as usual. Raises if the sandbox cannot start."""
+        """Start the warm parent now (unless it runs), for jobs with ``limits``, and have it import ``modules``
+        (a worker session does this while the control plane still checks the files). Nothing is forked; a job
+        with other limits later starts a new parent as usual. Raises if the sandbox cannot start."""
         with self._busy:
-            if self._proc is not None and self._proc.poll() is None:
+            if self._proc is None or self._proc.poll() is not None:
+                self._start(limits)
+            if not modules:
                 return
-            self._start(limits)
             assert self._proc is not None and self._proc.stdin is not None
             self._proc.stdin.write((json.dumps({"warm": modules}) + "\n").encode())
             self._proc.stdin.flush()
