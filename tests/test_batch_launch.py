@@ -194,6 +194,13 @@ def test_a_warm_lane_kills_what_a_model_left_running_before_the_next_model(tmp_p
         assert lane.starts == 1  # both models forked from one warm parent
         assert not spaces[0].exists()  # the first model's folder went before the second model's was made
         assert folders[1] == ["child.json", "inputs", "request.json", "result.npy"]
+        assert [p.name for p in lane.root.iterdir()] == [spaces[1].name]  # nothing else in the lane's folder
+        from validibot_pipelines.runtime import trash
+
+        bins = list(trash._bins.values())  # where the first model's folder went (outside the lane's folder)
+        assert bins and not any(b.is_relative_to(lane.root) for b in bins)
+        trash.drain()
+        assert not any(b.exists() for b in bins)  # deleted, bins and all
 
 
 def _sleeps_in(proc: Path, marker: str) -> bool:

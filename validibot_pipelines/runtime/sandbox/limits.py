@@ -135,14 +135,16 @@ class SandboxCgroup:
         """Kill what is left (nothing, normally: the PID namespace died with bwrap) and remove the cgroups."""
         import time
 
-        for _ in range(50):
+        pause = 0.001  # killed processes leave the group within a millisecond or two: poll finely at first
+        for _ in range(60):
             pids = self.pids()
             if not pids:
                 break
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-            time.sleep(0.02)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
         for path in self.paths:
             with contextlib.suppress(OSError):
                 path.rmdir()

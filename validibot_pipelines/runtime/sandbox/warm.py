@@ -171,10 +171,13 @@ class Lane:
         return Workspace(Path(tempfile.mkdtemp(prefix="job-", dir=self.root)), lane=self)
 
     def _empty_root(self) -> None:
+        """The previous run's files leave the lane's folder now (renamed out of it; deleted in the background,
+        ``runtime/trash.py``), so the next model's child never sees them."""
+        from validibot_pipelines.runtime import trash
         from validibot_pipelines.runtime.entrypoint import remove_tree
 
         for entry in os.scandir(self.root):
-            remove_tree(Path(entry.path), lambda _msg: None)
+            trash.discard(Path(entry.path), self.root.parent, lambda path: remove_tree(path, lambda _msg: None))
 
     # --- the warm parent -------------------------------------------------------------------------------------
 
