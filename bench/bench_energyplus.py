@@ -21,6 +21,9 @@ SPEC = ("weather: Chicago\nassertions:\n"
 
 
 def main(repeats: int = 3) -> None:
+    from bytecode import compile_package
+
+    compile_package()  # as a wheel install would (bench/bytecode.py)
     warnings.filterwarnings("ignore")
     from bench_backfill import landing_run_seconds  # same folder (on sys.path when run as a script)
 

@@ -60,6 +60,9 @@ def _pipeline(root: Path, fmus: list[Path], batch_size: int, n: int) -> tuple[fl
 
 
 def main(n: int = 20) -> None:
+    from bytecode import compile_package
+
+    compile_package()  # as a wheel install would (bench/bytecode.py)
     warnings.filterwarnings("ignore")
     logging.disable(logging.CRITICAL)
     from bench_backfill import run_backfill

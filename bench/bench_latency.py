@@ -58,6 +58,9 @@ def _timeline(instance, partition: str, dropped: float) -> None:  # noqa: ANN001
 
 
 def main(drops: int = 5) -> None:
+    from bytecode import compile_package
+
+    compile_package()  # as a wheel install would (bench/bytecode.py)
     from dagster import DagsterInstance
     from fmpy import simulate_fmu
 

@@ -151,6 +151,9 @@ def _batch(parts: dict[str, Path], copies: int, root: Path) -> tuple[float, int,
 
 
 def main(repeats: int = 3, copies: int = 3) -> None:
+    from bytecode import compile_package
+
+    compile_package()  # as a wheel install would (bench/bytecode.py)
     from validibot_pipelines.validators.mesh.envelopes import (
         DEFAULT_STRATEGIES,
         MeshingOptions,

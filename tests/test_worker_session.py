@@ -264,3 +264,21 @@ def test_a_grouped_run_shares_one_worker_across_its_steps_and_ends_it_with_the_r
             launch_ids.add(meta["launch_id"].value)
     assert len(launch_ids) == 1  # probe and simulation steps: one worker process
     assert not alive(int(launch_ids.pop().removeprefix("pid:")))  # the run's teardown stopped it
+
+
+def test_a_warmed_session_imports_its_validators_runners_and_their_preloads_ahead() -> None:
+    """The runner modules of the validators named (and what they list in ``PRELOAD``: fmpy, pyarrow) are
+    imported by the session before its first model, not on the first model's lane; a name that is no
+    validator is skipped."""
+    import subprocess
+
+    from validibot_pipelines.validators import runner_modules
+
+    assert runner_modules(["fmi", "no-such"]) == ["validibot_pipelines.validators.fmi.worker.probe",
+                                                  "validibot_pipelines.validators.fmi.worker.simulate"]
+    code = ("import sys; from validibot_pipelines.runtime.session import _import_runners; "
+            "before = {m for m in ('fmpy', 'pyarrow.parquet') if m in sys.modules}; "
+            "_import_runners(['validibot_pipelines.validators.fmi.worker.simulate']); "
+            "print(sorted(before), sorted(m for m in ('fmpy', 'pyarrow.parquet') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[] ['fmpy', 'pyarrow.parquet']"

@@ -79,10 +79,13 @@ def serve(requests: IO[str] = sys.stdin, replies: IO[str] = sys.stdout) -> int:
 
 def _prestart(pool: list, names: list[str]) -> None:
     """Start every lane's sandbox in the background (if it is not running yet), with ``names``' sandboxed
-    modules imported (none: just started)."""
+    modules imported (none: just started); and import ``names``' runners here, also in the background (the
+    first model of a round would otherwise import fmpy and pyarrow on its lane: ~60 ms)."""
     from validibot_pipelines.settings import sandbox_limits_from_env
-    from validibot_pipelines.validators import sandboxed_modules
+    from validibot_pipelines.validators import runner_modules, sandboxed_modules
 
+    if runners := runner_modules(names):
+        threading.Thread(target=_import_runners, args=(runners,), daemon=True, name="validibot-preload").start()
     modules = sandboxed_modules(names)
     if names and not modules:  # validators whose models need nothing warm (XML): nothing to start for them
         return
@@ -96,3 +99,15 @@ def _prestart(pool: list, names: list[str]) -> None:
 
     for lane in pool:
         threading.Thread(target=start, args=(lane,), daemon=True, name="validibot-prestart").start()
+
+
+def _import_runners(modules: list[str]) -> None:
+    """Import each runner module and what it lists in ``PRELOAD`` (trusted worker code and its libraries)."""
+    import importlib
+
+    for name in modules:
+        try:
+            for preload in getattr(importlib.import_module(name), "PRELOAD", ()):
+                importlib.import_module(preload)
+        except Exception as exc:  # noqa: BLE001 - not fatal: the first model imports it as usual (and says why)
+            print(f"[validibot-session] could not import {name} ahead: {exc}", file=sys.stderr, flush=True)

@@ -77,6 +77,13 @@ def sandboxed_modules(names: list[str]) -> list[str]:
     return [module for name in names if name in REGISTERED for module in getattr(_worker(name), "SANDBOXED", ())]
 
 
+def runner_modules(names: list[str]) -> list[str]:
+    """The modules of validators ``names``' worker runners (a worker session imports them, and what each lists
+    in ``PRELOAD``, before its first model; unknown names are skipped)."""
+    return sorted({target.partition(":")[0] for name in names if name in REGISTERED
+                   for target in _worker(name).RUNNERS.values()})
+
+
 def modal_functions() -> dict[str, str]:
     """Validator type → the Modal function (in the validator's ``modal_app.py``) that runs it."""
     functions: dict[str, str] = {}

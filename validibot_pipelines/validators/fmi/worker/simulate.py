@@ -33,6 +33,10 @@ from validibot_pipelines.validators.fmi.worker.results import (
     write_parquet,
 )
 
+#: What this runner imports on first use (fmpy parses the description here; pyarrow writes the time series): a
+#: worker session imports them ahead (runtime/session.py).
+PRELOAD = ("fmpy", "fmpy.model_description", "pyarrow", "pyarrow.parquet")
+
 
 def _spec_problems(name: str, inputs: FMISimulationInputs, md: Any) -> list[str]:
     known = {v.name: v for v in md.modelVariables}
