@@ -67,7 +67,8 @@ def main(drops: int = 5) -> None:
     from tests.dagster_server import dagster_server
     from validibot_pipelines.validators.fmi.samples.build import build_fmu
 
-    with tempfile.TemporaryDirectory(prefix="validibot-latency-") as tmp:
+    # ignore_cleanup_errors: `dagster dev` child processes may still be writing its history as it stops
+    with tempfile.TemporaryDirectory(prefix="validibot-latency-", ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
         home = root / "dagster_home"
         home.mkdir()
