@@ -121,3 +121,37 @@ def test_validate_a_folder_and_files_worst_exit_code_one_json_line_each(sample_f
     empty.mkdir()
     nothing = _validibot("validate", str(empty), cwd=tmp_path)
     assert nothing.returncode == 2 and "no model files in this folder" in nothing.stderr
+
+
+def test_a_reader_that_leaves_early_gets_a_quiet_exit_2_and_no_worker_is_left(sample_fmus, tmp_path):  # noqa: ANN001
+    """``validibot validate a.fmu b.fmu | head``-style: the output pipe closes before the first envelope; the command
+    stops without a traceback, exits 2 (not everything was reported) and its worker session is gone."""
+    import shutil
+    import time
+
+    for name in ("a", "b"):
+        shutil.copyfile(sample_fmus["first_order_lag"], tmp_path / f"{name}.fmu")
+    proc = subprocess.Popen([sys.executable, "-m", "validibot_pipelines.cli", "validate", str(tmp_path / "a.fmu"),
+                             str(tmp_path / "b.fmu"), "--json"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before anything was written
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _workers_of(tmp_path):
+        time.sleep(0.1)
+    assert not _workers_of(tmp_path)
+
+
+def _workers_of(cwd: Path) -> list[int]:
+    """Worker processes (``python -m validibot_pipelines.runtime``) running in ``cwd``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"validibot_pipelines.runtime\x00" in (proc / "cmdline").read_bytes() + b"\x00" \
+                    and (proc / "cwd").resolve() == cwd.resolve():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found

@@ -282,10 +282,17 @@ def run() -> None:
     validation loaded (pydantic, celpy, lark, numpy) takes ~70 ms of a model author's CI for nothing. Other
     commands (Dagster's, the demo's) exit normally.
     """
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:  # whoever read the output left (`| head`): stop quietly, as `cat` does, not a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os._exit(2)
     if sys.argv[1:2] == ["validate"]:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:  # the reader went away (`| head`): nothing more to say to it
+                pass
         os._exit(code)
     sys.exit(code)
 
