@@ -106,21 +106,27 @@ def sandbox_parents(worker: int) -> set[int]:
     return {pid for pid in pids if descends_from(pid, worker)}
 
 
+def every_lanes_sandbox(worker: int) -> set[int]:
+    """The sandbox parents under ``worker`` once every lane's is up (waiting up to 60 s); asserts they all came."""
+    from validibot_pipelines.runtime.batch import lanes
+
+    deadline = time.monotonic() + 60
+    while len(found := sandbox_parents(worker)) < lanes(1 << 16) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(found) == lanes(1 << 16), found
+    return found
+
+
 def test_a_warmed_session_starts_its_sandboxes_ahead_and_keeps_them_for_every_round(tmp_path: Path) -> None:
     """``warm``: each lane's sandbox is up before the first launch and still the same process after both
     rounds, with the results of fresh workers. (A sandbox started from a thread that later ended used to die
     with it, PR_SET_PDEATHSIG being per thread: every round paid a new one.)"""
-    from validibot_pipelines.runtime.batch import lanes
-
     store = (tmp_path / "store").as_uri()
     records = registered(tmp_path / "models", store, ["w1", "w2", "w3"])
     session = WorkerSession.start(warm=("fmi",))
     try:
         worker = session._proc.pid
-        deadline = time.monotonic() + 60
-        while len(ahead := sandbox_parents(worker)) < lanes(1 << 16) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(ahead) == lanes(1 << 16), ahead  # every lane's sandbox, before any model was sent
+        ahead = every_lanes_sandbox(worker)  # before any model was sent
         backend = LocalProcessLauncher(session=session)
         probes = together(records, lambda r, b: fmi.probe(r, store_uri=store, backend=b, attempt="w"), backend)
         after_probes = sandbox_parents(worker)
@@ -146,17 +152,13 @@ def test_a_session_started_bare_is_told_later_which_validators_to_warm(tmp_path:
     """``validibot validate`` starts its session before it knows the validators (``warm=("-",)``: sandboxes
     with nothing imported), then names them (``warm_up``): the same sandboxes import fmpy and numpy (their
     memory grows by tens of MB) and then serve both rounds."""
-    from validibot_pipelines.runtime.batch import lanes
-
     store = (tmp_path / "store").as_uri()
     records = registered(tmp_path / "models", store, ["b1", "b2"])
     session = WorkerSession.start(warm=("-",))
     try:
         worker = session._proc.pid
+        bare = every_lanes_sandbox(worker)
         deadline = time.monotonic() + 60
-        while len(bare := sandbox_parents(worker)) < lanes(1 << 16) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(bare) == lanes(1 << 16), bare
         time.sleep(0.5)  # a bare parent has nothing more to import; its size is settled
         before = {pid: rss_bytes(pid) for pid in bare}
         session.warm_up(("fmi",))

@@ -41,27 +41,11 @@ class Gatherer:
         self._cond = threading.Condition()
 
     def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
-        slot: dict[str, Any] = {"input_uri": input_uri, "run_id": run_id, "timeout": timeout_seconds}
-        with self._cond:
-            self._waiting.append(slot)
-            self._flush_if_complete()
-            while "record" not in slot:
-                self._cond.wait()
-        if isinstance(slot["record"], BaseException):
-            raise slot["record"]
-        return slot["record"]
+        return self._park(self._waiting, {"input_uri": input_uri, "run_id": run_id, "timeout": timeout_seconds})
 
     def evaluate(self, jobs: list[Any]) -> dict[int, dict[str, Any]]:
         """A model's prepared CEL assertions (``cel._Job``), evaluated with the round's others in one child."""
-        slot: dict[str, Any] = {"jobs": jobs}
-        with self._cond:
-            self._evaluating.append(slot)
-            self._flush_if_complete()
-            while "outcomes" not in slot:
-                self._cond.wait()
-        if isinstance(slot["outcomes"], BaseException):
-            raise slot["outcomes"]
-        return slot["outcomes"]
+        return self._park(self._evaluating, {"jobs": jobs})
 
     def done(self) -> None:
         """A participant finished (whatever it did): it will not launch again in this batch."""
@@ -69,38 +53,42 @@ class Gatherer:
             self._active -= 1
             self._flush_if_complete()
 
+    def _park(self, queue: list[dict[str, Any]], slot: dict[str, Any]) -> Any:
+        """Wait in ``queue`` until the round is complete and ``slot`` has its result; raise it if it failed."""
+        with self._cond:
+            queue.append(slot)
+            self._flush_if_complete()
+            while "result" not in slot:
+                self._cond.wait()
+        if isinstance(slot["result"], BaseException):
+            raise slot["result"]
+        return slot["result"]
+
     def _flush_if_complete(self) -> None:
         """With the lock held: when every active participant waits, evaluate the waiting assertions and launch
         the round (in this thread)."""
         if not (self._waiting or self._evaluating) or len(self._waiting) + len(self._evaluating) < self._active:
             return
         if self._evaluating:
-            self._evaluate_round()
-        if not self._waiting:
-            return
-        round_, self._waiting = self._waiting, []
-        self.launches += 1
+            from validibot_pipelines.assertions.cel import evaluate_together
+
+            evaluating, self._evaluating = self._evaluating, []
+            self._settle(evaluating, lambda: evaluate_together([slot["jobs"] for slot in evaluating]))
+        if self._waiting:
+            round_, self._waiting = self._waiting, []
+            self.launches += 1
+            self._settle(round_, lambda: launch_batch(
+                self.backend, [s["input_uri"] for s in round_], run_ids=[s["run_id"] for s in round_],
+                timeout_seconds=max(s["timeout"] for s in round_), context=self.context))
+
+    def _settle(self, slots: list[dict[str, Any]], results: Callable[[], list[Any]]) -> None:
+        """Give each slot its result from ``results()`` (one per slot, in order) and wake the waiting models."""
         try:
-            records = launch_batch(self.backend, [s["input_uri"] for s in round_],
-                                   run_ids=[s["run_id"] for s in round_],
-                                   timeout_seconds=max(s["timeout"] for s in round_), context=self.context)
+            got: list[Any] = results()
         except BaseException as exc:  # noqa: BLE001 - every waiting model gets the failure, none hangs
-            records = [exc] * len(round_)
-        for slot, record in zip(round_, records, strict=True):
-            slot["record"] = record
-        self._cond.notify_all()
-
-
-    def _evaluate_round(self) -> None:
-        from validibot_pipelines.assertions.cel import evaluate_together
-
-        evaluating, self._evaluating = self._evaluating, []
-        try:
-            results: list[Any] = evaluate_together([slot["jobs"] for slot in evaluating])
-        except BaseException as exc:  # noqa: BLE001 - every waiting model gets the failure, none hangs
-            results = [exc] * len(evaluating)
-        for slot, outcomes in zip(evaluating, results, strict=True):
-            slot["outcomes"] = outcomes
+            got = [exc] * len(slots)
+        for slot, result in zip(slots, got, strict=True):
+            slot["result"] = result
         self._cond.notify_all()
 
 

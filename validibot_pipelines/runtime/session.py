@@ -103,11 +103,10 @@ def _prestart(pool: list, names: list[str]) -> None:
 
 def _import_runners(modules: list[str]) -> None:
     """Import each runner module and what it lists in ``PRELOAD`` (trusted worker code and its libraries)."""
-    import importlib
+    from validibot_pipelines.runtime.sandbox.zygote import import_with_preload
 
     for name in modules:
         try:
-            for preload in getattr(importlib.import_module(name), "PRELOAD", ()):
-                importlib.import_module(preload)
+            import_with_preload(name)
         except Exception as exc:  # noqa: BLE001 - not fatal: the first model imports it as usual (and says why)
             print(f"[validibot-session] could not import {name} ahead: {exc}", file=sys.stderr, flush=True)
