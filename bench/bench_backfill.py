@@ -27,7 +27,9 @@ SYNC_HOME_YAML = (
     "telemetry:\n  enabled: false\nrun_launcher:\n"
     "  module: dagster._core.launcher.sync_in_memory_run_launcher\n"
     "  class: SyncInMemoryRunLauncher\nrun_coordinator:\n  module: dagster.core.run_coordinator\n"
-    "  class: DefaultRunCoordinator\n")
+    "  class: DefaultRunCoordinator\n"
+    # the embedded default's instance (dagster.yaml, validibot demo): its SQLite event log keeps its engines
+    "instance_class:\n  module: validibot_pipelines.orchestration.event_log\n  class: ValidibotInstance\n")
 
 
 def timed_ticks(defs, instance) -> tuple[list, float]:  # noqa: ANN001

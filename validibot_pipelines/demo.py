@@ -20,6 +20,9 @@ INSTANCE_YAML = """\
 # written by `validibot demo`: the embedded default (SQLite storage under this folder)
 telemetry:
   enabled: false
+instance_class:  # Dagster's SQLite storage, its event log's engines kept: orchestration/event_log.py
+  module: validibot_pipelines.orchestration.event_log
+  class: ValidibotInstance
 """
 
 

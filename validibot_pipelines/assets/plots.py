@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import queue
 from typing import Any
 
 import pandas as pd
@@ -45,31 +46,68 @@ def numeric_series(frame: pd.DataFrame) -> list[tuple[str, Any]]:
     return series
 
 
+class _Canvas:
+    """One time-series figure, kept and drawn again for the next plot.
+
+    Building the figure is a third of a plot's cost (the axes, and the tick objects matplotlib makes on the
+    first draw), so each canvas is reused: the previous plot's lines and legend are removed, the colour cycle
+    reset and the limits recomputed, which renders byte-for-byte what a fresh figure renders
+    (``tests/test_plots.py``) in about half the time (measured: 34 → 17 ms for a 300-sample plot).
+    """
+
+    def __init__(self) -> None:
+        from matplotlib.ticker import MaxNLocator
+
+        self.fig = _figure(6, 3)
+        self.ax = self.fig.add_axes((0.12, 0.16, 0.85, 0.74))
+        self.ax.xaxis.set_major_locator(MaxNLocator(6))
+        self.ax.yaxis.set_major_locator(MaxNLocator(6))
+        self.ax.set_xlabel("time [s]")
+        self.title = self.fig.text(0.5, 0.95, "", fontsize=10, ha="center", va="center")
+
+    def clear(self) -> None:
+        for line in list(self.ax.lines):
+            line.remove()
+        if (legend := self.ax.get_legend()) is not None:
+            legend.remove()
+        self.ax.set_prop_cycle(None)
+
+
+# Idle canvases; a batch renders from several threads at once, each taking its own (at most this many kept).
+_CANVASES: queue.SimpleQueue[_Canvas] = queue.SimpleQueue()
+CANVASES_KEPT = 4
+
+
 def timeseries_png(frame: pd.DataFrame, title: str, max_series: int = 8,
                    reference: pd.DataFrame | None = None) -> bytes:
     """The signals over time, a reference's dashed on top.
 
     Fixed margins, the title as figure text and at most six ticks per axis: ``tight_layout`` and an axes title
     measure every tick label's text box again, which made a 300-sample plot cost 65 ms — a batch renders one per
-    model (measured: 34 ms this way on the same frame).
+    model (measured: 34 ms this way on the same frame, 17 ms on a reused canvas).
     """
-    from matplotlib.ticker import MaxNLocator
-
     series = numeric_series(frame)[:max_series]
-    fig = _figure(6, 3)
-    ax = fig.add_axes((0.12, 0.16, 0.85, 0.74))
+    try:
+        # Nothing to plot keeps a fresh figure's empty axes (0–1): a reused one would keep the last limits.
+        canvas = _CANVASES.get_nowait() if series else _Canvas()
+    except queue.Empty:
+        canvas = _Canvas()
+    canvas.clear()  # a canvas whose plot raised is simply not put back
+    ax = canvas.ax
     for label, values in series:
         line, = ax.plot(frame["time"], values, label=label)
         if reference is not None and label in reference.columns:
             ax.plot(reference["time"], reference[label].astype(float), linestyle="--", color=line.get_color(),
                     label=f"{label} (reference)")
-    ax.xaxis.set_major_locator(MaxNLocator(6))
-    ax.yaxis.set_major_locator(MaxNLocator(6))
-    ax.set_xlabel("time [s]")
-    fig.text(0.5, 0.95, title, fontsize=10, ha="center", va="center")
+    ax.relim()
+    ax.autoscale_view()
+    canvas.title.set_text(title)
     if series:
         ax.legend(fontsize=8, loc="best")
-    return _png(fig)
+    png = _png(canvas.fig)
+    if _CANVASES.qsize() < CANVASES_KEPT:
+        _CANVASES.put(canvas)
+    return png
 
 
 def surface_png(document: dict, title: str, max_triangles: int = 20000) -> bytes:

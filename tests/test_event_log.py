@@ -1,0 +1,164 @@
+"""The embedded default's event log (``CachedSqliteEventLogStorage``): Dagster's SQLite files and schema, its
+engines kept between connections, and everything Dagster reads from it still there — the history under a
+plain Dagster instance, the UI's live view of a run, two processes writing at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetKey,
+    DagsterInstance,
+    DynamicPartitionsDefinition,
+    Output,
+    asset,
+    materialize,
+)
+
+from validibot_pipelines.demo import INSTANCE_YAML
+from validibot_pipelines.orchestration.event_log import (
+    RUN_ENGINES_KEPT,
+    CachedSqliteEventLogStorage,
+    ValidibotInstance,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = DynamicPartitionsDefinition(name="models")
+
+
+@asset(partitions_def=MODELS, check_specs=[AssetCheckSpec("positive", asset="scored")])
+def scored(context) -> object:  # noqa: ANN001
+    value = len(context.partition_key)
+    yield Output(value, metadata={"value": value})
+    yield AssetCheckResult(check_name="positive", passed=value > 0)
+
+
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: str | None = None) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(config if config is not None else (ROOT / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def _validate(instance: DagsterInstance, keys: list[str]) -> None:
+    instance.add_dynamic_partitions("models", keys)
+    for key in keys:
+        assert materialize([scored], instance=instance, partition_key=key).success
+
+
+@pytest.mark.parametrize("config", ["repository", "demo"])
+def test_the_shipped_instance_configs_use_it_under_dagster_home(tmp_path, monkeypatch, config) -> None:  # noqa: ANN001
+    home = _home(tmp_path, monkeypatch, None if config == "repository" else INSTANCE_YAML)
+    with DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, CachedSqliteEventLogStorage)
+        assert Path(storage._base_dir) == home / "history" / "runs"  # where Dagster's own SQLite event log would be
+
+
+def test_history_reads_the_same_under_dagsters_own_sqlite_event_log(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    home = _home(tmp_path, monkeypatch)
+    with DagsterInstance.from_config(str(home)) as instance:
+        _validate(instance, ["a.fmu", "bb.fmu"])
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")  # back to Dagster's default storage
+    with DagsterInstance.from_config(str(home)) as plain:
+        assert type(plain.event_log_storage).__name__ == "SqliteEventLogStorage"
+        records = plain.fetch_materializations(AssetKey("scored"), limit=10).records
+        assert sorted(r.partition_key for r in records) == ["a.fmu", "bb.fmu"]
+        assert {r.asset_materialization.metadata["value"].value for r in records} == {5, 6}
+        checks = plain.event_log_storage.get_asset_check_execution_history(
+            next(iter(scored.check_keys)), limit=10)
+        assert len(checks) == 2 and all(c.status.value == "SUCCEEDED" for c in checks)
+
+
+def test_engines_are_kept_and_run_files_stay_bounded(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    home = _home(tmp_path, monkeypatch)
+    with DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        _validate(instance, ["a.fmu", "b.fmu", "c.fmu"])
+        index = storage._engine("index")
+        compiled = len(index._compiled_cache)
+        _validate(instance, [f"m{i}.fmu" for i in range(RUN_ENGINES_KEPT + 4)])
+        assert storage._engine("index") is index  # one engine, one compiled-statement cache
+        assert len(index._compiled_cache) == compiled  # 20 more runs compiled no statement again
+        assert index.pool.checkedin() == 1  # the index connection stays open between events
+        runs = [shard for shard in storage._engines if shard != "index"]
+        assert len(runs) == RUN_ENGINES_KEPT
+
+
+def test_the_live_view_of_a_run_still_sees_each_new_event(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """The UI follows a running run through ``watch``, which waits for the run's ``.db`` to change: events
+    must reach that file, not sit in a pooled connection's write-ahead log."""
+    home = _home(tmp_path, monkeypatch)
+    with DagsterInstance.from_config(str(home)) as instance:
+        _validate(instance, ["a.fmu"])
+        run = instance.get_runs(limit=1)[0]
+        seen: list[str] = []
+        arrived = threading.Event()
+
+        def callback(entry, cursor) -> None:  # noqa: ANN001
+            seen.append(entry.message)
+            if "from the other instance" in entry.message:
+                arrived.set()
+
+        instance.event_log_storage.watch(run.run_id, None, callback)
+        try:
+            with DagsterInstance.from_config(str(home)) as writer:  # another process's storage, in effect
+                writer.report_engine_event("from the other instance", run)
+            assert arrived.wait(15), seen[-5:]
+        finally:
+            instance.event_log_storage.end_watch(run.run_id, callback)
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from dagster import DagsterInstance
+    sys.path.insert(0, {root!r})
+    from tests.test_event_log import _validate
+    with DagsterInstance.get() as instance:
+        _validate(instance, [f"{{sys.argv[1]}}{{i}}.fmu" for i in range(15)])
+""")
+
+
+def test_two_processes_write_the_same_index_at_once(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    home = _home(tmp_path, monkeypatch)
+    with DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions("models", ["warm.fmu"])  # both writers find the index made
+    script = WRITER.format(root=str(ROOT))
+    writers = [subprocess.Popen([sys.executable, "-c", script, name], stderr=subprocess.PIPE, text=True)
+               for name in ("x", "y")]
+    deadline = time.time() + 240
+    for proc in writers:
+        _, err = proc.communicate(timeout=max(1, deadline - time.time()))
+        assert proc.returncode == 0, err[-3000:]
+    with DagsterInstance.from_config(str(home)) as instance:
+        records = instance.fetch_materializations(AssetKey("scored"), limit=100).records
+        assert sorted(r.partition_key for r in records) == sorted(f"{n}{i}.fmu" for n in "xy" for i in range(15))
+
+
+def test_any_instance_folder_gets_it_without_dagster_home(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """``dagster dev`` without DAGSTER_HOME uses a temporary folder with the project's dagster.yaml, and
+    ``DagsterInstance.from_config(path)`` opens any folder: the storage follows the folder, as Dagster's does."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert isinstance(instance, ValidibotInstance)
+        assert Path(instance.event_log_storage._base_dir) == tmp_path / "history" / "runs"
+        _validate(instance, ["a.fmu"])
+    assert (tmp_path / "history" / "runs" / "index.db").exists()
+
+
+def test_a_storage_block_still_replaces_it(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    home = _home(tmp_path, monkeypatch, (ROOT / "dagster.yaml").read_text() + f"storage:\n  sqlite:\n"
+                                                                          f"    base_dir: {tmp_path / 'other'}\n")
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.event_log_storage).__name__ == "SqliteEventLogStorage"
+        assert Path(instance.event_log_storage._base_dir) == tmp_path / "other" / "history" / "runs"

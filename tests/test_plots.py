@@ -1,0 +1,56 @@
+"""Result plots on reused canvases render exactly what a fresh figure renders, from any thread."""
+
+from __future__ import annotations
+
+import queue
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from validibot_pipelines.assets import plots
+
+TIME = np.linspace(0, 3, 301)
+FRAMES = {
+    "lag": (pd.DataFrame({"time": TIME, "y": 6 * (1 - np.exp(-TIME)), "u": np.full_like(TIME, 3.0)}), None),
+    "large": (pd.DataFrame({"time": TIME * 100, "q": 1e6 * np.sin(TIME)}), None),
+    "reference": (pd.DataFrame({"time": TIME, "y": np.cos(TIME)}),
+                  pd.DataFrame({"time": TIME[::10], "y": np.cos(TIME[::10]) + 0.01})),
+    "arrays": (pd.DataFrame({"time": TIME[:3], "x": [np.array([1.0, 2.0]), np.array([2.0, 3.0]),
+                                                     np.array([3.0, 1.0])]}), None),
+    "text only": (pd.DataFrame({"time": TIME[:3], "mode": ["a", "b", "c"]}), None),
+    "many": (pd.DataFrame({"time": TIME, **{f"s{i}": TIME * i for i in range(10)}}), None),
+}
+
+
+def _render(name: str) -> bytes:
+    frame, reference = FRAMES[name]
+    return plots.timeseries_png(frame, f"fmi/{name}.fmu", reference=reference)
+
+
+@pytest.fixture
+def fresh(monkeypatch) -> dict[str, bytes]:  # noqa: ANN001
+    """Each frame rendered on a new figure (nothing kept), then the pool given back empty."""
+    monkeypatch.setattr(plots, "_CANVASES", queue.SimpleQueue())
+    monkeypatch.setattr(plots, "CANVASES_KEPT", 0)
+    rendered = {name: _render(name) for name in FRAMES}
+    monkeypatch.setattr(plots, "CANVASES_KEPT", 1)
+    return rendered
+
+
+def test_a_reused_canvas_renders_what_a_fresh_one_does(fresh) -> None:  # noqa: ANN001
+    order = ["many", "text only", "lag", "reference", "large", "arrays", "lag", "text only", "reference", "many"]
+    for name in order:
+        assert _render(name) == fresh[name], f"{name} drawn after another plot differs from a fresh draw"
+        assert plots._CANVASES.qsize() == 1  # and the canvas was kept for the next one
+    assert fresh["lag"] != fresh["large"]
+
+
+def test_threads_rendering_at_once_each_get_their_own_plot(fresh, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(plots, "CANVASES_KEPT", 3)
+    names = list(FRAMES) * 4
+    with ThreadPoolExecutor(8) as pool:
+        rendered = list(pool.map(_render, names))
+    assert rendered == [fresh[name] for name in names]
+    assert plots._CANVASES.qsize() <= 3
