@@ -31,6 +31,7 @@ block (``postgres``, ``deploy/dagster.prod.yaml``) still replaces it.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -66,6 +67,9 @@ class CachedSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._index_engine: Engine | None = None
+        self._index_engine_lock = threading.Lock()
+        self._tables: set[str] = set()
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -74,19 +78,37 @@ class CachedSqliteEventLogStorage(SqliteEventLogStorage):
         return cls(inst_data=inst_data, **config_value)
 
     def _engine(self, shard: str) -> Engine:
-        """This file's engine, made on first use (called under ``_db_lock``)."""
+        """This file's engine, made on first use (a run file's under ``_db_lock``)."""
+        if shard == INDEX_SHARD_NAME:
+            with self._index_engine_lock:  # has_table asks outside _db_lock
+                if self._index_engine is None:
+                    self._index_engine = self._new_engine(shard)  # SQLAlchemy's pool for a SQLite file
+                return self._index_engine
         engine = self._engines.get(shard)
         if engine is not None:
             self._engines.move_to_end(shard)
             return engine
-        pool: dict[str, Any] = {} if shard == INDEX_SHARD_NAME else {"poolclass": NullPool}
-        engine = create_engine(self.conn_string_for_shard(shard), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
-                               **pool)
-        self._engines[shard] = engine
-        runs = [key for key in self._engines if key != INDEX_SHARD_NAME]
-        for old in runs[:-RUN_ENGINES_KEPT]:
-            self._engines.pop(old).dispose()
+        engine = self._engines[shard] = self._new_engine(shard, poolclass=NullPool)
+        while len(self._engines) > RUN_ENGINES_KEPT:
+            self._engines.popitem(last=False)[1].dispose()
         return engine
+
+    def _new_engine(self, shard: str, **pool: Any) -> Engine:
+        return create_engine(self.conn_string_for_shard(shard), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+                             **pool)
+
+    def has_table(self, table_name: str) -> bool:
+        """Dagster's asks the index file with a new engine and connection each time, and it asks for nearly every
+        event (``asset_event_tags``, ``asset_check_executions``, ``dynamic_partitions``): ~1 ms each. A table
+        found is remembered (migrations add tables, never drop them); one not found is asked again."""
+        if table_name in self._tables:
+            return True
+        engine = self._engine(INDEX_SHARD_NAME)
+        with engine.connect() as conn:
+            found = bool(engine.dialect.has_table(conn, table_name))
+        if found:
+            self._tables.add(table_name)
+        return found
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:  # type: ignore[override]
@@ -99,8 +121,10 @@ class CachedSqliteEventLogStorage(SqliteEventLogStorage):
                 yield conn
 
     def dispose(self) -> None:
-        with self._db_lock:
+        with self._db_lock, self._index_engine_lock:
             engines, self._engines = list(self._engines.values()), OrderedDict()
+            engines += [self._index_engine] if self._index_engine is not None else []
+            self._index_engine = None
         for engine in engines:
             engine.dispose()
         super().dispose()
