@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-import queue
+import threading
 from typing import Any
 
 import pandas as pd
@@ -50,7 +50,7 @@ class _Canvas:
     """One time-series figure, kept and drawn again for the next plot.
 
     Building the figure is a third of a plot's cost (the axes, and the tick objects matplotlib makes on the
-    first draw), so each canvas is reused: the previous plot's lines and legend are removed, the colour cycle
+    first draw), so the canvas is reused: the previous plot's lines and legend are removed, the colour cycle
     reset and the limits recomputed, which renders byte-for-byte what a fresh figure renders
     (``tests/test_plots.py``) in less time (measured: 34 → 24 ms for a 300-sample plot).
     """
@@ -65,17 +65,31 @@ class _Canvas:
         self.ax.set_xlabel("time [s]")
         self.title = self.fig.text(0.5, 0.95, "", fontsize=10, ha="center", va="center")
 
-    def clear(self) -> None:
-        for line in list(self.ax.lines):
+    def png(self, frame: pd.DataFrame, title: str, series: list[tuple[str, Any]],
+            reference: pd.DataFrame | None) -> bytes:
+        ax = self.ax
+        for line in list(ax.lines):
             line.remove()
-        if (legend := self.ax.get_legend()) is not None:
+        if (legend := ax.get_legend()) is not None:
             legend.remove()
-        self.ax.set_prop_cycle(None)
+        ax.set_prop_cycle(None)
+        for label, values in series:
+            line, = ax.plot(frame["time"], values, label=label)
+            if reference is not None and label in reference.columns:
+                ax.plot(reference["time"], reference[label].astype(float), linestyle="--", color=line.get_color(),
+                        label=f"{label} (reference)")
+        ax.relim()
+        ax.autoscale_view()
+        self.title.set_text(title)
+        if series:
+            ax.legend(fontsize=8, loc="best")
+        return _png(self.fig)
 
 
-# Idle canvases; a batch renders from several threads at once, each taking its own (at most this many kept).
-_CANVASES: queue.SimpleQueue[_Canvas] = queue.SimpleQueue()
-CANVASES_KEPT = 4
+# The kept canvas. A batch plots from many threads at once; the drawing holds the GIL throughout, so one plot
+# at a time costs no parallelism and spares each thread a figure of its own.
+_LOCK = threading.Lock()
+_kept: _Canvas | None = None
 
 
 def timeseries_png(frame: pd.DataFrame, title: str, max_series: int = 8,
@@ -84,29 +98,15 @@ def timeseries_png(frame: pd.DataFrame, title: str, max_series: int = 8,
 
     Fixed margins, the title as figure text and at most six ticks per axis: ``tight_layout`` and an axes title
     measure every tick label's text box again, which made a 300-sample plot cost 65 ms — a batch renders one per
-    model (measured: 34 ms this way on the same frame, 24 ms on a reused canvas).
+    model (measured: 34 ms this way on the same frame, 24 ms on the kept canvas).
     """
+    global _kept
     series = numeric_series(frame)[:max_series]
-    try:
-        # Nothing to plot keeps a fresh figure's empty axes (0–1): a reused one would keep the last limits.
-        canvas = _CANVASES.get_nowait() if series else _Canvas()
-    except queue.Empty:
-        canvas = _Canvas()
-    canvas.clear()  # a canvas whose plot raised is simply not put back
-    ax = canvas.ax
-    for label, values in series:
-        line, = ax.plot(frame["time"], values, label=label)
-        if reference is not None and label in reference.columns:
-            ax.plot(reference["time"], reference[label].astype(float), linestyle="--", color=line.get_color(),
-                    label=f"{label} (reference)")
-    ax.relim()
-    ax.autoscale_view()
-    canvas.title.set_text(title)
-    if series:
-        ax.legend(fontsize=8, loc="best")
-    png = _png(canvas.fig)
-    if _CANVASES.qsize() < CANVASES_KEPT:
-        _CANVASES.put(canvas)
+    with _LOCK:
+        # Nothing to plot draws a fresh figure's empty axes (0–1): the kept one would keep the last limits.
+        canvas, _kept = (_kept if _kept is not None and series else _Canvas()), None
+        png = canvas.png(frame, title, series, reference)
+        _kept = canvas  # not reached if the plot raised: a half-drawn canvas is dropped
     return png
 
 
