@@ -83,7 +83,7 @@ def make_home(tmp: Path) -> Path:
 
 
 def run_backfill(instance, tmp: Path, store: str, landing: str, partitions: list[str], size: int,  # noqa: ANN001
-                 group: str = "fmi") -> tuple[float, int, str]:
+                 group: str = "fmi", title: str = "bench batch") -> tuple[float, int, str]:
     """Submit a real asset backfill of ``group`` over ``partitions`` in batches of ``size`` and drive the
     backfill daemon's iteration until it ends; returns (seconds, runs, final status)."""
     from dagster import RunsFilter
@@ -95,7 +95,8 @@ def run_backfill(instance, tmp: Path, store: str, landing: str, partitions: list
     from validibot_pipelines.operations.backfill import submit_backfill
     from validibot_pipelines.operations.staleness import group_asset_keys
 
-    location = tmp / f"location_{size}.py"
+    # one file per title: the in-process launcher keeps a loaded location module, settings and all
+    location = tmp / f"location_{title.replace(' ', '_')}_{size}.py"
     location.write_text(
         "import os\n"
         f"os.environ['VALIDIBOT_BACKFILL_BATCH_SIZE'] = '{size}'\n"
@@ -107,7 +108,7 @@ def run_backfill(instance, tmp: Path, store: str, landing: str, partitions: list
     with create_test_daemon_workspace_context(target, instance) as workspace:
         graph = workspace.create_request_context().asset_graph
         backfill_id = submit_backfill(instance, graph, group_asset_keys(graph, group), partitions,
-                                      title=f"bench batch {size}", trigger="bench")
+                                      title=f"{title} {size}", trigger="bench")
         os.environ["VALIDIBOT_BACKFILL_BATCH_SIZE"] = str(size)  # the in-process run launcher loads it
         start = time.perf_counter()
         while instance.get_backfill(backfill_id).status == BulkActionStatus.REQUESTED:

@@ -7,7 +7,10 @@ Pipeline paths, all real (intake, sandboxed worker probe and simulation, CEL che
 1. one run per upload — upload sensor ticks with ``VALIDIBOT_SENSOR_BATCH_SIZE=1`` (a run each);
 2. grouped sensor runs — the same N uploads, the sensor's default groups (``VALIDIBOT_SENSOR_BATCH_SIZE``=25);
 3. batched backfill — the N registered partitions re-validated by one asset backfill whose BackfillPolicy puts
-   all N in one run (driven by the real backfill daemon iteration, see bench_backfill.py);
+   all N in one run (driven by the real backfill daemon iteration, see bench_backfill.py). Nothing changed since
+   the grouped runs, so each model's verdict is replayed (no worker launch; ``VALIDIBOT_REPLAY_VERDICTS``, on by
+   default), as a nightly re-validation of unchanged models goes; then the same backfill again with
+   ``VALIDIBOT_REPLAY_VERDICTS=0``, every model probed and simulated anew, as after a validator change;
 4. ``validibot validate`` of the N files in one call (a fresh process, as a model author's CI runs it).
 
 In 2-4 each worker step is one worker launch for all of a run's models, their sandboxed children forked from a
@@ -99,6 +102,13 @@ def main(n: int = 20) -> None:
         batched, runs, status = run_backfill(instance, root / "grouped", (root / "grouped" / "store").as_uri(),
                                              landing.as_uri(), partitions, size=n)
         assert status == "COMPLETED_SUCCESS", status
+        # The same backfill with every model simulated again, as after a validator change: the one above finds
+        # each model's inputs unchanged and replays its verdict (VALIDIBOT_REPLAY_VERDICTS, on by default).
+        os.environ["VALIDIBOT_REPLAY_VERDICTS"] = "0"
+        rerun, rerun_runs, status = run_backfill(instance, root / "grouped", (root / "grouped" / "store").as_uri(),
+                                                 landing.as_uri(), partitions, size=n, title="bench re-run")
+        del os.environ["VALIDIBOT_REPLAY_VERDICTS"]
+        assert status == "COMPLETED_SUCCESS", status
 
 
     print(f"FMUs validated:                 {n} (first_order_lag variants, 300 steps each)")
@@ -106,6 +116,7 @@ def main(n: int = 20) -> None:
     rows = [(f"one run per upload ({single_runs} runs)", single, single_events),
             (f"grouped sensor runs ({grouped_runs} runs)", grouped, grouped_events),
             (f"batched backfill ({runs} run)", batched, None),
+            (f"  the same, re-run ({rerun_runs} run)", rerun, None),
             ("validibot validate, one call", cli, None)]
     for label, seconds, events in rows:
         per_hour = n / seconds * 3600

@@ -4,6 +4,7 @@ plain Dagster instance, the UI's live view of a run, two processes writing at on
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -92,6 +93,7 @@ def test_engines_are_kept_and_run_files_stay_bounded(tmp_path, monkeypatch) -> N
         assert len(index._compiled_cache) == compiled  # 20 more runs compiled no statement again
         assert index.pool.checkedin() >= 1  # index connections stay open between events (has_table may nest one)
         assert len(storage._engines) == RUN_ENGINES_KEPT  # recent runs' files; older ones' engines dropped
+        assert all(engine.pool.checkedin() >= 1 for engine in storage._engines.values())  # each kept open
 
 
 def test_tables_found_are_remembered_and_missing_ones_asked_again(tmp_path, monkeypatch) -> None:  # noqa: ANN001
@@ -106,28 +108,89 @@ def test_tables_found_are_remembered_and_missing_ones_asked_again(tmp_path, monk
         assert storage.has_table("asset_event_tags") and storage.has_table("added_later")
 
 
+def _watching(instance: DagsterInstance, run_id: str, marker: str) -> tuple[threading.Event, list[str], object]:
+    seen: list[str] = []
+    arrived = threading.Event()
+
+    def callback(entry, cursor) -> None:  # noqa: ANN001
+        seen.append(entry.message)
+        if marker in entry.message:
+            arrived.set()
+
+    instance.event_log_storage.watch(run_id, None, callback)
+    return arrived, seen, callback
+
+
 def test_the_live_view_of_a_run_still_sees_each_new_event(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     """The UI follows a running run through ``watch``, which waits for the run's ``.db`` to change: events
-    must reach that file, not sit in a pooled connection's write-ahead log."""
+    kept in a pooled connection's write-ahead log must still wake it."""
     home = _home(tmp_path, monkeypatch)
     with DagsterInstance.from_config(str(home)) as instance:
         _validate(instance, ["a.fmu"])
         run = instance.get_runs(limit=1)[0]
-        seen: list[str] = []
-        arrived = threading.Event()
-
-        def callback(entry, cursor) -> None:  # noqa: ANN001
-            seen.append(entry.message)
-            if "from the other instance" in entry.message:
-                arrived.set()
-
-        instance.event_log_storage.watch(run.run_id, None, callback)
+        arrived, seen, callback = _watching(instance, run.run_id, "from the other instance")
         try:
             with DagsterInstance.from_config(str(home)) as writer:  # another process's storage, in effect
                 writer.report_engine_event("from the other instance", run)
-            assert arrived.wait(15), seen[-5:]
+                assert arrived.wait(15), seen[-5:]
+                arrived.clear()
+                writer.report_engine_event("from the other instance, again", run)  # same kept connection
+                assert arrived.wait(15), seen[-5:]
         finally:
             instance.event_log_storage.end_watch(run.run_id, callback)
+
+
+RUN_WRITER = textwrap.dedent("""
+    import os, sys, time
+    from dagster import DagsterInstance
+    with DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(sys.argv[1])
+        instance.report_engine_event("step 0 from the run's process", run)
+        deadline = time.time() + 60
+        while not os.path.exists(sys.argv[2]) and time.time() < deadline:  # still running, connection kept
+            time.sleep(0.05)
+        instance.report_engine_event("step 1 from the run's process", run)
+""")
+
+
+def test_the_live_view_sees_events_while_the_runs_process_still_runs(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """The run's process keeps its connection until it ends, when closing would checkpoint the file anyway:
+    the watcher must see the first event while that process is still running."""
+    home = _home(tmp_path, monkeypatch)
+    go = tmp_path / "go"
+    with DagsterInstance.from_config(str(home)) as instance:
+        _validate(instance, ["a.fmu"])
+        run = instance.get_runs(limit=1)[0]
+        first, seen, callback = _watching(instance, run.run_id, "step 0 from the run's process")
+        proc = subprocess.Popen([sys.executable, "-c", RUN_WRITER, run.run_id, str(go)], stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            assert first.wait(30), seen[-5:]
+            assert proc.poll() is None  # seen live, not at the writer's exit
+            go.touch()
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err[-3000:]
+            deadline = time.time() + 15
+            while "step 1 from the run's process" not in seen and time.time() < deadline:
+                time.sleep(0.1)
+            assert "step 1 from the run's process" in seen, seen[-5:]
+        finally:
+            go.touch()
+            proc.wait(timeout=60)
+            instance.event_log_storage.end_watch(run.run_id, callback)
+
+
+def test_reading_a_run_does_not_wake_its_watchers(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    home = _home(tmp_path, monkeypatch)
+    with DagsterInstance.from_config(str(home)) as instance:
+        _validate(instance, ["a.fmu"])
+        run = instance.get_runs(limit=1)[0]
+        path = Path(instance.event_log_storage.path_for_shard(run.run_id))
+        os.utime(path, (1_000_000, 1_000_000))
+        assert instance.all_logs(run.run_id)
+        assert path.stat().st_mtime == 1_000_000  # a read touched nothing
+        instance.report_engine_event("written", run)
+        assert path.stat().st_mtime > 1_000_000  # a write did
 
 
 WRITER = textwrap.dedent("""

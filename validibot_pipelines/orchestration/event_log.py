@@ -6,20 +6,23 @@ disposes of it afterwards; an engine's compiled-statement cache lives and dies w
 query of every event is compiled from scratch, and every connection to the cross-run index file is opened, has
 its schema read, and is closed — the last close of a WAL database also checkpoints it and deletes its
 write-ahead log. A materialization stores into both files (its run's and the index), a check evaluation three
-times. Measured here: ~6.7 → ~3.7 ms per stored event on /tmp (ext4), 12 of them per model in a grouped run;
+times. Measured here: ~6.7 → ~3 ms per stored event on /tmp (ext4), 12 of them per model in a grouped run;
 ``bench/bench_fmi.py``'s grouped runs and backfill ~30% faster.
 
 ``CachedSqliteEventLogStorage`` changes only where ``_connect`` gets its engine; what is written, and in which
 transaction, is Dagster's own code:
 
-* one engine per file, kept (an LRU of recent run files; their engines hold no connection, so dropping one
-  costs nothing), so statements compile once per process;
-* the index file's engine pools its connection (SQLAlchemy's default pool for a SQLite file), so the index
-  is opened once per process. SQLite's locking still serialises writers across processes (WAL mode, the busy
-  timeout as Dagster sets it);
-* a run's own file keeps Dagster's ``NullPool``: the UI's live view of a run (``watch``) waits for the run's
-  ``.db`` file to change, which the checkpoint at a connection's close does; a pooled connection would leave
-  new events in the write-ahead log and the open run page would stop updating.
+* one engine per file, kept (an LRU of recent run files; dropping one closes its connection), so statements
+  compile once per process;
+* each engine pools its connection (SQLAlchemy's default pool for a SQLite file), so a file is opened once per
+  process, not once per event: Dagster's ``NullPool`` made every connection the file's last, and the last
+  close of a WAL database checkpoints it (an fsync) and deletes its write-ahead log. SQLite's locking still
+  serialises writers across processes (WAL mode, the busy timeout as Dagster sets it);
+* the UI's live view of a run (``watch``) waits for the run's ``.db`` file to change, which that checkpoint used
+  to do; with the connection kept, new events stay in the write-ahead log, so after a transaction that wrote to
+  a run's file its modification time is set (``os.utime``), which the watcher sees as a modification
+  (watchdog: inotify ``IN_ATTRIB``; the polling observer compares times). A read touches nothing, or a
+  watcher's own read would wake it again.
 
 Same files and schema as Dagster's default, so an existing ``$DAGSTER_HOME`` keeps its history either way.
 ``dagster.yaml`` selects it through ``instance_class: ValidibotInstance``, whose only change to Dagster's
@@ -31,6 +34,8 @@ block (``postgres``, ``deploy/dagster.prod.yaml``) still replaces it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -57,7 +62,6 @@ from dagster._core.storage.sqlite_storage import (
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool
 
 RUN_ENGINES_KEPT = 16
 
@@ -88,14 +92,13 @@ class CachedSqliteEventLogStorage(SqliteEventLogStorage):
         if engine is not None:
             self._engines.move_to_end(shard)
             return engine
-        engine = self._engines[shard] = self._new_engine(shard, poolclass=NullPool)
+        engine = self._engines[shard] = self._new_engine(shard)
         while len(self._engines) > RUN_ENGINES_KEPT:
             self._engines.popitem(last=False)[1].dispose()
         return engine
 
-    def _new_engine(self, shard: str, **pool: Any) -> Engine:
-        return create_engine(self.conn_string_for_shard(shard), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
-                             **pool)
+    def _new_engine(self, shard: str) -> Engine:
+        return create_engine(self.conn_string_for_shard(shard), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
 
     def has_table(self, table_name: str) -> bool:
         """Dagster's asks the index file with a new engine and connection each time, and it asks for nearly every
@@ -117,8 +120,13 @@ class CachedSqliteEventLogStorage(SqliteEventLogStorage):
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
+            with engine.connect() as conn:
+                changes = conn.connection.dbapi_connection.total_changes
+                with conn.begin():
+                    yield conn
+                if shard != INDEX_SHARD_NAME and conn.connection.dbapi_connection.total_changes != changes:
+                    with contextlib.suppress(FileNotFoundError):  # the run deleted meanwhile
+                        os.utime(self.path_for_shard(shard))  # wakes watch() on this run (module docstring)
 
     def dispose(self) -> None:
         with self._db_lock, self._index_engine_lock:
