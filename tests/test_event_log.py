@@ -96,6 +96,28 @@ def test_engines_are_kept_and_run_files_stay_bounded(tmp_path, monkeypatch) -> N
         assert all(engine.pool.checkedin() >= 1 for engine in storage._engines.values())  # each kept open
 
 
+def test_a_wiped_instance_writes_its_next_runs_to_new_files(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    home = _home(tmp_path, monkeypatch)
+    with DagsterInstance.from_config(str(home)) as instance:
+        _validate(instance, ["a.fmu"])
+        run = instance.get_runs(limit=1)[0]
+        instance.wipe()  # deletes the run files this process holds connections to
+        assert not Path(instance.event_log_storage.path_for_shard(run.run_id)).exists()
+        instance.event_log_storage.store_event(_engine_event(run))
+        assert len(instance.all_logs(run.run_id)) == 1  # on disk again, not in the deleted file
+        assert Path(instance.event_log_storage.path_for_shard(run.run_id)).exists()
+
+
+def _engine_event(run) -> object:  # noqa: ANN001
+    from dagster import EventLogEntry
+    from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
+
+    event = DagsterEvent(DagsterEventType.ENGINE_EVENT.value, run.job_name, message="after the wipe",
+                         event_specific_data=EngineEventData())
+    return EventLogEntry(error_info=None, level=20, user_message="after the wipe", run_id=run.run_id,
+                         timestamp=time.time(), dagster_event=event, job_name=run.job_name)
+
+
 def test_tables_found_are_remembered_and_missing_ones_asked_again(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     home = _home(tmp_path, monkeypatch)
     with DagsterInstance.from_config(str(home)) as instance:

@@ -128,6 +128,14 @@ class CachedSqliteEventLogStorage(SqliteEventLogStorage):
                     with contextlib.suppress(FileNotFoundError):  # the run deleted meanwhile
                         os.utime(self.path_for_shard(shard))  # wakes watch() on this run (module docstring)
 
+    def wipe(self) -> None:
+        """Dagster's wipe deletes the run files: a kept connection to one would go on writing a deleted file."""
+        with self._db_lock:
+            engines, self._engines = list(self._engines.values()), OrderedDict()
+        for engine in engines:
+            engine.dispose()
+        super().wipe()
+
     def dispose(self) -> None:
         with self._db_lock, self._index_engine_lock:
             engines, self._engines = list(self._engines.values()), OrderedDict()
