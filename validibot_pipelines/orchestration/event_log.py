@@ -7,9 +7,10 @@ query of every event is compiled from scratch, and every connection to the cross
 its schema read, and is closed — the last close of a WAL database also checkpoints it and deletes its
 write-ahead log. A materialization stores into both files (its run's and the index), a check evaluation three
 times. Measured here: ~6.7 → ~3 ms per stored event on /tmp (ext4), 12 of them per model in a grouped run;
-``bench/bench_fmi.py``'s grouped runs and backfill ~30% faster.
+``bench/bench_fmi.py``'s grouped runs and backfill 40–50% faster.
 
-``CachedSqliteEventLogStorage`` changes only where ``_connect`` gets its engine; what is written, and in which
+``CachedSqliteEventLogStorage`` changes where ``_connect`` gets its engine (and what it does after a write),
+``has_table`` and ``wipe`` (both below); what is written, and in which
 transaction, is Dagster's own code:
 
 * one engine per file, kept (an LRU of recent run files; dropping one closes its connection), so statements
