@@ -129,21 +129,23 @@ class CachedSqliteEventLogStorage(SqliteEventLogStorage):
                     with contextlib.suppress(FileNotFoundError):  # the run deleted meanwhile
                         os.utime(self.path_for_shard(shard))  # wakes watch() on this run (module docstring)
 
-    def wipe(self) -> None:
-        """Dagster's wipe deletes the run files: a kept connection to one would go on writing a deleted file."""
-        with self._db_lock:
+    def _drop_engines(self, *, index: bool) -> None:
+        """Close the kept run files' connections (and the index's too, with ``index``)."""
+        with self._db_lock, self._index_engine_lock:
             engines, self._engines = list(self._engines.values()), OrderedDict()
+            if index and self._index_engine is not None:
+                engines.append(self._index_engine)
+                self._index_engine = None
         for engine in engines:
             engine.dispose()
+
+    def wipe(self) -> None:
+        """Dagster's wipe deletes the run files: a kept connection to one would go on writing a deleted file."""
+        self._drop_engines(index=False)
         super().wipe()
 
     def dispose(self) -> None:
-        with self._db_lock, self._index_engine_lock:
-            engines, self._engines = list(self._engines.values()), OrderedDict()
-            engines += [self._index_engine] if self._index_engine is not None else []
-            self._index_engine = None
-        for engine in engines:
-            engine.dispose()
+        self._drop_engines(index=True)
         super().dispose()
 
 
