@@ -19,6 +19,9 @@ FRAMES = {
     "arrays": (pd.DataFrame({"time": TIME[:3], "x": [np.array([1.0, 2.0]), np.array([2.0, 3.0]),
                                                      np.array([3.0, 1.0])]}), None),
     "text only": (pd.DataFrame({"time": TIME[:3], "mode": ["a", "b", "c"]}), None),
+    "only NaN": (pd.DataFrame({"time": TIME, "y": np.full_like(TIME, np.nan)}), None),
+    "some NaN and inf": (pd.DataFrame({"time": TIME, "y": np.where(TIME > 1, np.nan, TIME),
+                                       "z": np.where(TIME > 2, np.inf, -TIME)}), None),
     "many": (pd.DataFrame({"time": TIME, **{f"s{i}": TIME * i for i in range(10)}}), None),
 }
 
@@ -36,11 +39,13 @@ def fresh() -> dict[str, bytes]:
 
 
 def test_the_kept_canvas_renders_what_a_fresh_one_does(fresh) -> None:  # noqa: ANN001
-    order = ["many", "text only", "lag", "reference", "large", "arrays", "lag", "text only", "reference", "many"]
+    order = ["many", "text only", "lag", "reference", "large", "only NaN", "arrays", "lag", "some NaN and inf",
+             "text only", "reference", "only NaN", "many"]
     for name in order:
         before = plots._kept
         assert _render(name) == fresh[name], f"{name} drawn after another plot differs from a fresh draw"
-        assert plots._kept is not None and (plots._kept is before or name == "text only" or before is None)
+        assert plots._kept is not None
+        assert plots._kept is before or name in ("text only", "only NaN") or before is None  # kept unless unscaled
     assert fresh["lag"] != fresh["large"]
 
 

@@ -6,6 +6,7 @@ import io
 import threading
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -79,6 +80,8 @@ class _Canvas:
                 ax.plot(reference["time"], reference[label].astype(float), linestyle="--", color=line.get_color(),
                         label=f"{label} (reference)")
         ax.relim()
+        # Nothing finite to scale to (no series, or only NaN): the axes keep whatever limits they had.
+        self.scaled = bool(np.isfinite(ax.dataLim.get_points()).all())
         ax.autoscale_view()
         self.title.set_text(title)
         if series:
@@ -103,9 +106,11 @@ def timeseries_png(frame: pd.DataFrame, title: str, max_series: int = 8,
     global _kept
     series = numeric_series(frame)[:max_series]
     with _LOCK:
-        # Nothing to plot draws a fresh figure's empty axes (0–1): the kept one would keep the last limits.
-        canvas, _kept = (_kept if _kept is not None and series else _Canvas()), None
+        canvas, _kept = _kept or _Canvas(), None
         png = canvas.png(frame, title, series, reference)
+        if not canvas.scaled:  # a fresh figure's default axes (0–1), not the last model's limits
+            canvas = _Canvas()
+            png = canvas.png(frame, title, series, reference)
         _kept = canvas  # not reached if the plot raised: a half-drawn canvas is dropped
     return png
 
