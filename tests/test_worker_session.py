@@ -284,3 +284,39 @@ def test_a_warmed_session_imports_its_validators_runners_and_their_preloads_ahea
             "print(sorted(before), sorted(m for m in ('fmpy', 'pyarrow.parquet') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[] ['fmpy', 'pyarrow.parquet']"
+
+
+def test_a_single_models_run_probes_and_simulates_on_one_warm_worker_every_line_streamed(pipeline,  # noqa: ANN001
+                                                                                         tmp_path) -> None:  # noqa: ANN001
+    """A run of one model starts its worker with the run (one lane, warmed for FMI while intake runs): the
+    probe and the simulation are forked from the same warm sandbox, and every worker line still reaches the
+    run's event log through each launch's own Pipes session, as from a fresh worker."""
+    pipeline.drop(build_fmu("first_order_lag", tmp_path / "one", variant="s1"), name="first_order_lag-s1.fmu",
+                  spec=SPEC)
+    outcomes = pipeline.tick()
+    assert len(outcomes) == 1 and outcomes[0].checks["cel_assertions"][0]
+    launch_ids = set()
+    for asset in ("fmu_probe", "fmu_simulation"):
+        record = pipeline.instance.fetch_materializations(AssetKey(asset), limit=1).records[0]
+        launch_ids.add(record.asset_materialization.metadata["launch_id"].value)
+    assert len(launch_ids) == 1  # one worker process for both steps
+    assert not alive(int(launch_ids.pop().removeprefix("pid:")))  # ended with the run
+    lines = {(e.step_key, e.user_message.split(" ")[0]) for e in pipeline.instance.all_logs(outcomes[0].run_id)
+             if e.dagster_event is None}
+    assert {("fmu_probe", "probe"), ("fmu_simulation", "simulating"), ("fmu_simulation", "simulated")} <= lines
+
+
+def test_a_single_models_launch_that_hangs_its_worker_is_stopped_at_the_timeout(tmp_path: Path) -> None:
+    """A single launch on a session whose worker stops answering is killed at the launch's timeout, as a fresh
+    worker would be, and the next single launch gets a new worker that answers."""
+    session = WorkerSession.start(warm=("-",))
+    try:
+        first = session._proc.pid
+        os.kill(first, signal.SIGSTOP)  # stops answering, as a wedged worker would
+        child = session.run_input((tmp_path / "nothing.json").as_uri(), run_id="hung", pipes={}, timeout=2)
+        assert child is not None and child.timed_out and not alive(first)
+        child = session.run_input((tmp_path / "nothing.json").as_uri(), run_id="next", pipes={}, timeout=30)
+        assert child is not None and not child.timed_out and child.returncode == 3  # answered: no such envelope
+        assert session._proc.pid != first and "does not exist" in child.stderr
+    finally:
+        session.close()

@@ -308,6 +308,27 @@ def run_manifest(manifest: str, *, run_id: str | None = None, pipes_params: dict
     return 3 if broken else 0
 
 
+def run_input(input_uri: str, *, run_id: str | None = None, pipes_params: dict[str, str] | None = None,
+              pool: list | None = None) -> int:
+    """One envelope, as a ``VALIDIBOT_INPUT_URI`` launch runs it (every log line through Pipes), but on a worker
+    session's first lane, whose warm sandbox the model's child is forked from (``runtime/session.py``)."""
+    from validibot_pipelines.runtime.sandbox import warm
+
+    lane = warm.using(pool[0]) if pool else contextlib.nullcontext()
+    with _pipes_logger(pipes_params, run_id) as (log, pipes), lane:
+        try:
+            result = execute(input_uri, log=log)
+        except WorkerBroken as exc:
+            log(f"worker broken: {exc}")
+            return 3
+        except Exception:  # noqa: BLE001 - as a fresh worker would die of it (exit 1, the traceback in its log)
+            _line(traceback.format_exc().rstrip())
+            return 1
+        if pipes is not None:
+            pipes.report_custom_message({"status": result.status.value, "run_id": result.run_id})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from validibot_pipelines.runtime.batch import ENV_BATCH
 

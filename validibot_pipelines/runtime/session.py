@@ -6,7 +6,10 @@ before the first model runs. With ``VALIDIBOT_WORKER_SESSION=1`` the worker stay
 one request per line on stdin, ``{"manifest": "<batch manifest URI>", "run_id": "<batch id>", "pipes": {<Pipes
 bootstrap variables>}}``,
 runs that manifest exactly as a ``VALIDIBOT_BATCH_URI`` launch would (``entrypoint.run_manifest``) on lanes whose
-warm sandboxes it keeps, and answers ``{"manifest": …, "returncode": n}`` on stdout. It ends at end of input.
+warm sandboxes it keeps, and answers ``{"manifest": …, "returncode": n}`` on stdout. A request
+``{"input": "<input envelope URI>", "run_id": …, "pipes": {…}}`` runs one envelope as a ``VALIDIBOT_INPUT_URI``
+launch would, every log line through its Pipes session, on the first lane (a Dagster run's single-model
+launches: its probe and its simulation share the warm sandbox). It ends at end of input.
 
 What is shared is only what a batch already shares: the trusted worker and its lanes' sandbox instances, one
 model after the other, every model still in a fresh forked child with its own folder (``sandbox/warm.py``).
@@ -39,7 +42,7 @@ END_MARK = "[validibot-session] end of "
 def serve(requests: IO[str] = sys.stdin, replies: IO[str] = sys.stdout) -> int:
     """Answer every request line until the end of input; 0 unless a request line was unreadable."""
     from validibot_pipelines.runtime import batch
-    from validibot_pipelines.runtime.entrypoint import run_manifest
+    from validibot_pipelines.runtime.entrypoint import run_input, run_manifest
     from validibot_pipelines.runtime.sandbox import warm
 
     pool = [warm.Lane() for _ in range(batch.lanes(1 << 16))]
@@ -56,7 +59,8 @@ def serve(requests: IO[str] = sys.stdin, replies: IO[str] = sys.stdout) -> int:
                 if isinstance(request, dict) and isinstance(request.get("warm"), list):
                     _prestart(pool, [str(name) for name in request["warm"]])
                     continue
-                manifest, pipes = str(request["manifest"]), dict(request.get("pipes") or {})
+                kind = "input" if "input" in request else "manifest"
+                target, pipes = str(request[kind]), dict(request.get("pipes") or {})
                 run_id = str(request.get("run_id") or "-")
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"[validibot-session] unreadable request {line[:200]!r}: {exc}", file=sys.stderr, flush=True)
@@ -64,9 +68,10 @@ def serve(requests: IO[str] = sys.stdin, replies: IO[str] = sys.stdout) -> int:
                 replies.flush()
                 status = 2
                 continue
-            code = run_manifest(manifest, run_id=run_id, pipes_params=pipes, pool=pool)
-            print(f"{END_MARK}{manifest}", file=sys.stderr, flush=True)
-            replies.write(json.dumps({"manifest": manifest, "returncode": code}) + "\n")
+            run = run_input if kind == "input" else run_manifest
+            code = run(target, run_id=run_id, pipes_params=pipes, pool=pool)
+            print(f"{END_MARK}{target}", file=sys.stderr, flush=True)
+            replies.write(json.dumps({kind: target, "returncode": code}) + "\n")
             replies.flush()
     finally:  # side by side: each sandbox takes ~40 ms to tear down, and the launcher waits for this exit
         closing = [threading.Thread(target=lane.close, name="validibot-lane-close") for lane in pool]

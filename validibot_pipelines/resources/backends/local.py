@@ -25,6 +25,7 @@ from pydantic import Field, PrivateAttr
 from validibot_pipelines.resources.backends.base import LaunchRecord
 from validibot_pipelines.resources.backends.local_process import WORKER_MODULE, LocalProcessLauncher, WorkerSession
 from validibot_pipelines.resources.backends.pipes_context import op_context
+from validibot_pipelines.runtime.batch import ENV_LANES
 
 __all__ = ["WORKER_MODULE", "LocalSubprocessBackend"]
 
@@ -42,20 +43,33 @@ class LocalSubprocessBackend(ConfigurableResource):
     python_executable: str = Field(default=sys.executable, description="interpreter with the worker installed")
     grace_seconds: float = Field(default=5.0, description="after SIGTERM on timeout, before SIGKILL")
     worker_session: bool = Field(
-        default=True, description="a run's batch launches (probe round, simulation round…) share one worker "
-        "process that keeps its warm sandboxes between them; it ends with the run")
+        default=True, description="a run's launches (probe round, simulation round…; or one model's probe and "
+        "simulation) share one worker process that keeps its warm sandboxes between them; it starts with the "
+        "run and ends with it")
+    validator: str = Field(default="", description="the validator this backend serves: the run's worker warms "
+                           "its sandboxes for it while the run's first steps (intake) run")
     _session: WorkerSession | None = PrivateAttr(default=None)
     _in_run: bool = PrivateAttr(default=False)
 
-    def _launcher(self, batch: bool = False) -> LocalProcessLauncher:
+    def _launcher(self) -> LocalProcessLauncher:
         # Only in a run Dagster set up: its teardown is what ends the session (used directly, no session).
-        if batch and self.worker_session and self._in_run and self._session is None:
+        if self.worker_session and self._in_run and self._session is None:
             self._session = WorkerSession(self.python_executable, self.grace_seconds)
-        return LocalProcessLauncher(self.python_executable, self.grace_seconds, _pipes_env,
-                                    session=self._session if batch else None)
+        return LocalProcessLauncher(self.python_executable, self.grace_seconds, _pipes_env, session=self._session)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
+        """In a run, start its worker at once: its interpreter and its sandboxes start while intake runs.
+
+        A run of one model (a ``dagster/partition`` tag) gets one lane: its probe and its simulation run one
+        after the other on the same warm sandbox, and a second one would only compete for the CPUs."""
         self._in_run = True
+        run = getattr(context, "run", None)
+        if not self.worker_session or run is None:
+            return
+        single = "dagster/partition" in (run.tags or {})
+        self._session = WorkerSession.start(self.python_executable, self.grace_seconds,
+                                            warm=(self.validator,) if self.validator else ("-",),
+                                            env={ENV_LANES: "1"} if single else {})
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         """The run (with the in-process executor: its every step) is over; stop the worker session if any."""
@@ -64,10 +78,11 @@ class LocalSubprocessBackend(ConfigurableResource):
             self._session = None
 
     def launch(self, input_uri: str, *, run_id: str, timeout_seconds: float, context: Any = None) -> LaunchRecord:
+        """One envelope; in a run, on the run's worker (``runtime/session.py``), every log line through Pipes."""
         return self._launcher().launch(input_uri, run_id=run_id, timeout_seconds=timeout_seconds, context=context)
 
     def launch_batch(self, input_uris: list[str], *, batch_id: str, timeout_seconds: float,
                      context: Any = None) -> list[LaunchRecord]:
         """One worker process for the whole batch (its envelopes share warm sandboxes, ``runtime/batch.py``)."""
-        return self._launcher(batch=True).launch_batch(input_uris, batch_id=batch_id,
+        return self._launcher().launch_batch(input_uris, batch_id=batch_id,
                                                        timeout_seconds=timeout_seconds, context=context)

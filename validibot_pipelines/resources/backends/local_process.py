@@ -4,7 +4,8 @@
 what :class:`~validibot_pipelines.resources.backends.local.LocalSubprocessBackend` — the Dagster resource —
 calls, adding a Dagster Pipes session around it when a step's context is given (``pipes_env``). Given a
 :class:`WorkerSession`, its batch launches go to one worker process that stays up between them (the probe
-round and the simulation round of the same models, ``runtime/session.py``).
+round and the simulation round of the same models, ``runtime/session.py``), and so do its single launches
+(a single-model run's probe and simulation).
 """
 
 from __future__ import annotations
@@ -59,10 +60,13 @@ class LocalProcessLauncher:
         env = {**os.environ, **extra_env}
         cmd = [self.python_executable, "-m", WORKER_MODULE]
         with (self.pipes_env(context) if context is not None else _no_pipes(None)) as pipes:
-            child = None
-            if self.session is not None and ENV_BATCH in extra_env:  # None: the session is serving another launch
-                child = self.session.run(extra_env[ENV_BATCH], run_id=extra_env.get(ENV_RUN_ID, "-"), pipes=pipes,
-                                         timeout=timeout_seconds)
+            child = None  # stays None without a session, or when it is serving another launch right now
+            run_id = extra_env.get(ENV_RUN_ID, "-")
+            if self.session is not None and ENV_BATCH in extra_env:
+                child = self.session.run(extra_env[ENV_BATCH], run_id=run_id, pipes=pipes, timeout=timeout_seconds)
+            elif self.session is not None and ENV_INPUT in extra_env:
+                child = self.session.run_input(extra_env[ENV_INPUT], run_id=run_id, pipes=pipes,
+                                               timeout=timeout_seconds)
             if child is None:
                 child = run_child(cmd, timeout=timeout_seconds, env={**env, **pipes}, grace=self.grace_seconds)
         return LaunchRecord(

@@ -99,7 +99,7 @@ def make_backend(validator: str, env: Mapping[str, str] | None = None) -> Config
     if name == "local":
         from validibot_pipelines.resources.backends.local import LocalSubprocessBackend
 
-        return LocalSubprocessBackend()
+        return LocalSubprocessBackend(validator=validator)
     if name == "docker":
         return _docker_backend(validator, env)
     if name == "modal":

@@ -36,6 +36,7 @@ class WorkerSession:
     python_executable: str = sys.executable
     grace_seconds: float = 5.0
     warm: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)  # more variables for the worker (e.g. its lanes)
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _lines: list[str] = field(default_factory=list, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -43,9 +44,9 @@ class WorkerSession:
 
     @classmethod
     def start(cls, python_executable: str = sys.executable, grace_seconds: float = 5.0,
-              warm: tuple[str, ...] = ()) -> WorkerSession:
+              warm: tuple[str, ...] = (), env: dict[str, str] | None = None) -> WorkerSession:
         """A running worker; ``warm`` (validator names) has it start its lanes' sandboxes for them at once."""
-        session = cls(python_executable, grace_seconds, warm)
+        session = cls(python_executable, grace_seconds, warm, dict(env or {}))
         session._spawn()
         return session
 
@@ -66,7 +67,7 @@ class WorkerSession:
         self._lines = []
         self._proc = subprocess.Popen(
             [self.python_executable, "-m", WORKER_MODULE],
-            env={**os.environ, ENV_SESSION: "1", **({ENV_WARM: ",".join(self.warm)} if self.warm else {})},
+            env={**os.environ, **self.env, ENV_SESSION: "1", **({ENV_WARM: ",".join(self.warm)} if self.warm else {})},
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
             start_new_session=True, bufsize=1)
         threading.Thread(target=self._read_stderr, args=(self._proc,), daemon=True,
@@ -83,14 +84,22 @@ class WorkerSession:
     def run(self, manifest: str, *, run_id: str, pipes: dict[str, str], timeout: float) -> ChildResult | None:
         """The batch ``manifest`` on this worker: like ``run_child`` on a fresh one (exit code, log, timeout);
         ``None`` when the worker is serving another launch right now."""
+        return self._request({"manifest": manifest, "run_id": run_id, "pipes": pipes}, timeout)
+
+    def run_input(self, input_uri: str, *, run_id: str, pipes: dict[str, str], timeout: float) -> ChildResult | None:
+        """One input envelope on this worker, as a ``VALIDIBOT_INPUT_URI`` launch (every log line through
+        ``pipes``), its model forked from the first lane's warm sandbox; ``None`` as for :meth:`run`."""
+        return self._request({"input": input_uri, "run_id": run_id, "pipes": pipes}, timeout)
+
+    def _request(self, request: dict[str, Any], timeout: float) -> ChildResult | None:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            return self._serve(manifest, run_id, pipes, timeout)
+            return self._serve(request, timeout)
         finally:
             self._lock.release()
 
-    def _serve(self, manifest: str, run_id: str, pipes: dict[str, str], timeout: float) -> ChildResult:
+    def _serve(self, request: dict[str, Any], timeout: float) -> ChildResult:
         if self._proc is None or self._proc.poll() is not None:
             self._spawn()
         proc = self._proc
@@ -98,7 +107,7 @@ class WorkerSession:
         begin, start = len(self._lines), time.monotonic()
         reply: dict[str, Any] | None = None
         try:
-            proc.stdin.write(json.dumps({"manifest": manifest, "run_id": run_id, "pipes": pipes}) + "\n")
+            proc.stdin.write(json.dumps(request) + "\n")
             proc.stdin.flush()
             if select.select([proc.stdout], [], [], timeout)[0]:
                 line = proc.stdout.readline()
