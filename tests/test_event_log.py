@@ -259,3 +259,54 @@ def test_a_storage_block_still_replaces_it(tmp_path, monkeypatch) -> None:  # no
     with DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.event_log_storage).__name__ == "SqliteEventLogStorage"
         assert Path(instance.event_log_storage._base_dir) == tmp_path / "other" / "history" / "runs"
+
+
+def test_a_forked_child_writes_through_its_own_connections(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """A child forked from a process holding the storage (``multiprocessing``'s default on Linux) goes on
+    storing events while the parent closes its kept connections (its LRU, ``dispose``): nothing is lost and both
+    files stay sound. With the parent's connections shared, the parent's close checkpointed and deleted the
+    write-ahead log under the child, and both files were corrupt."""
+    home = _home(tmp_path, monkeypatch)
+    with DagsterInstance.from_config(str(home)) as instance:
+        _validate(instance, ["a.fmu"])
+        storage = instance.event_log_storage
+        run = instance.get_runs(limit=1)[0]
+        materialization = next(e for e in instance.all_logs(run.run_id)
+                               if e.dagster_event and e.dagster_event_type.value == "ASSET_MATERIALIZATION")
+        count = 150
+        pid = os.fork()
+        if pid == 0:  # the child: any failure shows as its exit code
+            code = 0
+            try:
+                for i in range(count):
+                    storage.store_event(materialization._replace(user_message=f"child {i}", timestamp=time.time()))
+            except BaseException:  # noqa: BLE001
+                code = 1
+            os._exit(code)
+        for i in range(count):
+            storage.store_event(materialization._replace(user_message=f"parent {i}", timestamp=time.time()))
+            if i % 10 == 0:
+                storage._drop_engines(index=True)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    runs = home / "history" / "runs"
+    for name in (f"{run.run_id}.db", "index.db"):
+        with sqlite3.connect(runs / name) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",), name
+            for who in ("child", "parent"):
+                stored = db.execute("SELECT count(*) FROM event_logs WHERE event LIKE ?", (f'%"{who} %',)).fetchone()
+                assert stored == (count,), (name, who)
+
+
+def test_a_run_file_another_process_wiped_is_opened_anew(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Dagster opened the file for every connection, so it saw another process's wipe; a kept connection would go
+    on reading and writing the deleted file."""
+    home = _home(tmp_path, monkeypatch)
+    with DagsterInstance.from_config(str(home)) as kept, DagsterInstance.from_config(str(home)) as other:
+        _validate(kept, ["a.fmu"])
+        run = kept.get_runs(limit=1)[0]
+        assert kept.all_logs(run.run_id)  # its connection to the run's file is kept now
+        other.wipe()
+        assert kept.all_logs(run.run_id) == []  # the file is gone: read as Dagster reads a missing run
+        kept.event_log_storage.store_event(_engine_event(run))
+        assert len(other.all_logs(run.run_id)) == 1  # written to the file on disk, where others read

@@ -11,11 +11,10 @@ from dagster import AssetKey, DagsterInstance
 from dagster._core.event_api import EventLogRecord
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._serdes import serialize_value
-from dagster.version import __version__ as dagster_version
 from sqlalchemy import event as sqlalchemy_event
 
 from tests.test_event_log import _home, _validate
-from validibot_pipelines.orchestration.event_writes import SYNCHRONOUS_ENV, sqlite_synchronous
+from validibot_pipelines.orchestration.event_writes import SYNCHRONOUS_ENV, _schema_key, sqlite_synchronous
 
 
 def _events(instance: DagsterInstance, kind: str) -> list:
@@ -67,7 +66,7 @@ def test_a_new_runs_file_is_the_one_dagster_makes(tmp_path, monkeypatch) -> None
         run = instance.get_runs(limit=1)[0]
         ours = Path(instance.event_log_storage.path_for_shard(run.run_id))
         runs = ours.parent
-        assert (runs / f".run-file-{dagster_version}.sqlite").is_file()  # not a *.db: Dagster globs those
+        assert (runs / f".run-file-{_schema_key()}.sqlite").is_file()  # not a *.db: Dagster globs those
         assert sorted(p.name for p in runs.glob("*.db")) == sorted(["index.db", ours.name])
         plain = SqliteEventLogStorage(str(tmp_path / "plain"))
         plain.store_event(instance.all_logs(run.run_id)[0])  # Dagster's own _initdb makes this run's file
@@ -81,32 +80,50 @@ def test_a_new_runs_file_is_the_one_dagster_makes(tmp_path, monkeypatch) -> None
         assert ours.read_bytes() == before
 
 
-def test_a_check_evaluation_commits_the_index_once_and_all_or_nothing(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_a_check_evaluation_commits_the_index_once(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     home = _home(tmp_path, monkeypatch)
     with DagsterInstance.from_config(str(home)) as instance:
         _validate(instance, ["a.fmu"])
         storage = instance.event_log_storage
         evaluation = _events(instance, "ASSET_CHECK_EVALUATION")[0]._replace(run_id="another-run")
         commits: list[int] = []
-        index = storage._engine("index")
-        sqlalchemy_event.listen(index, "commit", lambda conn: commits.append(1))
+        sqlalchemy_event.listen(storage._engine("index"), "commit", lambda conn: commits.append(1))
         storage.store_event(evaluation)
         assert len(commits) == 1  # Dagster's two index connections (mirrored event, check execution): one commit
         history = storage.get_asset_check_execution_history(next(iter(_check_keys())), limit=10)
         assert "another-run" in {h.run_id for h in history}
 
-        def broken(*_args, **_kwargs) -> None:
-            raise RuntimeError("the check's row could not be written")
 
-        monkeypatch.setattr(storage, "store_asset_check_event", broken)
-        with pytest.raises(RuntimeError):
-            storage.store_event(evaluation._replace(run_id="a-third-run"))
-        with sqlite3.connect(home / "history" / "runs" / "index.db") as db:  # its mirrored row went with it
-            assert db.execute("SELECT count(*) FROM event_logs WHERE run_id = 'a-third-run'").fetchone() == (0,)
-        monkeypatch.undo()
-        storage.store_event(evaluation._replace(run_id="a-fourth-run"))  # the next event is stored as usual
-        history = storage.get_asset_check_execution_history(next(iter(_check_keys())), limit=10)
-        assert "a-fourth-run" in {h.run_id for h in history}
+@pytest.mark.parametrize("failure", ["before its write", "after its write"])
+def test_a_check_whose_second_write_fails_leaves_what_dagster_leaves(tmp_path, monkeypatch, failure) -> None:  # noqa: ANN001
+    """Dagster commits the mirrored row before the check's row; when the check's write fails (or Dagster raises
+    after it, as for a doubly planned check), what was written stays: the same in the one transaction."""
+    left = {}
+    for name, config in (("ours", None), ("dagster", "telemetry:\n  enabled: false\n")):
+        (tmp_path / name).mkdir()
+        home = _home(tmp_path / name, monkeypatch, config)
+        with DagsterInstance.from_config(str(home)) as instance:
+            _validate(instance, ["a.fmu"])
+            storage = instance.event_log_storage
+            evaluation = _events(instance, "ASSET_CHECK_EVALUATION")[0]._replace(run_id="failing-run")
+            write = storage.store_asset_check_event
+
+            def broken(event, event_id, write=write) -> None:  # noqa: ANN001
+                if failure == "after its write":
+                    write(event, event_id)
+                raise RuntimeError("the check's row failed")
+
+            monkeypatch.setattr(storage, "store_asset_check_event", broken)
+            with pytest.raises(RuntimeError):
+                storage.store_event(evaluation)
+            monkeypatch.undo()
+            storage.store_event(evaluation._replace(run_id="next-run"))  # the next event is stored as usual
+            with sqlite3.connect(home / "history" / "runs" / "index.db") as db:
+                left[name] = (db.execute("SELECT run_id FROM event_logs WHERE run_id LIKE '%-run'").fetchall(),
+                              db.execute("SELECT run_id, execution_status FROM asset_check_executions "
+                                         "WHERE run_id LIKE '%-run'").fetchall())
+    assert left["ours"] == left["dagster"]
+    assert ("failing-run",) in left["ours"][0]
 
 
 def _check_keys() -> set:
@@ -140,7 +157,7 @@ def test_an_unknown_sync_setting_is_named_with_its_fix(monkeypatch) -> None:  # 
 def test_a_broken_template_is_made_again(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     """A template cut short (a full disk, say) is not copied into runs: it is made again from Dagster's."""
     home = _home(tmp_path, monkeypatch)
-    template = home / "history" / "runs" / f".run-file-{dagster_version}.sqlite"
+    template = home / "history" / "runs" / f".run-file-{_schema_key()}.sqlite"
     template.parent.mkdir(parents=True)
     template.write_bytes(b"SQLite format 3\x00" + bytes(4096))  # the header promises pages it lacks
     with DagsterInstance.from_config(str(home)) as instance:
@@ -148,3 +165,37 @@ def test_a_broken_template_is_made_again(tmp_path, monkeypatch) -> None:  # noqa
         run = instance.get_runs(limit=1)[0]
         assert len(instance.all_logs(run.run_id)) > 5
     assert _schema(template)[1] and _schema(template)[2] == ("wal",)  # Dagster's tables and stamp, made again
+
+
+def test_new_run_files_and_the_template_get_the_mode_sqlite_gives(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """``0666`` less the umask, as SQLite (and so Dagster) creates them: a webserver running as another user
+    reads the runs."""
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        home = _home(tmp_path, monkeypatch)
+        with DagsterInstance.from_config(str(home)) as instance:
+            _validate(instance, ["a.fmu"])
+            run = instance.get_runs(limit=1)[0]
+            runs = Path(instance.event_log_storage.path_for_shard(run.run_id)).parent
+        for name in (f"{run.run_id}.db", f".run-file-{_schema_key()}.sqlite", "index.db"):
+            assert (runs / name).stat().st_mode & 0o777 == 0o644, name
+        assert not list(runs.glob("*.tmp"))
+    finally:
+        os.umask(previous)
+
+
+def test_the_template_is_named_for_dagsters_schema() -> None:
+    """Another Dagster build (its tables or its migrations) names another template, so a template an older
+    build left is never copied into a newer one's runs."""
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata
+    from sqlalchemy import Column, Integer, Table
+
+    before = _schema_key.__wrapped__()
+    table = Table("added_by_a_later_dagster", SqlEventLogStorageMetadata, Column("id", Integer))
+    try:
+        assert _schema_key.__wrapped__() != before
+    finally:
+        SqlEventLogStorageMetadata.remove(table)
+    assert _schema_key.__wrapped__() == before == _schema_key()

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -68,6 +69,35 @@ from sqlalchemy.engine import Connection, Engine
 from validibot_pipelines.orchestration.event_writes import EventWrites, sqlite_synchronous
 
 RUN_ENGINES_KEPT = 16
+_LIVE: weakref.WeakSet[CachedSqliteEventLogStorage] = weakref.WeakSet()  # every storage of this process
+
+
+def _file_id(path: str) -> tuple[int, int]:
+    """Which file ``path`` is now (device, inode); ``(0, 0)`` when there is none."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return (0, 0)
+    return (info.st_dev, info.st_ino)
+
+
+_FORKING: list[CachedSqliteEventLogStorage] = []
+
+
+def _before_fork() -> None:
+    _FORKING[:] = list(_LIVE)
+    for storage in _FORKING:
+        storage._prepare_fork()
+
+
+def _after_fork(child: bool) -> None:
+    for storage in _FORKING:
+        storage._after_fork(child=child)
+    _FORKING.clear()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=lambda: _after_fork(False),
+                    after_in_child=lambda: _after_fork(True))
 
 
 class CachedSqliteEventLogStorage(EventWrites, SqliteEventLogStorage):
@@ -78,8 +108,29 @@ class CachedSqliteEventLogStorage(EventWrites, SqliteEventLogStorage):
         self._index_engine: Engine | None = None
         self._index_engine_lock = threading.Lock()
         self._tables: set[str] = set()
+        self._file_ids: dict[str, tuple[int, int]] = {}  # the file each kept engine has open: (device, inode)
         self._init_writes()
         super().__init__(base_dir, inst_data)
+        _LIVE.add(self)
+
+    def _prepare_fork(self) -> None:
+        """Before this process forks: no SQLite connection may be open across a fork (SQLite's rule). A child
+        that inherited the parent's open files, and SQLite's record of the locks it held, wrote into a
+        write-ahead log the parent then checkpointed and deleted as its last user: both files were corrupt (a
+        red-team reproduction; ``tests/test_event_log.py``). So every kept connection is closed, under the
+        locks, which stay held until the fork is done; the engines (and their compiled statements) stay."""
+        self._db_lock.acquire()
+        self._index_engine_lock.acquire()
+        for engine in [*self._engines.values(), *([self._index_engine] if self._index_engine else [])]:
+            engine.dispose()
+
+    def _after_fork(self, *, child: bool) -> None:
+        if child:  # the parent's locks, and its threads' state, are not the child's
+            self._db_lock, self._index_engine_lock = threading.Lock(), threading.Lock()
+            self._init_writes()
+        else:
+            self._index_engine_lock.release()
+            self._db_lock.release()
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None,
@@ -137,11 +188,15 @@ class CachedSqliteEventLogStorage(EventWrites, SqliteEventLogStorage):
     def _open(self, shard: str) -> Iterator[Connection]:
         """A connection to this file in a transaction (Dagster's ``_connect``, with the kept engine)."""
         with self._db_lock:
+            if shard in self._file_ids and self._file_ids[shard] != _file_id(self.path_for_shard(shard)):
+                self._forget(shard)  # deleted (another process wiped it) or replaced since: open the new one
             engine = self._engine(shard)
             if shard not in self._initialized_dbs:
                 if shard == INDEX_SHARD_NAME or not self._new_run_file(shard):
                     self._initdb(engine)
                 self._initialized_dbs.add(shard)
+            if shard not in self._file_ids:
+                self._file_ids[shard] = _file_id(self.path_for_shard(shard))
             with engine.connect() as conn:
                 changes = conn.connection.dbapi_connection.total_changes
                 with conn.begin():
@@ -151,6 +206,22 @@ class CachedSqliteEventLogStorage(EventWrites, SqliteEventLogStorage):
                         os.utime(self.path_for_shard(shard))  # wakes watch() on this run (module docstring)
 
 
+    def _forget(self, shard: str) -> None:
+        """Drop this file's kept engine: Dagster's, which opened the file anew for every connection, would have
+        seen another process delete it (a wipe) or put a new file in its place; a kept connection would go on
+        reading and writing the old one."""
+        if shard == INDEX_SHARD_NAME:
+            with self._index_engine_lock:
+                engine, self._index_engine = self._index_engine, None
+            self._tables.clear()
+            self._asset_key_index_cols = False
+        else:
+            engine = self._engines.pop(shard, None)
+        if engine is not None:
+            engine.dispose()
+        self._file_ids.pop(shard, None)
+        self._initialized_dbs.discard(shard)
+
     def _drop_engines(self, *, index: bool) -> None:
         """Close the kept run files' connections (and the index's too, with ``index``)."""
         with self._db_lock, self._index_engine_lock:
@@ -158,6 +229,7 @@ class CachedSqliteEventLogStorage(EventWrites, SqliteEventLogStorage):
             if index and self._index_engine is not None:
                 engines.append(self._index_engine)
                 self._index_engine = None
+        self._file_ids.clear()
         for engine in engines:
             engine.dispose()
 

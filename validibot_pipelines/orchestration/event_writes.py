@@ -14,13 +14,15 @@ compares them with Dagster's own). Measured on a grouped run's events stored aga
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 import sqlite3
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from dagster._core.event_api import EventLogRecord
@@ -64,6 +66,33 @@ def _whole_sqlite_file(data: bytes) -> bool:
     return len(data) == page_size * int.from_bytes(data[28:32], "big")
 
 
+def _new_file(folder: str, prefix: str) -> str:
+    """An empty new file in ``folder``, mode ``0666`` less the umask as SQLite creates its files (``mkstemp``
+    would make it ``0600``: a webserver running as another user could not read the runs)."""
+    path = os.path.join(folder, f"{prefix}{uuid.uuid4().hex}.tmp")
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    return path
+
+
+@functools.cache
+def _schema_key() -> str:
+    """Dagster's event-log schema: its version, the tables' DDL and its migrations' names, hashed."""
+    from dagster._core.storage import event_log
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata
+    from dagster.version import __version__
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    dialect = sqlite.dialect()
+    parts = [__version__]
+    for table in SqlEventLogStorageMetadata.sorted_tables:
+        parts.append(str(CreateTable(table).compile(dialect=dialect)))
+        parts += sorted(str(CreateIndex(index).compile(dialect=dialect)) for index in table.indexes)
+    versions = Path(event_log.__file__).parents[1] / "alembic" / "versions"
+    parts += sorted(p.name for p in versions.glob("*.py")) if versions.is_dir() else []
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
 class EventWrites:
     """The per-event write path of ``CachedSqliteEventLogStorage`` (methods of Dagster's it overrides)."""
 
@@ -89,14 +118,20 @@ class EventWrites:
 
     @contextmanager
     def _one_index_transaction(self) -> Iterator[None]:
-        scope = self._index_scope
-        with contextlib.ExitStack() as stack:
-            scope.stack, scope.conn = stack, None
-            try:
-                yield
-            finally:
-                scope.stack = scope.conn = None
+        """The event's index connections as one transaction, committed even when the event failed.
 
+        Dagster's two transactions leave the first one's row when the second fails (or raises after its write,
+        as its check of a planned execution does), so this commits what was written before re-raising: a
+        failed statement itself is undone by SQLite, and in each of Dagster's index blocks for these events the
+        statement that can fail comes first or alone."""
+        scope = self._index_scope
+        stack = contextlib.ExitStack()
+        scope.stack, scope.conn = stack, None
+        try:
+            yield
+        finally:
+            scope.stack = scope.conn = None
+            stack.close()  # the open index connection's transaction commits
 
     def _new_run_file(self, shard: str) -> bool:
         """Create a new run's file as a copy of a new run file Dagster made; ``False`` if it exists already.
@@ -104,18 +139,18 @@ class EventWrites:
         Dagster's ``_initdb`` of a new file creates the tables, then asks alembic for the head revision twice
         (to compare and to stamp it), and alembic reads every migration script to answer: ~70 ms per run,
         ~3 ms per model in a grouped run of 25. The copy is what ``_initdb`` wrote (tables, WAL mode, the
-        stamp), made once per Dagster version under the instance's event-log folder (``_template``). The
-        file appears whole or not at all (``os.link`` of a finished copy, which fails if the file exists);
-        anything unexpected falls back to Dagster's ``_initdb``, which also handles a file another process
-        is creating."""
+        stamp), made once per schema under the instance's event-log folder (``_template``). The file appears
+        whole or not at all (``os.link`` of a finished copy, which fails if the file exists), with the mode
+        SQLite would give it (``0666`` less the umask); anything unexpected falls back to Dagster's
+        ``_initdb``, which also handles a file another process is creating."""
         path = self.path_for_shard(shard)
         if os.path.exists(path):
             return False
         try:
             template = self._template()
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".new-run-", suffix=".tmp")
+            tmp = _new_file(os.path.dirname(path), ".new-run-")
             try:
-                with os.fdopen(fd, "wb") as fh:
+                with open(tmp, "wb") as fh:
                     fh.write(template)
                 os.link(tmp, path)
             finally:
@@ -125,16 +160,15 @@ class EventWrites:
         return True
 
     def _template(self) -> bytes:
-        """A new run file as Dagster's ``_initdb`` writes it, kept as ``.run-file-<dagster version>.sqlite``."""
-        from dagster.version import __version__
-
-        path = os.path.join(self._base_dir, f".run-file-{__version__}.sqlite")
+        """A new run file as Dagster's ``_initdb`` writes it, kept as ``.run-file-<schema key>.sqlite``: the key
+        (``_schema_key``) changes with Dagster's tables and migrations, so another build of Dagster never
+        copies a template an older one made."""
+        path = os.path.join(self._base_dir, f".run-file-{_schema_key()}.sqlite")
         with contextlib.suppress(FileNotFoundError), open(path, "rb") as fh:
             data = fh.read()
             if _whole_sqlite_file(data):
                 return data
-        fd, tmp = tempfile.mkstemp(dir=self._base_dir, prefix=".run-file-", suffix=".tmp")
-        os.close(fd)
+        tmp = _new_file(self._base_dir, ".run-file-")
         try:
             engine = create_engine(f"sqlite:///{tmp}")
             try:
@@ -147,12 +181,9 @@ class EventWrites:
                 data = fh.read()
             os.replace(tmp, path)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp + "-wal")
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp + "-shm")
+            for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
         return data
 
     def _event_to_row(self, event: EventLogEntry) -> dict[str, Any]:
