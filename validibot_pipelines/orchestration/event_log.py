@@ -23,7 +23,10 @@ taken out in ``event_writes.py`` (a new run's file, an asset's row, a check's tr
   to do; with the connection kept, new events stay in the write-ahead log, so after a transaction that wrote to
   a run's file its modification time is set (``os.utime``), which the watcher sees as a modification
   (watchdog: inotify ``IN_ATTRIB``; the polling observer compares times). A read touches nothing, or a
-  watcher's own read would wake it again.
+  watcher's own read would wake it again;
+* a kept connection must not outlive its file or cross a fork: a file another process deleted or replaced (a
+  wipe) is opened anew (``_open`` compares the file's inode), and before the process forks every kept
+  connection is closed (``os.register_at_fork``; ``_prepare_fork`` says why).
 
 Same files and schema as Dagster's default, so an existing ``$DAGSTER_HOME`` keeps its history either way.
 ``dagster.yaml`` selects it through ``instance_class: ValidibotInstance``, whose only change to Dagster's
