@@ -16,7 +16,7 @@ from validibot_pipelines.validators.fmi.samples.build import COMMON_DIR, fmi_hea
 
 HERE = Path(__file__).resolve().parent / "hostile"
 ATTACKS = {"env_secrets": 1, "tamper": 2, "kill_parent": 3, "orphan": 4, "memory": 5, "huge_stderr": 6,
-           "fork_bomb": 7, "cpu_burn": 8, "file_size": 9, "forge": 10, "huge_log": 11, "store": 12}
+           "fork_bomb": 7, "cpu_burn": 8, "file_size": 9, "forge": 10, "huge_log": 11, "store": 12, "sysv_ipc": 13}
 
 
 def build_hostile(attack: str, out_dir: Path, target: Path | str = "/nonexistent", name: str | None = None) -> Path:

@@ -203,6 +203,28 @@ def test_a_warm_lane_kills_what_a_model_left_running_before_the_next_model(tmp_p
         assert not any(b.exists() for b in bins)  # deleted, bins and all
 
 
+def test_a_warm_lane_removes_the_system_v_ipc_a_model_left_before_the_next_model(tmp_path: Path) -> None:
+    """System V shared memory, queues and semaphores live in the sandbox's IPC namespace, which the lane's
+    models share, and are no files: the second model must not find what the first left under a known key."""
+    from validibot_pipelines.runtime.sandbox import warm
+    from validibot_pipelines.validators.fmi.worker.child import CHILD_MODULE
+
+    fmu = build_hostile("sysv_ipc", tmp_path / "fmus")
+    with warm.lane() as lane:
+        said = []
+        for _ in range(2):
+            space = warm.workspace(tmp_path / "work")
+            request = space.scratch / "request.json"
+            request.write_text(json.dumps({"mode": "simulate", "fmu": str(space.add_input(fmu)), "stop_time": 1.0,
+                                           "result_path": str(space.scratch / "result.npy")}))
+            result = warm.run_python(CHILD_MODULE, [str(request)], workspace=space, timeout=30)
+            assert result.returncode == 0, result.stderr[-2000:]
+            said.append(json.dumps(json.loads((space.scratch / "child.json").read_text())["fmu_log"]))
+        assert lane.starts == 1  # both models forked from one warm parent, in one IPC namespace
+    assert all("left a segment, a queue and a semaphore set" in text for text in said)  # the attack ran
+    assert all("nothing of a previous model" in text for text in said), said[1][:500]
+
+
 def _sleeps_in(proc: Path, marker: str) -> bool:
     """A live ``sleep 313.25`` (the orphan attack's daemon) whose environment names the lane's folder."""
     try:

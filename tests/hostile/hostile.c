@@ -10,6 +10,10 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +40,7 @@ enum {
     FORGE = 10,       /* leave a forged child.json and a result.npy symlinked to another file, exit 0 */
     HUGE_LOG = 11,    /* 20,000 log lines of 20 KB through the FMI logger */
     STORE = 12,       /* hunt for store credentials, then PUT a forged verdict to TARGET ("ip:port/path") */
+    SYSV_IPC = 13,    /* leave System V IPC objects under a fixed key; say whether a previous model left them */
 };
 
 enum { VR_Y };
@@ -215,6 +220,16 @@ static fmi2Status attack(FmuInstance *inst) {
         hunt_credentials(inst);
         forge_remote(inst);
         return fmi2OK;
+    case SYSV_IPC: {
+        key_t key = 0x56424f54;
+        int found = shmget(key, 0, 0) >= 0 || msgget(key, 0) >= 0 || semget(key, 0, 0) >= 0;
+        int made = shmget(key, 4096, IPC_CREAT | 0600) >= 0 && msgget(key, IPC_CREAT | 0600) >= 0 &&
+                   semget(key, 1, IPC_CREAT | 0600) >= 0;
+        fmu_log(inst, fmi2Warning, "logStatusWarning", "sysv ipc: %s; %s",
+                found ? "FOUND a previous model's objects" : "nothing of a previous model",
+                made ? "left a segment, a queue and a semaphore set" : "could not make them");
+        return fmi2OK;
+    }
     case HUGE_LOG: {
         static char big[20000];
         memset(big, 'L', sizeof big - 1);

@@ -10,9 +10,10 @@ Per job: ``fork``; the child starts a new session and session keyring, dies with
 ``/dev/null`` as stdin and two unnamed files as stdout/stderr, the job's folder as cwd, HOME and TMPDIR, only
 the job's environment, the job's rlimits, and then calls the module's ``main()`` as ``python -m module`` would.
 Afterwards every process the job left is killed — this parent is a child subreaper, so a daemon that
-double-forked is still its descendant — and in bubblewrap mode the shared ``/tmp`` and ``/dev/shm`` are
-emptied, so the next job starts from nothing the last one left. This parent is not dumpable: a child running as
-the same user can neither ptrace it nor open its ``/proc`` files (its control pipe among them).
+double-forked is still its descendant —, the System V IPC objects it left are removed, and in bubblewrap mode
+the shared ``/tmp`` and ``/dev/shm`` are emptied, so the next job starts from nothing the last one left. This
+parent is not dumpable: a child running as the same user can neither ptrace it nor open its ``/proc`` files
+(its control pipe among them).
 """
 
 from __future__ import annotations
@@ -84,6 +85,31 @@ def _wipe(keep: Path) -> None:
                     path.unlink()
                 except OSError:
                     pass
+
+
+IPC_RMID = 0
+
+
+def _remove_sysv_ipc() -> None:
+    """Remove the System V shared memory segments, message queues and semaphore sets the last job left.
+
+    They live in the sandbox's IPC namespace, which every job of this parent shares, and they are no files, so
+    neither the sweep nor the wipe of ``/tmp`` and ``/dev/shm`` reaches them: one model could leave data for
+    the next under a key both know (a red-team finding; ``tests/test_batch_launch.py``). Every process of the
+    job is dead by now (``_sweep``), so removing a segment frees it at once. Listed from ``/proc/sysvipc``
+    (this namespace's objects; the id is the second column of each)."""
+    removers = {"shm": lambda ident: _libc.shmctl(ident, IPC_RMID, None),
+                "msg": lambda ident: _libc.msgctl(ident, IPC_RMID, None),
+                "sem": lambda ident: _libc.semctl(ident, 0, IPC_RMID)}
+    for kind, remove in removers.items():
+        try:
+            rows = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 1 and fields[1].isdigit():
+                remove(int(fields[1]))
 
 
 def _tail(fd: int) -> str:
@@ -199,6 +225,7 @@ def _run(job: dict) -> dict:
     os.close(pidfd)
     seconds = time.monotonic() - start
     _sweep()
+    _remove_sysv_ipc()
     _wipe(Path(job["cwd"]).parent)
     returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     return {"pid": pid, "returncode": returncode, "timed_out": timed_out, "seconds": seconds,
