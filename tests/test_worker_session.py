@@ -320,3 +320,19 @@ def test_a_single_models_launch_that_hangs_its_worker_is_stopped_at_the_timeout(
         assert session._proc.pid != first and "does not exist" in child.stderr
     finally:
         session.close()
+
+
+def test_a_stopped_workers_last_lines_stay_in_the_launchs_log(tmp_path: Path) -> None:
+    """A worker stopped at a launch's timeout may still write as it ends (its SIGTERM handler cleans up and
+    says so): those lines belong to the launch's log, as a fresh worker's would."""
+    fake = tmp_path / "fake-python"
+    fake.write_text("#!/bin/sh\ntrap 'echo \"stopping: last words\" >&2; exit 1' TERM\nread request\n"
+                    "echo 'started the request' >&2\nwhile true; do sleep 0.05; done\n")
+    fake.chmod(0o755)
+    session = WorkerSession(python_executable=str(fake), grace_seconds=5)
+    try:
+        child = session.run_input((tmp_path / "in.json").as_uri(), run_id="r", pipes={}, timeout=1.5)
+        assert child is not None and child.timed_out
+        assert "started the request" in child.stderr and "stopping: last words" in child.stderr
+    finally:
+        session.close()

@@ -38,6 +38,8 @@ class WorkerSession:
     warm: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)  # more variables for the worker (e.g. its lanes)
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _draining: subprocess.Popen | None = field(default=None, init=False, repr=False)  # being stopped: its lines kept
+    _reader: threading.Thread | None = field(default=None, init=False, repr=False)
     _lines: list[str] = field(default_factory=list, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _log_changed: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
@@ -70,14 +72,15 @@ class WorkerSession:
             env={**os.environ, **self.env, ENV_SESSION: "1", **({ENV_WARM: ",".join(self.warm)} if self.warm else {})},
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
             start_new_session=True, bufsize=1)
-        threading.Thread(target=self._read_stderr, args=(self._proc,), daemon=True,
-                         name="validibot-session-log").start()
+        self._reader = threading.Thread(target=self._read_stderr, args=(self._proc,), daemon=True,
+                                        name="validibot-session-log")
+        self._reader.start()
 
     def _read_stderr(self, proc: subprocess.Popen) -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
             with self._log_changed:
-                if proc is self._proc:
+                if proc is self._proc or proc is self._draining:
                     self._lines.append(line.rstrip("\n"))
                 self._log_changed.notify_all()
 
@@ -117,7 +120,11 @@ class WorkerSession:
         seconds = time.monotonic() - start
         if reply is None or "returncode" not in reply:  # timed out, or the worker died or misbehaved
             timed_out = proc.poll() is None and seconds >= timeout
+            self._draining, reader = proc, self._reader
             self.stop(busy=True)
+            if reader is not None:  # what it wrote up to its end, as a fresh worker's log keeps it
+                reader.join(timeout=1)
+            self._draining = None
             return ChildResult(proc.returncode if not timed_out else -signal.SIGKILL, timed_out, proc.pid, "",
                                "\n".join(self._lines[begin:]), seconds)
         with self._log_changed:  # the worker marks the end of this manifest's lines before it replies
