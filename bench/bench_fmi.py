@@ -14,8 +14,10 @@ Pipeline paths, all real (intake, sandboxed worker probe and simulation, CEL che
 4. ``validibot validate`` of the N files in one call (a fresh process, as a model author's CI runs it).
 
 In 2-4 each worker step is one worker launch for all of a run's models, their sandboxed children forked from a
-warm parent. The raw path is ``fmpy.simulate_fmu`` in this process with the same experiment. Prints wall
-times, the ratio to raw fmpy, models per hour, and Dagster events per model. A second part does Model Exchange
+warm parent. The raw path is ``fmpy.simulate_fmu`` in this process with the same experiment, run before the
+first path and again after every path; each path's ratio is to the mean of the raw loops either side of it (the
+machine's speed drifts within minutes). Prints wall times, the ratios, models per hour, and Dagster events per
+model. A second part does Model Exchange
 (CVode) one run per upload. Not run in CI; numbers depend on the machine.
 
 ``--postgres`` keeps Dagster's runs and events in a real PostgreSQL server (``tests/postgres.py``, fsync on, a
@@ -79,12 +81,15 @@ def main(n: int = 20) -> None:
         for fmu in fmus:
             fmu.with_name(fmu.name + ".validation.yaml").write_bytes(SPEC)
 
-        start = time.perf_counter()
-        for fmu in fmus:
-            result = simulate_fmu(str(fmu), start_time=0, stop_time=3, output_interval=0.01, step_size=0.01,
-                                  start_values={"u": 3.0}, fmi_type="CoSimulation")
-            assert 5.98 < result["y"][-1] < 6.0
-        raw = time.perf_counter() - start
+        def raw_loop() -> float:
+            start = time.perf_counter()
+            for fmu in fmus:
+                result = simulate_fmu(str(fmu), start_time=0, stop_time=3, output_interval=0.01, step_size=0.01,
+                                      start_values={"u": 3.0}, fmi_type="CoSimulation")
+                assert 5.98 < result["y"][-1] < 6.0
+            return time.perf_counter() - start
+
+        raws = [raw_loop()]  # again after every path: each path's ratio is to the raw loops either side of it
 
         # The CLI first, right after the raw loop: the Dagster paths below leave a code server shutting down for
         # up to a minute, which would share the two cores with the CLI's fresh process.
@@ -95,13 +100,17 @@ def main(n: int = 20) -> None:
                               text=True)
         cli = time.perf_counter() - start
         assert proc.returncode == 0 and proc.stdout.count('"status":"success"') == n, proc.stderr[-2000:]
+        raws.append(raw_loop())
 
         single, single_runs, single_events, _ = _pipeline(root / "single", fmus, 1, n)
+        raws.append(raw_loop())
         grouped, grouped_runs, grouped_events, (instance, _defs, landing) = _pipeline(root / "grouped", fmus, 25, n)
+        raws.append(raw_loop())
         partitions = instance.get_dynamic_partitions("fmu_models")
         batched, runs, status = run_backfill(instance, root / "grouped", (root / "grouped" / "store").as_uri(),
                                              landing.as_uri(), partitions, size=n)
         assert status == "COMPLETED_SUCCESS", status
+        raws.append(raw_loop())
         # The same backfill with every model simulated again, as after a validator change: the one above finds
         # each model's inputs unchanged and replays its verdict (VALIDIBOT_REPLAY_VERDICTS, on by default).
         os.environ["VALIDIBOT_REPLAY_VERDICTS"] = "0"
@@ -109,19 +118,25 @@ def main(n: int = 20) -> None:
                                                  landing.as_uri(), partitions, size=n, title="bench re-run")
         del os.environ["VALIDIBOT_REPLAY_VERDICTS"]
         assert status == "COMPLETED_SUCCESS", status
+        raws.append(raw_loop())
 
-
+    # This machine's speed drifts by ±20% within minutes: a ratio to one raw loop at the start says as much
+    # about that minute as about the pipeline. Each path is divided by the mean of the raw loops run just
+    # before and just after it.
     print(f"FMUs validated:                 {n} (first_order_lag variants, 300 steps each)")
-    print(f"raw fmpy loop:                  {raw:8.3f} s  ({raw / n * 1000:7.1f} ms per FMU)")
-    rows = [(f"one run per upload ({single_runs} runs)", single, single_events),
-            (f"grouped sensor runs ({grouped_runs} runs)", grouped, grouped_events),
-            (f"batched backfill ({runs} run)", batched, None),
-            (f"  the same, re-run ({rerun_runs} run)", rerun, None),
-            ("validibot validate, one call", cli, None)]
-    for label, seconds, events in rows:
+    print("raw fmpy loops:                 " + ", ".join(f"{r / n * 1000:.1f}" for r in raws) + " ms per FMU "
+          "(before and after each path)")
+    rows = [("validibot validate, one call", cli, None, 0),
+            (f"one run per upload ({single_runs} runs)", single, single_events, 1),
+            (f"grouped sensor runs ({grouped_runs} runs)", grouped, grouped_events, 2),
+            (f"batched backfill ({runs} run)", batched, None, 3),
+            (f"  the same, re-run ({rerun_runs} run)", rerun, None, 4)]
+    for label, seconds, events, i in rows:
+        raw = (raws[i] + raws[i + 1]) / 2
         per_hour = n / seconds * 3600
         extra = f", {events:.0f} Dagster events per model" if events is not None else ""
-        print(f"{label:32s}{seconds:8.3f} s  {seconds / raw:6.1f}x raw  {per_hour:9.0f} models/hour{extra}")
+        print(f"{label:32s}{seconds:8.3f} s  {seconds / raw:6.1f}x raw ({raw / n * 1000:.1f} ms)  "
+              f"{per_hour:9.0f} models/hour{extra}")
     me_raw, me_pipeline = model_exchange(n)
     print(f"Model Exchange (CVode):         raw {me_raw / n * 1000:7.1f} ms, pipeline {me_pipeline / n * 1000:7.1f} ms "
           f"per FMU (grouped sensor runs), ratio {me_pipeline / me_raw:.1f}x")
