@@ -126,8 +126,13 @@ def test_tables_found_are_remembered_and_missing_ones_asked_again(tmp_path, monk
         with sqlite3.connect(home / "history" / "runs" / "index.db") as db:  # as a later migration would
             db.execute("CREATE TABLE added_later (id INTEGER)")
         assert storage.has_table("added_later")
-        monkeypatch.setattr(storage, "_engine", lambda shard: pytest.fail("asked the file again"))
+        class Unasked:
+            def connect(self) -> None:
+                pytest.fail("asked the file again")
+
+        monkeypatch.setattr(storage, "_index_engine", Unasked())
         assert storage.has_table("asset_event_tags") and storage.has_table("added_later")
+        monkeypatch.undo()  # the real engine back, for the instance's close
 
 
 def _watching(instance: DagsterInstance, run_id: str, marker: str) -> tuple[threading.Event, list[str], object]:

@@ -169,9 +169,12 @@ class CachedSqliteEventLogStorage(EventWrites, SqliteEventLogStorage):
         found is remembered (migrations add tables, never drop them); one not found is asked again."""
         if table_name in self._tables:
             return True
-        engine = self._engine(INDEX_SHARD_NAME)
-        with engine.connect() as conn:
-            found = bool(engine.dialect.has_table(conn, table_name))
+        with self._index_engine_lock:  # held while connected: no connection is open across a fork (_prepare_fork)
+            if self._index_engine is None:
+                self._index_engine = self._new_engine(INDEX_SHARD_NAME)
+            engine = self._index_engine
+            with engine.connect() as conn:
+                found = bool(engine.dialect.has_table(conn, table_name))
         if found:
             self._tables.add(table_name)
         return found
