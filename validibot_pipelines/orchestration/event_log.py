@@ -124,7 +124,7 @@ class CachedSqliteEventLogStorage(EventWrites, SqliteEventLogStorage):
         locks, which stay held until the fork is done; the engines (and their compiled statements) stay."""
         self._db_lock.acquire()
         self._index_engine_lock.acquire()
-        for engine in [*self._engines.values(), *([self._index_engine] if self._index_engine else [])]:
+        for engine in self._kept_engines():
             engine.dispose()
 
     def _after_fork(self, *, child: bool) -> None:
@@ -144,17 +144,27 @@ class CachedSqliteEventLogStorage(EventWrites, SqliteEventLogStorage):
         """This file's engine, made on first use (a run file's under ``_db_lock``)."""
         if shard == INDEX_SHARD_NAME:
             with self._index_engine_lock:  # has_table asks outside _db_lock
-                if self._index_engine is None:
-                    self._index_engine = self._new_engine(shard)  # SQLAlchemy's pool for a SQLite file
-                return self._index_engine
+                return self._made_index_engine()
         engine = self._engines.get(shard)
         if engine is not None:
             self._engines.move_to_end(shard)
             return engine
         engine = self._engines[shard] = self._new_engine(shard)
         while len(self._engines) > RUN_ENGINES_KEPT:
-            self._engines.popitem(last=False)[1].dispose()
+            dropped, oldest = self._engines.popitem(last=False)
+            self._file_ids.pop(dropped, None)
+            oldest.dispose()
         return engine
+
+    def _made_index_engine(self) -> Engine:
+        """The index file's engine, made on first use (SQLAlchemy's pool for a SQLite file); with
+        ``_index_engine_lock`` held."""
+        if self._index_engine is None:
+            self._index_engine = self._new_engine(INDEX_SHARD_NAME)
+        return self._index_engine
+
+    def _kept_engines(self) -> list[Engine]:
+        return [*self._engines.values(), *([self._index_engine] if self._index_engine is not None else [])]
 
     def _new_engine(self, shard: str) -> Engine:
         engine = create_engine(self.conn_string_for_shard(shard), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
@@ -170,9 +180,7 @@ class CachedSqliteEventLogStorage(EventWrites, SqliteEventLogStorage):
         if table_name in self._tables:
             return True
         with self._index_engine_lock:  # held while connected: no connection is open across a fork (_prepare_fork)
-            if self._index_engine is None:
-                self._index_engine = self._new_engine(INDEX_SHARD_NAME)
-            engine = self._index_engine
+            engine = self._made_index_engine()
             with engine.connect() as conn:
                 found = bool(engine.dialect.has_table(conn, table_name))
         if found:
@@ -211,7 +219,6 @@ class CachedSqliteEventLogStorage(EventWrites, SqliteEventLogStorage):
                     with contextlib.suppress(FileNotFoundError):  # the run deleted meanwhile
                         os.utime(self.path_for_shard(shard))  # wakes watch() on this run (module docstring)
 
-
     def _forget(self, shard: str) -> None:
         """Drop this file's kept engine: Dagster's, which opened the file anew for every connection, would have
         seen another process delete it (a wipe) or put a new file in its place; a kept connection would go on
@@ -231,9 +238,9 @@ class CachedSqliteEventLogStorage(EventWrites, SqliteEventLogStorage):
     def _drop_engines(self, *, index: bool) -> None:
         """Close the kept run files' connections (and the index's too, with ``index``)."""
         with self._db_lock, self._index_engine_lock:
-            engines, self._engines = list(self._engines.values()), OrderedDict()
-            if index and self._index_engine is not None:
-                engines.append(self._index_engine)
+            engines = self._kept_engines() if index else list(self._engines.values())
+            self._engines = OrderedDict()
+            if index:
                 self._index_engine = None
         self._file_ids.clear()
         for engine in engines:

@@ -100,6 +100,7 @@ class EventWrites:
         self._asset_key_index_cols = False
         self._serialized = threading.local()  # the last event _event_to_row serialized, with its JSON
         self._index_scope = threading.local()  # the open index transaction of _one_index_transaction
+        self._template_bytes: bytes | None = None  # _template's, once read or made
 
     def store_event(self, event: EventLogEntry) -> None:
         """Dagster's; a check's event writes the index in one transaction instead of two.
@@ -107,7 +108,8 @@ class EventWrites:
         Dagster stores a check evaluation (or its plan) in the index twice: the event's mirrored row in one
         connection, then the check's execution row in another, each a commit (an fsync of the write-ahead
         log). In ``_one_index_transaction`` every index connection of the event is the same transaction, so
-        one commit; a failure rolls back both rows. Only check events: for them Dagster's ``store_event``
+        one commit (also when the event fails: what was written stays, as Dagster's first commit kept it). Only
+        check events: for them Dagster's ``store_event``
         writes the run's file first and then only the index, so the index transaction (which holds
         ``_db_lock``) never waits for another connection of this storage."""
         if not (event.is_dagster_event and event.dagster_event_type in ASSET_CHECK_EVENTS):
@@ -162,11 +164,14 @@ class EventWrites:
     def _template(self) -> bytes:
         """A new run file as Dagster's ``_initdb`` writes it, kept as ``.run-file-<schema key>.sqlite``: the key
         (``_schema_key``) changes with Dagster's tables and migrations, so another build of Dagster never
-        copies a template an older one made."""
+        copies a template an older one made. Read (or made) once per storage, not for every new run."""
+        if self._template_bytes is not None:
+            return self._template_bytes
         path = os.path.join(self._base_dir, f".run-file-{_schema_key()}.sqlite")
         with contextlib.suppress(FileNotFoundError), open(path, "rb") as fh:
             data = fh.read()
             if _whole_sqlite_file(data):
+                self._template_bytes = data
                 return data
         tmp = _new_file(self._base_dir, ".run-file-")
         try:
@@ -180,6 +185,7 @@ class EventWrites:
             with open(tmp, "rb") as fh:
                 data = fh.read()
             os.replace(tmp, path)
+            self._template_bytes = data
         finally:
             for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
                 with contextlib.suppress(FileNotFoundError):

@@ -84,5 +84,5 @@ class LocalSubprocessBackend(ConfigurableResource):
     def launch_batch(self, input_uris: list[str], *, batch_id: str, timeout_seconds: float,
                      context: Any = None) -> list[LaunchRecord]:
         """One worker process for the whole batch (its envelopes share warm sandboxes, ``runtime/batch.py``)."""
-        return self._launcher().launch_batch(input_uris, batch_id=batch_id,
-                                                       timeout_seconds=timeout_seconds, context=context)
+        return self._launcher().launch_batch(input_uris, batch_id=batch_id, timeout_seconds=timeout_seconds,
+                                             context=context)
