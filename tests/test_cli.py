@@ -24,6 +24,8 @@ def test_success_json(sample_fmus, sample_specs, tmp_path):  # noqa: ANN001
     assert abs(out["outputs"]["output_values"]["y"] - 6 * (1 - 2.718281828459045 ** -6)) < 1e-9
     assert [a["passed"] for a in out["outputs"]["assertions"]] == [True, True]
     assert (tmp_path / ".validibot" / "store").is_dir()  # results went to the local default store
+    # No plot is drawn for the command line (it shows none): only the Dagster assets ask the worker for one.
+    assert out["outputs"]["plot_uri"] is None and not list((tmp_path / ".validibot").rglob("plot.png"))
 
 
 def test_failed_assertion_exits_1_with_summary(sample_fmus, tmp_path):  # noqa: ANN001

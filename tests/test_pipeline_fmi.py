@@ -5,6 +5,8 @@ Each test uses a real SQLite Dagster instance, a local landing zone/store, and t
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
 import zipfile
 from pathlib import Path
@@ -72,7 +74,14 @@ def test_simulation_metadata_has_table_uri_and_plot(pipeline, sample_fmus):  # n
     assert mat.metadata["status"].value == "success"
     assert mat.metadata["timeseries_uri"].value.endswith("timeseries.parquet")
     assert get_store(mat.metadata["timeseries_uri"].value).exists(mat.metadata["timeseries_uri"].value)
-    assert mat.metadata["plot"].value.startswith("![first_order_lag.fmu](data:image/png;base64,")
+    # The plot is the PNG the worker drew into the bundle (listed, with its checksum, on the output envelope).
+    sim = outcome.outputs["fmu_simulation"]
+    png = get_store(sim["outputs"]["plot_uri"]).read_bytes(sim["outputs"]["plot_uri"])
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    embedded = base64.b64encode(png).decode()
+    assert mat.metadata["plot"].value == f"![first_order_lag.fmu](data:image/png;base64,{embedded})"
+    (artifact,) = [a for a in sim["artifacts"] if a["name"] == "plot.png"]
+    assert artifact["sha256"] == hashlib.sha256(png).hexdigest() and artifact["mime_type"] == "image/png"
     rows = {r.data["variable"]: r.data["value"] for r in mat.metadata["output_values"].records}
     assert abs(float(rows["y"]) - _lag(3.0, u=1.0)) < 1e-9  # default u = 1, stop 3 s from DefaultExperiment
     assert outcome.checks["cel_assertions"] == (True, "no assertions in the spec")

@@ -1,56 +1,177 @@
-"""Result plots on reused canvases render exactly what a fresh figure renders, from any thread."""
+"""The worker's result plot: the kept canvas renders exactly what a fresh figure renders, from any thread, and
+the signals it draws are the ones the result records (arrays element by element, text left out)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from validibot_pipelines.assets import plots
+from validibot_pipelines.validators.fmi.worker import plot
 
 TIME = np.linspace(0, 3, 301)
-FRAMES = {
-    "lag": (pd.DataFrame({"time": TIME, "y": 6 * (1 - np.exp(-TIME)), "u": np.full_like(TIME, 3.0)}), None),
-    "large": (pd.DataFrame({"time": TIME * 100, "q": 1e6 * np.sin(TIME)}), None),
-    "reference": (pd.DataFrame({"time": TIME, "y": np.cos(TIME)}),
-                  pd.DataFrame({"time": TIME[::10], "y": np.cos(TIME[::10]) + 0.01})),
-    "arrays": (pd.DataFrame({"time": TIME[:3], "x": [np.array([1.0, 2.0]), np.array([2.0, 3.0]),
-                                                     np.array([3.0, 1.0])]}), None),
-    "text only": (pd.DataFrame({"time": TIME[:3], "mode": ["a", "b", "c"]}), None),
-    "only NaN": (pd.DataFrame({"time": TIME, "y": np.full_like(TIME, np.nan)}), None),
-    "some NaN and inf": (pd.DataFrame({"time": TIME, "y": np.where(TIME > 1, np.nan, TIME),
-                                       "z": np.where(TIME > 2, np.inf, -TIME)}), None),
-    "many": (pd.DataFrame({"time": TIME, **{f"s{i}": TIME * i for i in range(10)}}), None),
+
+
+def _result(time: np.ndarray, **columns: np.ndarray) -> np.ndarray:
+    """A structured array laid out as fmpy records a result (``time`` first, one field per variable)."""
+    dtype = [("time", "f8")] + [(name, values.dtype, values.shape[1:]) for name, values in columns.items()]
+    result = np.zeros(len(time), dtype=dtype)
+    result["time"] = time
+    for name, values in columns.items():
+        result[name] = values
+    return result
+
+
+RESULTS = {
+    "lag": (_result(TIME, y=6 * (1 - np.exp(-TIME)), u=np.full_like(TIME, 3.0)), None),
+    "large": (_result(TIME * 100, q=1e6 * np.sin(TIME)), None),
+    "reference": (_result(TIME, y=np.cos(TIME)), _result(TIME[::10], y=np.cos(TIME[::10]) + 0.01)),
+    "arrays": (_result(TIME[:3], x=np.array([[1.0, 2.0], [2.0, 3.0], [3.0, 1.0]])), None),
+    "ints and bools": (_result(TIME[:4], n=np.arange(4, dtype="i4"), b=np.array([True, False, True, True])), None),
+    "nothing to plot": (_result(TIME[:3]), None),
+    "only NaN": (_result(TIME, y=np.full_like(TIME, np.nan)), None),
+    "some NaN and inf": (_result(TIME, y=np.where(TIME > 1, np.nan, TIME), z=np.where(TIME > 2, np.inf, -TIME)), None),
+    "many": (_result(TIME, **{f"s{i}": TIME * i for i in range(10)}), None),
+    "dollars": (_result(TIME, **{"$\\frac{a}{b}$": TIME}), None),
 }
 
 
 def _render(name: str) -> bytes:
-    frame, reference = FRAMES[name]
-    return plots.timeseries_png(frame, f"fmi/{name}.fmu", reference=reference)
+    result, reference = RESULTS[name]
+    return plot.timeseries_png(result, f"fmi/{name}.fmu", reference=reference)
 
 
 @pytest.fixture
 def fresh() -> dict[str, bytes]:
-    """Each frame drawn on a figure of its own."""
-    return {name: plots._Canvas().png(frame, f"fmi/{name}.fmu", plots.numeric_series(frame)[:8], reference)
-            for name, (frame, reference) in FRAMES.items()}
+    """Each result drawn on a figure of its own."""
+    return {name: plot._Canvas().png(result["time"], plot.result_series(result), f"fmi/{name}.fmu", reference)
+            for name, (result, reference) in RESULTS.items()}
 
 
 def test_the_kept_canvas_renders_what_a_fresh_one_does(fresh) -> None:  # noqa: ANN001
-    order = ["many", "text only", "lag", "reference", "large", "only NaN", "arrays", "lag", "some NaN and inf",
-             "text only", "reference", "only NaN", "many"]
+    order = ["many", "nothing to plot", "lag", "reference", "large", "only NaN", "arrays", "lag", "some NaN and inf",
+             "ints and bools", "nothing to plot", "reference", "only NaN", "many", "dollars"]
     for name in order:
-        before = plots._kept
+        before = plot._kept
         assert _render(name) == fresh[name], f"{name} drawn after another plot differs from a fresh draw"
-        assert plots._kept is not None
-        assert plots._kept is before or name in ("text only", "only NaN") or before is None  # kept unless unscaled
+        assert plot._kept is not None
+        assert plot._kept is before or name in ("nothing to plot", "only NaN") or before is None  # kept unless unscaled
     assert fresh["lag"] != fresh["large"]
+    assert fresh["reference"] != plot._Canvas().png(TIME, plot.result_series(RESULTS["reference"][0]),
+                                                    "fmi/reference.fmu")  # the reference is drawn on top
+    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in fresh.values())
 
 
 def test_threads_plotting_at_once_each_get_their_own_plot(fresh) -> None:  # noqa: ANN001
-    names = list(FRAMES) * 4
+    names = list(RESULTS) * 4
     with ThreadPoolExecutor(8) as pool:
         rendered = list(pool.map(_render, names))
     assert rendered == [fresh[name] for name in names]
+
+
+def test_the_series_are_the_recorded_numbers_arrays_element_by_element() -> None:
+    result = _result(TIME[:3], x=np.array([[[1, 2], [3, 4]]] * 3, dtype="f8"), n=np.arange(3, dtype="i8"),
+                     b=np.array([True, False, True]))
+    series = dict(plot.result_series(result))
+    assert list(series) == ["x[0]", "x[1]", "x[2]", "x[3]", "n", "b"]  # row-major, time left out
+    assert series["x[2]"].tolist() == [3.0, 3.0, 3.0] and series["b"].tolist() == [1.0, 0.0, 1.0]
+    assert len(plot.result_series(_result(TIME, **{f"s{i}": TIME for i in range(12)}))) == plot.MAX_SERIES
+
+
+def test_a_dollar_in_a_name_is_drawn_as_text_not_parsed_as_mathtext() -> None:
+    # Unescaped, matplotlib would parse it as mathtext and refuse it (ValueError): the name is drawn literally.
+    result = _result(TIME, **{"$\\undefinedcommand$": TIME, "$a^{$": TIME})
+    assert plot.timeseries_png(result, "fmi/$x$.fmu").startswith(b"\x89PNG")
+
+
+# --- the helper process a batch draws in ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def in_a_batch(monkeypatch):  # noqa: ANN001, ANN201
+    """This process runs a batch of 10 (as ``execute_batch`` records it); the helper is stopped afterwards."""
+    from validibot_pipelines.runtime import batch
+
+    monkeypatch.setattr(batch, "_running", [10])
+    monkeypatch.setattr(plot, "_helper", None)
+    yield
+    if plot._helper:
+        plot._helper.stop()
+
+
+def test_a_batch_draws_in_a_helper_process_exactly_what_the_worker_would(in_a_batch, fresh) -> None:  # noqa: ANN001
+    for name in ("lag", "reference", "only NaN", "arrays"):
+        assert _render(name) == fresh[name]
+    helper = plot._helper
+    assert isinstance(helper, plot._Helper) and helper.process.is_alive() and helper.process.pid != os.getpid()
+    assert _render("many") == fresh["many"] and plot._helper is helper  # one helper for the whole batch
+
+
+def test_no_helper_outside_a_batch_worth_one(monkeypatch) -> None:  # noqa: ANN001
+    from validibot_pipelines.runtime import batch
+
+    monkeypatch.setattr(plot, "_helper", None)
+    for size in ([], [plot.HELPER_FROM - 1]):
+        monkeypatch.setattr(batch, "_running", size)
+        assert _render("lag").startswith(b"\x89PNG") and plot._helper is None
+
+
+def test_a_plot_matplotlib_refuses_raises_and_the_helper_goes_on(in_a_batch, fresh) -> None:  # noqa: ANN001
+    bad = _result(TIME, y=TIME)
+    with pytest.raises(plot._PlotRefused, match="same first dimension"):
+        plot._running_helper().draw((TIME[:5], plot.result_series(bad), "bad.fmu", None))
+    assert _render("lag") == fresh["lag"] and plot._helper.process.is_alive()
+
+
+def test_a_dead_helper_is_given_up_and_the_plot_drawn_in_the_worker(in_a_batch, fresh, capfd) -> None:  # noqa: ANN001
+    assert _render("lag") == fresh["lag"]
+    helper = plot._helper
+    helper.process.kill()
+    helper.process.join(10)
+    assert _render("reference") == fresh["reference"]  # drawn here instead
+    assert plot._helper is False and "the plot helper failed" in capfd.readouterr().err
+    assert _render("large") == fresh["large"] and plot._helper is False  # and from then on
+
+
+def test_the_helper_ends_with_its_worker_however_the_worker_ends() -> None:
+    """The worker ends with ``os._exit`` (no clean-up runs) or is killed: its helper still goes."""
+    code = ("import os, sys, numpy as np\n"
+            "from validibot_pipelines.runtime import batch\n"
+            "from validibot_pipelines.validators.fmi.worker import plot\n"
+            "batch._running.append(10)\n"
+            "r = np.zeros(3, dtype=[('time', 'f8'), ('y', 'f8')]); r['time'] = [0, 1, 2]\n"
+            "plot.timeseries_png(r, 'x.fmu')\n"
+            "print(plot._helper.process.pid, flush=True)\n"
+            "how = sys.argv[1]\n"
+            "os._exit(0) if how == 'exit' else os.kill(os.getpid(), 9)\n")
+    for how in ("exit", "kill"):
+        proc = subprocess.run([sys.executable, "-c", code, how], capture_output=True, text=True, timeout=120)
+        helper = int(proc.stdout.split()[0])
+        deadline = time.monotonic() + 30
+        while _alive(helper) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(helper), f"the plot helper outlived a worker that ended by {how}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_a_batch_tells_its_worker_code_how_many_models_it_holds() -> None:
+    from validibot_pipelines.runtime import batch
+
+    seen = []
+    outcomes = batch.execute_batch(["a", "b", "c"], lambda uri: seen.append(batch.running_batch_size()) or "success",
+                                   print, n_lanes=2)
+    assert seen == [3, 3, 3] and [o.status for o in outcomes] == ["success"] * 3
+    assert batch.running_batch_size() == 0

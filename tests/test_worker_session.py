@@ -278,12 +278,18 @@ def test_a_warmed_session_imports_its_validators_runners_and_their_preloads_ahea
 
     assert runner_modules(["fmi", "no-such"]) == ["validibot_pipelines.validators.fmi.worker.probe",
                                                   "validibot_pipelines.validators.fmi.worker.simulate"]
-    code = ("import sys; from validibot_pipelines.runtime.session import _import_runners; "
-            "before = {m for m in ('fmpy', 'pyarrow.parquet') if m in sys.modules}; "
-            "_import_runners(['validibot_pipelines.validators.fmi.worker.simulate']); "
-            "print(sorted(before), sorted(m for m in ('fmpy', 'pyarrow.parquet') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "[] ['fmpy', 'pyarrow.parquet']"
+    # A Dagster run's session (``fmi:assets``) also imports what only the assets use: the plot and matplotlib.
+    assert runner_modules(["fmi:assets"]) == ["validibot_pipelines.validators.fmi.worker.plot",
+                                              "validibot_pipelines.validators.fmi.worker.probe",
+                                              "validibot_pipelines.validators.fmi.worker.simulate"]
+    watched = ('fmpy', 'pyarrow.parquet', 'matplotlib.figure')
+    for modules, imported in ((["validibot_pipelines.validators.fmi.worker.simulate"], watched[:2]),
+                              (runner_modules(["fmi:assets"]), watched)):
+        code = ("import sys; from validibot_pipelines.runtime.session import _import_runners; "
+                f"before = {{m for m in {watched!r} if m in sys.modules}}; _import_runners({modules!r}); "
+                f"print(sorted(before), sorted(m for m in {watched!r} if m in sys.modules))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        assert out == f"[] {sorted(imported)!r}"
 
 
 def test_a_single_models_run_probes_and_simulates_on_one_warm_worker_every_line_streamed(pipeline,  # noqa: ANN001

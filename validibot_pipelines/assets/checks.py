@@ -1,4 +1,4 @@
-"""Asset-check results every validator yields the same way (status checks, CEL assertion tables, plots)."""
+"""Asset-check results every validator yields the same way (status checks, CEL assertion tables)."""
 
 import io
 
@@ -6,8 +6,7 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
 from validibot_pipelines.assertions import AssertionResult, verdict
-from validibot_pipelines.assets.metadata import frame_table, png_markdown
-from validibot_pipelines.assets.plots import timeseries_png
+from validibot_pipelines.assets.metadata import frame_table
 from validibot_pipelines.envelopes import OutputEnvelope, Status
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.storage import get_store
@@ -58,8 +57,3 @@ def read_parquet(uri: str) -> pd.DataFrame:
     """Read in memory: a temporary folder per model cost more than the read (its delete alone on ext4 with
     ``discard``), and pandas holds the whole frame in memory anyway."""
     return pd.read_parquet(io.BytesIO(get_store(uri).read_bytes(uri)))
-
-
-def plot_markdown(timeseries_uri: str, title: str, reference: pd.DataFrame | None = None) -> MetadataValue:
-    """The result's signals; with a reference frame, its signals dashed on top (same colours per name)."""
-    return png_markdown(timeseries_png(read_parquet(timeseries_uri), title, reference=reference), title)

@@ -104,6 +104,15 @@ def lanes(n: int, env: dict[str, str] | None = None) -> int:
     return max(1, min(n, wanted or len(os.sched_getaffinity(0))))
 
 
+_running: list[int] = []  # sizes of the batches this process is running (a session runs one at a time)
+
+
+def running_batch_size() -> int:
+    """How many envelopes the batch this worker process is running holds (0: none). Worker code that pays a
+    fixed cost once to save it on every model (the FMI plot helper) starts only for a batch worth it."""
+    return max(_running, default=0)
+
+
 @dataclass
 class Outcome:
     input_uri: str
@@ -140,7 +149,11 @@ def execute_batch(inputs: list[str], run_one: Callable[[str], str], log: Callabl
                     outcomes[index].error = f"{type(exc).__name__}: {exc}"
                     log(f"{uri}: {outcomes[index].error}")
 
-    with ThreadPoolExecutor(n_lanes, thread_name_prefix="validibot-lane") as threads:
-        for future in [threads.submit(lane, number) for number in range(n_lanes)]:
-            future.result()
+    _running.append(len(inputs))
+    try:
+        with ThreadPoolExecutor(n_lanes, thread_name_prefix="validibot-lane") as threads:
+            for future in [threads.submit(lane, number) for number in range(n_lanes)]:
+                future.result()
+    finally:
+        _running.remove(len(inputs))
     return outcomes

@@ -72,16 +72,25 @@ def worker_runners() -> dict[str, str]:
     return runners
 
 
+def _warm_names(names: list[str]) -> list[tuple[str, bool]]:
+    """(validator, for assets) per registered name of a session's warm list (``fmi`` or ``fmi:assets``)."""
+    split = [(name.partition(":")[0], name.partition(":")[2] == "assets") for name in names]
+    return [(name, assets) for name, assets in split if name in REGISTERED]
+
+
 def sandboxed_modules(names: list[str]) -> list[str]:
     """The modules the workers of validators ``names`` fork in warm sandboxes (unknown names are skipped)."""
-    return [module for name in names if name in REGISTERED for module in getattr(_worker(name), "SANDBOXED", ())]
+    return [module for name, _ in _warm_names(names) for module in getattr(_worker(name), "SANDBOXED", ())]
 
 
 def runner_modules(names: list[str]) -> list[str]:
     """The modules of validators ``names``' worker runners (a worker session imports them, and what each lists
-    in ``PRELOAD``, before its first model; unknown names are skipped)."""
-    return sorted({target.partition(":")[0] for name in names if name in REGISTERED
-                   for target in _worker(name).RUNNERS.values()})
+    in ``PRELOAD``, before its first model; unknown names are skipped). ``<validator>:assets`` — a Dagster
+    run's session — adds the worker's ``FOR_ASSETS``: modules only the assets' launches use (the FMI result
+    plot), which ``validibot validate`` would import for nothing."""
+    return sorted({module for name, assets in _warm_names(names) for module in
+                   [target.partition(":")[0] for target in _worker(name).RUNNERS.values()]
+                   + list(getattr(_worker(name), "FOR_ASSETS", ()) if assets else ())})
 
 
 def modal_functions() -> dict[str, str]:

@@ -68,7 +68,7 @@ class LocalSubprocessBackend(ConfigurableResource):
             return
         single = "dagster/partition" in (run.tags or {})
         self._session = WorkerSession.start(self.python_executable, self.grace_seconds,
-                                            warm=(self.validator,) if self.validator else ("-",),
+                                            warm=(f"{self.validator}:assets",) if self.validator else ("-",),
                                             env={ENV_LANES: "1"} if single else {})
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:

@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,9 +17,9 @@ from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
 from validibot_pipelines.assets.backend_step import StepEnv, WorkerStep, worker_step_asset
 from validibot_pipelines.assets.batch import ModelResult
-from validibot_pipelines.assets.checks import assertions_check, plot_markdown, status_check
+from validibot_pipelines.assets.checks import assertions_check, status_check
 from validibot_pipelines.assets.intake import intake_asset
-from validibot_pipelines.assets.metadata import frame_table
+from validibot_pipelines.assets.metadata import frame_table, png_markdown
 from validibot_pipelines.envelopes import OutputEnvelope, Status
 from validibot_pipelines.orchestration.models import ModelRecord
 from validibot_pipelines.resources.backends.base import LaunchRecord
@@ -62,16 +60,6 @@ fmu_probe = worker_step_asset(WorkerStep(
     description="Model facts from the isolated worker: variable catalog, DefaultExperiment, fmpy findings."))
 
 
-def read_reference(uri: str) -> pd.DataFrame:
-    """The spec's reference result CSV (FMI Cross-Check format) as a frame, read with fmpy's own reader."""
-    from fmpy.util import read_csv
-
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / "reference.csv"
-        get_store(uri).download_file(uri, local)
-        return pd.DataFrame(read_csv(local))
-
-
 def _present_simulation(record: ModelRecord, up: Mapping[str, Any], out: OutputEnvelope,
                         meta: dict[str, Any]) -> ModelResult:
     probe_out = OutputEnvelope.model_validate(up["fmu_probe"])
@@ -88,9 +76,8 @@ def _present_simulation(record: ModelRecord, up: Mapping[str, Any], out: OutputE
             meta["not_recorded"] = ", ".join(sim["not_recorded"])
         if sim.get("build_log"):
             meta["build_log"] = MetadataValue.md(f"```\n{sim['build_log'][-3000:]}\n```")
-        reference = next((r.uri for r in record.resources if r.role == "reference"), None)
-        meta["plot"] = plot_markdown(sim["timeseries_uri"], record.file_name,
-                                     read_reference(reference) if reference else None)
+        if sim.get("plot_uri"):  # drawn by the worker (worker/plot.py); none if it could not be (an INFO says why)
+            meta["plot"] = png_markdown(get_store(sim["plot_uri"]).read_bytes(sim["plot_uri"]), record.file_name)
     results = fmi.check(record, out, probe_out) if out.status == Status.SUCCESS else []
     value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
     checks = [status_check("simulation_succeeded", out), assertions_check(results, out), reference_check(out)]
@@ -101,7 +88,7 @@ def _launch_simulation(record: ModelRecord, up: Mapping[str, Any],
                        env: StepEnv) -> tuple[OutputEnvelope | None, LaunchRecord]:
     probe_out = OutputEnvelope.model_validate(up["fmu_probe"]) if up.get("fmu_probe") else None
     return fmi.simulate(record, simulation_timeout_seconds=env.settings.simulation_timeout_seconds,
-                        probe_out=probe_out, **env.launch_args)
+                        probe_out=probe_out, plot=True, **env.launch_args)
 
 
 def reference_check(out: OutputEnvelope) -> AssetCheckResult:

@@ -132,6 +132,9 @@ class FMISimulationInputs(_Strict):
     output_variables: list[str] | None = None  # None: every causality=output variable
     simulation_timeout_seconds: float = Field(default=300, gt=0)
     reference: ReferenceSettings | None = None  # the file itself is staged with role "reference"
+    #: Draw the result plot in the worker (``plot.png`` in the bundle): the Dagster assets ask for it, ``validibot
+    #: validate`` does not (it shows no plot, and drawing costs ~25 ms a model).
+    plot: bool = False
 
 
 class FMISimulationOutputs(_Strict):
@@ -150,6 +153,7 @@ class FMISimulationOutputs(_Strict):
     not_recorded: list[str] = Field(default_factory=list)  # outputs fmpy cannot record over time (String, …)
     build_log: str | None = None  # a source FMU compiled in the worker: the compiler's words
     reference: ReferenceComparison | None = None
+    plot_uri: str | None = None  # the result plot (PNG) the worker drew, when the inputs asked for one
 
 
 SCHEMAS: dict[str, type[BaseModel]] = {  # exported by `validibot schemas` for worker authors

@@ -47,13 +47,14 @@ def probe(
     )
 
 
-def simulation_inputs(record: ModelRecord, simulation_timeout_seconds: float) -> FMISimulationInputs:
+def simulation_inputs(record: ModelRecord, simulation_timeout_seconds: float,
+                      plot: bool = False) -> FMISimulationInputs:
     spec = record.validation_spec()
     series = [r.uri for r in record.resources if r.role == TIMESERIES_ROLE]
     return FMISimulationInputs(
         input_values=spec.inputs, simulation=spec.simulation, output_variables=spec.outputs or None,
         simulation_timeout_seconds=simulation_timeout_seconds, input_timeseries_uri=series[0] if series else None,
-        reference=spec.reference,
+        reference=spec.reference, plot=plot,
     )
 
 
@@ -85,8 +86,9 @@ def probed_inputs(record: ModelRecord, store_uri: str, attempt: str,
 def simulate(
     record: ModelRecord, *, store_uri: str, backend: Backend, attempt: str, simulation_timeout_seconds: float = 300,
     timeout_seconds: int = 3600, context: Any = None, limits: TimeseriesLimits | None = None,
-    probe_out: OutputEnvelope | None = None,
+    probe_out: OutputEnvelope | None = None, plot: bool = False,
 ) -> tuple[OutputEnvelope | None, LaunchRecord]:
+    """Launch the simulation; ``plot``: the worker also draws the result plot (the assets show it)."""
     run_id = model_run_id(record, "simulation", attempt)
     series = [r for r in record.resources if r.role == TIMESERIES_ROLE]
     if series:
@@ -95,7 +97,7 @@ def simulate(
         problems = check_stored_side_files(series, checks, record.file_name)
         if problems:
             return rejected_before_launch(run_id, SIMULATION_VALIDATOR, problems)
-    inputs = simulation_inputs(record, simulation_timeout_seconds)
+    inputs = simulation_inputs(record, simulation_timeout_seconds, plot)
     return launch_step(
         store_uri=store_uri, run_id=run_id, validator=SIMULATION_VALIDATOR,
         files=[record.input_file("fmu"), *record.resources],

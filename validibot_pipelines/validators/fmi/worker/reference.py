@@ -20,9 +20,11 @@ class ReferenceInvalid(ValueError):
     """The reference CSV cannot be used: the message names the problem and the fix."""
 
 
-def compare(result: Any, reference_csv: Path, settings: ReferenceSettings) -> ReferenceComparison:
+def read_reference(reference_csv: Path) -> Any:
+    """The reference CSV as ``fmpy.util.read_csv`` reads it (a structured array), size-capped and checked for a
+    ``time`` column that never runs backwards, at least one signal and two rows."""
     import numpy as np
-    from fmpy.util import read_csv, validate_signal
+    from fmpy.util import read_csv
 
     size = reference_csv.stat().st_size
     if size > MAX_REFERENCE_BYTES:
@@ -39,6 +41,15 @@ def compare(result: Any, reference_csv: Path, settings: ReferenceSettings) -> Re
                                "least two rows")
     if np.any(np.diff(reference["time"]) < 0):
         raise ReferenceInvalid("the reference result's time column goes backwards; sort it by time")
+    return reference
+
+
+def compare(result: Any, reference: Any, file_name: str, settings: ReferenceSettings) -> ReferenceComparison:
+    """Each signal of ``reference`` (from :func:`read_reference`) against the result's signal of that name."""
+    import numpy as np
+    from fmpy.util import validate_signal
+
+    names = reference.dtype.names
     signals, missing = [], []
     for name in names[1:]:
         if name not in (result.dtype.names or ()) or result[name].ndim != 1:
@@ -54,6 +65,6 @@ def compare(result: Any, reference_csv: Path, settings: ReferenceSettings) -> Re
         signals.append(SignalComparison(name=name, samples=int(len(outside)), outliers=count,
                                         fraction_outside=round(fraction, 6),
                                         passed=fraction <= settings.max_outliers))
-    return ReferenceComparison(file=reference_csv.name, tolerance=settings.tolerance,
+    return ReferenceComparison(file=file_name, tolerance=settings.tolerance,
                                max_outliers=settings.max_outliers, signals=signals, missing=missing,
                                passed=bool(signals) and all(s.passed for s in signals) and not missing)

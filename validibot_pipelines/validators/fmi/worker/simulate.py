@@ -23,7 +23,7 @@ from validibot_pipelines.runtime.sandbox.warm import run_python, workspace
 from validibot_pipelines.storage import get_store
 from validibot_pipelines.validators.fmi.envelopes import FMISimulationInputs, FMISimulationOutputs
 from validibot_pipelines.validators.fmi.worker.child import CHILD_MODULE, UNRECORDED_TYPES
-from validibot_pipelines.validators.fmi.worker.reference import ReferenceInvalid, compare
+from validibot_pipelines.validators.fmi.worker.reference import ReferenceInvalid, compare, read_reference
 from validibot_pipelines.validators.fmi.worker.results import (
     child_meta,
     expected_columns,
@@ -119,17 +119,41 @@ def run(ctx: RunContext) -> None:
         ctx.output.error(*failure)
         return
     values = {**last_values(result, recorded), **unrecorded_values(meta, [o for o in outputs if o not in recorded])}
-    run_facts = {"interface": interface, "solver": solver, "build_log": meta.get("build_log")}
+    run_facts: dict[str, Any] = {"interface": interface, "solver": solver, "build_log": meta.get("build_log")}
+    reference = None
     if inputs.reference is not None and "reference" in ctx.files:
         try:
-            run_facts["reference"] = compare(result, ctx.files["reference"], inputs.reference)
+            reference = read_reference(ctx.files["reference"])
+            run_facts["reference"] = compare(result, reference, ctx.files["reference"].name, inputs.reference)
         except ReferenceInvalid as exc:
             ctx.output.status = Status.FAILED_VALIDATION
             ctx.output.error("REFERENCE_INVALID", f"{name}: {ctx.files['reference'].name}: {exc}",
                              location="validation spec")
             return
+    if inputs.plot:
+        run_facts["plot_uri"] = _plot(ctx, name, result, reference)
     _publish(ctx, name, md, outputs, values, meta, result, child.seconds, sim.stop_time or _default_stop(md),
              run_facts)
+
+
+def _plot(ctx: RunContext, name: str, result: Any, reference: Any) -> str | None:
+    """Draw the result plot (``plot.py``) into the bundle; its URI, or None with an INFO message saying why.
+
+    A plot that cannot be drawn is not the model's fault and changes no verdict: the time series is still there.
+    """
+    from validibot_pipelines.validators.fmi.worker.plot import timeseries_png
+
+    try:
+        png = timeseries_png(result, name, reference)
+    except Exception as exc:  # noqa: BLE001 - matplotlib raises many kinds; the verdict must not depend on them
+        ctx.output.messages.append(ValidationMessage(
+            severity=Severity.INFO, code="FMU_PLOT_NOT_DRAWN", location="simulation",
+            text=f"{name}: the result plot could not be drawn ({type(exc).__name__}: {clip(str(exc), 300)}); "
+                 "the time series artifact holds the same data"))
+        return None
+    path = ctx.workdir / "plot.png"
+    path.write_bytes(png)
+    return ctx.store_artifact(path, "plot.png", "plot", "image/png").uri
 
 
 def choose_interface(name: str, md: Any, wanted: str | None) -> str:
@@ -193,7 +217,7 @@ def _publish(ctx: RunContext, name: str, md: Any, outputs: list[str], values: di
         simulation_time_reached=float(result["time"][-1]) if len(result) else None, fmu_log=meta["fmu_log"],
         interface=run_facts["interface"], solver=run_facts["solver"], not_recorded=unrecorded,
         build_log=clip(str(run_facts["build_log"]), 8000) if run_facts.get("build_log") else None,
-        reference=run_facts.get("reference"),
+        reference=run_facts.get("reference"), plot_uri=run_facts.get("plot_uri"),
     )
     for output in unrecorded:
         got = "its last value is reported" if values.get(output) is not None else "the FMU did not give its value"
