@@ -128,7 +128,7 @@ def test_probe_and_simulation_equal_the_local_backend(backend, docker_client, sa
     for label, be in (("docker", backend), ("local", LocalSubprocessBackend())):
         probe, probe_launch = fmi.probe(record, store_uri=store, backend=be, attempt=label)
         sim, sim_launch = fmi.simulate(record, store_uri=store, backend=be, attempt=label,
-                                       simulation_timeout_seconds=60)
+                                       simulation_timeout_seconds=60, plot=True)
         results[label] = (probe, sim, probe_launch, sim_launch)
     d_probe, d_sim, d_probe_launch, d_sim_launch = results["docker"]
     l_probe, l_sim, _, _ = results["local"]
@@ -136,7 +136,9 @@ def test_probe_and_simulation_equal_the_local_backend(backend, docker_client, sa
     assert d_probe.outputs == l_probe.outputs
     assert d_sim.outputs["output_values"] == l_sim.outputs["output_values"]
     assert d_sim.outputs["simulation_time_reached"] == l_sim.outputs["simulation_time_reached"]
-    assert [a.sha256 for a in d_sim.artifacts] == [a.sha256 for a in l_sim.artifacts]  # identical parquet bytes
+    # Identical parquet bytes, and the same plot drawn in the container as on the host (same matplotlib wheel).
+    assert [a.name for a in d_sim.artifacts] == ["plot.png", "timeseries.parquet"]
+    assert [a.sha256 for a in d_sim.artifacts] == [a.sha256 for a in l_sim.artifacts]
     assert fmi.check(record, d_sim, d_probe) == fmi.check(record, l_sim, l_probe)
     # What the record tells an analyst: container, image, timings, the worker's own log lines.
     for launch in (d_probe_launch, d_sim_launch):
