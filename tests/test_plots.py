@@ -100,17 +100,32 @@ def in_a_batch(monkeypatch):  # noqa: ANN001, ANN201
 
     monkeypatch.setattr(batch, "_running", [10])
     monkeypatch.setattr(plot, "_helper", None)
+    monkeypatch.setattr(plot, "_kept", None)
     yield
     if plot._helper:
         plot._helper.stop()
 
 
-def test_a_batch_draws_in_a_helper_process_exactly_what_the_worker_would(in_a_batch, fresh) -> None:  # noqa: ANN001
-    for name in ("lag", "reference", "only NaN", "arrays"):
+def _warmed_helper() -> plot._Helper:
+    """The batch's helper once it has warmed up (the first plot of a batch starts it, and is drawn here)."""
+    helper = plot._running_helper()
+    deadline = time.monotonic() + 60
+    while not helper.ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert helper.ready(), "the plot helper did not warm up"
+    return helper
+
+
+def test_a_batch_draws_in_a_helper_process_exactly_what_the_worker_would(in_a_batch, fresh,  # noqa: ANN001
+                                                                         monkeypatch) -> None:  # noqa: ANN001
+    assert _render("lag") == fresh["lag"]  # the helper is starting: this one is drawn here, no lane waits
+    helper = _warmed_helper()
+    assert helper.process.is_alive() and helper.process.pid != os.getpid()
+    monkeypatch.setattr(plot, "_kept", None)
+    for name in ("lag", "reference", "only NaN", "arrays", "many"):
         assert _render(name) == fresh[name]
-    helper = plot._helper
-    assert isinstance(helper, plot._Helper) and helper.process.is_alive() and helper.process.pid != os.getpid()
-    assert _render("many") == fresh["many"] and plot._helper is helper  # one helper for the whole batch
+    assert plot._kept is None  # none of them was drawn in this process
+    assert plot._helper is helper  # one helper for the whole batch
 
 
 def test_no_helper_outside_a_batch_worth_one(monkeypatch) -> None:  # noqa: ANN001
@@ -125,13 +140,13 @@ def test_no_helper_outside_a_batch_worth_one(monkeypatch) -> None:  # noqa: ANN0
 def test_a_plot_matplotlib_refuses_raises_and_the_helper_goes_on(in_a_batch, fresh) -> None:  # noqa: ANN001
     bad = _result(TIME, y=TIME)
     with pytest.raises(plot._PlotRefused, match="same first dimension"):
-        plot._running_helper().draw((TIME[:5], plot.result_series(bad), "bad.fmu", None))
+        _warmed_helper().draw((TIME[:5], plot.result_series(bad), "bad.fmu", None))
     assert _render("lag") == fresh["lag"] and plot._helper.process.is_alive()
 
 
 def test_a_dead_helper_is_given_up_and_the_plot_drawn_in_the_worker(in_a_batch, fresh, capfd) -> None:  # noqa: ANN001
+    helper = _warmed_helper()
     assert _render("lag") == fresh["lag"]
-    helper = plot._helper
     helper.process.kill()
     helper.process.join(10)
     assert _render("reference") == fresh["reference"]  # drawn here instead
@@ -147,6 +162,7 @@ def test_the_helper_ends_with_its_worker_however_the_worker_ends() -> None:
             "batch._running.append(10)\n"
             "r = np.zeros(3, dtype=[('time', 'f8'), ('y', 'f8')]); r['time'] = [0, 1, 2]\n"
             "plot.timeseries_png(r, 'x.fmu')\n"
+            "while not plot._helper.ready(): pass\n"
             "print(plot._helper.process.pid, flush=True)\n"
             "how = sys.argv[1]\n"
             "os._exit(0) if how == 'exit' else os.kill(os.getpid(), 9)\n")

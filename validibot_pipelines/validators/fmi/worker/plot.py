@@ -138,7 +138,8 @@ def timeseries_png(result: Any, title: str, reference: Any = None) -> bytes:
     helper = _running_helper()
     if helper is not None:
         try:
-            return helper.draw(args)
+            if helper.ready():
+                return helper.draw(args)
         except _PlotRefused:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken or stalled helper: draw here from now on
@@ -161,6 +162,7 @@ class _Helper:
 
     def __init__(self) -> None:
         import multiprocessing
+        import time
 
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
@@ -168,6 +170,27 @@ class _Helper:
         self.process.start()
         child.close()
         self.lock = threading.Lock()
+        self.started = time.monotonic()
+        self._ready = False
+
+    def ready(self) -> bool:
+        """Whether the helper has warmed up (its first message); never waits. Until then plots are drawn in
+        the worker, so no lane waits the helper's ~0.5 s start; one that never warms up is given up."""
+        import time
+
+        if self._ready:
+            return True
+        if not self.lock.acquire(blocking=False):  # another lane is asking or drawing: not this one's turn
+            return False
+        try:
+            if self.conn.poll(0):
+                self.conn.recv()  # "ready" (EOFError if it died warming up)
+                self._ready = True
+            elif time.monotonic() - self.started > HELPER_TIMEOUT_SECONDS:
+                raise TimeoutError(f"not warmed up within {HELPER_TIMEOUT_SECONDS:g} s")
+        finally:
+            self.lock.release()
+        return self._ready
 
     def draw(self, args: tuple) -> bytes:
         with self.lock:
@@ -201,6 +224,7 @@ def _serve(conn: Any) -> None:
     os.close(null)
 
     draw(np.arange(2.0), [("y", np.arange(2.0))], "")  # matplotlib imported, fonts loaded, canvas built
+    conn.send("ready")
     while True:
         try:
             args = conn.recv()
@@ -214,7 +238,7 @@ def _serve(conn: Any) -> None:
 
 
 def _running_helper() -> _Helper | None:
-    """The plot helper, started for the first plot of a batch worth one; ``None`` otherwise."""
+    """The plot helper, started (not waited for) at the first plot of a batch worth one; ``None`` otherwise."""
     global _helper
     from validibot_pipelines.runtime.batch import running_batch_size
 
