@@ -191,3 +191,22 @@ def test_a_batch_tells_its_worker_code_how_many_models_it_holds() -> None:
                                    print, n_lanes=2)
     assert seen == [3, 3, 3] and [o.status for o in outcomes] == ["success"] * 3
     assert batch.running_batch_size() == 0
+
+
+def test_a_long_result_is_drawn_as_its_envelope_every_peak_kept() -> None:
+    """Millions of samples are drawn as at most MAX_POINTS points (a minute of drawing otherwise), each slice's
+    minimum and maximum, so a one-sample spike still shows; short series are drawn as they are."""
+    n = 1_000_003
+    t = np.linspace(0, 10, n)
+    y = np.sin(t)
+    y[123_457] = 50.0  # one sample's spike
+    y[900_000:900_010] = np.nan
+    tt, yy = plot.envelope(t, y)
+    assert len(tt) == len(yy) <= plot.MAX_POINTS
+    assert np.nanmax(yy) == 50.0 and np.nanmin(yy) == np.nanmin(y)
+    assert np.all(np.diff(tt) >= 0) and tt[0] == t[0]
+    assert np.array_equal(plot.envelope(t[:100], y[:100])[1], y[:100])  # short: as it is
+    allnan = np.full(n, np.nan)
+    assert np.isnan(plot.envelope(t, allnan)[1]).all()
+    big = _result(t, y=y)
+    assert plot.timeseries_png(big, "fmi/long.fmu").startswith(b"\x89PNG")

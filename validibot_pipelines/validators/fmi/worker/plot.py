@@ -43,6 +43,26 @@ def result_series(result: Any, max_series: int = MAX_SERIES) -> list[tuple[str, 
     return series[:max_series]
 
 
+#: A 480-pixel-wide plot shows no more points than this: a longer series is drawn as its minimum and maximum per
+#: slice of samples (every peak still shows), so a result of millions of samples draws in milliseconds, not
+#: minutes (measured: 4 M samples of 8 signals took 53 s drawn whole).
+MAX_POINTS = 4000
+
+
+def envelope(time: Any, values: Any) -> tuple[Any, Any]:
+    """``(time, values)`` as at most :data:`MAX_POINTS` points: per slice its minimum and maximum (NaN ignored,
+    a slice of only NaN stays NaN), at the slice's first time; shorter series are returned as they are."""
+    import numpy as np
+
+    if len(time) <= MAX_POINTS:
+        return time, values
+    starts = np.linspace(0, len(time), MAX_POINTS // 2 + 1).astype(np.intp)[:-1]  # strictly increasing
+    values = np.asarray(values, dtype=float)
+    with np.errstate(invalid="ignore"):
+        low, high = np.fmin.reduceat(values, starts), np.fmax.reduceat(values, starts)
+    return np.repeat(np.asarray(time)[starts], 2), np.column_stack((low, high)).ravel()
+
+
 def _literal(text: str) -> str:
     return text.replace("$", r"\$")
 
@@ -82,9 +102,9 @@ class _Canvas:
         ax.set_prop_cycle(None)
         reference_names = (reference.dtype.names or ()) if reference is not None else ()
         for label, values in series:
-            line, = ax.plot(time, values, label=_literal(label))
+            line, = ax.plot(*envelope(time, values), label=_literal(label))
             if label in reference_names and label != "time":
-                ax.plot(reference["time"], np.asarray(reference[label], dtype=float), linestyle="--",
+                ax.plot(*envelope(reference["time"], np.asarray(reference[label], dtype=float)), linestyle="--",
                         color=line.get_color(), label=_literal(f"{label} (reference)"))
         ax.relim()
         # Nothing finite to scale to (no series, or only NaN): the axes keep whatever limits they had.
@@ -238,7 +258,10 @@ def _serve(conn: Any) -> None:
 
 
 def _running_helper() -> _Helper | None:
-    """The plot helper, started (not waited for) at the first plot of a batch worth one; ``None`` otherwise."""
+    """The plot helper, started (not waited for) at the first plot of a batch worth one; ``None`` otherwise.
+
+    Not started earlier, with the session (tried: it warmed up during intake, but a replayed backfill, which
+    draws nothing, paid its start, and grouped and re-run backfills gained nothing measurable)."""
     global _helper
     from validibot_pipelines.runtime.batch import running_batch_size
 
