@@ -82,6 +82,17 @@ def test_simulation_metadata_has_table_uri_and_plot(pipeline, sample_fmus):  # n
     assert mat.metadata["plot"].value == f"![first_order_lag.fmu](data:image/png;base64,{embedded})"
     (artifact,) = [a for a in sim["artifacts"] if a["name"] == "plot.png"]
     assert artifact["sha256"] == hashlib.sha256(png).hexdigest() and artifact["mime_type"] == "image/png"
+    # A plot_uri that is not one of the envelope's (checked) artifacts is not embedded.
+    from validibot_pipelines.envelopes import OutputEnvelope
+    from validibot_pipelines.orchestration.models import ModelRecord
+    from validibot_pipelines.validators.fmi.assets import _present_simulation
+
+    record = ModelRecord.model_validate(outcome.outputs["fmu_intake"])
+    stored = OutputEnvelope.model_validate({k: v for k, v in sim.items() if k != "assertions"})
+    up = {"fmu_probe": outcome.outputs["fmu_probe"]}
+    assert "plot" in _present_simulation(record, up, stored, {}).metadata
+    stored.artifacts = [a for a in stored.artifacts if a.name != "plot.png"]
+    assert "plot" not in _present_simulation(record, up, stored, {}).metadata
     rows = {r.data["variable"]: r.data["value"] for r in mat.metadata["output_values"].records}
     assert abs(float(rows["y"]) - _lag(3.0, u=1.0)) < 1e-9  # default u = 1, stop 3 s from DefaultExperiment
     assert outcome.checks["cel_assertions"] == (True, "no assertions in the spec")

@@ -76,8 +76,11 @@ def _present_simulation(record: ModelRecord, up: Mapping[str, Any], out: OutputE
             meta["not_recorded"] = ", ".join(sim["not_recorded"])
         if sim.get("build_log"):
             meta["build_log"] = MetadataValue.md(f"```\n{sim['build_log'][-3000:]}\n```")
-        if sim.get("plot_uri"):  # drawn by the worker (worker/plot.py); none if it could not be (an INFO says why)
-            meta["plot"] = png_markdown(get_store(sim["plot_uri"]).read_bytes(sim["plot_uri"]), record.file_name)
+        # Drawn by the worker (worker/plot.py; none if it could not be: an INFO says why). Embedded only as one of
+        # the envelope's artifacts, whose place in this bundle and checksum were checked (access.check_output).
+        plot = next((a for a in out.artifacts if a.name == "plot.png" and a.uri == sim.get("plot_uri")), None)
+        if plot is not None:
+            meta["plot"] = png_markdown(get_store(plot.uri).read_bytes(plot.uri), record.file_name)
     results = fmi.check(record, out, probe_out) if out.status == Status.SUCCESS else []
     value = {**out.model_dump(mode="json"), "assertions": [r.model_dump(mode="json") for r in results]}
     checks = [status_check("simulation_succeeded", out), assertions_check(results, out), reference_check(out)]
