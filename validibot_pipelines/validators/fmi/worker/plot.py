@@ -214,13 +214,28 @@ class _Helper:
 
     def draw(self, args: tuple) -> bytes:
         with self.lock:
-            self.conn.send(args)
+            self._send(args)
             if not self.conn.poll(HELPER_TIMEOUT_SECONDS):
                 raise TimeoutError(f"no plot within {HELPER_TIMEOUT_SECONDS:g} s")
             ok, value = self.conn.recv()
         if not ok:
             raise _PlotRefused(value)
         return value
+
+    def _send(self, args: tuple) -> None:
+        """Send with SIGPIPE blocked in this thread: a write to a helper that died raises ``BrokenPipeError``
+        (given up in :func:`timeseries_png`) instead of killing the worker where SIGPIPE is at its default
+        (Python ignores it, but not every process that runs this code does — a pytest worker of CI did). The
+        signal the failed write left pending for this thread is taken before the mask is restored."""
+        import signal
+
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
+        try:
+            self.conn.send(args)
+        finally:
+            if signal.SIGPIPE in signal.sigpending():
+                signal.sigtimedwait({signal.SIGPIPE}, 0)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def stop(self) -> None:
         self.conn.close()
@@ -254,7 +269,10 @@ def _serve(conn: Any) -> None:
             reply = (True, draw(*args))
         except Exception as exc:  # noqa: BLE001 - the worker raises it for this plot; the helper goes on
             reply = (False, f"{type(exc).__name__}: {exc}")
-        conn.send(reply)
+        try:
+            conn.send(reply)
+        except OSError:  # the worker is gone: so is the reason to go on
+            return
 
 
 def _running_helper() -> _Helper | None:
