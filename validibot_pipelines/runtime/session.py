@@ -19,7 +19,8 @@ lines were whose.
 
 ``VALIDIBOT_WORKER_WARM=fmi,mesh`` (validator names) starts the lanes' sandboxes at once, in the background, with
 the sandbox limits of ``VALIDIBOT_SANDBOX_*`` and those validators' sandboxed modules imported
-(``SANDBOXED`` in ``validators/<name>/worker``); ``VALIDIBOT_WORKER_WARM=-`` starts them with nothing imported.
+(``SANDBOXED`` in ``validators/<name>/worker``); ``fmi:assets`` (a Dagster run's session) also imports the
+worker's ``FOR_ASSETS`` (the FMI plot); ``VALIDIBOT_WORKER_WARM=-`` starts them with nothing imported.
 A request line ``{"warm": ["fmi"]}`` (no answer) does the same later, into the sandboxes already started:
 ``validibot validate`` starts its session bare before it even knows which validators its files need (the
 sandboxes' start overlaps the CLI's own imports), then names them, so by the first model the sandboxes are up
