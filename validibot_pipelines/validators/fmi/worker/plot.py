@@ -73,7 +73,7 @@ class _Canvas:
     Building the figure is a third of a plot's cost (the axes, and the tick objects matplotlib makes on the
     first draw), so the canvas is reused: the previous plot's lines and legend are removed, the colour cycle
     reset and the limits recomputed, which renders byte-for-byte what a fresh figure renders
-    (``tests/test_fmi_plot.py``). A bare ``Figure`` on the Agg canvas, not pyplot: pyplot's figure registry is
+    (``tests/test_plots.py``). A bare ``Figure`` on the Agg canvas, not pyplot: pyplot's figure registry is
     global state a worker running models side by side would share.
     """
 
@@ -103,7 +103,7 @@ class _Canvas:
         reference_names = (reference.dtype.names or ()) if reference is not None else ()
         for label, values in series:
             line, = ax.plot(*envelope(time, values), label=_literal(label))
-            if label in reference_names and label != "time":
+            if label in reference_names:  # result_series never yields "time"
                 ax.plot(*envelope(reference["time"], np.asarray(reference[label], dtype=float)), linestyle="--",
                         color=line.get_color(), label=_literal(f"{label} (reference)"))
         ax.relim()
