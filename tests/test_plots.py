@@ -121,7 +121,7 @@ def test_a_batch_draws_in_a_helper_process_exactly_what_the_worker_would(in_a_ba
                                                                          monkeypatch) -> None:  # noqa: ANN001
     assert _render("lag") == fresh["lag"]  # the helper is starting: this one is drawn here, no lane waits
     helper = _warmed_helper()
-    assert helper.process.is_alive() and helper.process.pid != os.getpid()
+    assert helper.alive() and helper.pid != os.getpid()
     monkeypatch.setattr(plot, "_kept", None)
     for name in ("lag", "reference", "only NaN", "arrays", "many"):
         assert _render(name) == fresh[name]
@@ -142,7 +142,7 @@ def test_a_plot_matplotlib_refuses_raises_and_the_helper_goes_on(in_a_batch, fre
     bad = _result(TIME, y=TIME)
     with pytest.raises(plot._PlotRefused, match="same first dimension"):
         _warmed_helper().draw((TIME[:5], plot.result_series(bad), "bad.fmu", None))
-    assert _render("lag") == fresh["lag"] and plot._helper.process.is_alive()
+    assert _render("lag") == fresh["lag"] and plot._helper.alive()
 
 
 def test_a_dead_helper_is_given_up_and_the_plot_drawn_in_the_worker(in_a_batch, fresh, capfd) -> None:  # noqa: ANN001
@@ -158,11 +158,52 @@ def test_a_dead_helper_is_given_up_and_the_plot_drawn_in_the_worker(in_a_batch, 
 def _a_dead_helper_is_given_up(fresh, capfd) -> None:  # noqa: ANN001
     helper = _warmed_helper()
     assert _render("lag") == fresh["lag"]
-    helper.process.kill()
-    helper.process.join(10)
+    os.kill(helper.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while helper.alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert _render("reference") == fresh["reference"]  # drawn here instead
     assert plot._helper is False and "the plot helper failed" in capfd.readouterr().err
     assert _render("large") == fresh["large"] and plot._helper is False  # and from then on
+
+
+def test_a_helper_forked_while_a_lane_holds_stderr_still_draws(in_a_batch, fresh, monkeypatch) -> None:  # noqa: ANN001
+    """The helper is a fork of a threaded worker, and a lock another thread held at the fork stays held in the
+    helper. Here a thread is stuck in a write to ``sys.stderr`` (a full pipe nobody reads) when the helper is
+    forked, and drawing prints to ``sys.stderr`` (as a matplotlib warning would): the helper writes through
+    its own new stream, so it still draws (with the worker's stream it waited forever: the test fails so)."""
+    import io
+    import threading
+
+    monkeypatch.setattr(plot, "HELPER_TIMEOUT_SECONDS", 10.0)
+    plot.draw(*_args("lag"))  # the kept canvas exists: nothing is drawn in this process below
+    read_end, write_end = os.pipe()
+    stuck = io.TextIOWrapper(io.BufferedWriter(io.FileIO(write_end, "w")), write_through=True)  # as sys.stderr
+    writer = threading.Thread(target=lambda: stuck.write("x" * (4 << 20)), daemon=True)
+    writer.start()
+    time.sleep(0.3)
+    assert writer.is_alive()  # blocked in the write, holding the stream's lock
+    original = plot._Canvas.png
+
+    def noisy(self, *args):  # noqa: ANN001, ANN002, ANN202
+        print("matplotlib would warn here", file=sys.stderr)
+        return original(self, *args)
+
+    monkeypatch.setattr(plot._Canvas, "png", noisy)
+    monkeypatch.setattr(sys, "stderr", stuck)
+    try:
+        helper = _warmed_helper()
+        assert helper.draw(_args("reference")) == fresh["reference"]
+    finally:
+        monkeypatch.setattr(sys, "stderr", sys.__stderr__)
+        while writer.is_alive():  # let the stuck write finish
+            os.read(read_end, 1 << 20)
+        os.close(read_end)
+
+
+def _args(name: str) -> tuple:
+    result, reference = RESULTS[name]
+    return (np.ascontiguousarray(result["time"]), plot.result_series(result), f"fmi/{name}.fmu", reference)
 
 
 def test_the_helper_ends_with_its_worker_however_the_worker_ends() -> None:
@@ -174,7 +215,7 @@ def test_the_helper_ends_with_its_worker_however_the_worker_ends() -> None:
             "r = np.zeros(3, dtype=[('time', 'f8'), ('y', 'f8')]); r['time'] = [0, 1, 2]\n"
             "plot.timeseries_png(r, 'x.fmu')\n"
             "while not plot._helper.ready(): pass\n"
-            "print(plot._helper.process.pid, flush=True)\n"
+            "print(plot._helper.pid, flush=True)\n"
             "how = sys.argv[1]\n"
             "os._exit(0) if how == 'exit' else os.kill(os.getpid(), 9)\n")
     for how in ("exit", "kill"):

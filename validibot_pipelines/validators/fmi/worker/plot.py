@@ -83,8 +83,8 @@ class _Canvas:
 
         self.fig = Figure(figsize=(6, 3), dpi=80)
         self.ax = self.fig.add_axes((0.12, 0.16, 0.85, 0.74))
-        self.ax.xaxis.set_major_locator(MaxNLocator(6))
-        self.ax.yaxis.set_major_locator(MaxNLocator(6))
+        self.ax.xaxis.set_major_locator(MaxNLocator(4))
+        self.ax.yaxis.set_major_locator(MaxNLocator(4))
         self.ax.set_xlabel("time [s]")
         # The title as figure text with fixed margins: tight_layout and an axes title measure every tick label
         # again (measured: 65 ms against 34 ms a plot on a fresh figure, 24 ms on the kept one).
@@ -172,30 +172,64 @@ class _PlotRefused(ValueError):
 
 
 class _Helper:
-    """One spawned process (a fresh interpreter, not a fork of this threaded one) that imports matplotlib
-    once and draws every plot sent to it over a pipe, one at a time.
+    """A fork of this worker that draws every plot sent to it over a pipe, one at a time.
 
-    Why not ``ProcessPoolExecutor``: its process holds both ends of its queue, so it outlives a worker that
-    ends with ``os._exit`` or is killed; this one reads its own end of a pipe and exits when the worker's end
-    closes, however the worker ended.
+    Why a fork, not a fresh interpreter: the worker has matplotlib imported (``FOR_ASSETS``) and has drawn once,
+    so a fork is ready in milliseconds. A spawned helper (tried first) imported matplotlib and loaded its fonts
+    again: ~0.85 s, in which the lanes of a grouped run drew 15 of its 25 plots themselves (measured).
+
+    Why a fork of a threaded process is safe here: the child runs nothing but :func:`draw` and raw pipe I/O.
+
+    * It is forked with :data:`_LOCK` held, so no lane was half-way through changing the kept canvas, and after
+      a draw in this process: every module drawing needs is imported, none half-imported by another thread.
+    * Every inherited descriptor but stderr and its own end of the pipe is pointed at ``/dev/null`` first: the
+      session's reply pipe, the sandboxes' control pipes, the worker's end of this pipe. So it holds open
+      nothing whose closing someone waits for, and it sees EOF when the worker's end closes, however the worker
+      ended (``os._exit``, SIGKILL).
+    * Its ``sys.stdout`` and ``sys.stderr`` are new file objects on descriptors 1 (``/dev/null``) and 2: the
+      worker's, whose locks another thread may have held at the fork (a lane writing a log line), would
+      block the first warning matplotlib prints. Objects inherited from the worker are frozen
+      (``gc.freeze``), never finalised there, and it ends with ``os._exit``: no ``atexit`` handler, flush or
+      thread join of the worker's runs in it.
+    * SIGTERM and SIGINT are at their defaults (the worker's handler turns SIGTERM into clean-up of the
+      worker's sandboxes), SIGPIPE ignored: a reply to a worker that is gone is an error, and the end.
+
+    Why not ``ProcessPoolExecutor`` or ``multiprocessing``: their children keep both ends of their pipes and
+    outlive a worker that ends with ``os._exit``, and ``multiprocessing``'s fork bootstrap closes ``sys.stdin``
+    and flushes the standard streams, whose locks another thread may have held at the fork.
     """
 
     def __init__(self) -> None:
-        import multiprocessing
+        import multiprocessing.connection
+        import os
         import time
 
-        context = multiprocessing.get_context("spawn")
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child,), daemon=True, name="validibot-plot")
-        self.process.start()
+        self.conn, child = multiprocessing.connection.Pipe()
+        with _LOCK:
+            _warm_in_worker()
+            self.pid = os.fork()
+            if self.pid == 0:  # the helper: never returns
+                _LOCK.release()  # held by the thread that forked, which is this one here
+                _child_main(child)
         child.close()
         self.lock = threading.Lock()
         self.started = time.monotonic()
         self._ready = False
+        self._reaped = False
+
+    def alive(self) -> bool:
+        """Whether the helper still runs (reaps it once it has ended)."""
+        import os
+
+        if self._reaped:
+            return False
+        pid, _status = os.waitpid(self.pid, os.WNOHANG)
+        self._reaped = pid == self.pid
+        return not self._reaped
 
     def ready(self) -> bool:
         """Whether the helper has warmed up (its first message); never waits. Until then plots are drawn in
-        the worker, so no lane waits the helper's ~0.5 s start; one that never warms up is given up."""
+        the worker, so no lane waits for it; one that never warms up is given up."""
         import time
 
         if self._ready:
@@ -238,27 +272,63 @@ class _Helper:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def stop(self) -> None:
+        """Close the worker's end (the helper ends at EOF), kill it anyway and reap it."""
+        import os
+        import signal
+
         self.conn.close()
-        self.process.kill()
-        self.process.join(5)
+        if not self._reaped:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.pid, 0)
+            self._reaped = True
+
+
+def _warm_in_worker() -> None:
+    """With :data:`_LOCK` held: draw once here if nothing has been drawn yet, so every module and font drawing
+    needs is loaded before the fork (the first plot of a batch is drawn here anyway)."""
+    global _kept
+    if _kept is None:
+        import numpy as np
+
+        canvas = _Canvas()
+        canvas.png(np.arange(2.0), [("y", np.arange(2.0))], "")
+        _kept = canvas
+
+
+def _child_main(conn: Any) -> None:
+    """The forked helper's start (see :class:`_Helper`): detach from everything of the worker's, then serve."""
+    import gc
+    import os
+    import signal
+
+    code = 0
+    try:
+        gc.freeze()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        null = os.open(os.devnull, os.O_RDWR)
+        keep = {2, conn.fileno(), null}
+        for fd in [int(name) for name in os.listdir("/proc/self/fd")]:
+            if fd not in keep:
+                try:
+                    os.dup2(null, fd)
+                except OSError:  # the listing's own descriptor, already closed
+                    pass
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - lives as long as the helper
+        sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
+        _serve(conn)
+    except BaseException:  # noqa: BLE001 - the worker sees EOF and draws the rest itself
+        code = 1
+    finally:
+        os._exit(code)
 
 
 def _serve(conn: Any) -> None:
-    """The helper's loop: warm up, then draw what arrives until the worker's end of the pipe closes.
-
-    Its stdin and stdout become ``/dev/null``: a worker session answers its launcher on stdout, and that pipe
-    must close when the worker ends, not when its helper does. stderr stays the worker's log.
-    """
-    import os
-
-    import numpy as np
-
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1):
-        os.dup2(null, fd)
-    os.close(null)
-
-    draw(np.arange(2.0), [("y", np.arange(2.0))], "")  # matplotlib imported, fonts loaded, canvas built
+    """The helper's loop: say it is ready, then draw what arrives until the worker's end of the pipe closes."""
     conn.send("ready")
     while True:
         try:
