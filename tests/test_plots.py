@@ -167,6 +167,15 @@ def _a_dead_helper_is_given_up(fresh, capfd) -> None:  # noqa: ANN001
     assert _render("large") == fresh["large"] and plot._helper is False  # and from then on
 
 
+def test_no_fork_for_a_helper_means_plots_drawn_in_the_worker(in_a_batch, fresh, monkeypatch, capfd) -> None:  # noqa: ANN001
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert _render("lag") == fresh["lag"] and _render("reference") == fresh["reference"]
+    assert plot._helper is False and "no plot helper (BlockingIOError" in capfd.readouterr().err
+
+
 def test_a_helper_forked_while_a_lane_holds_stderr_still_draws(in_a_batch, fresh, monkeypatch) -> None:  # noqa: ANN001
     """The helper is a fork of a threaded worker, and a lock another thread held at the fork stays held in the
     helper. Here a thread is stuck in a write to ``sys.stderr`` (a full pipe nobody reads) when the helper is

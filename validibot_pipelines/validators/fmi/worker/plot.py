@@ -12,6 +12,7 @@ variable names the model chose, so ``$`` is escaped: matplotlib would otherwise 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 import threading
@@ -205,13 +206,18 @@ class _Helper:
         import time
 
         self.conn, child = multiprocessing.connection.Pipe()
-        with _LOCK:
-            _warm_in_worker()
-            self.pid = os.fork()
-            if self.pid == 0:  # the helper: never returns
-                _LOCK.release()  # held by the thread that forked, which is this one here
-                _child_main(child)
-        child.close()
+        try:
+            with _LOCK:
+                _warm_in_worker()
+                self.pid = os.fork()
+                if self.pid == 0:  # the helper: never returns
+                    _LOCK.release()  # held by the thread that forked, which is this one here
+                    _child_main(child)
+        except BaseException:
+            self.conn.close()
+            raise
+        finally:
+            child.close()
         self.lock = threading.Lock()
         self.started = time.monotonic()
         self._ready = False
@@ -223,7 +229,10 @@ class _Helper:
 
         if self._reaped:
             return False
-        pid, _status = os.waitpid(self.pid, os.WNOHANG)
+        try:
+            pid, _status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere
+            pid = self.pid
         self._reaped = pid == self.pid
         return not self._reaped
 
@@ -282,7 +291,8 @@ class _Helper:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            os.waitpid(self.pid, 0)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
             self._reaped = True
 
 
@@ -357,7 +367,12 @@ def _running_helper() -> _Helper | None:
         return None
     with _helper_lock:
         if _helper is None:
-            _helper = _Helper()
+            try:
+                _helper = _Helper()
+            except Exception as exc:  # noqa: BLE001 - no fork (a process limit): the plots are drawn here
+                _helper = False
+                print(f"[validibot-plot] no plot helper ({type(exc).__name__}: {exc}); drawing in the worker",
+                      file=sys.stderr, flush=True)
     return _helper or None
 
 
