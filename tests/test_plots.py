@@ -216,20 +216,28 @@ def _args(name: str) -> tuple:
 
 
 def test_the_helper_ends_with_its_worker_however_the_worker_ends() -> None:
-    """The worker ends with ``os._exit`` (no clean-up runs) or is killed: its helper still goes."""
-    code = ("import os, sys, numpy as np\n"
+    """The worker ends with ``os._exit`` (no clean-up runs) or is killed: its helper still goes, also one stuck
+    in a draw (not reading its pipe). The worker's stdout and stderr are pipes this test reads to their end, as
+    the session's control plane reads a worker's: the helper holds neither, so the read ends with the worker."""
+    code = ("import os, sys, time, numpy as np\n"
             "from validibot_pipelines.runtime import batch\n"
             "from validibot_pipelines.validators.fmi.worker import plot\n"
             "batch._running.append(10)\n"
             "r = np.zeros(3, dtype=[('time', 'f8'), ('y', 'f8')]); r['time'] = [0, 1, 2]\n"
+            "how = sys.argv[1]\n"
+            "worker, draw = os.getpid(), plot.draw  # stuck: the helper's draws never end, the worker's do\n"
+            "if how == 'stuck': plot.draw = lambda *a: draw(*a) if os.getpid() == worker else time.sleep(3600)\n"
             "plot.timeseries_png(r, 'x.fmu')\n"
             "while not plot._helper.ready(): pass\n"
-            "print(plot._helper.pid, flush=True)\n"
-            "how = sys.argv[1]\n"
-            "os._exit(0) if how == 'exit' else os.kill(os.getpid(), 9)\n")
-    for how in ("exit", "kill"):
+            "fds = [os.readlink(f'/proc/{plot._helper.pid}/fd/{fd}') for fd in (1, 2)]\n"
+            "if how == 'stuck': plot._helper._send((r['time'], [], 'x', None)); time.sleep(1)\n"
+            "print(plot._helper.pid, *fds, flush=True)\n"
+            "os._exit(0) if how != 'kill' else os.kill(os.getpid(), 9)\n")
+    for how in ("exit", "kill", "stuck"):
         proc = subprocess.run([sys.executable, "-c", code, how], capture_output=True, text=True, timeout=120)
-        helper = int(proc.stdout.split()[0])
+        helper, *fds = proc.stdout.split()
+        assert fds == [os.devnull] * 2, f"the plot helper holds the worker's {fds}"
+        helper = int(helper)
         deadline = time.monotonic() + 30
         while _alive(helper) and time.monotonic() < deadline:
             time.sleep(0.1)

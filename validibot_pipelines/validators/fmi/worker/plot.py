@@ -183,11 +183,13 @@ class _Helper:
 
     * It is forked with :data:`_LOCK` held, so no lane was half-way through changing the kept canvas, and after
       a draw in this process: every module drawing needs is imported, none half-imported by another thread.
-    * Every inherited descriptor but stderr and its own end of the pipe is pointed at ``/dev/null`` first: the
-      session's reply pipe, the sandboxes' control pipes, the worker's end of this pipe. So it holds open
-      nothing whose closing someone waits for, and it sees EOF when the worker's end closes, however the worker
-      ended (``os._exit``, SIGKILL).
-    * Its ``sys.stdout`` and ``sys.stderr`` are new file objects on descriptors 1 (``/dev/null``) and 2: the
+    * Every inherited descriptor but its own end of the pipe is pointed at ``/dev/null`` first: the worker's
+      stdout and stderr (someone reads those to EOF: the session's control plane, a test's ``subprocess.run``),
+      the sandboxes' control pipes, the worker's end of this pipe. So it holds open nothing whose closing
+      someone waits for, and it sees EOF when the worker's end closes, however the worker ended (``os._exit``,
+      SIGKILL); a helper stuck in a draw, not reading, ends when its parent does (:func:`_watch_parent`).
+      What it has to say goes back over the pipe (a refused plot's error), never to a stream.
+    * Its ``sys.stdout`` and ``sys.stderr`` are new file objects on descriptors 1 and 2 (``/dev/null``): the
       worker's, whose locks another thread may have held at the fork (a lane writing a log line), would
       block the first warning matplotlib prints. Objects inherited from the worker are frozen
       (``gc.freeze``), never finalised there, and it ends with ``os._exit``: no ``atexit`` handler, flush or
@@ -321,7 +323,7 @@ def _child_main(conn: Any) -> None:
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         null = os.open(os.devnull, os.O_RDWR)
-        keep = {2, conn.fileno(), null}
+        keep = {conn.fileno(), null}
         for fd in [int(name) for name in os.listdir("/proc/self/fd")]:
             if fd not in keep:
                 try:
@@ -329,12 +331,27 @@ def _child_main(conn: Any) -> None:
                 except OSError:  # the listing's own descriptor, already closed
                     pass
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - lives as long as the helper
-        sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        _watch_parent(os.getppid())
         _serve(conn)
     except BaseException:  # noqa: BLE001 - the worker sees EOF and draws the rest itself
         code = 1
     finally:
         os._exit(code)
+
+
+def _watch_parent(parent: int) -> None:
+    """End the helper once the worker is gone, even while it is stuck in a draw and not reading its pipe
+    (EOF ends it otherwise): a thread of its own polls the parent's pid, twice a second."""
+    import os
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="validibot-plot-watch", daemon=True).start()
 
 
 def _serve(conn: Any) -> None:
